@@ -1,0 +1,1 @@
+"""The runbook engine and the runbooks: guided, previewable, journaled, resumable changes."""

@@ -1,0 +1,128 @@
+"""Where the console finds the cluster: one TOML file, or nothing (then: the lab).
+
+Secrets never live in the config itself: the Proxmox token secret is read from an
+environment variable or a file named by the config, at the moment it is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ENV_CONFIG = "DAPPER_TUI_CONFIG"
+ENV_READ_ONLY = "DAPPER_TUI_READ_ONLY"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line for the operator."""
+
+
+def xdg_dir(kind: str) -> Path:
+    """`$XDG_<KIND>_HOME/dapper-tui` with the XDG defaults (config, state, cache)."""
+    defaults = {"CONFIG": ".config", "STATE": ".local/state", "CACHE": ".cache"}
+    base = os.environ.get(f"XDG_{kind}_HOME") or str(Path.home() / defaults[kind])
+    return Path(base) / "dapper-tui"
+
+
+def default_config_path() -> Path:
+    return xdg_dir("CONFIG") / "config.toml"
+
+
+def state_dir() -> Path:
+    return xdg_dir("STATE")
+
+
+@dataclass(frozen=True)
+class ProxmoxConfig:
+    url: str = ""
+    token_id: str = ""  # user@realm!tokenid
+    token_secret_env: str = "PROXMOX_TOKEN_SECRET"
+    token_secret_file: str = ""
+    node: str = ""
+    verify_tls: bool = True
+    ca_file: str = ""
+
+    def token_secret(self) -> str:
+        """Read the secret now, from the environment or the file; never cached in config."""
+        if self.token_secret_env and os.environ.get(self.token_secret_env):
+            return os.environ[self.token_secret_env].strip()
+        if self.token_secret_file:
+            path = Path(self.token_secret_file).expanduser()
+            try:
+                return path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"proxmox token file {path}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"proxmox token secret: set ${self.token_secret_env} or proxmox.token_secret_file"
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The console's view of one cluster. `lab` is true when no configuration was given."""
+
+    cluster_name: str = "LAB"
+    lab: bool = True
+    kubeconfig: str = ""
+    kube_context: str = ""
+    talosconfig: str = ""
+    talos_context: str = ""
+    proxmox: ProxmoxConfig = field(default_factory=ProxmoxConfig)
+    repo_path: str = ""
+    repo_remote: str = "origin"
+    repo_branch: str = "main"
+    read_only: bool = False
+    source: str = ""  # the file this came from, or "" for the lab default
+
+    @property
+    def mode(self) -> str:
+        return "LAB" if self.lab else "LIVE"
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _pick(section: dict, cls: type) -> dict:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    return dict(section)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, read_only: bool | None = None) -> Config:
+    """Load the config from `path`, $DAPPER_TUI_CONFIG or the XDG default; none means the lab.
+
+    An explicitly named file that does not exist is an error, the default one is not.
+    """
+    explicit = path or os.environ.get(ENV_CONFIG)
+    cfg_path = Path(explicit).expanduser() if explicit else default_config_path()
+    ro_env = _env_true(ENV_READ_ONLY)
+    if not cfg_path.exists():
+        if explicit:
+            raise ConfigError(f"config file not found: {cfg_path}")
+        return Config(read_only=bool(read_only) or ro_env)
+    try:
+        data = tomllib.loads(cfg_path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {cfg_path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from exc
+    prox = _pick(data.pop("proxmox", {}) or {}, ProxmoxConfig)
+    if "token_secret" in prox:
+        raise ConfigError(
+            f"{cfg_path}: proxmox.token_secret must not be in the config; "
+            "use token_secret_env or token_secret_file"
+        )
+    top = _pick(data, Config)
+    for k in ("lab", "source", "proxmox"):
+        top.pop(k, None)
+    cfg = Config(**top, proxmox=ProxmoxConfig(**prox), lab=False, source=str(cfg_path))
+    if read_only or ro_env:
+        cfg = Config(**{**cfg.__dict__, "read_only": True})
+    if not cfg.cluster_name or cfg.cluster_name == "LAB":
+        cfg = Config(**{**cfg.__dict__, "cluster_name": "dapper"})
+    return cfg

@@ -1,0 +1,279 @@
+"""The joined picture of the cluster: plain frozen dataclasses, shared by every layer.
+
+Backends fill these; the collector joins them into one ClusterSnapshot; the console and
+`dapper-tui status` only read them. Nothing here imports a client library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Health(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    UNKNOWN = "unknown"  # never fetched yet
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """How one source (kubernetes, talos, proxmox, git) fared on its last fetch."""
+
+    source: str
+    health: Health = Health.UNKNOWN
+    reason: str = ""  # one line, e.g. "401 Unauthorized: token rejected"
+    last_success: float | None = None  # epoch seconds of the last good fetch
+    last_attempt: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.health is Health.OK
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" / "False" / "Unknown"
+    reason: str = ""
+    message: str = ""
+    last_transition: float | None = None
+
+
+@dataclass(frozen=True)
+class PodRef:
+    namespace: str
+    name: str
+    node: str = ""
+    phase: str = ""
+    ready: bool = False
+    gpu_request: int = 0
+    owner_kind: str = ""  # DaemonSet, ReplicaSet, StatefulSet, Node (mirror), ""
+    owner_name: str = ""
+
+
+@dataclass(frozen=True)
+class TalosService:
+    id: str
+    state: str
+    healthy: bool | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    id: int
+    hostname: str
+    is_learner: bool = False
+    healthy: bool | None = None
+    leader: bool = False
+    db_size: int = 0
+    errors: tuple[str, ...] = ()
+
+    @property
+    def id_hex(self) -> str:
+        return f"{self.id:016x}"
+
+
+@dataclass(frozen=True)
+class TalosMachine:
+    """What the Talos API says about one machine."""
+
+    node: str  # the IP or name it was reached as
+    hostname: str = ""
+    version: str = ""
+    stage: str = ""  # running, maintenance, booting, unreachable
+    maintenance: bool = False
+    services: tuple[TalosService, ...] = ()
+    memory_total: int = 0
+    memory_used: int = 0
+    load1: float = 0.0
+    cpu_count: int = 0
+    disks: tuple[str, ...] = ()
+    etcd_members: tuple[EtcdMember, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class VmDevice:
+    """One hostpciN entry of a VM: a passed-through GPU, SSD or mapping."""
+
+    slot: str  # hostpci0
+    address: str  # 0000:81:00.0, or mapping=<name>
+    options: str = ""
+    vendor_id: str = ""
+    device_id: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Vm:
+    vmid: int
+    name: str
+    host: str
+    status: str  # running, stopped, paused, unknown
+    cpus: int = 0
+    cpu_usage: float = 0.0  # 0..1 of its vCPUs
+    mem_total: int = 0  # bytes
+    mem_used: int = 0
+    disk_total: int = 0
+    uptime: int = 0  # seconds
+    macs: tuple[str, ...] = ()
+    devices: tuple[VmDevice, ...] = ()
+    template: bool = False
+    tags: tuple[str, ...] = ()
+    config: tuple[tuple[str, str], ...] = ()  # raw config keys for the detail view
+    node_name: str = ""  # joined: the Kubernetes node this VM runs
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """A host PCI GPU joined through VM passthrough to a node and the pods holding it."""
+
+    address: str
+    model: str
+    host: str
+    vendor_id: str = "10de"
+    device_id: str = ""
+    present: bool = True
+    vmid: int | None = None
+    vm_name: str = ""
+    node_name: str = ""
+    capacity: int = 0  # schedulable units (time-slicing replicas) attributed to this GPU
+    allocated: int = 0
+    pods: tuple[PodRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoragePool:
+    name: str
+    node: str
+    disks: tuple[str, ...] = ()
+    state: str = ""  # Online, Degraded, Faulted, Unknown
+    cr_state: str = ""
+    capacity: int = 0
+    used: int = 0
+    available: int = 0
+    api_version: str = ""
+
+    @property
+    def percent_used(self) -> float:
+        return 100.0 * self.used / self.capacity if self.capacity else 0.0
+
+
+@dataclass(frozen=True)
+class Node:
+    """A Kubernetes node joined with its Talos machine, Proxmox VM, GPUs and pool."""
+
+    name: str
+    roles: tuple[str, ...] = ()
+    ready: str = "Unknown"  # True / False / Unknown
+    internal_ip: str = ""
+    kubelet_version: str = ""
+    os_image: str = ""
+    unschedulable: bool = False
+    taints: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    cpu_capacity: float = 0.0  # cores
+    cpu_usage: float | None = None  # 0..1
+    mem_capacity: int = 0
+    mem_usage: float | None = None  # 0..1
+    pods_capacity: int = 0
+    pods: tuple[PodRef, ...] = ()
+    gpu_capacity: int = 0
+    gpu_allocatable: int = 0
+    gpu_allocated: int = 0
+    created: float | None = None
+    talos: TalosMachine | None = None
+    vm: Vm | None = None
+    gpus: tuple[str, ...] = ()  # PCI addresses
+    pool: str = ""
+
+    @property
+    def is_control_plane(self) -> bool:
+        return "control-plane" in self.roles
+
+    @property
+    def role(self) -> str:
+        if self.is_control_plane:
+            return "cp"
+        if "gpu" in self.roles:
+            return "gpu"
+        return "wrk"
+
+
+@dataclass(frozen=True)
+class Kustomization:
+    namespace: str
+    name: str
+    ready: str = "Unknown"
+    reason: str = ""
+    message: str = ""
+    suspended: bool = False
+    applied_revision: str = ""
+    attempted_revision: str = ""
+    last_transition: float | None = None
+    last_handled_reconcile_at: str = ""
+    path: str = ""
+    source: str = ""  # kind/namespace/name
+    depends_on: tuple[str, ...] = ()  # namespace/name
+    conditions: tuple[Condition, ...] = ()
+    files: tuple[str, ...] = ()  # repo-relative files of its path (from the tree)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A line for the events pane: Kubernetes events, Flux, PVE tasks, runbook log."""
+
+    time: float
+    source: str  # kubernetes, proxmox, flux, runbook
+    severity: str  # info, warning, error
+    object: str  # kind/namespace/name or vmid
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something wrong that a glance at the screen must tell."""
+
+    severity: str  # error, warning
+    pane: str  # nodes, vms, gpus, pools, flux, source
+    subject: str
+    message: str
+    since: float | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """One immutable, joined view; the console renders it, `status` prints it."""
+
+    cluster: str
+    mode: str  # LAB or LIVE
+    read_only: bool
+    taken_at: float
+    nodes: tuple[Node, ...] = ()
+    vms: tuple[Vm, ...] = ()
+    gpus: tuple[Gpu, ...] = ()
+    pools: tuple[StoragePool, ...] = ()
+    kustomizations: tuple[Kustomization, ...] = ()
+    events: tuple[Event, ...] = ()
+    sources: tuple[SourceHealth, ...] = ()
+    faults: tuple[Fault, ...] = field(default=())
+
+    def source(self, name: str) -> SourceHealth:
+        for s in self.sources:
+            if s.source == name:
+                return s
+        return SourceHealth(source=name)
+
+    @property
+    def healthy(self) -> bool:
+        return all(s.ok for s in self.sources) and not any(
+            f.severity == "error" for f in self.faults
+        )
