@@ -93,7 +93,9 @@ def _pick(section: dict, cls: type) -> dict:
     return dict(section)
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, read_only: bool | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, read_only: bool | None = None
+) -> Config:
     """Load the config from `path`, $DAPPER_TUI_CONFIG or the XDG default; none means the lab.
 
     An explicitly named file that does not exist is an error, the default one is not.
