@@ -1,0 +1,304 @@
+"""The lab's Kubernetes object store: versioned objects, selectors' raw material, watches.
+
+Objects are plain JSON-shaped dicts, stored by (group, plural, namespace, name). Every
+change bumps one cluster-wide resourceVersion and is appended to a bounded history, so a
+watch can start from any recent resourceVersion (older ones get 410 Gone, like etcd
+compaction). Thread-safe: the HTTP server, the Flux twin and the world all write here.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from dapper.lab.kinds import ResourceType, by_kind, split_api_version
+
+Key = tuple[str, str, str, str]  # group, plural, namespace, name
+
+
+class StoreError(Exception):
+    """A request the API server answers with a Status; `code` is the HTTP status."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+class NotFound(StoreError):
+    def __init__(self, what: str) -> None:
+        super().__init__(404, "NotFound", f"{what} not found")
+
+
+class AlreadyExists(StoreError):
+    def __init__(self, what: str) -> None:
+        super().__init__(409, "AlreadyExists", f"{what} already exists")
+
+
+class Conflict(StoreError):
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            409,
+            "Conflict",
+            f"Operation cannot be fulfilled on {what}: the object has been modified; "
+            "please apply your changes to the latest version and try again",
+        )
+
+
+class Gone(StoreError):
+    def __init__(self, rv: int) -> None:
+        super().__init__(410, "Expired", f"too old resource version: {rv}")
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED
+    rv: int
+    key: Key
+    obj: dict
+
+
+def now_rfc3339(t: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
+
+
+def _what(rt: ResourceType, ns: str, name: str) -> str:
+    plural = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+    return f'{plural} "{name}"'
+
+
+class ObjectStore:
+    """All Kubernetes objects of the lab, with resourceVersions and watch history."""
+
+    HISTORY = 20_000
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._objects: dict[Key, dict] = {}
+        self._rv = 1
+        self._history: deque[WatchEvent] = deque(maxlen=self.HISTORY)
+        self._listeners: list[Callable[[WatchEvent], None]] = []
+        self.closed = False
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        with self._lock:
+            return self._rv
+
+    def get(self, rt: ResourceType, ns: str, name: str) -> dict:
+        with self._lock:
+            obj = self._objects.get((rt.group, rt.plural, ns if rt.namespaced else "", name))
+            if obj is None:
+                raise NotFound(_what(rt, ns, name))
+            return copy.deepcopy(obj)
+
+    def find(self, rt: ResourceType, ns: str, name: str) -> dict | None:
+        try:
+            return self.get(rt, ns, name)
+        except NotFound:
+            return None
+
+    def list(self, rt: ResourceType, ns: str | None = None) -> tuple[list[dict], int]:
+        """Objects of a type (in one namespace, or all) and the list's resourceVersion."""
+        with self._lock:
+            items = [
+                copy.deepcopy(o)
+                for (g, p, n, _), o in self._objects.items()
+                if g == rt.group and p == rt.plural and (ns is None or not ns or n == ns)
+            ]
+            items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+            return items, self._rv
+
+    def kinds_of(self, obj: dict) -> ResourceType:
+        group, _ = split_api_version(obj.get("apiVersion", ""))
+        return by_kind(group, obj.get("kind", ""))
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _commit(self, type_: str, key: Key, obj: dict) -> dict:
+        self._rv += 1
+        if type_ != "DELETED":
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+            self._objects[key] = obj
+        else:
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+            self._objects.pop(key, None)
+        event = WatchEvent(type_, self._rv, key, copy.deepcopy(obj))
+        self._history.append(event)
+        self._changed.notify_all()
+        for listener in list(self._listeners):
+            listener(event)
+        return copy.deepcopy(obj)
+
+    def create(self, obj: dict, *, rt: ResourceType | None = None) -> dict:
+        rt = rt or self.kinds_of(obj)
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        ns = meta.get("namespace", "") if rt.namespaced else ""
+        if rt.namespaced and not ns:
+            raise StoreError(400, "BadRequest", "the namespace of the object is required")
+        if not meta.get("name"):
+            if meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            else:
+                raise StoreError(400, "Invalid", "metadata.name: Required value")
+        if not rt.namespaced:
+            meta.pop("namespace", None)
+        key = (rt.group, rt.plural, ns, meta["name"])
+        with self._lock:
+            if key in self._objects:
+                raise AlreadyExists(_what(rt, ns, meta["name"]))
+            obj.setdefault("apiVersion", rt.api_version)
+            obj.setdefault("kind", rt.kind)
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", now_rfc3339())
+            meta["generation"] = 1
+            return self._commit("ADDED", key, obj)
+
+    def replace(
+        self,
+        obj: dict,
+        *,
+        rt: ResourceType | None = None,
+        status_only: bool = False,
+        check_rv: bool = True,
+    ) -> dict:
+        """Update (PUT). With status_only, only .status changes (the status subresource);
+        otherwise .status is kept as stored, as the real API server does for CRDs with status."""
+        rt = rt or self.kinds_of(obj)
+        meta = obj.get("metadata", {})
+        ns = meta.get("namespace", "") if rt.namespaced else ""
+        key = (rt.group, rt.plural, ns, meta.get("name", ""))
+        with self._lock:
+            old = self._objects.get(key)
+            if old is None:
+                raise NotFound(_what(rt, ns, meta.get("name", "")))
+            sent_rv = meta.get("resourceVersion")
+            if check_rv and sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
+                raise Conflict(_what(rt, ns, key[3]))
+            new = copy.deepcopy(old)
+            if status_only:
+                if "status" in obj:
+                    new["status"] = copy.deepcopy(obj["status"])
+            else:
+                status = new.get("status")
+                new = copy.deepcopy(obj)
+                for k in ("uid", "creationTimestamp", "generation"):
+                    if k in old["metadata"]:
+                        new["metadata"][k] = old["metadata"][k]
+                keep_status = rt.kind not in ("Node", "Pod") or "status" not in new
+                if status is not None and keep_status:
+                    new["status"] = status
+                if new.get("spec") != old.get("spec"):
+                    new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+                new.setdefault("apiVersion", old.get("apiVersion", rt.api_version))
+                new.setdefault("kind", rt.kind)
+                if not rt.namespaced:
+                    new["metadata"].pop("namespace", None)
+                else:
+                    new["metadata"]["namespace"] = ns
+            if new == old:
+                return copy.deepcopy(old)
+            return self._commit("MODIFIED", key, new)
+
+    def mutate(
+        self,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        fn: Callable[[dict], None],
+        *,
+        status_only: bool = False,
+    ) -> dict:
+        """Read-modify-write under the lock: `fn` edits a copy in place."""
+        with self._lock:
+            obj = self.get(rt, ns, name)
+            fn(obj)
+            obj["metadata"].pop("resourceVersion", None)
+            return self.replace(obj, rt=rt, status_only=status_only, check_rv=False)
+
+    def upsert(self, obj: dict, *, rt: ResourceType | None = None) -> dict:
+        """Create, or replace spec/metadata keeping status (what `apply` means to the lab)."""
+        rt = rt or self.kinds_of(obj)
+        with self._lock:
+            meta = obj.get("metadata", {})
+            existing = self.find(rt, meta.get("namespace", ""), meta.get("name", ""))
+            if existing is None:
+                return self.create(obj, rt=rt)
+            merged = copy.deepcopy(obj)
+            merged.setdefault("metadata", {})
+            merged["metadata"].pop("resourceVersion", None)
+            if "status" in existing and "status" not in merged:
+                merged["status"] = existing["status"]
+            return self.replace(merged, rt=rt, check_rv=False)
+
+    def delete(self, rt: ResourceType, ns: str, name: str) -> dict:
+        key = (rt.group, rt.plural, ns if rt.namespaced else "", name)
+        with self._lock:
+            obj = self._objects.get(key)
+            if obj is None:
+                raise NotFound(_what(rt, ns, name))
+            return self._commit("DELETED", key, obj)
+
+    # -- watching ----------------------------------------------------------------------
+
+    def add_listener(self, fn: Callable[[WatchEvent], None]) -> None:
+        """Called under the store lock for every change; keep it quick, never block."""
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[WatchEvent], None]) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+    def events_since(
+        self,
+        rt: ResourceType,
+        ns: str | None,
+        since_rv: int,
+        *,
+        timeout: float,
+        stop: threading.Event | None = None,
+    ) -> Iterator[WatchEvent]:
+        """Yield the type's events after `since_rv`, waiting up to `timeout` for new ones."""
+        deadline = time.monotonic() + timeout
+        last = since_rv
+        with self._lock:
+            if self._history and since_rv and since_rv < self._history[0].rv - 1:
+                raise Gone(since_rv)
+        while True:
+            with self._lock:
+                batch = [
+                    e
+                    for e in self._history
+                    if e.rv > last
+                    and e.key[0] == rt.group
+                    and e.key[1] == rt.plural
+                    and (not ns or e.key[2] == ns)
+                ]
+                if not batch:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self.closed or (stop is not None and stop.is_set()):
+                        return
+                    self._changed.wait(min(remaining, 0.5))
+                    continue
+            for event in batch:
+                last = event.rv
+                yield event
+
+    def close(self) -> None:
+        """Wake every watcher so servers can stop promptly."""
+        with self._lock:
+            self.closed = True
+            self._changed.notify_all()
