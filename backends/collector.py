@@ -1,0 +1,222 @@
+"""Gather every source concurrently, each with a timeout, and join them into snapshots.
+
+Each source is fetched on its own (`refresh(source)`), never overlapping itself, so a
+slow or failing API slows or degrades only its own part: the others keep their data,
+and a failed source keeps its last good data with the time of its last success. The
+heavy client libraries are imported here, on first use, never at console startup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from dapper.backends.config import Config
+from dapper.backends.errors import BackendError
+from dapper.backends.join import GitData, HostPci, KubeData, ProxmoxData, TalosData, join
+from dapper.backends.model import ClusterSnapshot, Health, SourceHealth
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("kubernetes", "talos", "proxmox", "git")
+INTERVALS = {"kubernetes": 2.0, "talos": 5.0, "proxmox": 5.0, "git": 10.0}
+
+
+def one_line(exc: BaseException) -> str:
+    """The operator's line for an error; details stay in the log."""
+    if isinstance(exc, BackendError):
+        return exc.reason
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "timed out"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+class Collector:
+    """The console's and `status`'s only way to the cluster (see module docstring)."""
+
+    SOURCES = SOURCES
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        talos_nodes: tuple[str, ...] | None = None,
+    ) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.clock = clock
+        self._talos_nodes = talos_nodes
+        self._data: dict[str, Any] = {}
+        self._health: dict[str, SourceHealth] = {s: SourceHealth(source=s) for s in SOURCES}
+        self._locks = {s: asyncio.Lock() for s in SOURCES}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._kube: Any = None
+        self._proxmox: Any = None
+        self._talos: Any = None
+        self._git_cache: tuple[str, GitData] | None = None
+        self.snapshot = self._join()
+        self.operations: Any = None
+        if not config.read_only:
+            from dapper.backends.operations import Operations
+
+            self.operations = Operations(self)
+
+    def interval(self, source: str) -> float:
+        return INTERVALS[source]
+
+    # -- clients, built lazily (their imports are the expensive part) ---------------------
+
+    def kube(self) -> Any:
+        if self._kube is None:
+            from dapper.backends.kube import KubeBackend
+
+            self._kube = KubeBackend.from_kubeconfig(
+                self.config.kubeconfig or None,
+                context=self.config.kube_context or None,
+                read_only=self.config.read_only,
+                timeout=self.timeout,
+            )
+        return self._kube
+
+    def proxmox(self) -> Any:
+        if self._proxmox is None:
+            from dapper.backends.proxmox import ProxmoxBackend
+
+            self._proxmox = ProxmoxBackend.from_config(
+                self.config.proxmox, read_only=self.config.read_only, timeout=self.timeout
+            )
+        return self._proxmox
+
+    def talos(self) -> Any:
+        if self._talos is None:
+            from dapper.backends.talos import TalosClient
+
+            self._talos = TalosClient.from_config(
+                self.config.talosconfig or None,
+                self.config.talos_context or None,
+                read_only=self.config.read_only,
+                timeout=self.timeout,
+            )
+        return self._talos
+
+    # -- fetching -------------------------------------------------------------------------
+
+    def _fetch_kube(self) -> KubeData:
+        k = self.kube()
+        return KubeData(
+            nodes=tuple(k.nodes()),
+            pods=tuple(k.pods()),
+            kustomizations=tuple(k.kustomizations()),
+            pools=tuple(k.disk_pools()),
+            events=tuple(k.events(limit=200)),
+        )
+
+    def _fetch_proxmox(self) -> ProxmoxData:
+        p = self.proxmox()
+        vms = tuple(p.vms())
+        pci: list[HostPci] = []
+        for node in p.node_names():
+            for d in p.pci_devices(node):
+                pci.append(
+                    HostPci(
+                        node,
+                        d.address,
+                        d.vendor_id,
+                        d.device_id,
+                        d.vendor_name,
+                        d.device_name,
+                        d.class_id,
+                    )
+                )
+        return ProxmoxData(vms=vms, pci=tuple(pci))
+
+    async def _fetch_talos(self) -> TalosData:
+        t = self.talos()
+        nodes = self._talos_nodes
+        if nodes is None:
+            kube = self._data.get("kubernetes")
+            if kube is not None and kube.nodes:
+                nodes = tuple(n.internal_ip or n.name for n in kube.nodes)
+        machines = await t.machines(nodes)
+        if machines and all(m.stage == "unreachable" for m in machines):
+            raise BackendError(machines[0].error or "no Talos machine answered")
+        return TalosData(machines=tuple(machines))
+
+    def _fetch_git(self) -> GitData:
+        from dapper.backends.gitdata import tree_view
+
+        repo = self.config.repo_path or "."
+        head, data = tree_view(repo, self._git_cache)
+        self._git_cache = (head, data)
+        return data
+
+    async def _fetch(self, source: str) -> Any:
+        if source == "talos":
+            return await asyncio.wait_for(self._fetch_talos(), self.timeout * 2)
+        fn = {
+            "kubernetes": self._fetch_kube,
+            "proxmox": self._fetch_proxmox,
+            "git": self._fetch_git,
+        }[source]
+        # A thread cannot be cancelled: remember it, and do not start another while it runs.
+        future = self._inflight.get(source)
+        if future is None or future.done():
+            future = asyncio.ensure_future(asyncio.to_thread(fn))
+            self._inflight[source] = future
+        return await asyncio.wait_for(asyncio.shield(future), self.timeout * 2)
+
+    async def refresh(self, source: str) -> ClusterSnapshot:
+        """Fetch one source and re-join; never raises (a failure degrades that source)."""
+        async with self._locks[source]:
+            now = self.clock()
+            previous = self._health[source]
+            try:
+                self._data[source] = await self._fetch(source)
+            except Exception as exc:  # one source failing must never take the console down
+                reason = one_line(exc)
+                log.warning("source %s degraded: %s", source, reason, exc_info=True)
+                self._health[source] = replace(
+                    previous, health=Health.DEGRADED, reason=reason, last_attempt=now
+                )
+            else:
+                self._health[source] = SourceHealth(
+                    source=source, health=Health.OK, last_success=now, last_attempt=now
+                )
+            self.snapshot = self._join()
+            return self.snapshot
+
+    async def refresh_all(self) -> ClusterSnapshot:
+        # Kubernetes first: Talos targets the nodes it lists.
+        await self.refresh("kubernetes")
+        await asyncio.gather(*(self.refresh(s) for s in SOURCES if s != "kubernetes"))
+        return self.snapshot
+
+    def _join(self) -> ClusterSnapshot:
+        return join(
+            cluster=self.config.cluster_name,
+            mode=self.config.mode,
+            read_only=self.config.read_only,
+            taken_at=self.clock(),
+            kube=self._data.get("kubernetes"),
+            proxmox=self._data.get("proxmox"),
+            talos=self._data.get("talos"),
+            git=self._data.get("git"),
+            sources=tuple(self._health[s] for s in SOURCES),
+        )
+
+    async def close(self) -> None:
+        for future in self._inflight.values():
+            future.cancel()
+        if self._talos is not None:
+            self._talos.close()
+        for client in (self._kube, self._proxmox):
+            closer = getattr(client, "close", None)
+            if closer is not None:
+                closer()

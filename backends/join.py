@@ -1,0 +1,314 @@
+"""Join what each system knows into one ClusterSnapshot; pure functions, no I/O.
+
+Kubernetes Node -> Talos machine (InternalIP, else hostname) -> Proxmox VM (name, else
+NIC MAC) -> GPUs (host PCI device -> VM hostpci -> node allocatable -> pods) -> DiskPool.
+Each source may be missing (degraded or never fetched); the join uses what there is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from dapper.backends.model import (
+    ClusterSnapshot,
+    Event,
+    Fault,
+    Gpu,
+    Kustomization,
+    Node,
+    PodRef,
+    SourceHealth,
+    StoragePool,
+    TalosMachine,
+    Vm,
+)
+
+NVIDIA_VENDOR = "10de"
+
+
+@dataclass(frozen=True)
+class HostPci:
+    """A PCI device on a Proxmox host, as hardware/pci reports it."""
+
+    host: str
+    address: str
+    vendor_id: str
+    device_id: str
+    vendor_name: str = ""
+    device_name: str = ""
+    class_id: str = ""
+    present: bool = True
+
+    @property
+    def is_gpu(self) -> bool:
+        return _hex(self.vendor_id) == NVIDIA_VENDOR and _hex(self.class_id).startswith("03")
+
+
+@dataclass(frozen=True)
+class KubeData:
+    nodes: tuple[Node, ...] = ()
+    pods: tuple[PodRef, ...] = ()
+    kustomizations: tuple[Kustomization, ...] = ()
+    pools: tuple[StoragePool, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProxmoxData:
+    vms: tuple[Vm, ...] = ()
+    pci: tuple[HostPci, ...] = ()
+
+
+@dataclass(frozen=True)
+class TalosData:
+    machines: tuple[TalosMachine, ...] = ()
+
+
+@dataclass(frozen=True)
+class GitData:
+    """The tree's view: files of each Kustomization's path (ns/name -> repo paths)."""
+
+    head: str = ""
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    depends_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _hex(value: str) -> str:
+    v = (value or "").lower()
+    return v[2:] if v.startswith("0x") else v
+
+
+def _pci_base(address: str) -> str:
+    """'0000:81:00.0,pcie=1' or '81:00' -> '0000:81:00' (functions of one device join)."""
+    addr = address.split(",", 1)[0].strip().lower()
+    if addr.count(":") == 1:
+        addr = "0000:" + addr
+    return addr.split(".", 1)[0]
+
+
+def join(
+    *,
+    cluster: str,
+    mode: str,
+    read_only: bool,
+    taken_at: float,
+    kube: KubeData | None,
+    proxmox: ProxmoxData | None,
+    talos: TalosData | None,
+    git: GitData | None,
+    sources: tuple[SourceHealth, ...],
+) -> ClusterSnapshot:
+    kube = kube or KubeData()
+    proxmox = proxmox or ProxmoxData()
+    talos = talos or TalosData()
+    git = git or GitData()
+
+    machines_by_key: dict[str, TalosMachine] = {}
+    for m in talos.machines:
+        machines_by_key[m.node] = m
+        if m.hostname:
+            machines_by_key.setdefault(m.hostname, m)
+    vms_by_name = {vm.name: vm for vm in proxmox.vms}
+    vms_by_mac = {mac.lower(): vm for vm in proxmox.vms for mac in vm.macs}
+    pools_by_node = {p.node: p for p in kube.pools}
+    pods_by_node: dict[str, list[PodRef]] = {}
+    for pod in kube.pods:
+        pods_by_node.setdefault(pod.node, []).append(pod)
+
+    # Nodes joined with their machine and VM.
+    node_of_vm: dict[int, str] = {}
+    nodes: list[Node] = []
+    for node in kube.nodes:
+        machine = machines_by_key.get(node.internal_ip) or machines_by_key.get(node.name)
+        vm = vms_by_name.get(node.name)
+        if vm is None and machine is not None:
+            vm = vms_by_name.get(machine.hostname)
+        if vm is None:
+            mac = dict(node.labels).get("dapper.io/mac", "")
+            vm = vms_by_mac.get(mac.lower()) if mac else None
+        if vm is not None:
+            node_of_vm[vm.vmid] = node.name
+        pods = tuple(sorted(pods_by_node.get(node.name, ()), key=lambda p: (p.namespace, p.name)))
+        pool = pools_by_node.get(node.name)
+        nodes.append(
+            replace(
+                node,
+                talos=machine,
+                vm=vm,
+                pods=pods,
+                gpu_allocated=sum(p.gpu_request for p in pods),
+                pool=pool.name if pool else "",
+            )
+        )
+
+    vms = tuple(replace(vm, node_name=node_of_vm.get(vm.vmid, "")) for vm in proxmox.vms)
+    gpus = _join_gpus(proxmox, vms, {n.name: n for n in nodes})
+    gpu_addrs: dict[str, list[str]] = {}
+    for g in gpus:
+        if g.node_name:
+            gpu_addrs.setdefault(g.node_name, []).append(g.address)
+    nodes = [replace(n, gpus=tuple(gpu_addrs.get(n.name, ()))) for n in nodes]
+
+    kustomizations = tuple(
+        replace(
+            ks,
+            files=git.files.get(ks.key, ks.files),
+            depends_on=ks.depends_on or git.depends_on.get(ks.key, ()),
+        )
+        for ks in kube.kustomizations
+    )
+    snapshot = ClusterSnapshot(
+        cluster=cluster,
+        mode=mode,
+        read_only=read_only,
+        taken_at=taken_at,
+        nodes=tuple(sorted(nodes, key=lambda n: n.name)),
+        vms=tuple(sorted(vms, key=lambda v: v.vmid)),
+        gpus=gpus,
+        pools=tuple(sorted(kube.pools, key=lambda p: p.name)),
+        kustomizations=tuple(sorted(kustomizations, key=lambda k: k.key)),
+        events=tuple(sorted(kube.events, key=lambda e: e.time, reverse=True)),
+        sources=sources,
+    )
+    return replace(snapshot, faults=tuple(find_faults(snapshot)))
+
+
+def _join_gpus(
+    proxmox: ProxmoxData, vms: tuple[Vm, ...], nodes: dict[str, Node]
+) -> tuple[Gpu, ...]:
+    vm_of_device: dict[str, Vm] = {}
+    for vm in vms:
+        for dev in vm.devices:
+            vm_of_device[_pci_base(dev.address)] = vm
+    host_gpus = [d for d in proxmox.pci if d.is_gpu]
+    # A VM may pass through a GPU the host no longer shows (fallen off the bus).
+    seen = {_pci_base(d.address) for d in host_gpus}
+    for vm in vms:
+        for dev in vm.devices:
+            base = _pci_base(dev.address)
+            if base in seen or base.startswith("mapping"):
+                continue
+            if _hex(dev.vendor_id) == NVIDIA_VENDOR:
+                host_gpus.append(
+                    HostPci(
+                        vm.host,
+                        dev.address,
+                        dev.vendor_id,
+                        dev.device_id,
+                        device_name=dev.description,
+                        class_id="0x0302",
+                        present=False,
+                    )
+                )
+                seen.add(base)
+    by_node: dict[str, list[HostPci]] = {}
+    vm_for: dict[str, Vm | None] = {}
+    for dev in host_gpus:
+        vm = vm_of_device.get(_pci_base(dev.address))
+        vm_for[dev.address] = vm
+        if vm is not None and vm.node_name:
+            by_node.setdefault(vm.node_name, []).append(dev)
+
+    gpus: list[Gpu] = []
+    for dev in sorted(host_gpus, key=lambda d: d.address):
+        vm = vm_for.get(dev.address)
+        node = nodes.get(vm.node_name) if vm is not None and vm.node_name else None
+        capacity = 0
+        pods: tuple[PodRef, ...] = ()
+        allocated = 0
+        if node is not None:
+            present = [d for d in by_node[node.name] if d.present]
+            if dev.present and present:
+                capacity = node.gpu_allocatable // len(present)
+                allocated, pods = _share(node, sorted(present, key=lambda d: d.address), dev)
+        gpus.append(
+            Gpu(
+                address=dev.address,
+                model=_gpu_model(dev.device_name),
+                host=dev.host,
+                vendor_id=_hex(dev.vendor_id),
+                device_id=_hex(dev.device_id),
+                present=dev.present,
+                vmid=vm.vmid if vm else None,
+                vm_name=vm.name if vm else "",
+                node_name=node.name if node else "",
+                capacity=capacity,
+                allocated=allocated,
+                pods=pods,
+            )
+        )
+    return tuple(gpus)
+
+
+def _share(node: Node, devices: list[HostPci], dev: HostPci) -> tuple[int, tuple[PodRef, ...]]:
+    """Time-slicing does not report which device serves a pod; fill devices in address
+    order with the node's GPU pods (sorted by name) so the totals per device add up."""
+    per = node.gpu_allocatable // len(devices) if devices else 0
+    holders = sorted((p for p in node.pods if p.gpu_request), key=lambda p: (p.namespace, p.name))
+    index = devices.index(dev)
+    start, end = index * per, (index + 1) * per
+    used = 0
+    mine: list[PodRef] = []
+    cursor = 0
+    for pod in holders:
+        lo, hi = cursor, cursor + pod.gpu_request
+        overlap = max(0, min(hi, end) - max(lo, start))
+        if overlap:
+            used += overlap
+            mine.append(pod)
+        cursor = hi
+    return used, tuple(mine)
+
+
+def _gpu_model(name: str) -> str:
+    if "[" in name and "]" in name:
+        return name[name.index("[") + 1 : name.rindex("]")]
+    return name or "NVIDIA GPU"
+
+
+def find_faults(s: ClusterSnapshot) -> list[Fault]:
+    """What a glance must tell, most severe first."""
+    faults: list[Fault] = []
+    for src in s.sources:
+        if src.health.value == "degraded":
+            faults.append(Fault("error", "source", src.source, src.reason, src.last_attempt))
+    for n in s.nodes:
+        if n.ready != "True":
+            faults.append(Fault("error", "nodes", n.name, f"Ready={n.ready}"))
+        elif n.unschedulable:
+            faults.append(Fault("warning", "nodes", n.name, "cordoned (SchedulingDisabled)"))
+        if n.talos is not None:
+            for m in n.talos.etcd_members:
+                if m.healthy is False:
+                    faults.append(
+                        Fault("error", "nodes", n.name, f"etcd member {m.hostname} unhealthy")
+                    )
+            bad = [svc.id for svc in n.talos.services if svc.healthy is False]
+            if bad:
+                faults.append(
+                    Fault("warning", "nodes", n.name, f"talos services unhealthy: {', '.join(bad)}")
+                )
+    for vm in s.vms:
+        if vm.node_name and vm.status != "running":
+            faults.append(Fault("error", "vms", f"{vm.vmid} {vm.name}", f"VM {vm.status}"))
+    for g in s.gpus:
+        if not g.present:
+            faults.append(Fault("error", "gpus", g.address, f"{g.model} is gone from the PCI bus"))
+    for p in s.pools:
+        if p.state and p.state != "Online":
+            faults.append(Fault("error", "pools", p.name, f"pool {p.state}"))
+    for k in s.kustomizations:
+        if k.suspended:
+            faults.append(Fault("warning", "flux", k.key, "suspended"))
+        elif k.ready == "False":
+            faults.append(
+                Fault(
+                    "error",
+                    "flux",
+                    k.key,
+                    f"{k.reason}: {k.message}".strip(": "),
+                    k.last_transition,
+                )
+            )
+    faults.sort(key=lambda f: (f.severity != "error", -(f.since or 0)))
+    return faults
