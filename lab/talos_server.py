@@ -1,0 +1,624 @@
+"""The lab's Talos apid: the machine API over gRPC with Ed25519 mutual TLS, on loopback.
+
+One endpoint reaches every machine of the world, as a real apid does: the `node`
+metadata key proxies one-to-one (reply passed through verbatim), the deprecated `nodes`
+key fans out and tags each reply element with `common.Metadata{hostname}` (a failed node
+yields an element carrying only the error metadata). No metadata: the endpoint's own
+machine (`local_node`) answers.
+
+Roles come from the client certificate's Subject Organization (os:admin, os:operator,
+os:reader) and are checked per method as Talos does; a denial is PermissionDenied
+"not authorized".
+
+Maintenance mode is served by a second listener: TLS with the apid certificate but no
+client-certificate requirement (talosctl --insecure does not verify it either). It answers
+Version, ApplyConfiguration and Disks for machines that are in maintenance mode and
+nothing else; the mTLS listener refuses machines in maintenance with Unavailable, as
+apid's proxy would fail its TLS handshake with them. Two listeners, not a per-call
+decision, because the real difference is at the TLS layer (client cert or none).
+
+A machine whose VM is stopped (or still booting) fails like a proxied dial: Unavailable.
+The fault `api-down:talos` closes both listeners (connection refused) until cleared;
+`api-slow:talos[:s]` delays every call.
+
+The server runs in its own thread with its own asyncio loop; `start()` returns once the
+ports are bound, `stop()` closes them and joins the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dapper.backends.talos_pb import (
+    common_pb2,
+    machine_grpc,
+    machine_pb2,
+    rpc_status_pb2,
+    storage_grpc,
+    storage_pb2,
+)
+from dapper.backends.talosconfig import join_endpoint, render_talosconfig
+from dapper.lab import talos_facts as facts
+from dapper.lab.pki import Pki, server_ssl_context
+from dapper.lab.world import Machine, World, WorldError
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server, Stream
+
+log = logging.getLogger("dapper.lab.talos")
+
+ADMIN = frozenset({"os:admin"})
+OPERATE = frozenset({"os:admin", "os:operator"})
+READ = frozenset({"os:admin", "os:operator", "os:reader"})
+
+# Minimum built-in roles per method (protocols.md §1.4).
+METHOD_ROLES: dict[str, frozenset[str]] = {
+    "Version": READ,
+    "Hostname": READ,
+    "ServiceList": READ,
+    "Memory": READ,
+    "SystemStat": READ,
+    "LoadAvg": READ,
+    "EtcdMemberList": READ,
+    "EtcdStatus": READ,
+    "Disks": READ,
+    "Logs": READ,
+    "Dmesg": READ,
+    "ServiceRestart": OPERATE,
+    "Reboot": OPERATE,
+    "Shutdown": OPERATE,
+    "EtcdRemoveMemberByID": ADMIN,
+    "EtcdLeaveCluster": ADMIN,
+    "Bootstrap": ADMIN,
+    "ApplyConfiguration": ADMIN,
+    "Reset": ADMIN,
+    "Kubeconfig": ADMIN,
+}
+WRITES = frozenset(
+    {
+        "ServiceRestart",
+        "Reboot",
+        "Shutdown",
+        "EtcdRemoveMemberByID",
+        "EtcdLeaveCluster",
+        "Bootstrap",
+        "ApplyConfiguration",
+        "Reset",
+    }
+)
+MAINTENANCE_METHODS = frozenset({"Version", "ApplyConfiguration", "Disks"})
+APPLY_MODE_NAMES = {
+    machine_pb2.ApplyConfigurationRequest.REBOOT: "reboot",
+    machine_pb2.ApplyConfigurationRequest.AUTO: "auto",
+    machine_pb2.ApplyConfigurationRequest.NO_REBOOT: "no-reboot",
+    machine_pb2.ApplyConfigurationRequest.STAGED: "staged",
+    machine_pb2.ApplyConfigurationRequest.TRY: "try",
+}
+_WORLD_CODES = {
+    404: Status.NOT_FOUND,
+    409: Status.ALREADY_EXISTS,
+    412: Status.FAILED_PRECONDITION,
+    400: Status.INVALID_ARGUMENT,
+}
+
+Handler = Callable[[Machine, Any], Any]
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    identity: str
+    targets: tuple[str | None, ...]  # None: the endpoint's own machine
+    fan_out: bool  # legacy `nodes`: tag each reply with its hostname
+    maintenance: bool
+
+
+def _peer_subject(stream: Stream) -> tuple[tuple[str, ...], str]:
+    """(organizations, common name) of the verified client certificate."""
+    cert = stream.peer.cert() or {}
+    orgs: list[str] = []
+    cn = ""
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "organizationName":
+                orgs.append(value)
+            elif key == "commonName":
+                cn = value
+    return tuple(orgs), cn
+
+
+class TalosLabServer:
+    """apid for every machine of a World, on two loopback ports (mTLS and maintenance)."""
+
+    def __init__(
+        self,
+        world: World,
+        pki: Pki,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        maintenance_port: int = 0,
+        local_node: str | None = None,
+        kubeconfig: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.world = world
+        self.pki = pki
+        self.host = host
+        self.port = port
+        self.maintenance_port = maintenance_port
+        self.local_node = local_node or next(
+            (ip for ip, m in world.machines.items() if m.role == "controlplane"),
+            next(iter(world.machines), ""),
+        )
+        self._kubeconfig = kubeconfig
+        hosts = [h for m in world.machines.values() for h in (m.ip, m.hostname)]
+        pair = pki.talos_server(hosts)
+        self._mtls = server_ssl_context(pair, client_ca_pem=pki.talos_ca.cert_pem, alpn=["h2"])
+        self._insecure = server_ssl_context(pair, alpn=["h2"])
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[Server] = []
+        self._stopped = False
+        self._subscribed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return join_endpoint(self.host, self.port)
+
+    @property
+    def maintenance_endpoint(self) -> str:
+        return join_endpoint(self.host, self.maintenance_port)
+
+    def start(self) -> TalosLabServer:
+        if self._thread is not None:
+            raise RuntimeError("talos lab server already started")
+        self._stopped = False
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name="lab-talos", daemon=True
+        )
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            self._thread.join(2)
+            self._thread = None
+            raise failure[0]
+        if not self._subscribed:
+            self.world.on_fault(self._on_fault)
+            self._subscribed = True
+        return self
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = self._loop
+        assert loop is not None
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._close_listeners())
+            loop.close()
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._stopped = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._thread = None
+        self._loop = None
+
+    def __enter__(self) -> TalosLabServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def _listen(self) -> None:
+        """Open both listeners (again, after api-down, on the same ports)."""
+        for maintenance in (False, True):
+            sock = self._bind(self.maintenance_port if maintenance else self.port)
+            if maintenance:
+                self.maintenance_port = sock.getsockname()[1]
+            else:
+                self.port = sock.getsockname()[1]
+            server = Server(
+                [_MachineService(self, maintenance), _StorageService(self, maintenance)]
+            )
+            await server.start(sock=sock, ssl=self._insecure if maintenance else self._mtls)
+            self._servers.append(server)
+
+    async def _close_listeners(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
+
+    def _on_fault(self, fault: str, active: bool) -> None:
+        loop = self._loop
+        if fault != "api-down:talos" or self._stopped or loop is None:
+            return
+
+        async def toggle() -> None:
+            if active and self._servers:
+                await self._close_listeners()
+            elif not active and not self._servers:
+                await self._listen()
+
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            asyncio.run_coroutine_threadsafe(toggle(), loop)
+
+    def talosconfig(
+        self, role: str = "os:admin", *, context: str = "lab", nodes: list[str] | None = None
+    ) -> str:
+        """A talosconfig text for a fresh client certificate carrying `role`."""
+        pair = self.pki.talos_client(role)
+        return render_talosconfig(
+            context,
+            [self.endpoint],
+            nodes if nodes is not None else list(self.world.machines),
+            self.pki.talos_ca.cert_pem,
+            pair.cert_pem,
+            pair.key_pem,
+        )
+
+    def kubeconfig_bytes(self) -> bytes:
+        if self._kubeconfig is not None:
+            return self._kubeconfig()
+        server = self.world.endpoints.get("kubernetes", "https://10.100.0.40:6443")
+        return facts.default_kubeconfig(server)
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    async def _admit(self, stream: Stream, method: str, maintenance: bool) -> _Call:
+        """Faults, roles and targets of one call; raises the gRPC error the caller sees."""
+        if self.world.api_down("talos"):
+            raise GRPCError(Status.UNAVAILABLE, "apid is not running")
+        delay = self.world.api_delay("talos")
+        if delay:
+            await asyncio.sleep(delay)
+        orgs, cn = _peer_subject(stream)
+        if maintenance:
+            if method not in MAINTENANCE_METHODS:
+                raise GRPCError(
+                    Status.UNIMPLEMENTED, f"{method} is not available in maintenance mode"
+                )
+        elif not set(orgs) & METHOD_ROLES[method]:
+            raise GRPCError(Status.PERMISSION_DENIED, "not authorized")
+        md = stream.metadata
+        node = md.getall("node", []) if md is not None else []
+        nodes = md.getall("nodes", []) if md is not None else []
+        if len(node) > 1:
+            raise GRPCError(Status.INVALID_ARGUMENT, "node metadata must be single-valued")
+        listed = tuple(n.strip() for v in nodes for n in str(v).split(",") if n.strip())
+        if node:
+            targets: tuple[str | None, ...] = (str(node[0]),)
+        elif listed:
+            targets = listed
+        else:
+            targets = (None,)
+        identity = cn or ",".join(orgs) or ("maintenance" if maintenance else "anonymous")
+        return _Call(method, identity, targets, bool(listed) and not node, maintenance)
+
+    def _resolve(self, call: _Call, target: str | None) -> Machine:
+        if target is None and call.maintenance:
+            waiting = [m for m in self.world.machines.values() if m.maintenance]
+            if len(waiting) != 1:
+                raise GRPCError(
+                    Status.INVALID_ARGUMENT, "maintenance endpoint: name the machine in `node`"
+                )
+            return waiting[0]
+        name = target or self.local_node
+        try:
+            return self.world.machine(name)
+        except WorldError:
+            raise GRPCError(
+                Status.UNAVAILABLE,
+                f"connection error: dial tcp {join_endpoint(name, 50000)}: no such host",
+            ) from None
+
+    def _on_machine(self, call: _Call, target: str | None, fn: Handler, req: Any) -> Any:
+        """Run `fn` against one machine under the world lock, as its own apid would."""
+        with self.world.lock:
+            m = self._resolve(call, target)
+            addr = join_endpoint(m.ip, 50000)
+            if not self.world.reachable(m):
+                raise GRPCError(
+                    Status.UNAVAILABLE,
+                    f"connection error: dial tcp {addr}: connect: no route to host "
+                    f"({m.hostname} is not running)",
+                )
+            if call.maintenance and not m.maintenance:
+                raise GRPCError(
+                    Status.UNAVAILABLE,
+                    f"{addr}: tls: certificate required ({m.hostname} is not in maintenance mode)",
+                )
+            if not call.maintenance and m.maintenance:
+                raise GRPCError(
+                    Status.UNAVAILABLE,
+                    f"connection error: {addr}: authentication handshake failed "
+                    f"({m.hostname} is in maintenance mode)",
+                )
+            try:
+                result = fn(m, req)
+            except WorldError as exc:
+                raise GRPCError(_WORLD_CODES.get(exc.code, Status.INTERNAL), str(exc)) from None
+            if call.method in WRITES:
+                self.world.record_write("talos", f"{call.method} {m.ip}", call.identity)
+            return result
+
+    @staticmethod
+    def _error_metadata(target: str | None, exc: GRPCError) -> common_pb2.Metadata:
+        text = exc.message or exc.status.name
+        return common_pb2.Metadata(
+            hostname=target or "",
+            error=text,
+            status=rpc_status_pb2.Status(code=exc.status.value, message=text),
+        )
+
+    async def unary(
+        self, stream: Stream, method: str, maintenance: bool, fn: Handler, response: type
+    ) -> None:
+        req = await stream.recv_message()
+        call = await self._admit(stream, method, maintenance)
+        resp = response()
+        for target in call.targets:
+            try:
+                msg = self._on_machine(call, target, fn, req)
+            except GRPCError as exc:
+                if not call.fan_out:
+                    raise
+                resp.messages.add().metadata.CopyFrom(self._error_metadata(target, exc))
+                continue
+            element = resp.messages.add()
+            element.CopyFrom(msg)
+            if call.fan_out:
+                element.metadata.hostname = target or ""
+        await stream.send_message(resp)
+
+    async def data_stream(
+        self, stream: Stream, method: str, fn: Callable[[Machine, Any], list[bytes]]
+    ) -> None:
+        req = await stream.recv_message()
+        call = await self._admit(stream, method, False)
+        for target in call.targets:
+            try:
+                chunks = self._on_machine(call, target, fn, req)
+            except GRPCError as exc:
+                if not call.fan_out:
+                    raise
+                meta = self._error_metadata(target, exc)
+                await stream.send_message(common_pb2.Data(metadata=meta))
+                continue
+            for chunk in chunks:
+                data = common_pb2.Data(bytes=chunk)
+                if call.fan_out:
+                    data.metadata.hostname = target or ""
+                await stream.send_message(data)
+
+    # -- per-machine behaviour (called under the world lock) -------------------------------
+
+    def _vm(self, m: Machine) -> Any:
+        return self.world.vms.get(m.vmid)
+
+    def _member(self, m: Machine):
+        return next((e for e in self.world.etcd.values() if e.ip == m.ip), None)
+
+    def _require_controlplane(self, m: Machine) -> None:
+        if m.role != "controlplane":
+            raise GRPCError(
+                Status.FAILED_PRECONDITION, f"etcd is not running on {m.hostname} (a worker)"
+            )
+
+    def etcd_members(self, m: Machine, _req: Any) -> machine_pb2.EtcdMembers:
+        self._require_controlplane(m)
+        return facts.etcd_members(list(self.world.etcd.values()))
+
+    def etcd_status(self, m: Machine, _req: Any) -> machine_pb2.EtcdStatus:
+        self._require_controlplane(m)
+        me = self._member(m)
+        if me is None:
+            raise GRPCError(Status.FAILED_PRECONDITION, f"{m.hostname} is not an etcd member")
+        return facts.etcd_status(me, list(self.world.etcd.values()))
+
+    def etcd_remove(self, m: Machine, req: Any) -> machine_pb2.EtcdRemoveMemberByID:
+        self._require_controlplane(m)
+        self.world.etcd_remove_member(req.member_id)
+        return machine_pb2.EtcdRemoveMemberByID()
+
+    def etcd_leave(self, m: Machine, _req: Any) -> machine_pb2.EtcdLeaveCluster:
+        self._require_controlplane(m)
+        self.world.etcd_leave(m.ip)
+        return machine_pb2.EtcdLeaveCluster()
+
+    def apply(self, m: Machine, req: Any) -> machine_pb2.ApplyConfiguration:
+        mode = APPLY_MODE_NAMES.get(req.mode, "auto")
+        if req.dry_run:
+            details = "Dry run summary: configuration would be applied"
+        else:
+            details = self.world.talos_apply_config(m.ip, bytes(req.data), mode)
+        chosen = req.mode
+        if req.mode == machine_pb2.ApplyConfigurationRequest.AUTO:
+            rebooting = "reboot" in details.lower() and "without" not in details.lower()
+            chosen = (
+                machine_pb2.ApplyConfigurationRequest.REBOOT
+                if rebooting
+                else machine_pb2.ApplyConfigurationRequest.NO_REBOOT
+            )
+        return machine_pb2.ApplyConfiguration(mode=chosen, mode_details=details)
+
+    def service_restart(self, m: Machine, req: Any) -> machine_pb2.ServiceRestart:
+        if req.id not in {sid for sid, _, _ in m.services()}:
+            raise GRPCError(Status.NOT_FOUND, f"service {req.id!r} not found")
+        return machine_pb2.ServiceRestart(resp=f"Service {req.id!r} restarted")
+
+    def reset(self, m: Machine, req: Any) -> machine_pb2.Reset:
+        self.world.talos_reset(m.ip, graceful=req.graceful)
+        return machine_pb2.Reset(actor_id=f"reset-{m.hostname}")
+
+    def reboot(self, m: Machine, _req: Any) -> machine_pb2.Reboot:
+        self.world.talos_reboot(m.ip)
+        return machine_pb2.Reboot(actor_id=f"reboot-{m.hostname}")
+
+    def shutdown(self, m: Machine, _req: Any) -> machine_pb2.Shutdown:
+        self.world.talos_shutdown(m.ip)
+        return machine_pb2.Shutdown(actor_id=f"shutdown-{m.hostname}")
+
+    def bootstrap(self, m: Machine, _req: Any) -> machine_pb2.Bootstrap:
+        self.world.talos_bootstrap(m.ip)
+        return machine_pb2.Bootstrap()
+
+    def kubeconfig(self, m: Machine, _req: Any) -> list[bytes]:
+        if m.role != "controlplane":
+            raise GRPCError(Status.FAILED_PRECONDITION, "kubeconfig is served by control planes")
+        blob = facts.kubeconfig_tar(self.kubeconfig_bytes())
+        return [blob[i : i + 16384] for i in range(0, len(blob), 16384)]
+
+
+class _MachineService(machine_grpc.MachineServiceBase):
+    """MachineService methods, each a thin mapping onto TalosLabServer's dispatch."""
+
+    def __init__(self, srv: TalosLabServer, maintenance: bool) -> None:
+        self._s = srv
+        self._m = maintenance
+
+    async def _u(self, stream: Stream, method: str, fn: Handler, response: type) -> None:
+        await self._s.unary(stream, method, self._m, fn, response)
+
+    async def _d(self, stream: Stream, method: str, fn: Handler) -> None:
+        if self._m:
+            await stream.recv_message()
+            raise GRPCError(Status.UNIMPLEMENTED, f"{method} is not available in maintenance mode")
+        await self._s.data_stream(stream, method, fn)
+
+    async def Version(self, stream: Stream) -> None:
+        await self._u(
+            stream, "Version", lambda m, _r: facts.version(m), machine_pb2.VersionResponse
+        )
+
+    async def Hostname(self, stream: Stream) -> None:
+        await self._u(
+            stream,
+            "Hostname",
+            lambda m, _r: machine_pb2.Hostname(hostname=m.hostname),
+            machine_pb2.HostnameResponse,
+        )
+
+    async def ServiceList(self, stream: Stream) -> None:
+        await self._u(
+            stream, "ServiceList", lambda m, _r: facts.services(m), machine_pb2.ServiceListResponse
+        )
+
+    async def ServiceRestart(self, stream: Stream) -> None:
+        await self._u(
+            stream, "ServiceRestart", self._s.service_restart, machine_pb2.ServiceRestartResponse
+        )
+
+    async def Memory(self, stream: Stream) -> None:
+        await self._u(
+            stream,
+            "Memory",
+            lambda m, _r: facts.memory(self._s._vm(m), m),
+            machine_pb2.MemoryResponse,
+        )
+
+    async def SystemStat(self, stream: Stream) -> None:
+        await self._u(
+            stream,
+            "SystemStat",
+            lambda m, _r: facts.system_stat(self._s._vm(m), m),
+            machine_pb2.SystemStatResponse,
+        )
+
+    async def LoadAvg(self, stream: Stream) -> None:
+        await self._u(
+            stream, "LoadAvg", lambda m, _r: facts.load_avg(m), machine_pb2.LoadAvgResponse
+        )
+
+    async def EtcdMemberList(self, stream: Stream) -> None:
+        await self._u(
+            stream, "EtcdMemberList", self._s.etcd_members, machine_pb2.EtcdMemberListResponse
+        )
+
+    async def EtcdStatus(self, stream: Stream) -> None:
+        await self._u(stream, "EtcdStatus", self._s.etcd_status, machine_pb2.EtcdStatusResponse)
+
+    async def EtcdRemoveMemberByID(self, stream: Stream) -> None:
+        await self._u(
+            stream,
+            "EtcdRemoveMemberByID",
+            self._s.etcd_remove,
+            machine_pb2.EtcdRemoveMemberByIDResponse,
+        )
+
+    async def EtcdLeaveCluster(self, stream: Stream) -> None:
+        await self._u(
+            stream, "EtcdLeaveCluster", self._s.etcd_leave, machine_pb2.EtcdLeaveClusterResponse
+        )
+
+    async def Bootstrap(self, stream: Stream) -> None:
+        await self._u(stream, "Bootstrap", self._s.bootstrap, machine_pb2.BootstrapResponse)
+
+    async def ApplyConfiguration(self, stream: Stream) -> None:
+        await self._u(
+            stream, "ApplyConfiguration", self._s.apply, machine_pb2.ApplyConfigurationResponse
+        )
+
+    async def Reset(self, stream: Stream) -> None:
+        await self._u(stream, "Reset", self._s.reset, machine_pb2.ResetResponse)
+
+    async def Reboot(self, stream: Stream) -> None:
+        await self._u(stream, "Reboot", self._s.reboot, machine_pb2.RebootResponse)
+
+    async def Shutdown(self, stream: Stream) -> None:
+        await self._u(stream, "Shutdown", self._s.shutdown, machine_pb2.ShutdownResponse)
+
+    async def Kubeconfig(self, stream: Stream) -> None:
+        await self._d(stream, "Kubeconfig", self._s.kubeconfig)
+
+    async def Logs(self, stream: Stream) -> None:
+        await self._d(stream, "Logs", lambda m, r: facts.log_lines(m, r.id, r.tail_lines))
+
+    async def Dmesg(self, stream: Stream) -> None:
+        await self._d(stream, "Dmesg", lambda m, _r: facts.dmesg_lines(m))
+
+
+class _StorageService(storage_grpc.StorageServiceBase):
+    def __init__(self, srv: TalosLabServer, maintenance: bool) -> None:
+        self._s = srv
+        self._m = maintenance
+
+    async def Disks(self, stream: Stream) -> None:
+        await self._s.unary(
+            stream, "Disks", self._m, lambda m, _r: facts.disks(m), storage_pb2.DisksResponse
+        )
