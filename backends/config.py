@@ -120,11 +120,12 @@ def load_config(
             "use token_secret_env or token_secret_file"
         )
     top = _pick(data, Config)
-    for k in ("lab", "source", "proxmox"):
+    lab = bool(top.pop("lab", False))  # a config written by `dapper-tui lab`
+    for k in ("source", "proxmox"):
         top.pop(k, None)
-    cfg = Config(**top, proxmox=ProxmoxConfig(**prox), lab=False, source=str(cfg_path))
+    cfg = Config(**top, proxmox=ProxmoxConfig(**prox), lab=lab, source=str(cfg_path))
     if read_only or ro_env:
         cfg = Config(**{**cfg.__dict__, "read_only": True})
-    if not cfg.cluster_name or cfg.cluster_name == "LAB":
+    if not cfg.lab and (not cfg.cluster_name or cfg.cluster_name == "LAB"):
         cfg = Config(**{**cfg.__dict__, "cluster_name": "dapper"})
     return cfg

@@ -1,0 +1,47 @@
+"""`dapper-tui lab`: run the lab alone until interrupted, for kubectl, talosctl and friends."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from dapper.cli.logsetup import setup_logging
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(console=True)
+    from dapper.lab.runtime import find_repo, start_lab
+    from dapper.lab.world import WorldError
+
+    directory = Path(args.dir or "lab-run").expanduser().resolve()
+    repo = Path(args.repo).resolve() if args.repo else find_repo()
+    try:
+        lab = start_lab(repo=repo, directory=directory, nodes=args.nodes, faults=tuple(args.fault))
+    except WorldError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 2
+    f = lab.files
+    print(f"lab running: {len(lab.world.specs)} nodes; client files in {f.dir}")
+    print(f"  kubectl --kubeconfig {f.kubeconfig} get nodes")
+    print("      (context lab-readonly gets 403 on writes)")
+    print(f"  talosctl --talosconfig {f.talosconfig} -n 10.100.0.50 version")
+    print(f"  set -a; . {f.proxmox_env}; set +a                     (PROXMOX_* for proxmoxer)")
+    print(
+        f"  dapper-tui --config {f.config}                          (or {f.config_readonly.name})"
+    )
+    if repo is None:
+        print("  (no checkout with kubernetes/ found: the Flux twin is off; use --repo)")
+    print("Ctrl+C stops the lab.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        lab.stop()
+        print("lab stopped")
+    return 0

@@ -1,0 +1,77 @@
+"""`dapper-tui status [--json]`: the joined snapshot once; exit 0 healthy, 1 degraded, 2 unusable.
+
+Monitoring scripts and the SSH front door build on this: the JSON shape is stable
+(`snapshot_to_json`), and the text form is one screen a human reads at a glance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from dapper.backends.config import ConfigError, load_config
+from dapper.backends.model import ClusterSnapshot
+from dapper.backends.snapshot_json import snapshot_to_json
+from dapper.backends.summary import summarize
+from dapper.cli.logsetup import setup_logging
+
+
+def render_text(s: ClusterSnapshot) -> str:
+    sm = summarize(s)
+    ro = "  READ-ONLY" if s.read_only else ""
+    lines = [
+        f"{s.cluster} {s.mode}{ro}  nodes {sm.nodes} Ready  vms {sm.vms} running  "
+        f"gpu {sm.gpus}  pools {sm.pools} Online  ks {sm.kustomizations} Ready",
+        "sources: "
+        + "  ".join(
+            f"{src.source} {src.health.value}" + (f" ({src.reason})" if src.reason else "")
+            for src in s.sources
+        ),
+    ]
+    for f in s.faults:
+        mark = "✗" if f.severity == "error" else "!"
+        lines.append(f"{mark} {f.pane:<6} {f.subject}  {f.message}")
+    if not s.faults:
+        lines.append("no faults")
+    return "\n".join(lines)
+
+
+async def _collect(cfg, timeout: float) -> ClusterSnapshot:
+    from dapper.backends.collector import Collector
+
+    collector = Collector(cfg, timeout=timeout)
+    try:
+        return await collector.refresh_all()
+    finally:
+        await collector.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(console=False)
+    try:
+        cfg = load_config(args.config, read_only=True)
+    except ConfigError as exc:
+        print(f"config: {exc}", file=sys.stderr)
+        return 2
+    lab = None
+    if cfg.lab and not cfg.source:
+        from dapper.lab.runtime import start_lab
+
+        lab = start_lab(read_only=True)
+        cfg = lab.readonly_config
+        if lab.flux is not None:
+            lab.flux.wait_first_reconcile(timeout=args.timeout)
+    try:
+        snapshot = asyncio.run(_collect(cfg, args.timeout))
+    finally:
+        if lab is not None:
+            lab.stop()
+    if args.json:
+        print(json.dumps(snapshot_to_json(snapshot), indent=2))
+    else:
+        print(render_text(snapshot))
+    if all(s.health.value == "degraded" for s in snapshot.sources):
+        return 2
+    return 0 if snapshot.healthy else 1
