@@ -27,14 +27,13 @@ def _is_secret(doc: Any) -> bool:
 
 
 def secret_key_names(text: str, source: str = "<text>") -> list[str]:
-    """data/stringData key names of every Secret in a (possibly encrypted) YAML text."""
+    """data/stringData key names of every Secret in a YAML text (encrypted or not), in order."""
     names: list[str] = []
     for doc in load_yaml_documents(text, source):
         if not _is_secret(doc):
             continue
-        for field in SECRET_FIELDS:
-            section = doc.get(field)
-            if isinstance(section, Mapping):
+        for field, section in doc.items():  # file order
+            if field in SECRET_FIELDS and isinstance(section, Mapping):
                 names += [str(k) for k in section if str(k) not in names]
     return names
 
