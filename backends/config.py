@@ -74,6 +74,9 @@ class Config:
     repo_remote: str = "origin"
     repo_branch: str = "main"
     read_only: bool = False
+    # The operator's age identities for SOPS; "" means sops's own lookup
+    # (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, then $XDG_CONFIG_HOME/sops/age/keys.txt).
+    sops_age_key_file: str = ""
     source: str = ""  # the file this came from, or "" for the lab default
 
     @property

@@ -37,6 +37,7 @@ class LabFiles:
     proxmox_env: Path
     pve_admin_secret: Path
     pve_auditor_secret: Path
+    age_key: Path  # the operator's age key file in the lab (a copy of the LAB-ONLY key)
     config: Path  # dapper-tui config.toml (admin)
     config_readonly: Path
 
@@ -98,8 +99,10 @@ def write_client_files(
     pki: Pki,
     creds: LabCredentials,
     repo_path: str,
+    age_key_text: str,
 ) -> LabFiles:
     directory.mkdir(parents=True, exist_ok=True)
+    age_key = _write_private(directory / "age.key", age_key_text)
     ca = directory / "ca.pem"
     ca.write_bytes(pki.https_ca.cert_pem)
     kubeconfig = _write_private(
@@ -135,6 +138,7 @@ def write_client_files(
             f'talosconfig = "{talosconfig}"\n'
             f'talos_context = "{"lab-reader" if read_only else "lab-admin"}"\n'
             f'repo_path = "{repo_path}"\n'
+            f'sops_age_key_file = "{age_key}"\n'
             f"read_only = {'true' if read_only else 'false'}\n\n"
             "[proxmox]\n"
             f'url = "{pve_url}"\n'

@@ -137,6 +137,7 @@ def start_lab(
             pki=pki,
             creds=creds,
             repo_path=scratch,
+            age_key_text=LAB_KEY.read_text(),
         )
         for fault in faults:
             world.inject(fault)
@@ -164,6 +165,7 @@ def start_lab(
                 ca_file=str(files.ca),
             ),
             repo_path=scratch,
+            sops_age_key_file=str(files.age_key),
             read_only=ro,
             source=str(files.config_readonly if ro else files.config),
         )
