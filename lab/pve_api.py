@@ -1,0 +1,485 @@
+"""The lab's PVE API handlers: routing, permissions, validation and writes as tasks.
+
+No HTTP here: `PveApi.handle(method, path, params, token)` returns the `data` payload or
+raises `PveError` (status, reason, per-parameter errors), which the server renders the way
+pve-http-server does. Writes are checked in PVE's order (permission, then parameters, then
+the early checks), answer with a UPID, and change the World when the task finishes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dapper.backends.proxmox_parse import (
+    HOSTPCI_KEYS,
+    is_pci_id,
+    parse_hostpci,
+    parse_net_mac,
+    parse_upid,
+)
+from dapper.lab import pve_world as view
+from dapper.lab.pve_tasks import TaskManager
+from dapper.lab.world import PVE_HOST, LabVm, World, WorldError
+
+ADMIN_ROLE = "PVEVMAdmin"
+AUDITOR_ROLE = "PVEAuditor"
+_DNS_NAME = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+_CONFIG_KEYS = {
+    "name", "cores", "sockets", "memory", "balloon", "cpu", "tags", "description",
+    "onboot", "boot", "agent", "machine", "bios", "ostype", "args", "vga", "numa",
+}  # fmt: skip
+_NET_KEY = re.compile(r"^net\d+$")
+_VMID_MIN, _VMID_MAX = 100, 999_999_999
+
+
+class PveError(Exception):
+    """An API error: `status` and the one-line `reason` go on the status line."""
+
+    def __init__(self, status: int, reason: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.errors = errors
+
+
+def _param_error(**errors: str) -> PveError:
+    return PveError(400, "Parameter verification failed.", errors)
+
+
+@dataclass(frozen=True)
+class PveToken:
+    """An API token: `user@realm!tokenid` with its secret and the role granted on `/`."""
+
+    token_id: str
+    secret: str
+    role: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.role != AUDITOR_ROLE
+
+    @property
+    def header(self) -> str:
+        return f"PVEAPIToken={self.token_id}={self.secret}"
+
+    def __repr__(self) -> str:  # the secret stays out of logs and test output
+        return f"PveToken({self.token_id!r}, role={self.role!r})"
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Callable[..., Any]
+    privilege: str = ""  # a write: the privilege PVE checks on /vms/{vmid}
+
+
+class PveApi:
+    """Handlers over one World and one TaskManager for the single PVE node."""
+
+    def __init__(self, world: World, tasks: TaskManager, node: str = PVE_HOST) -> None:
+        self.world = world
+        self.tasks = tasks
+        self.node = node
+        n = r"nodes/(?P<node>[^/]+)"
+        q = n + r"/qemu/(?P<vmid>[^/]+)"
+        routes = [
+            ("GET", r"", self._index),
+            ("GET", r"version", self._version),
+            ("GET", r"nodes", self._nodes),
+            ("GET", n, self._node_index),
+            ("GET", n + r"/status", self._node_status),
+            ("GET", n + r"/qemu", self._qemu_list),
+            ("GET", q, self._vm_index),
+            ("GET", q + r"/status", self._status_index),
+            ("GET", q + r"/status/current", self._status_current),
+            ("GET", q + r"/config", self._config_get),
+            ("POST", q + r"/config", self._config_post, "VM.Config.HWType"),
+            ("PUT", q + r"/config", self._config_put, "VM.Config.HWType"),
+            ("POST", q + r"/status/start", self._start, "VM.PowerMgmt"),
+            ("POST", q + r"/status/stop", self._stop, "VM.PowerMgmt"),
+            ("POST", q + r"/status/shutdown", self._shutdown, "VM.PowerMgmt"),
+            ("POST", q + r"/status/reboot", self._reboot, "VM.PowerMgmt"),
+            ("POST", q + r"/clone", self._clone, "VM.Clone"),
+            ("DELETE", q, self._destroy, "VM.Allocate"),
+            ("GET", n + r"/storage", self._storage),
+            ("GET", n + r"/hardware", self._hardware_index),
+            ("GET", n + r"/hardware/pci", self._pci),
+            ("GET", n + r"/tasks", self._tasks),
+            ("GET", n + r"/tasks/(?P<upid>[^/]+)", self._task_index),
+            ("GET", n + r"/tasks/(?P<upid>[^/]+)/status", self._task_status),
+            ("GET", n + r"/tasks/(?P<upid>[^/]+)/log", self._task_log),
+            ("GET", r"cluster", self._cluster_index),
+            ("GET", r"cluster/resources", self._resources),
+            ("GET", r"cluster/nextid", self._nextid),
+            ("GET", r"cluster/mapping/pci", self._mappings),
+        ]
+        self._routes = [
+            _Route(m, re.compile(f"^{p}$"), h, *(rest or ())) for m, p, h, *rest in routes
+        ]
+
+    @property
+    def write_routes(self) -> list[tuple[str, str]]:
+        """(method, pattern) of every write, so tests can prove each refuses an auditor."""
+        return [(r.method, r.pattern.pattern) for r in self._routes if r.privilege]
+
+    def handle(self, method: str, path: str, params: dict[str, str], token: PveToken) -> Any:
+        path = path.strip("/")
+        for route in self._routes:
+            m = route.pattern.match(path)
+            if not m or route.method != method:
+                continue
+            args = m.groupdict()
+            if route.privilege and not token.can_write:
+                target = f"/vms/{args['vmid']}" if "vmid" in args else "/"
+                raise PveError(403, f"Permission check failed ({target}, {route.privilege})")
+            if "node" in args:
+                self._check_node(args["node"])
+            if "vmid" in args:
+                args["vmid"] = _vmid(args["vmid"], "vmid")
+            try:
+                result = route.handler(params=params, token=token, **args)
+            except WorldError as exc:
+                raise PveError(exc.code if exc.code >= 400 else 500, str(exc)) from exc
+            if route.privilege:
+                self.world.record_write("proxmox", f"{method} /{path}", token.token_id)
+            return result
+        raise PveError(501, f"Method '{method} /{path}' not implemented")
+
+    # -- helpers
+
+    def _check_node(self, node: str) -> None:
+        if node != self.node:
+            raise PveError(500, f"no such cluster node '{node}'")
+
+    def _vm(self, vmid: int) -> LabVm:
+        with self.world.lock:
+            vm = self.world.vms.get(vmid)
+        if vm is None:
+            raise PveError(
+                500,
+                f"Configuration file 'nodes/{self.node}/qemu-server/{vmid}.conf' does not exist",
+            )
+        return vm
+
+    def _unlocked(self, vmid: int) -> LabVm:
+        vm = self._vm(vmid)
+        if vm.lock:
+            raise PveError(500, f"VM is locked ({vm.lock})")
+        return vm
+
+    def _task(
+        self,
+        kind: str,
+        ident: str | int,
+        token: PveToken,
+        body: Callable[[Callable[[str], None]], None],
+        *,
+        duration: float | None = None,
+        progress: tuple[str, ...] = (),
+    ) -> str:
+        task = self.tasks.submit(
+            kind,
+            str(ident),
+            token.token_id,
+            body,
+            duration=self.world.timings.task if duration is None else duration,
+            progress=progress,
+        )
+        return task.upid
+
+    # -- directory indexes (what pvesh ls shows; proxmoxer never needs them)
+
+    def _index(self, **_: Any) -> list[dict]:
+        return [{"subdir": s} for s in ("version", "cluster", "nodes")]
+
+    def _node_index(self, **_: Any) -> list[dict]:
+        return [{"name": s} for s in ("qemu", "status", "storage", "hardware", "tasks")]
+
+    def _vm_index(self, **_: Any) -> list[dict]:
+        return [{"subdir": s} for s in ("config", "status", "clone")]
+
+    def _status_index(self, **_: Any) -> list[dict]:
+        return [{"subdir": s} for s in ("current", "start", "stop", "shutdown", "reboot")]
+
+    def _hardware_index(self, **_: Any) -> list[dict]:
+        return [{"type": "pci"}, {"type": "usb"}]
+
+    def _task_index(self, upid: str, **_: Any) -> list[dict]:
+        self._task_of(upid)
+        return [{"name": "log"}, {"name": "status"}]
+
+    def _cluster_index(self, **_: Any) -> list[dict]:
+        return [{"name": s} for s in ("resources", "nextid", "mapping", "tasks")]
+
+    # -- reads
+
+    def _version(self, **_: Any) -> dict:
+        return dict(view.PVE_VERSION)
+
+    def _nodes(self, **_: Any) -> list[dict]:
+        return [view.node_row(self.world, self.node)]
+
+    def _node_status(self, **_: Any) -> dict:
+        return view.node_status(self.world)
+
+    def _vms(self) -> list[LabVm]:
+        with self.world.lock:
+            return sorted(self.world.vms.values(), key=lambda v: v.vmid)
+
+    def _qemu_list(self, **_: Any) -> list[dict]:
+        with self.world.lock:
+            return [view.vm_row(vm, self.node) for vm in self._vms()]
+
+    def _status_current(self, vmid: int, **_: Any) -> dict:
+        with self.world.lock:
+            return view.vm_status_current(self._vm(vmid), self.node)
+
+    def _config_get(self, vmid: int, **_: Any) -> dict:
+        with self.world.lock:
+            return view.vm_config(self._vm(vmid))
+
+    def _storage(self, params: dict[str, str], **_: Any) -> list[dict]:
+        rows = view.storage_rows(self.world, self.node)
+        if params.get("storage"):
+            rows = [r for r in rows if r["storage"] == params["storage"]]
+        if params.get("content"):
+            rows = [r for r in rows if params["content"] in r["content"].split(",")]
+        return [{k: v for k, v in r.items() if k != "node"} for r in rows]
+
+    def _pci(self, params: dict[str, str], **_: Any) -> list[dict]:
+        blacklist = params.get("pci-class-blacklist", "05;06;0b")
+        rows = view.pci_rows(self.world, tuple(blacklist.split(";")))
+        if params.get("verbose", "1") in ("0", "false"):
+            rows = [{k: v for k, v in r.items() if not k.endswith("_name")} for r in rows]
+        return rows
+
+    def _resources(self, params: dict[str, str], **_: Any) -> list[dict]:
+        kind = params.get("type", "")
+        if kind not in ("", "vm", "node", "storage", "sdn"):
+            raise _param_error(
+                type=f"value '{kind}' does not have a value in the enumeration "
+                "'vm, storage, node, sdn'"
+            )
+        out: list[dict] = []
+        if kind in ("", "node"):
+            out.append(view.node_row(self.world, self.node))
+        if kind in ("", "storage"):
+            out.extend(view.storage_resource(r) for r in view.storage_rows(self.world, self.node))
+        if kind in ("", "vm"):
+            with self.world.lock:
+                for vm in self._vms():
+                    row = view.vm_row(vm, self.node)
+                    row.update(id=f"qemu/{vm.vmid}", type="qemu")
+                    out.append(row)
+        return out
+
+    def _nextid(self, params: dict[str, str], **_: Any) -> str:
+        with self.world.lock:
+            used = set(self.world.vms)
+        if params.get("vmid"):
+            vmid = _vmid(params["vmid"], "vmid")
+            if vmid in used:
+                raise _param_error(vmid=f"VM {vmid} already exists")
+            return str(vmid)
+        vmid = _VMID_MIN
+        while vmid in used:
+            vmid += 1
+        return str(vmid)  # PVE's JSON carries the number as a string
+
+    def _mappings(self, **_: Any) -> list[dict]:
+        return []
+
+    def _task_of(self, upid: str):
+        if parse_upid(upid) is None:
+            raise _param_error(upid="unable to parse worker upid")
+        task = self.tasks.get(upid)
+        if task is None:
+            raise PveError(
+                500, f"unable to open file '/var/log/pve/tasks/{upid}' - No such file or directory"
+            )
+        return task
+
+    def _tasks(self, params: dict[str, str], **_: Any) -> list[dict]:
+        rows = self.tasks.recent()
+        if params.get("vmid"):
+            rows = [r for r in rows if r["id"] == params["vmid"]]
+        if params.get("typefilter"):
+            rows = [r for r in rows if r["type"] == params["typefilter"]]
+        if params.get("errors") in ("1", "true"):
+            rows = [r for r in rows if r.get("status") not in (None, "OK")]
+        if params.get("source", "archive") == "active":
+            rows = [r for r in rows if "endtime" not in r]
+        start = _int(params.get("start", "0"), "start")
+        limit = _int(params.get("limit", "50"), "limit")
+        return rows[start : start + limit]
+
+    def _task_status(self, upid: str, **_: Any) -> dict:
+        self._task_of(upid)
+        return self.tasks.snapshot(upid) or {}
+
+    def _task_log(self, upid: str, params: dict[str, str], **_: Any) -> list[dict]:
+        self._task_of(upid)
+        start = _int(params.get("start", "0"), "start")
+        limit = _int(params.get("limit", "50"), "limit")
+        lines = self.tasks.lines(upid)[start : start + limit]
+        return [{"n": start + i + 1, "t": t} for i, t in enumerate(lines)]
+
+    # -- writes
+
+    def _start(self, vmid: int, token: PveToken, **_: Any) -> str:
+        self._unlocked(vmid)
+        return self._task("qmstart", vmid, token, lambda log: self.world.vm_start(vmid))
+
+    def _stop(self, vmid: int, token: PveToken, **_: Any) -> str:
+        self._unlocked(vmid)
+        return self._task("qmstop", vmid, token, lambda log: self.world.vm_stop(vmid))
+
+    def _running_then(self, vmid: int, action: Callable[[int], None]) -> Callable:
+        def body(log: Callable[[str], None]) -> None:
+            with self.world.lock:
+                vm = self.world.vm(vmid)
+                if vm.status != "running":
+                    raise WorldError(f"VM {vmid} not running", 500)
+                action(vmid)
+
+        return body
+
+    def _shutdown(self, vmid: int, token: PveToken, **_: Any) -> str:
+        self._unlocked(vmid)
+        duration = self.world.timings.task + self.world.timings.shutdown
+        body = self._running_then(vmid, self.world.vm_stop)
+        return self._task("qmshutdown", vmid, token, body, duration=duration)
+
+    def _reboot(self, vmid: int, token: PveToken, **_: Any) -> str:
+        self._unlocked(vmid)
+        body = self._running_then(vmid, self.world.vm_reboot)
+        return self._task("qmreboot", vmid, token, body)
+
+    def _clone(self, vmid: int, params: dict[str, str], token: PveToken, **_: Any) -> str:
+        if "newid" not in params:
+            raise _param_error(newid="property is missing and it is not optional")
+        newid = _vmid(params["newid"], "newid")
+        name = params.get("name", "")
+        if name and not _DNS_NAME.match(name):
+            raise _param_error(name=f"value '{name}' does not look like a valid DNS name")
+        src = self._unlocked(vmid)
+        with self.world.lock:
+            if newid in self.world.vms:
+                raise PveError(500, f"VM {newid} already exists on node '{self.node}'")
+            try:
+                clone = self.world.vm_clone(vmid, newid, name or None)
+            except WorldError as exc:
+                raise PveError(500, str(exc)) from exc
+        disk = f"local-zfs:vm-{vmid}-disk-0"
+        size = f"{src.disk_gib}.0 GiB"
+        progress = (
+            f"create full clone of drive virtio0 ({disk})",
+            f"transferred 0.0 B of {size} (0.00%)",
+            f"transferred {src.disk_gib / 2:.1f} GiB of {size} (50.00%)",
+            f"transferred {size} of {size} (100.00%)",
+        )
+
+        def done(log: Callable[[str], None]) -> None:
+            with self.world.lock:
+                clone.lock = ""  # the world clears it too; whichever runs first
+
+        return self._task(
+            "qmclone", vmid, token, done, duration=self.world.timings.clone, progress=progress
+        )
+
+    def _destroy(self, vmid: int, token: PveToken, **_: Any) -> str:
+        vm = self._unlocked(vmid)
+        if vm.status == "running":
+            raise PveError(500, f"VM {vmid} is running - destroy failed")
+
+        def body(log: Callable[[str], None]) -> None:
+            log(f"destroying VM {vmid}")
+            self.world.vm_destroy(vmid)
+            log("Removing image: 100% complete...done.")
+
+        return self._task("qmdestroy", vmid, token, body)
+
+    def _config_changes(self, vmid: int, params: dict[str, str]) -> tuple[dict, list[str]]:
+        """Validate a config update like PVE's schema check; returns (changes, deletions)."""
+        errors: dict[str, str] = {}
+        changes: dict[str, str] = {}
+        for key, value in params.items():
+            if key in ("delete", "digest", "skiplock", "revert", "background_delay"):
+                continue
+            if key in HOSTPCI_KEYS:
+                hp = parse_hostpci(value)
+                if not hp.mapping and (
+                    not hp.addresses or not all(is_pci_id(a) for a in hp.addresses)
+                ):
+                    errors[key] = f"unable to parse hostpci value '{value}'"
+            elif _NET_KEY.match(key):
+                if not parse_net_mac(value) and "=" in value.split(",")[0]:
+                    errors[key] = f"invalid format - unable to parse network options '{value}'"
+            elif key in ("cores", "sockets", "memory", "balloon"):
+                if not value.isdigit() or (int(value) < 1 and key != "balloon"):
+                    errors[key] = f"type check ('integer') failed - got '{value}'"
+            elif key == "name":
+                if not _DNS_NAME.match(value):
+                    errors[key] = f"value '{value}' does not look like a valid DNS name"
+            elif key not in _CONFIG_KEYS:
+                errors[key] = (
+                    "property is not defined in schema and the schema does not allow "
+                    "additional properties"
+                )
+            changes[key] = value
+        delete = [k.strip() for k in params.get("delete", "").split(",") if k.strip()]
+        for key in delete:
+            if key in changes:
+                errors[key] = "conflicting options: cannot set and delete the same option"
+        if errors:
+            raise _param_error(**errors)
+        with self.world.lock:
+            cfg = view.vm_config(self._unlocked(vmid))
+        if params.get("digest") and params["digest"] != cfg.get("digest"):
+            raise PveError(
+                500, "detected modified configuration - file changed by other user? Try again."
+            )
+        return changes, delete
+
+    def _apply_config(self, vmid: int, changes: dict, delete: list[str]) -> None:
+        self.world.vm_set_config(vmid, changes, delete)
+
+    def _config_post(self, vmid: int, params: dict[str, str], token: PveToken, **_: Any) -> str:
+        changes, delete = self._config_changes(vmid, params)
+
+        def body(log: Callable[[str], None]) -> None:
+            for key, value in changes.items():
+                log(f"update VM {vmid}: -{key} {value}")
+            if delete:
+                log(f"update VM {vmid}: -delete {','.join(delete)}")
+            self._apply_config(vmid, changes, delete)
+
+        return self._task("qmconfig", vmid, token, body)
+
+    def _config_put(self, vmid: int, params: dict[str, str], **_: Any) -> None:
+        changes, delete = self._config_changes(vmid, params)
+        try:
+            self._apply_config(vmid, changes, delete)
+        except WorldError as exc:
+            raise PveError(500, str(exc)) from exc
+        return None
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise _param_error(**{name: f"type check ('integer') failed - got '{value}'"}) from None
+
+
+def _vmid(value: str, name: str) -> int:
+    vmid = _int(str(value), name)
+    if not _VMID_MIN <= vmid <= _VMID_MAX:
+        raise _param_error(
+            **{name: f"invalid format - value '{value}' does not look like a valid VM ID"}
+        )
+    return vmid

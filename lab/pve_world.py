@@ -1,0 +1,253 @@
+"""What the lab's PVE API reports, built from the shared World: host, VMs, PCI, storage.
+
+The World holds the facts that other twins also see (VMs, their status and passthrough,
+PCI devices); the host's hardware and its storage are PVE-only, so they live here. All
+reads take `World.lock` so a row is never half a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from dapper.lab.world import GIB, MIB, PVE_HOST, LabVm, World
+
+PVE_VERSION = {"version": "8.4.1", "release": "8.4", "repoid": "2a5fa54a8503f96d"}
+PVE_MANAGER = "pve-manager/8.4.1/2a5fa54a8503f96d"
+KERNEL = "6.8.12-9-pve"
+# The README's host: 2x E5-2697A v4 (16 cores, 32 threads each), 512 GB.
+HOST_CPU_MODEL = "Intel(R) Xeon(R) CPU E5-2697A v4 @ 2.60GHz"
+HOST_SOCKETS = 2
+HOST_CORES = 16
+HOST_THREADS = 64
+HOST_MEMORY = 512 * GIB
+ROOTFS = 100 * GIB
+LOCAL_ZFS = 2 * 1024 * GIB
+
+
+def _jitter(vmid: int, salt: str) -> float:
+    """A stable 0..1 per VM, so usage looks alive without randomness in tests."""
+    return int(hashlib.sha1(f"{vmid}:{salt}".encode()).hexdigest()[:6], 16) / 0xFFFFFF
+
+
+def vm_uptime(vm: LabVm, now: float | None = None) -> int:
+    if vm.status != "running" or vm.started_at is None:
+        return 0
+    return max(0, int((now or time.time()) - vm.started_at))
+
+
+def vm_row(vm: LabVm, node: str = PVE_HOST) -> dict[str, Any]:
+    """The fields shared by `qemu` lists, `status/current` and `cluster/resources`."""
+    running = vm.status == "running"
+    maxmem = vm.memory_mib * MIB
+    row: dict[str, Any] = {
+        "vmid": vm.vmid,
+        "name": vm.name,
+        "status": vm.status,
+        "cpus": vm.cores,
+        "maxcpu": vm.cores,
+        "cpu": round(0.02 + 0.3 * _jitter(vm.vmid, "cpu"), 4) if running else 0,
+        "maxmem": maxmem,
+        "mem": int(maxmem * (0.25 + 0.5 * _jitter(vm.vmid, "mem"))) if running else 0,
+        "maxdisk": vm.disk_gib * GIB,
+        "disk": 0,
+        "uptime": vm_uptime(vm),
+        "netin": 0,
+        "netout": 0,
+        "diskread": 0,
+        "diskwrite": 0,
+        "template": 1 if vm.template else 0,
+        "node": node,
+    }
+    if vm.tags:
+        row["tags"] = ";".join(vm.tags)
+    if vm.lock:
+        row["lock"] = vm.lock
+    if running:
+        row["pid"] = 10_000 + vm.vmid
+        row["qmpstatus"] = "running"
+    return row
+
+
+def vm_status_current(vm: LabVm, node: str = PVE_HOST) -> dict[str, Any]:
+    row = vm_row(vm, node)
+    row.update(
+        {
+            "qmpstatus": vm.status,
+            "agent": 1,
+            "ha": {"managed": 0},
+            "running-machine": "pc-q35-9.2+pve1" if vm.status == "running" else None,
+            "running-qemu": "9.2.0" if vm.status == "running" else None,
+        }
+    )
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def vm_config(vm: LabVm) -> dict[str, Any]:
+    cfg = dict(vm.config())
+    if vm.lock:
+        cfg["lock"] = vm.lock
+    return cfg
+
+
+def host_memory_used(world: World) -> int:
+    with world.lock:
+        guests = sum(vm.memory_mib * MIB for vm in world.vms.values() if vm.status == "running")
+    return min(HOST_MEMORY - GIB, 6 * GIB + int(guests * 0.6))
+
+
+def host_cpu(world: World) -> float:
+    with world.lock:
+        running = [vm for vm in world.vms.values() if vm.status == "running"]
+    busy = sum(vm_row(vm)["cpu"] * vm.cores for vm in running)
+    return round(min(1.0, 0.01 + busy / HOST_THREADS), 4)
+
+
+def host_uptime(world: World) -> int:
+    return int(time.time() - world.started) + 86 * 86400
+
+
+def node_row(world: World, node: str = PVE_HOST) -> dict[str, Any]:
+    return {
+        "id": f"node/{node}",
+        "type": "node",
+        "node": node,
+        "status": "online",
+        "cpu": host_cpu(world),
+        "maxcpu": HOST_THREADS,
+        "mem": host_memory_used(world),
+        "maxmem": HOST_MEMORY,
+        "disk": 9 * GIB,
+        "maxdisk": ROOTFS,
+        "uptime": host_uptime(world),
+        "level": "",
+        "ssl_fingerprint": "",
+    }
+
+
+def node_status(world: World) -> dict[str, Any]:
+    used = host_memory_used(world)
+    return {
+        "cpu": host_cpu(world),
+        "wait": 0.0,
+        "loadavg": ["3.12", "2.87", "2.65"],
+        "uptime": host_uptime(world),
+        "memory": {
+            "total": HOST_MEMORY,
+            "used": used,
+            "free": HOST_MEMORY - used,
+            "available": HOST_MEMORY - used,
+        },
+        "swap": {"total": 0, "used": 0, "free": 0},
+        "rootfs": {
+            "total": ROOTFS,
+            "used": 9 * GIB,
+            "free": ROOTFS - 9 * GIB,
+            "avail": ROOTFS - 9 * GIB,
+        },
+        "cpuinfo": {
+            "model": HOST_CPU_MODEL,
+            "sockets": HOST_SOCKETS,
+            "cores": HOST_CORES,
+            "cpus": HOST_THREADS,
+            "mhz": "2600.000",
+            "hvm": "1",
+            "flags": "",
+        },
+        "current-kernel": {
+            "sysname": "Linux",
+            "release": KERNEL,
+            "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.8.12-9 (2025-03-16T19:18Z)",
+            "machine": "x86_64",
+        },
+        "kversion": f"Linux {KERNEL}",
+        "boot-info": {"mode": "efi", "secureboot": 0},
+        "pveversion": PVE_MANAGER,
+    }
+
+
+def storage_rows(world: World, node: str = PVE_HOST) -> list[dict[str, Any]]:
+    """`local` (dir: ISOs, templates) and `local-zfs` (the VMs' OS disks)."""
+    with world.lock:
+        vm_disks = sum(vm.disk_gib * GIB for vm in world.vms.values())
+    rows = [
+        ("local", "dir", "iso,vztmpl,backup,snippets", ROOTFS, 9 * GIB + 2 * GIB),
+        ("local-zfs", "zfspool", "images,rootdir", LOCAL_ZFS, min(LOCAL_ZFS, vm_disks // 3)),
+    ]
+    out = []
+    for name, kind, content, total, used in rows:
+        out.append(
+            {
+                "storage": name,
+                "type": kind,
+                "content": content,
+                "active": 1,
+                "enabled": 1,
+                "shared": 0,
+                "total": total,
+                "used": used,
+                "avail": total - used,
+                "used_fraction": round(used / total, 6),
+                "node": node,
+            }
+        )
+    return out
+
+
+def storage_resource(row: dict[str, Any]) -> dict[str, Any]:
+    """`cluster/resources` names the same numbers disk/maxdisk."""
+    return {
+        "id": f"storage/{row['node']}/{row['storage']}",
+        "type": "storage",
+        "node": row["node"],
+        "storage": row["storage"],
+        "plugintype": row["type"],
+        "content": row["content"],
+        "shared": row["shared"],
+        "status": "available",
+        "disk": row["used"],
+        "maxdisk": row["total"],
+    }
+
+
+def pci_rows(world: World, blacklist: tuple[str, ...] = ("05", "06", "0b")) -> list[dict]:
+    """`hardware/pci`: present devices, classes filtered by prefix as PVE does."""
+    with world.lock:
+        devices = [d for d in world.pci.values() if d.present]
+    out = []
+    for d in sorted(devices, key=lambda d: d.address):
+        cls = d.class_id.lower().removeprefix("0x")
+        if any(cls.startswith(b.lower()) for b in blacklist if b):
+            continue
+        out.append(
+            {
+                "id": d.address,
+                "class": d.class_id,
+                "vendor": d.vendor_id,
+                "device": d.device_id,
+                "vendor_name": d.vendor_name,
+                "device_name": d.device_name,
+                "subsystem_vendor": d.subsystem_vendor,
+                "subsystem_device": d.subsystem_device,
+                "subsystem_vendor_name": d.vendor_name if d.subsystem_vendor else "",
+                "subsystem_device_name": "",
+                "iommugroup": d.iommugroup,
+                "mdev": 0,
+            }
+        )
+    return out
+
+
+__all__ = [
+    "PVE_HOST",
+    "PVE_VERSION",
+    "node_row",
+    "node_status",
+    "pci_rows",
+    "storage_resource",
+    "storage_rows",
+    "vm_config",
+    "vm_row",
+    "vm_status_current",
+]
