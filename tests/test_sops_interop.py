@@ -7,6 +7,7 @@ with ours, for every value selector, with and without `mac_only_encrypted`.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import subprocess
 import sys
@@ -291,3 +292,44 @@ def test_sops_project_files_decrypt_and_reencrypt(work: Path, rel: str, source: 
     after = (work / rel).read_text()
     assert before != after
     assert load_all(run_sops(work, "--decrypt", rel)) == load_all(source)
+
+
+def _restyle_metadata(text: str, style: str) -> str:
+    """Rewrite the sops block as older (3.8: empty lists) or newer (3.13: sorted) sops do."""
+    yaml = YAML()
+    docs = list(yaml.load_all(text))
+    for doc in docs:
+        meta = doc["sops"]
+        entries = [{"recipient": e["recipient"], "enc": e["enc"]} for e in meta["age"]]
+        if style == "3.8":
+            block = {k: [] for k in ("kms", "gcp_kms", "azure_kv", "hc_vault")}
+            block["age"] = entries
+            block.update({k: v for k, v in meta.items() if k != "age"})
+            block["pgp"] = []
+        else:
+            block = {k: meta[k] for k in sorted(meta)}
+            block["age"] = [dict(sorted(e.items())) for e in entries]
+        doc["sops"] = block
+    out = io.StringIO()
+    yaml.dump_all(docs, out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("style", ["3.8", "3.13"])
+def test_metadata_of_other_sops_versions_is_read(work: Path, style: str) -> None:
+    text = _restyle_metadata(sops_encrypt(work, "plain/typed.yaml", TYPED), style)
+    if style == "3.8":
+        assert "kms: []" in text
+    doc = sops.decrypt_text(text, lab_ids())
+    assert doc.documents[0]["count"] == 42 and len(doc.recipients) == 2
+    (work / "plain" / "restyled.yaml").write_text(text)
+    run_sops(work, "--decrypt", "plain/restyled.yaml")  # and sops agrees it is valid
+
+
+def test_plain_dicts_encrypt_too(work: Path) -> None:
+    rule = sops.find_creation_rule(work, "plain/dict.yaml")
+    text = sops.encrypt_documents([{"a": {"b": 1, "c": [True, 2.5]}, "d": "x"}], rule)
+    (work / "plain" / "dict.yaml").write_text(text)
+    assert load_all(run_sops(work, "--decrypt", "plain/dict.yaml")) == [
+        {"a": {"b": 1, "c": [True, 2.5]}, "d": "x"}
+    ]
