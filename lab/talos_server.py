@@ -32,6 +32,7 @@ import contextlib
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,26 @@ class _Call:
     maintenance: bool
 
 
+class _Server(Server):
+    """grpclib's Server, but close() also drops open connections (apid going away does)."""
+
+    def __init__(self, handlers: list[Any]) -> None:
+        super().__init__(handlers)
+        self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> Any:
+        proto = super()._protocol_factory()
+        self._protocols.add(proto)
+        return proto
+
+    def close(self) -> None:
+        super().close()
+        for proto in list(self._protocols):
+            processor = getattr(proto, "processor", None)
+            if processor is not None:
+                processor.close("apid stopped")
+
+
 def _peer_subject(stream: Stream) -> tuple[tuple[str, ...], str]:
     """(organizations, common name) of the verified client certificate."""
     cert = stream.peer.cert() or {}
@@ -164,7 +185,7 @@ class TalosLabServer:
         self._insecure = server_ssl_context(pair, alpn=["h2"])
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._servers: list[Server] = []
+        self._servers: list[_Server] = []
         self._stopped = False
         self._subscribed = False
 
@@ -251,18 +272,23 @@ class TalosLabServer:
                 self.maintenance_port = sock.getsockname()[1]
             else:
                 self.port = sock.getsockname()[1]
-            server = Server(
+            server = _Server(
                 [_MachineService(self, maintenance), _StorageService(self, maintenance)]
             )
             await server.start(sock=sock, ssl=self._insecure if maintenance else self._mtls)
             self._servers.append(server)
 
+    @property
+    def listening(self) -> bool:
+        return bool(self._servers)
+
     async def _close_listeners(self) -> None:
-        servers, self._servers = self._servers, []
+        servers = list(self._servers)
         for server in servers:
             server.close()
         for server in servers:
             await server.wait_closed()
+        self._servers = []
 
     def _on_fault(self, fault: str, active: bool) -> None:
         loop = self._loop
