@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import ssl
@@ -137,7 +138,7 @@ def render_talosconfig(
         return base64.b64encode(data).decode()
 
     def seq(items: list[str]) -> str:
-        return "[" + ", ".join(items) + "]"
+        return "[" + ", ".join(json.dumps(i) for i in items) + "]"  # JSON is YAML
 
     return (
         f"context: {name}\n"

@@ -10,11 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from google.protobuf import empty_pb2
-from grpclib.client import Channel
-from grpclib.const import Status
-from grpclib.exceptions import GRPCError
-
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.talos import TalosClient
 from dapper.backends.talos_pb import machine_grpc, machine_pb2
@@ -28,6 +23,10 @@ from dapper.backends.talosconfig import (
 from dapper.lab.pki import CertificateAuthority, Pki
 from dapper.lab.talos_server import TalosLabServer
 from dapper.lab.world import DAPPER_NODES, Timings, World
+from google.protobuf import empty_pb2
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
 CP1, CP2, WORKER = "10.100.0.50", "10.100.0.51", "10.100.0.54"
 WORKER_CONFIG = b"""version: v1alpha1
