@@ -173,7 +173,7 @@ class TalosClient:
         self.roles = certificate_roles(context.crt_pem)
         self._ssl = client_ssl_context(context)
         self._insecure = insecure_ssl_context()
-        self._channels: dict[tuple[int, str, bool], Channel] = {}
+        self._channels: dict[tuple[asyncio.AbstractEventLoop, str, bool], Channel] = {}
         self._next_endpoint = 0
         self._writer: _Writer | None = None if read_only else _Writer(self)
 
@@ -201,19 +201,23 @@ class TalosClient:
         self.close()
 
     def close(self) -> None:
-        for ch in self._channels.values():
-            ch.close()
+        for (loop, _, _), ch in self._channels.items():
+            if not loop.is_closed():
+                ch.close()
         self._channels.clear()
 
     # -- plumbing --------------------------------------------------------------------------
 
     def _channel(self, endpoint: str, insecure: bool) -> Channel:
-        key = (id(asyncio.get_running_loop()), endpoint, insecure)
-        ch = self._channels.get(key)
+        """One channel per (event loop, endpoint, mode); channels of closed loops are dropped."""
+        loop = asyncio.get_running_loop()
+        for key in [k for k in self._channels if k[0].is_closed()]:
+            del self._channels[key]
+        ch = self._channels.get((loop, endpoint, insecure))
         if ch is None:
             host, port = split_endpoint(endpoint)
             ch = Channel(host, port, ssl=self._insecure if insecure else self._ssl)
-            self._channels[key] = ch
+            self._channels[(loop, endpoint, insecure)] = ch
         return ch
 
     def _routes(self, node: str | None, maintenance: bool) -> list[tuple[str, dict[str, str]]]:
@@ -417,8 +421,21 @@ class TalosClient:
         lines = [c.decode("utf-8", "replace").rstrip("\n") async for c in self.dmesg(node)]
         return "\n".join(lines)
 
-    async def machine(self, node: str) -> TalosMachine:
-        """Everything the console shows about one machine, gathered concurrently."""
+    async def machine(self, node: str, *, timeout: float | None = None) -> TalosMachine:
+        """Everything the console shows about one machine, gathered concurrently.
+
+        Bounded as a whole by `timeout` (default: three call timeouts); a machine that
+        does not answer in time is reported unreachable rather than raised.
+        """
+        limit = timeout if timeout is not None else 3 * self.timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await self._machine(node)
+        except TimeoutError:
+            reason = f"{node}: timeout after {limit:g}s"
+            return TalosMachine(node=node, stage="unreachable", error=reason)
+
+    async def _machine(self, node: str) -> TalosMachine:
         try:
             version = await self.version(node)
         except BackendError as exc:

@@ -329,7 +329,9 @@ async def test_slow_api_times_out(server, world, tmp_path) -> None:
     async with c:
         with pytest.raises(BackendError) as err:
             await c.version(CP1)
+        m = await c.machine(CP1)
     assert err.value.code == "TIMEOUT" and "timeout after 0.1s" in err.value.reason
+    assert m.stage == "unreachable" and "timeout" in m.error
 
 
 def test_stop_leaves_no_thread_or_port(world, pki) -> None:
