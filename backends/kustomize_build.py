@@ -464,7 +464,7 @@ class Renderer:
 
     # -- directories
 
-    def _flux_generated(self, path: str) -> dict[str, Any]:
+    def flux_generated(self, path: str) -> dict[str, Any]:
         """The kustomization Flux generates for a directory that has none."""
         resources: list[str] = []
 
@@ -497,7 +497,7 @@ class Renderer:
         if kfile is None:
             if not top:
                 raise TreeError(path, 0, "directory has no kustomization.yaml")
-            kdoc: dict[str, Any] = self._flux_generated(path)
+            kdoc: dict[str, Any] = self.flux_generated(path)
             kfile_label, kline = path, 0
         else:
             self.files_read.add(kfile)
