@@ -1,0 +1,266 @@
+"""The lab API server's resource semantics, independent of HTTP: routing, authorization,
+and the verbs (get, list, create, update, patch, delete, evict) over the object store."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+
+from dapper.lab.kinds import CUSTOM_GROUPS, RESOURCE_TYPES, ResourceType, by_kind
+from dapper.lab.kube_controllers import emit_event
+from dapper.lab.kube_eviction import check_eviction
+from dapper.lab.kube_patch import apply_patch
+from dapper.lab.kube_selectors import parse_field_selector, parse_label_selector
+from dapper.lab.store import Conflict, NotFound, StoreError
+from dapper.lab.world import World
+
+USERS = {"admin": "dapper-lab-admin", "readonly": "dapper-lab-readonly"}
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+@dataclass(frozen=True)
+class Route:
+    rt: ResourceType
+    version: str
+    namespace: str | None  # None: all namespaces (or cluster-scoped)
+    name: str | None
+    sub: str | None
+    watch: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.rt.group}/{self.version}" if self.rt.group else self.version
+
+    @property
+    def resource(self) -> str:
+        return f"{self.rt.plural}/{self.sub}" if self.sub else self.rt.plural
+
+    def verb(self, method: str, watch_param: bool) -> str:
+        if method == "GET":
+            if self.name is None:
+                return "watch" if (self.watch or watch_param) else "list"
+            return "watch" if self.watch else "get"
+        if method == "DELETE":
+            return "delete" if self.name else "deletecollection"
+        return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
+def _not_found_path(path: str) -> StoreError:
+    return StoreError(404, "NotFound", "the server could not find the requested resource")
+
+
+def route(path: str) -> Route | None:
+    """Map a resource path to a Route; None for a non-resource path."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
+        group, version, rest = "", "v1", parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    watch = rest[0] == "watch"
+    if watch:
+        rest = rest[1:]
+    namespace: str | None = None
+    if (
+        len(rest) >= 3
+        and rest[0] == "namespaces"
+        and not (group == "" and len(rest) == 3 and rest[2] in ("status", "finalize"))
+    ):
+        namespace, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3:
+        raise _not_found_path(path)
+    rt = next(
+        (
+            t
+            for t in RESOURCE_TYPES
+            if t.group == group and t.plural == rest[0] and version in t.versions
+        ),
+        None,
+    )
+    if rt is None:
+        raise _not_found_path(path)
+    if namespace is not None and not rt.namespaced:
+        raise _not_found_path(path)
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if sub is not None and sub not in rt.subresources:
+        raise _not_found_path(path)
+    if rt.namespaced and name is not None and namespace is None:
+        raise _not_found_path(path)
+    return Route(rt, version, namespace, name, sub, watch)
+
+
+def forbidden(identity: str, verb: str, r: Route) -> StoreError:
+    """The RBAC denial the real server sends, word for word in shape."""
+    qualified = f"{r.rt.plural}.{r.rt.group}" if r.rt.group else r.rt.plural
+    subject = f'{qualified} "{r.name}"' if r.name else qualified
+    scope = f'in the namespace "{r.namespace}"' if r.namespace else "at the cluster scope"
+    err = StoreError(
+        403,
+        "Forbidden",
+        f'{subject} is forbidden: User "{USERS[identity]}" cannot {verb} resource '
+        f'"{r.resource}" in API group "{r.rt.group}" {scope}',
+    )
+    err.details = {"name": r.name or "", "group": r.rt.group, "kind": r.rt.plural}  # type: ignore[attr-defined]
+    return err
+
+
+def authorize(identity: str, verb: str, r: Route) -> None:
+    """admin may do anything; readonly is like the `view` ClusterRole: reads, no Secrets."""
+    if identity == "admin":
+        return
+    if verb in WRITE_VERBS or r.sub == "eviction" or (r.rt.kind == "Secret"):
+        raise forbidden(identity, verb, r)
+
+
+def parse_body(raw: bytes) -> object:
+    if not raw:
+        raise StoreError(400, "BadRequest", "the request body is empty")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise StoreError(400, "BadRequest", f"the body of the request is not JSON: {exc}") from None
+
+
+class KubeApi:
+    """Verbs over the world's store; every method returns (code, body dict)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.store = world.store
+
+    def _out(self, obj: dict, r: Route) -> dict:
+        obj["apiVersion"] = r.api_version
+        return obj
+
+    def filtered(self, r: Route, label: str, field: str) -> tuple[list[dict], int]:
+        items, rv = self.store.list(r.rt, r.namespace)
+        lp = parse_label_selector(label) if label else None
+        fp = parse_field_selector(field, r.rt.kind) if field else None
+        out = [
+            self._out(o, r)
+            for o in items
+            if (lp is None or lp(o["metadata"].get("labels") or {})) and (fp is None or fp(o))
+        ]
+        return out, rv
+
+    def list(self, r: Route, label: str, field: str) -> dict:
+        items, rv = self.filtered(r, label, field)
+        return {
+            "kind": f"{r.rt.kind}List",
+            "apiVersion": r.api_version,
+            "metadata": {"resourceVersion": str(rv)},
+            "items": items,
+        }
+
+    def get(self, r: Route) -> dict:
+        assert r.name is not None
+        return self._out(self.store.get(r.rt, r.namespace or "", r.name), r)
+
+    def create(self, r: Route, body: object) -> dict:
+        if r.sub == "eviction":
+            return self.evict(r, body)
+        if not isinstance(body, dict):
+            raise StoreError(400, "BadRequest", "the body must be a JSON object")
+        body.setdefault("metadata", {})
+        body.setdefault("apiVersion", r.api_version)
+        body.setdefault("kind", r.rt.kind)
+        if body["kind"] != r.rt.kind:
+            raise StoreError(
+                400, "BadRequest", f"the kind {body['kind']!r} does not match {r.rt.kind}"
+            )
+        if r.rt.namespaced:
+            sent = body["metadata"].get("namespace")
+            if sent and sent != r.namespace:
+                raise StoreError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match "
+                    "the namespace sent on the request",
+                )
+            body["metadata"]["namespace"] = r.namespace
+        body["metadata"].pop("resourceVersion", None)
+        if r.rt.kind == "Pod" and not body.get("spec", {}).get("nodeName"):
+            node = self.world.schedule(body)
+            if node:
+                body.setdefault("spec", {})["nodeName"] = node
+        return self._out(self.store.create(body, rt=r.rt), r)
+
+    def update(self, r: Route, body: object) -> dict:
+        if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+            raise StoreError(400, "BadRequest", "the body must be a JSON object with metadata")
+        if body["metadata"].get("name") != r.name:
+            raise StoreError(
+                400, "BadRequest", "the name of the object does not match the name on the URL"
+            )
+        if r.rt.namespaced:
+            body["metadata"]["namespace"] = r.namespace
+        obj = self.store.replace(body, rt=r.rt, status_only=r.sub == "status")
+        return self._out(obj, r)
+
+    def patch(self, r: Route, content_type: str, body: object) -> dict:
+        assert r.name is not None
+        custom = r.rt.group in CUSTOM_GROUPS
+
+        def edit(obj: dict) -> None:
+            rv = obj["metadata"].get("resourceVersion")
+            patched = apply_patch(content_type, obj, body, custom=custom)
+            if not isinstance(patched, dict):
+                raise StoreError(422, "Invalid", "the patch did not produce an object")
+            sent = patched.get("metadata", {}).get("resourceVersion")
+            if sent and sent != rv:
+                raise Conflict(f'{r.rt.plural} "{r.name}"')
+            if patched.get("metadata", {}).get("name") != r.name:
+                raise StoreError(422, "Invalid", "metadata.name: Invalid value: field is immutable")
+            obj.clear()
+            obj.update(patched)
+
+        obj = self.store.mutate(
+            r.rt, r.namespace or "", r.name, edit, status_only=r.sub == "status"
+        )
+        return self._out(obj, r)
+
+    def delete(self, r: Route) -> dict:
+        assert r.name is not None
+        with self.world.lock:
+            obj = self.store.delete(r.rt, r.namespace or "", r.name)
+            if r.rt.kind == "Pod":
+                self.world.replace_pod(obj)
+        return self._out(obj, r)
+
+    def evict(self, r: Route, body: object) -> dict:
+        assert r.name is not None and r.namespace is not None
+        if isinstance(body, dict):
+            meta = body.get("metadata") or {}
+            if meta.get("name") and meta["name"] != r.name:
+                raise StoreError(
+                    400, "BadRequest", "name in URL does not match name in Eviction object"
+                )
+        pod_rt = by_kind("", "Pod")
+        with self.world.lock:
+            pod = self.store.get(pod_rt, r.namespace, r.name)
+            pdbs, _ = self.store.list(by_kind("policy", "PodDisruptionBudget"), r.namespace)
+            pods, _ = self.store.list(pod_rt, r.namespace)
+            check_eviction(pod, pdbs, pods)
+            with contextlib.suppress(NotFound):
+                self.store.delete(pod_rt, r.namespace, r.name)
+            emit_event(
+                self.store,
+                pod,
+                "Evicted",
+                f"Evicted pod {r.namespace}/{r.name} from node "
+                f"{pod.get('spec', {}).get('nodeName', '')} through the eviction API",
+                component="lab-eviction",
+            )
+            self.world.replace_pod(pod)
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        }
