@@ -122,7 +122,8 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
             continue
         seen.add(id(e))
         yield e
-        todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None)) if x)
+        linked = (e.__cause__, e.__context__, getattr(e, "reason", None))
+        todo.extend(x for x in linked if isinstance(x, BaseException))
         todo.extend(a for a in e.args if isinstance(a, BaseException))
 
 
@@ -471,11 +472,12 @@ class ProxmoxBackend:
         *,
         timeout: float = 120.0,
         on_progress: Callable[[str], None] | None = None,
-        poll: float = 0.2,
+        poll: float = 1.0,
     ) -> PveTask:
         """Poll a task until it stops; feed new log lines to `on_progress`; raise on failure."""
         deadline = time.monotonic() + timeout
         seen = 0
+        interval = min(poll, 0.05)  # most tasks end quickly: poll fast first, then back off
         while True:
             status = self.task_status(upid)
             if on_progress is not None:
@@ -494,7 +496,8 @@ class ProxmoxBackend:
                 raise BackendError(
                     f"PVE task {status.type} {status.id} still running after {timeout:g}s"
                 )
-            time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+            interval = min(poll, interval * 2)
 
     # -- writes (refused before any I/O when read-only)
 

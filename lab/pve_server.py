@@ -164,6 +164,10 @@ class _HttpServer(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(_HANDSHAKE_TIMEOUT)
+        # headers and body go out as two writes; without NODELAY, Nagle and delayed ACKs
+        # add ~40 ms to every response
+        with contextlib.suppress(OSError):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn = self.owner.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
