@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -204,13 +205,21 @@ class ProxmoxBackend:
     ) -> None:
         parts = urlsplit(url if "://" in url else f"https://{url}")
         if parts.scheme != "https" or not parts.hostname:
-            raise BackendError(f"proxmox url must be https://host[:port]: {url!r}")
+            raise BackendError(f"proxmox url must be https://host[:port]: {url!r}", code="CONFIG")
         user, bang, token_name = token_id.partition("!")
         if not bang or "@" not in user or not token_name:
-            raise BackendError(f"proxmox token id must look like user@realm!tokenid: {token_id!r}")
+            raise BackendError(
+                f"proxmox token id must look like user@realm!tokenid: {token_id!r}", code="CONFIG"
+            )
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         self.where = f"{host}:{parts.port or 8006}"
         prefix = parts.path.strip("/").removesuffix("api2/json").strip("/")
+        if ca_file:
+            ca_file = str(Path(ca_file).expanduser())
+            if not Path(ca_file).is_file():
+                raise BackendError(f"proxmox CA file not found: {ca_file}", code="CONFIG")
+        if not verify_tls:
+            log.warning("proxmox: TLS verification is disabled for %s", self.where)
         self._kwargs: dict[str, Any] = {
             "host": self.where,
             "backend": "https",
@@ -225,6 +234,8 @@ class ProxmoxBackend:
         self.timeout = timeout
         self._node = node
         self._local = threading.local()
+        self._sessions_lock = threading.Lock()
+        self._apis: list[ProxmoxAPI] = []  # every thread's client, so close() reaches all
         self.read_only = read_only
         self._writer: _Writer | None = None if read_only else _Writer(self)
         self.capabilities = frozenset({"read"} if read_only else {"read", "write"})
@@ -259,6 +270,8 @@ class ProxmoxBackend:
             kwargs = dict(self._kwargs)
             api = ProxmoxAPI(kwargs.pop("host"), **kwargs)
             self._local.api = api
+            with self._sessions_lock:
+                self._apis.append(api)
         return api
 
     def call(self, method: str, path: str, **params: Any) -> Any:
@@ -272,10 +285,12 @@ class ProxmoxBackend:
             raise BackendError(reason, code=code) from exc
 
     def close(self) -> None:
-        api = getattr(self._local, "api", None)
-        if api is not None:
+        """Close every thread's pooled connections; the backend stays usable (it reconnects)."""
+        with self._sessions_lock:
+            apis, self._apis = self._apis, []
+        for api in apis:
             api._store["session"].close()
-            self._local.api = None
+        self._local = threading.local()
 
     def node_names(self) -> list[str]:
         if self._node:

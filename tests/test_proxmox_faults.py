@@ -148,6 +148,8 @@ def test_bad_configuration_is_one_line() -> None:
         ProxmoxBackend("https://pve:8006", "root@pam", "x")
     with pytest.raises(BackendError, match="https://"):
         ProxmoxBackend("http://pve:8006", "root@pam!t", "x")
+    with pytest.raises(BackendError, match="CA file not found"):
+        ProxmoxBackend("https://pve:8006", "root@pam!t", "x", ca_file="/nonexistent/ca.pem")
 
 
 def test_stop_leaves_no_thread_or_port(world: World, pki: Pki, ca_file: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,12 @@ def test_wire_details_errors_and_unknown_paths(server: PveServer, ca_file: str) 
     assert requests.get(f"{url}/version", headers=headers, verify=ca_file, timeout=5).json()[
         "data"
     ]["release"]
+
+
+def test_one_backend_serves_many_threads(admin: ProxmoxBackend) -> None:
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: admin.vms(with_config=False), range(12)))
+    assert all([v.vmid for v in r] == list(range(100, 107)) for r in results)
+    assert len(admin._apis) >= 2  # each worker thread got its own session
+    admin.close()
+    assert admin._apis == [] and len(admin.vms(with_config=False)) == 7
