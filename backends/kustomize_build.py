@@ -386,7 +386,9 @@ def _go_json(value: Any) -> str:
 def content_hash(obj: dict[str, Any]) -> str:
     """kustomize's name-suffix hash of a ConfigMap or Secret."""
     kind = obj.get("kind")
-    name = (obj.get("metadata") or {}).get("name", "")
+    # kustomize's hasher looks the name up by a path its lookup does not resolve, so the
+    # name it hashes is always "" (checked against kubectl kustomize in the tests).
+    name = ""
     if kind == "ConfigMap":
         enc: dict[str, Any] = {"kind": "ConfigMap", "name": name, "data": obj.get("data") or {}}
         if obj.get("binaryData"):
