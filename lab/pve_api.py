@@ -32,6 +32,7 @@ _CONFIG_KEYS = {
     "onboot", "boot", "agent", "machine", "bios", "ostype", "args", "vga", "numa",
 }  # fmt: skip
 _NET_KEY = re.compile(r"^net\d+$")
+_DISK_KEY = re.compile(r"^(?:virtio|scsi|sata|ide|efidisk|tpmstate|unused)\d+$")
 _VMID_MIN, _VMID_MAX = 100, 999_999_999
 
 
@@ -425,7 +426,7 @@ class PveApi:
             elif key == "name":
                 if not _DNS_NAME.match(value):
                     errors[key] = f"value '{value}' does not look like a valid DNS name"
-            elif key not in _CONFIG_KEYS:
+            elif key not in _CONFIG_KEYS and not _DISK_KEY.match(key):
                 errors[key] = (
                     "property is not defined in schema and the schema does not allow "
                     "additional properties"
