@@ -429,7 +429,8 @@ def test_disabled_objects_are_not_substituted(tree_dir: Path) -> None:
     path.write_text(
         path.read_text().replace(
             "  name: podinfo\n",
-            "  name: podinfo\n  annotations:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\n",
+            "  name: podinfo\n  annotations:\n"
+            "    kustomize.toolkit.fluxcd.io/substitute: disabled\n",
             1,
         )
     )
