@@ -94,6 +94,8 @@ def write_client_files(
     *,
     kube_url: str,
     pve_url: str,
+    pve_admin: tuple[str, str],
+    pve_auditor: tuple[str, str],
     talos_endpoint: str,
     talos_nodes: list[str],
     pki: Pki,
@@ -111,24 +113,22 @@ def write_client_files(
     talosconfig = _write_private(
         directory / "talosconfig", talosconfig_text(talos_endpoint, talos_nodes, pki)
     )
-    admin_secret = _write_private(directory / "pve-admin.secret", creds.pve_admin_secret + "\n")
-    auditor_secret = _write_private(
-        directory / "pve-auditor.secret", creds.pve_auditor_secret + "\n"
-    )
+    admin_secret = _write_private(directory / "pve-admin.secret", pve_admin[1] + "\n")
+    auditor_secret = _write_private(directory / "pve-auditor.secret", pve_auditor[1] + "\n")
     proxmox_env = _write_private(
         directory / "proxmox.env",
         (
             f"PROXMOX_URL={pve_url}\n"
-            f"PROXMOX_TOKEN_ID={creds.pve_admin_token_id}\n"
-            f"PROXMOX_TOKEN_SECRET={creds.pve_admin_secret}\n"
-            f"PROXMOX_AUDITOR_TOKEN_ID={creds.pve_auditor_token_id}\n"
-            f"PROXMOX_AUDITOR_TOKEN_SECRET={creds.pve_auditor_secret}\n"
+            f"PROXMOX_TOKEN_ID={pve_admin[0]}\n"
+            f"PROXMOX_TOKEN_SECRET={pve_admin[1]}\n"
+            f"PROXMOX_AUDITOR_TOKEN_ID={pve_auditor[0]}\n"
+            f"PROXMOX_AUDITOR_TOKEN_SECRET={pve_auditor[1]}\n"
             f"PROXMOX_CA_FILE={ca}\n"
         ),
     )
 
     def config_toml(read_only: bool) -> str:
-        token_id = creds.pve_auditor_token_id if read_only else creds.pve_admin_token_id
+        token_id = pve_auditor[0] if read_only else pve_admin[0]
         secret = auditor_secret if read_only else admin_secret
         return (
             'cluster_name = "LAB"\n'
@@ -158,6 +158,7 @@ def write_client_files(
         proxmox_env,
         admin_secret,
         auditor_secret,
+        age_key,
         config,
         config_ro,
     )

@@ -87,9 +87,10 @@ def start_lab(
 ) -> RunningLab:
     """Start the lab. `directory` receives the client files (default: a private temp dir,
     removed on stop). Without a checkout holding kubernetes/, the Flux twin is skipped."""
+    from dapper.lab.clientfiles import kubeconfig_text
     from dapper.lab.kube_server import KubeApiServer
-    from dapper.lab.pve_server import PveApiServer
-    from dapper.lab.talos_server import TalosApiServer
+    from dapper.lab.pve_server import PveServer
+    from dapper.lab.talos_server import TalosLabServer
 
     t0 = time.perf_counter()
     tmp = None
@@ -104,17 +105,22 @@ def start_lab(
         kube = KubeApiServer(world, pki, creds)
         kube_port = kube.start()
         servers.append(kube)
-        pve = PveApiServer(world, pki, creds)
-        pve_port = pve.start()
-        servers.append(pve)
-        talos = TalosApiServer(world, pki)
-        talos_port = talos.start()
-        servers.append(talos)
         kube_url = f"https://127.0.0.1:{kube_port}"
+        pve = PveServer(world, pki)
+        pve.start()
+        servers.append(pve)
+        talos = TalosLabServer(
+            world,
+            pki,
+            kubeconfig=lambda: kubeconfig_text(kube_url, pki.https_ca.cert_pem, creds).encode(),
+        )
+        talos.start()
+        servers.append(talos)
         world.endpoints.update(
             kubernetes=kube_url,
-            kubernetes_ca=pki.https_ca.cert_pem.decode(),
-            kubernetes_token=creds.kube_admin_token,
+            proxmox=pve.url,
+            talos=talos.endpoint,
+            talos_maintenance=talos.maintenance_endpoint,
         )
         repo = repo or find_repo()
         remote = None
@@ -131,8 +137,10 @@ def start_lab(
         files = write_client_files(
             directory,
             kube_url=kube_url,
-            pve_url=f"https://127.0.0.1:{pve_port}",
-            talos_endpoint=f"127.0.0.1:{talos_port}",
+            pve_url=pve.url,
+            pve_admin=(pve.admin_token.token_id, pve.admin_token.secret),
+            pve_auditor=(pve.auditor_token.token_id, pve.auditor_token.secret),
+            talos_endpoint=talos.endpoint,
             talos_nodes=[s.ip for s in world.specs],
             pki=pki,
             creds=creds,
@@ -158,8 +166,8 @@ def start_lab(
             talosconfig=str(files.talosconfig),
             talos_context="lab-reader" if ro else "lab-admin",
             proxmox=ProxmoxConfig(
-                url=f"https://127.0.0.1:{pve_port}",
-                token_id=creds.pve_auditor_token_id if ro else creds.pve_admin_token_id,
+                url=pve.url,
+                token_id=(pve.auditor_token if ro else pve.admin_token).token_id,
                 token_secret_env="",
                 token_secret_file=str(files.pve_auditor_secret if ro else files.pve_admin_secret),
                 ca_file=str(files.ca),
