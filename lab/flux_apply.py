@@ -1,0 +1,306 @@
+"""Applying a Kustomization's rendered objects to the lab's store, and pruning them.
+
+This is the lab's server-side apply plus the controllers that would act on what was
+applied: Secrets are stored as `data` (base64), chart sources report Ready, HelmReleases
+report an install and run their workload (flux_workloads), DiskPools report Mayastor's
+pool status, PVCs are Bound. Fields other managers own survive a re-apply, as with
+server-side apply: annotations such as `reconcile.fluxcd.io/requestedAt` and a
+`spec.suspend` set by `flux suspend`.
+
+Every applied object is labelled with its Kustomization, and the Kustomization's
+inventory (status.inventory) is what prune compares against on the next apply.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import hashlib
+import logging
+from typing import Any
+
+from dapper.lab.flux_status import (
+    KS_NAME_LABEL,
+    KS_NAMESPACE_LABEL,
+    digest,
+    inventory_id,
+    parse_inventory_id,
+    requested_at,
+    set_condition,
+)
+from dapper.lab.flux_workloads import Workloads
+from dapper.lab.kinds import ResourceType, by_kind, split_api_version
+from dapper.lab.store import NotFound, StoreError, now_rfc3339
+from dapper.lab.world import MIB, SSD_BYTES, World
+
+log = logging.getLogger("dapper.lab.flux_apply")
+
+# Flux applies cluster definitions first, then namespaces, then the rest.
+_FIRST = {"CustomResourceDefinition": 0, "Namespace": 1}
+_MERGED_KINDS = frozenset({"Kustomization", "HelmRelease", "GitRepository", "OCIRepository"})
+POOL_CLUSTER = 4 * MIB
+
+
+class ApplyError(Exception):
+    """An object the store refused; the message is Flux-like and one line."""
+
+
+class Applier:
+    def __init__(self, world: World, workloads: Workloads) -> None:
+        self.world = world
+        self.store = world.store
+        self.workloads = workloads
+        self.release_versions: dict[tuple[str, str], tuple[str, int]] = {}
+
+    # -- apply ----------------------------------------------------------------------------
+
+    def apply(self, ks: dict[str, Any], objects: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """Apply every object for Kustomization `ks`; returns the new inventory entries."""
+        ks_ns, ks_name = ks["metadata"]["namespace"], ks["metadata"]["name"]
+        default_ns = (ks.get("spec") or {}).get("targetNamespace") or "default"
+        entries: list[dict[str, str]] = []
+        ordered = sorted(objects, key=lambda o: _FIRST.get(str(o.get("kind")), 2))
+        for raw in ordered:
+            obj = copy.deepcopy(raw)
+            meta = obj.setdefault("metadata", {})
+            labels = meta.setdefault("labels", {})
+            labels[KS_NAME_LABEL] = ks_name
+            labels[KS_NAMESPACE_LABEL] = ks_ns
+            group, _version = split_api_version(str(obj.get("apiVersion", "")))
+            try:
+                rt = by_kind(group, str(obj.get("kind", "")))
+            except KeyError:
+                rt = None  # a kind the lab does not serve (Ingress, ExternalSecret...)
+            if rt is not None and rt.namespaced and not meta.get("namespace"):
+                meta["namespace"] = default_ns
+            if rt is not None and not rt.namespaced:
+                meta.pop("namespace", None)
+            entries.append(inventory_id(obj))
+            if rt is None:
+                continue
+            try:
+                self._apply_one(rt, obj)
+            except StoreError as exc:
+                raise ApplyError(f"{obj.get('kind')}/{meta.get('name')}: {exc.message}") from None
+        return entries
+
+    def _apply_one(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        kind = rt.kind
+        if rt.namespaced:
+            self.world.ensure_namespace(obj["metadata"]["namespace"])
+        if kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+        elif kind == "Secret":
+            _secret_to_data(obj)
+        if kind in _MERGED_KINDS:
+            self._merge_live(rt, obj)
+        live = self.store.upsert(obj, rt=rt)
+        if kind in ("HelmRepository", "OCIRepository"):
+            self._source_ready(rt, live)
+        elif kind == "HelmRelease":
+            self._helm_release(rt, live)
+        elif kind == "DiskPool":
+            self._disk_pool(rt, live)
+        elif kind == "PersistentVolumeClaim":
+            self._pvc_bound(rt, live)
+
+    def _merge_live(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Keep what other field managers set on the live object."""
+        meta = obj["metadata"]
+        live = self.store.find(rt, meta.get("namespace", ""), meta["name"])
+        if live is None:
+            return
+        annotations = dict(live["metadata"].get("annotations") or {})
+        annotations.update(meta.get("annotations") or {})
+        if annotations:
+            meta["annotations"] = annotations
+        spec = obj.setdefault("spec", {})
+        live_spec = live.get("spec") or {}
+        if "suspend" not in spec and "suspend" in live_spec:
+            spec["suspend"] = live_spec["suspend"]
+
+    # -- what controllers would report ------------------------------------------------------
+
+    def _status(self, rt: ResourceType, obj: dict[str, Any], fn: Any) -> None:
+        meta = obj["metadata"]
+        with contextlib.suppress(NotFound):
+            self.store.mutate(rt, meta.get("namespace", ""), meta["name"], fn, status_only=True)
+
+    def _source_ready(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec") or {}
+        if rt.kind == "OCIRepository":
+            tag = str((spec.get("ref") or {}).get("tag") or "latest")
+            rev = f"{tag}@{digest(str(spec.get('url')) + tag)}"
+            message = f"stored artifact for digest '{rev}'"
+        else:
+            rev = digest(str(spec.get("url")))
+            message = f"stored artifact: revision '{rev}'"
+        generation = obj["metadata"].get("generation", 1)
+
+        def edit(o: dict[str, Any]) -> None:
+            st = o.setdefault("status", {})
+            set_condition(st, "Ready", "True", "Succeeded", message, generation)
+            set_condition(st, "ArtifactInStorage", "True", "Succeeded", message, generation)
+            artifact = st.get("artifact") or {}
+            if artifact.get("revision") != rev:
+                st["artifact"] = {
+                    "revision": rev,
+                    "digest": digest(rev),
+                    "lastUpdateTime": now_rfc3339(),
+                    "path": f"{rt.plural}/{o['metadata'].get('namespace')}/{o['metadata']['name']}",
+                }
+            st["observedGeneration"] = generation
+            if requested_at(o):
+                st["lastHandledReconcileAt"] = requested_at(o)
+
+        self._status(rt, obj, edit)
+
+    def chart_of(self, hr: dict[str, Any]) -> tuple[str, str]:
+        """(chart name, version) of a HelmRelease: chart.spec, or its chartRef source."""
+        spec = hr.get("spec") or {}
+        chart = ((spec.get("chart") or {}).get("spec")) or {}
+        if chart.get("chart"):
+            return str(chart["chart"]), str(chart.get("version") or "*")
+        ref = spec.get("chartRef") or {}
+        name = str(ref.get("name") or "")
+        ns = str(ref.get("namespace") or hr["metadata"]["namespace"])
+        version = "latest"
+        if ref.get("kind") == "OCIRepository":
+            src = self.store.find(by_kind("source.toolkit.fluxcd.io", "OCIRepository"), ns, name)
+            tag = ((src or {}).get("spec") or {}).get("ref", {}).get("tag")
+            version = str(tag or version)
+        return name, version
+
+    def _helm_release(self, rt: ResourceType, hr: dict[str, Any]) -> None:
+        meta = hr["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        spec = hr.get("spec") or {}
+        if spec.get("suspend"):
+            return
+        chart, version = self.chart_of(hr)
+        config = hashlib.sha256(repr(sorted(spec.items())).encode()).hexdigest()
+        previous = self.release_versions.get((ns, name))
+        if previous is None:
+            number, action = 1, "install"
+        elif previous[0] != config:
+            number, action = previous[1] + 1, "upgrade"
+        else:
+            number, action = previous[1], ""
+        self.release_versions[(ns, name)] = (config, number)
+        release = str(spec.get("releaseName") or name)
+        self.workloads.ensure(hr, chart)
+        generation = meta.get("generation", 1)
+        verb = "install" if number == 1 else "upgrade"
+        reason = "InstallSucceeded" if number == 1 else "UpgradeSucceeded"
+        message = (
+            f"Helm {verb} succeeded for release {ns}/{release}.v{number} "
+            f"with chart {chart}@{version}"
+        )
+
+        def edit(o: dict[str, Any]) -> None:
+            st = o.setdefault("status", {})
+            set_condition(st, "Ready", "True", reason, message, generation)
+            set_condition(st, "Released", "True", reason, message, generation)
+            st["observedGeneration"] = generation
+            st["lastAttemptedRevision"] = version
+            st["lastAttemptedConfigDigest"] = "sha256:" + config
+            st["lastAttemptedGeneration"] = generation
+            st["lastAttemptedReleaseAction"] = "install" if number == 1 else "upgrade"
+            st["storageNamespace"] = ns
+            st["helmChart"] = f"{ns}/{ns}-{name}"
+            if requested_at(o):
+                st["lastHandledReconcileAt"] = requested_at(o)
+            history = st.get("history") or []
+            if action or not history:
+                now = now_rfc3339()
+                entry = {
+                    "name": release,
+                    "namespace": ns,
+                    "version": number,
+                    "status": "deployed",
+                    "chartName": chart,
+                    "chartVersion": version,
+                    "appVersion": version,
+                    "configDigest": "sha256:" + config,
+                    "firstDeployed": history[-1]["firstDeployed"] if history else now,
+                    "lastDeployed": now,
+                    "action": action or "install",
+                }
+                for h in history:
+                    h["status"] = "superseded"
+                st["history"] = [entry, *history][:5]
+
+        self._status(rt, hr, edit)
+
+    def _disk_pool(self, rt: ResourceType, pool: dict[str, Any]) -> None:
+        name = pool["metadata"]["name"]
+        node = str((pool.get("spec") or {}).get("node") or "")
+        node_obj = self.store.find(by_kind("", "Node"), "", node)
+        capacity = (SSD_BYTES // POOL_CLUSTER - 1) * POOL_CLUSTER
+        fraction = 0.08 + (int(hashlib.sha256(name.encode()).hexdigest(), 16) % 2800) / 10000
+        used = int(capacity * fraction) // MIB * MIB
+        if f"pool-degraded:{name}" in self.world.faults:
+            state = "Degraded"
+        elif node_obj is None:
+            state = "Unknown"
+        else:
+            state = "Online"
+
+        def edit(o: dict[str, Any]) -> None:
+            st = o.setdefault("status", {})
+            st.update(
+                {
+                    "cr_state": "Created",
+                    "pool_status": state,
+                    "encrypted": False,
+                    "capacity": capacity,
+                    "used": used,
+                    "available": capacity - used,
+                    "capacity_q": str(capacity),
+                    "used_q": str(used),
+                    "available_q": str(capacity - used),
+                }
+            )
+
+        self._status(rt, pool, edit)
+
+    def _pvc_bound(self, rt: ResourceType, pvc: dict[str, Any]) -> None:
+        spec = pvc.get("spec") or {}
+        size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+        modes = spec.get("accessModes") or ["ReadWriteOnce"]
+
+        def edit(o: dict[str, Any]) -> None:
+            o["status"] = {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}
+
+        self._status(rt, pvc, edit)
+
+    # -- prune ------------------------------------------------------------------------------
+
+    def prune(self, stale: list[dict[str, str]]) -> None:
+        """Delete objects a Kustomization applied before and no longer renders."""
+        for entry in stale:
+            ns, name, group, kind = parse_inventory_id(entry)
+            try:
+                rt = by_kind(group, kind)
+            except KeyError:
+                continue
+            if kind == "HelmRelease":
+                self.workloads.uninstall(ns, name)
+                self.release_versions.pop((ns, name), None)
+            if kind == "Kustomization":
+                child = self.store.find(rt, ns, name)
+                inventory = ((child or {}).get("status") or {}).get("inventory") or {}
+                self.prune(list(inventory.get("entries") or []))
+            with contextlib.suppress(NotFound):
+                self.store.delete(rt, ns, name)
+                log.info("pruned %s/%s/%s", kind, ns, name)
+
+
+def _secret_to_data(obj: dict[str, Any]) -> None:
+    """stringData folded into base64 `data`, as the API server stores a Secret."""
+    data = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+    for k, v in (obj.pop("stringData", None) or {}).items():
+        data[str(k)] = base64.b64encode(("" if v is None else str(v)).encode()).decode()
+    obj["data"] = data
+    obj.setdefault("type", "Opaque")

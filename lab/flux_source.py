@@ -1,0 +1,228 @@
+"""What the lab's Flux twin reads: the tree at the remote's head, built and decrypted.
+
+One `Snapshot` per commit of the bare remote (the GitRepository artifact): the parsed
+FluxTree plus, per Kustomization, its rendered objects with SOPS Secrets decrypted in
+memory the way kustomize-controller does it. Snapshots are cached by commit and builds
+by (commit, Kustomization), so a periodic reconcile of an unchanged tree costs no parsing
+or age decryption. Decrypted values only ever live in these in-memory objects.
+
+Decryption works on the source file as committed (the MAC covers it exactly), then the
+values are placed into the rendered object, which kustomize may have renamed or labelled.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pygit2
+from dapper.backends.fluxtree import FluxKustomization, FluxTree
+from dapper.backends.sops import decrypt_text
+from dapper.backends.sops_errors import SopsError
+from dapper.backends.treesource import GitTreeSource, SourceError, read_text, walk
+from dapper.backends.yamldocs import TreeError, parse_text, strip_markers
+from dapper.lab.flux_status import BUILD_FAILED, DECRYPTION_FAILED
+from ruamel.yaml.scalarbool import ScalarBoolean
+
+log = logging.getLogger("dapper.lab.flux_source")
+
+Key = tuple[str, str]
+
+
+@dataclass
+class Build:
+    """A Kustomization's objects at one commit, or why there are none."""
+
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""  # "" on success, else BuildFailed / DecryptionFailed
+    message: str = ""
+
+
+@dataclass
+class Snapshot:
+    branch: str
+    sha: str
+    tree: FluxTree
+    secret_errors: dict[Key, str] = field(default_factory=dict)  # substituteFrom Secrets
+    builds: dict[Key, Build] = field(default_factory=dict)
+
+    @property
+    def revision(self) -> str:
+        return f"{self.branch}@sha1:{self.sha}"
+
+
+class _Decryptor:
+    """Decrypts each SOPS file of one commit at most once."""
+
+    def __init__(self, source: GitTreeSource, identities: Iterable[Any]) -> None:
+        self.source = source
+        self.identities = list(identities)
+        self._files: dict[str, list[dict[str, Any]] | SopsError] = {}
+        self._secrets: dict[str, list[str]] | None = None  # Secret name -> sops files
+
+    def documents(self, path: str) -> list[dict[str, Any]]:
+        """Decrypted documents of a file (plain data); raises SopsError."""
+        hit = self._files.get(path)
+        if hit is None:
+            try:
+                text = read_text(self.source, path)
+                doc = decrypt_text(text, self.identities, source=path)
+                hit = [_plain(d) for d in doc.documents]
+            except SopsError as exc:
+                hit = exc
+            except SourceError as exc:
+                hit = SopsError(str(exc))
+            self._files[path] = hit
+        if isinstance(hit, SopsError):
+            raise hit
+        return hit
+
+    def secret_files(self, name: str) -> list[str]:
+        if self._secrets is None:
+            self._secrets = {}
+            for path in walk(self.source, "kubernetes") if self.source.is_dir("kubernetes") else ():
+                if not path.endswith((".sops.yaml", ".sops.yml")):
+                    continue
+                try:
+                    docs = parse_text(read_text(self.source, path), path)
+                except (TreeError, SourceError):
+                    continue
+                for data, _line in docs:
+                    if isinstance(data, dict) and data.get("kind") == "Secret":
+                        sname = str((data.get("metadata") or {}).get("name", ""))
+                        self._secrets.setdefault(sname, []).append(path)
+        return self._secrets.get(name, [])
+
+    def secret_values(self, name: str) -> dict[str, str]:
+        """Decrypted, decoded values of the Secret `name` (the first file defining it)."""
+        for path in self.secret_files(name):
+            for doc in self.documents(path):
+                if doc.get("kind") == "Secret" and (doc.get("metadata") or {}).get("name") == name:
+                    return secret_plaintext(doc)
+        return {}
+
+
+def secret_plaintext(doc: Mapping[str, Any]) -> dict[str, str]:
+    """stringData as is and data base64-decoded (as the API server merges them)."""
+    out: dict[str, str] = {}
+    for k, v in (doc.get("data") or {}).items():
+        try:
+            out[str(k)] = base64.b64decode(str(v)).decode()
+        except (ValueError, UnicodeDecodeError):
+            out[str(k)] = str(v)
+    for k, v in (doc.get("stringData") or {}).items():
+        out[str(k)] = "" if v is None else str(v)
+    return out
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if node is None or isinstance(node, bool):
+        return node
+    if isinstance(node, ScalarBoolean):
+        return bool(node)
+    for kind in (str, int, float):  # ruamel's Scalar* subclasses -> plain values
+        if isinstance(node, kind):
+            return kind(node)
+    return str(node)
+
+
+class FluxSource:
+    """Snapshots of the remote's head, cached by commit (the last few are kept)."""
+
+    KEEP = 3
+
+    def __init__(self, repo_path: str, identities: Iterable[Any]) -> None:
+        self.repo_path = repo_path
+        self.identities = list(identities)
+        self._snapshots: dict[str, tuple[Snapshot, _Decryptor]] = {}
+
+    def snapshot(self, branch: str, sha: str) -> Snapshot:
+        hit = self._snapshots.get(sha)
+        if hit is not None:
+            return hit[0]
+        repo = pygit2.Repository(self.repo_path)
+        source = GitTreeSource(repo, sha)
+        decryptor = _Decryptor(source, self.identities)
+        errors: dict[Key, str] = {}
+
+        def values(namespace: str, name: str) -> Mapping[str, str] | None:
+            try:
+                return decryptor.secret_values(name)
+            except SopsError as exc:
+                errors[(namespace, name)] = str(exc)
+                return None
+
+        tree = FluxTree.load(source, secret_values=values)
+        snap = Snapshot(branch, sha, tree, errors)
+        self._snapshots[sha] = (snap, decryptor)
+        while len(self._snapshots) > self.KEEP:
+            self._snapshots.pop(next(iter(self._snapshots)))
+        return snap
+
+    def build(self, snap: Snapshot, ks: FluxKustomization) -> Build:
+        """The objects `ks` applies at the snapshot's commit, Secrets decrypted."""
+        hit = snap.builds.get(ks.key)
+        if hit is None:
+            hit = self._build(snap, ks)
+            snap.builds[ks.key] = hit
+        return hit
+
+    def _build(self, snap: Snapshot, ks: FluxKustomization) -> Build:
+        for kind, name, _optional in ks.substitute_from:
+            error = snap.secret_errors.get((ks.namespace, name)) if kind == "Secret" else None
+            if error:
+                return Build(
+                    reason=DECRYPTION_FAILED, message=f"decryption failed for '{name}': {error}"
+                )
+        try:
+            docs = snap.tree.render(ks)
+        except TreeError as exc:
+            return Build(reason=BUILD_FAILED, message=str(exc))
+        decryptor = self._snapshots[snap.sha][1]
+        objects: list[dict[str, Any]] = []
+        for d in docs:
+            obj = strip_markers(d.obj)
+            if obj.get("kind") == "Secret" and _is_sops_path(d.file):
+                try:
+                    obj = _decrypted(obj, d.file, d.line, decryptor)
+                except SopsError as exc:
+                    name = (obj.get("metadata") or {}).get("name", "")
+                    return Build(
+                        reason=DECRYPTION_FAILED,
+                        message=f"decryption failed for '{name}': {exc}",
+                    )
+            objects.append(obj)
+        return Build(objects)
+
+
+def _is_sops_path(path: str) -> bool:
+    return path.endswith((".sops.yaml", ".sops.yml"))
+
+
+def _decrypted(obj: dict[str, Any], path: str, line: int, decryptor: _Decryptor) -> dict[str, Any]:
+    """The rendered Secret with its values from the decrypted source document."""
+    raw = parse_text(decryptor.source.read_bytes(path).decode(), path)
+    index = next((i for i, (_d, ln) in enumerate(raw) if ln == line), None)
+    first = raw[0][0] if raw else None
+    if not isinstance(first, dict) or "sops" not in first:
+        return obj  # not encrypted (yet): applied as written, like Flux would
+    docs = decryptor.documents(path)
+    source = docs[index] if index is not None and index < len(docs) else None
+    if source is None:
+        raise SopsError(f"{path}: document at line {line} not found after decryption")
+    out = copy.deepcopy(obj)
+    out.pop("sops", None)
+    for field_name in ("data", "stringData"):
+        if field_name in source:
+            out[field_name] = copy.deepcopy(source[field_name])
+        else:
+            out.pop(field_name, None)
+    return out

@@ -1,0 +1,444 @@
+"""The lab's Flux: reconciles the Kustomizations of the lab's Git remote into the store.
+
+Like the flux-operator plus source- and kustomize-controller, it owns the GitRepository
+`flux-system/flux-system` (pointing at the lab's bare remote) and the root Kustomization
+`flux-system`, and applies what each Kustomization builds, parents first and in dependsOn
+order, so the child Kustomizations that cluster-apps applies are reconciled in the same
+pass. Statuses follow Flux: revisions `main@sha1:<sha>`, Ready/Reconciling conditions with
+Flux's reasons, lastApplied/lastAttempted revisions, `lastHandledReconcileAt` echoing the
+`reconcile.fluxcd.io/requestedAt` annotation, and `spec.suspend` honoured.
+
+A pass runs on the twin's own thread, never under the store lock: on start, on the
+reconcile interval, when the remote's head moves (the lab's stand-in for Flux's webhook
+receiver), when a Flux object gets a new requestedAt annotation or spec, and when a
+`ks-failing` fault toggles. Triggers are debounced and passes never overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dapper.backends.fluxtree import DependencyCycle
+from dapper.lab import flux_scale
+from dapper.lab.flux_apply import Applier, ApplyError
+from dapper.lab.flux_source import Build, FluxSource
+from dapper.lab.flux_status import (
+    BUILD_FAILED,
+    DEPENDENCY_NOT_READY,
+    HEALTH_CHECK_FAILED,
+    PROGRESSING,
+    SUCCEEDED,
+    condition,
+    digest,
+    drop_condition,
+    is_ready,
+    requested_at,
+    revision,
+    set_condition,
+)
+from dapper.lab.flux_workloads import Workloads
+from dapper.lab.git_remote import LabGitRemote
+from dapper.lab.kinds import FLUX_HELM, FLUX_KS, FLUX_SOURCE, by_kind
+from dapper.lab.store import WatchEvent, now_rfc3339
+from dapper.lab.world import World
+
+log = logging.getLogger("dapper.lab.flux_twin")
+
+KS_RT = by_kind(FLUX_KS, "Kustomization")
+GIT_RT = by_kind(FLUX_SOURCE, "GitRepository")
+HR_RT = by_kind(FLUX_HELM, "HelmRelease")
+ROOT = ("flux-system", "flux-system")
+ROOT_PATH = "./kubernetes/flux/cluster"
+_WATCHED = {(KS_RT.group, KS_RT.plural), (GIT_RT.group, GIT_RT.plural), (HR_RT.group, HR_RT.plural)}
+_DRIFT_EVERY = 6  # periodic passes between full re-applies of unchanged Kustomizations
+
+
+def go_duration(text: str, default: str = "5m0s") -> str:
+    """'5m' -> '5m0s', '1h' -> '1h0m0s' (how Flux prints spec.timeout)."""
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text or "")
+    if not text or not m:
+        return default
+    h, mi, s = (int(g or 0) for g in m.groups())
+    total = h * 3600 + mi * 60 + s
+    h, rest = divmod(total, 3600)
+    mi, s = divmod(rest, 60)
+    return f"{h}h{mi}m{s}s" if h else f"{mi}m{s}s"
+
+
+class FluxTwin:
+    """See the module docstring. `start()` once, `stop()` once."""
+
+    def __init__(
+        self,
+        world: World,
+        remote: LabGitRemote,
+        identities: Iterable[Any],
+        *,
+        scale_apps: int = 0,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.world = world
+        self.store = world.store
+        self.remote = remote
+        self.source = FluxSource(str(remote.bare_path), identities)
+        self.workloads = Workloads(world)
+        self.applier = Applier(world, self.workloads)
+        self.scale_apps = scale_apps
+        self.poll_interval = poll_interval
+        self.last_error = ""
+        self.last_duration = 0.0
+        self.revision = ""
+        self._cv = threading.Condition()
+        self._pending = False
+        self._stopping = False
+        self._started = 0  # passes begun
+        self._finished = 0  # passes ended
+        self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}
+        self._synthetic: dict[tuple[str, str], Build] = {}
+        self._periodic = 0
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the Flux source and root objects and begin reconciling."""
+        self.world.ensure_namespace("flux-system")
+        self.store.upsert(self._git_repository(), rt=GIT_RT)
+        self.store.upsert(self._root_kustomization(), rt=KS_RT)
+        for ns in flux_scale.namespaces(self.scale_apps):
+            self.world.ensure_namespace(ns)
+        for obj in flux_scale.kustomizations(self.scale_apps):
+            self.store.upsert(obj, rt=KS_RT)
+        self.store.add_listener(self._on_event)
+        self.world.on_fault(self._on_fault)
+        self._thread = threading.Thread(target=self._run, name="lab-flux-twin", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self.store.remove_listener(self._on_event)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def request(self) -> None:
+        """Ask for a pass soon (debounced)."""
+        with self._cv:
+            self._pending = True
+            self._cv.notify_all()
+
+    def reconcile_now(self, timeout: float = 30.0) -> None:
+        """Trigger a pass and wait until one that began after this call has finished."""
+        with self._cv:
+            target = self._started + 1
+            self._pending = True
+            self._cv.notify_all()
+            ok = self._cv.wait_for(
+                lambda: self._finished >= target or self._stopping, timeout=timeout
+            )
+        if not ok:
+            raise TimeoutError(f"no Flux twin reconcile finished within {timeout}s")
+
+    @property
+    def passes(self) -> int:
+        return self._finished
+
+    # -- triggers -----------------------------------------------------------------------
+
+    def _on_event(self, event: WatchEvent) -> None:
+        """Store listener (under the store lock): note new requests and specs, no work."""
+        if (event.key[0], event.key[1]) not in _WATCHED:
+            return
+        if event.type == "DELETED":
+            self._seen.pop(event.key, None)
+            return
+        meta = event.obj.get("metadata") or {}
+        token = (requested_at(event.obj), int(meta.get("generation") or 0))
+        old = self._seen.get(event.key)
+        if old == token:
+            return
+        self._seen[event.key] = token
+        if old is not None or token[0]:
+            self.request()
+
+    def _on_fault(self, fault: str, _active: bool) -> None:
+        if fault.startswith(("ks-failing:", "pool-degraded:")) and not self._stopping:
+            self.request()
+
+    def _run(self) -> None:
+        interval = max(self.world.timings.reconcile_interval, 0.05)
+        next_periodic = 0.0
+        last_sha = None
+        while True:
+            with self._cv:
+                if not self._pending and not self._stopping:
+                    self._cv.wait(self.poll_interval)
+                if self._stopping:
+                    return
+                triggered = self._pending
+            try:
+                sha = self.remote.head()[1]
+            except Exception:  # the remote vanished (lab closing)
+                log.debug("reading the lab remote failed", exc_info=True)
+                sha = last_sha
+            periodic = time.monotonic() >= next_periodic
+            if not (triggered or periodic or sha != last_sha):
+                continue
+            if triggered:
+                with self._cv:  # debounce: let a burst of annotations coalesce
+                    self._cv.wait(self.world.timings.reconcile_delay)
+                    if self._stopping:
+                        return
+            with self._cv:
+                self._pending = False
+                self._started += 1
+            full = triggered or sha != last_sha or self._periodic % _DRIFT_EVERY == 0
+            if periodic and not triggered:
+                self._periodic += 1
+            began = time.monotonic()
+            try:
+                self._pass(full=full)
+                self.last_error = ""
+            except Exception as exc:  # a broken pass must not stop the twin
+                log.exception("Flux twin reconcile failed")
+                self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.last_duration = time.monotonic() - began
+            last_sha = sha
+            next_periodic = time.monotonic() + interval
+            with self._cv:
+                self._finished += 1
+                self._cv.notify_all()
+
+    # -- one pass -------------------------------------------------------------------------
+
+    def _pass(self, *, full: bool) -> None:
+        branch, sha = self.remote.head()
+        if not sha:
+            return
+        rev = revision(branch, sha)
+        self.revision = rev
+        self.workloads.begin_pass()
+        self._git_status(branch, sha)
+        snap = self.source.snapshot(branch, sha)
+        try:
+            order = snap.tree.dependency_order()
+        except DependencyCycle:
+            order = list(snap.tree.kustomizations)
+        done: set[tuple[str, str]] = set()
+        for fks in order:
+            done.add(fks.key)
+            obj = self.store.find(KS_RT, fks.namespace, fks.name)
+            if obj is not None:
+                self._reconcile(obj, rev, lambda fks=fks: self.source.build(snap, fks), full)
+        rest, _ = self.store.list(KS_RT)
+        for obj in rest:
+            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if key in done:
+                continue
+            self._reconcile(
+                obj, rev, lambda key=key, obj=obj: self._other_build(obj, key, rev), full
+            )
+
+    def _other_build(self, obj: dict[str, Any], key: tuple[str, str], rev: str) -> Build:
+        """Synthetic benchmark apps build from a generator; anything else is not in Git."""
+        if (obj["metadata"].get("labels") or {}).get(flux_scale.SYNTHETIC_LABEL) == "true":
+            hit = self._synthetic.get(key)
+            if hit is None:
+                hit = self._synthetic[key] = Build(flux_scale.objects(*key))
+            return hit
+        path = (obj.get("spec") or {}).get("path", "")
+        return Build(
+            reason=BUILD_FAILED,
+            message=f"kustomization path not found: {path} is not built at revision {rev}",
+        )
+
+    def _reconcile(
+        self, obj: dict[str, Any], rev: str, build_fn: Callable[[], Build], full: bool
+    ) -> None:
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        status = obj.get("status") or {}
+        ns, name = meta["namespace"], meta["name"]
+        generation = int(meta.get("generation") or 1)
+        req = requested_at(obj)
+        if spec.get("suspend"):
+            return  # Flux skips suspended objects entirely (and leaves the request unhandled)
+        failing = self.world.failing_kustomization(ns, name)
+        settled = (
+            status.get("lastAppliedRevision") == rev
+            and status.get("lastAttemptedRevision") == rev
+            and status.get("observedGeneration") == generation
+            and (not req or status.get("lastHandledReconcileAt") == req)
+            and is_ready(obj)
+            and not failing
+        )
+        if settled and not full:
+            return
+        blocked = self._dependency_problem(ns, spec)
+        if blocked:
+            self._finish(ns, name, generation, req, None, "False", DEPENDENCY_NOT_READY, blocked)
+            return
+        if not settled:
+            timeout = go_duration(str(spec.get("timeout") or ""))
+            message = f"Fetching manifests for revision {rev} with a timeout of {timeout}"
+
+            def progress(o: dict[str, Any]) -> None:
+                st = o.setdefault("status", {})
+                set_condition(st, "Reconciling", "True", PROGRESSING, message, generation)
+                if condition(st, "Ready") is None:
+                    set_condition(
+                        st,
+                        "Ready",
+                        "Unknown",
+                        PROGRESSING,
+                        "Reconciliation in progress",
+                        generation,
+                    )
+
+            self.store.mutate(KS_RT, ns, name, progress, status_only=True)
+        build = build_fn()
+        if build.reason:
+            self._finish(ns, name, generation, req, rev, "False", build.reason, build.message)
+            return
+        try:
+            entries = self.applier.apply(obj, build.objects)
+        except ApplyError as exc:
+            self._finish(ns, name, generation, req, rev, "False", "ReconciliationFailed", str(exc))
+            return
+        if spec.get("prune"):
+            old = ((status.get("inventory") or {}).get("entries")) or []
+            keep = {e["id"] for e in entries}
+            self.applier.prune([e for e in old if e["id"] not in keep])
+        if failing:
+            waiting = [
+                e["id"].split("_")
+                for e in entries
+                if e["id"].endswith(("_HelmRelease", "_DiskPool"))
+            ] or [[ns, name, FLUX_KS, "Kustomization"]]
+            what = ", ".join(f"{k}/{n}/{nm} status: 'InProgress'" for n, nm, _g, k in waiting[:3])
+            timeout = go_duration(str(spec.get("timeout") or ""))
+            message = f"health check failed after {timeout}: timeout waiting for: [{what}]"
+            self._finish(
+                ns, name, generation, req, rev, "False", HEALTH_CHECK_FAILED, message, entries
+            )
+            return
+        message = f"Applied revision: {rev}"
+        self._finish(
+            ns, name, generation, req, rev, "True", SUCCEEDED, message, entries, applied=True
+        )
+
+    def _dependency_problem(self, ns: str, spec: dict[str, Any]) -> str:
+        for dep in spec.get("dependsOn") or []:
+            dns, dname = str(dep.get("namespace") or ns), str(dep.get("name", ""))
+            other = self.store.find(KS_RT, dns, dname)
+            if other is None:
+                return (
+                    f"unable to get '{dns}/{dname}' dependency: "
+                    f'Kustomization.kustomize.toolkit.fluxcd.io "{dname}" not found'
+                )
+            if not is_ready(other):
+                return f"dependency '{dns}/{dname}' is not ready"
+        return ""
+
+    def _finish(
+        self,
+        ns: str,
+        name: str,
+        generation: int,
+        req: str,
+        rev: str | None,
+        ready: str,
+        reason: str,
+        message: str,
+        entries: list[dict[str, str]] | None = None,
+        *,
+        applied: bool = False,
+    ) -> None:
+        def edit(o: dict[str, Any]) -> None:
+            st = o.setdefault("status", {})
+            st["observedGeneration"] = generation
+            if req:
+                st["lastHandledReconcileAt"] = req
+            if rev is not None:
+                st["lastAttemptedRevision"] = rev
+            if applied and rev is not None:
+                st["lastAppliedRevision"] = rev
+            if entries is not None:
+                st["inventory"] = {"entries": entries}
+            set_condition(st, "Ready", ready, reason, message, generation)
+            drop_condition(st, "Reconciling")
+            wait = (o.get("spec") or {}).get("wait") or (o.get("spec") or {}).get("healthChecks")
+            if reason == HEALTH_CHECK_FAILED:
+                set_condition(st, "Healthy", "False", reason, message, generation)
+            elif applied and wait:
+                set_condition(
+                    st, "Healthy", "True", "Succeeded", "Health check passed in 1.2s", generation
+                )
+
+        self.store.mutate(KS_RT, ns, name, edit, status_only=True)
+
+    # -- the source ---------------------------------------------------------------------
+
+    def _git_repository(self) -> dict[str, Any]:
+        return {
+            "apiVersion": GIT_RT.api_version,
+            "kind": "GitRepository",
+            "metadata": {"name": ROOT[1], "namespace": ROOT[0]},
+            "spec": {
+                "interval": "1m",
+                "url": self.remote.url,
+                "ref": {"branch": "main"},
+                "timeout": "60s",
+            },
+        }
+
+    def _root_kustomization(self) -> dict[str, Any]:
+        return {
+            "apiVersion": KS_RT.api_version,
+            "kind": "Kustomization",
+            "metadata": {"name": ROOT[1], "namespace": ROOT[0]},
+            "spec": {
+                "interval": "10m",
+                "path": ROOT_PATH,
+                "prune": True,
+                "timeout": "3m",
+                "decryption": {"provider": "sops", "secretRef": {"name": "sops-age"}},
+                "sourceRef": {"kind": "GitRepository", "name": ROOT[1]},
+            },
+        }
+
+    def _git_status(self, branch: str, sha: str) -> None:
+        rev = revision(branch, sha)
+        message = f"stored artifact for revision '{rev}'"
+        path = f"gitrepository/{ROOT[0]}/{ROOT[1]}/{sha}.tar.gz"
+
+        def edit(o: dict[str, Any]) -> None:
+            st = o.setdefault("status", {})
+            generation = int(o["metadata"].get("generation") or 1)
+            set_condition(st, "Ready", "True", "Succeeded", message, generation)
+            set_condition(st, "ArtifactInStorage", "True", "Succeeded", message, generation)
+            if (st.get("artifact") or {}).get("revision") != rev:
+                st["artifact"] = {
+                    "revision": rev,
+                    "digest": digest(sha),
+                    "lastUpdateTime": now_rfc3339(),
+                    "path": path,
+                    "url": f"http://source-controller.flux-system.svc.cluster.local./{path}",
+                }
+            st["observedGeneration"] = generation
+            if requested_at(o):
+                st["lastHandledReconcileAt"] = requested_at(o)
+
+        try:
+            self.store.mutate(GIT_RT, ROOT[0], ROOT[1], edit, status_only=True)
+        except Exception:  # deleted by hand: recreate it, as the operator would
+            self.store.upsert(self._git_repository(), rt=GIT_RT)
+            self.store.mutate(GIT_RT, ROOT[0], ROOT[1], edit, status_only=True)
+
+
+__all__ = ["FluxTwin", "go_duration"]
