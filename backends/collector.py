@@ -109,14 +109,33 @@ class Collector:
     # -- fetching -------------------------------------------------------------------------
 
     def _fetch_kube(self) -> KubeData:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from dapper.backends import kube_parse
+
         k = self.kube()
-        return KubeData(
-            nodes=tuple(k.nodes()),
-            pods=tuple(k.pods()),
-            kustomizations=tuple(k.kustomizations()),
-            pools=tuple(k.disk_pools()),
-            events=tuple(k.events(limit=200)),
-        )
+        # Five independent list calls: in parallel, the snapshot waits for the slowest only.
+        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="kube-list") as pool:
+            nodes = pool.submit(k.node_objects)
+            pods = pool.submit(k.pods)
+            kss = pool.submit(k.kustomizations)
+            pools = pool.submit(k.disk_pools)
+            events = pool.submit(k.events, 200)
+            pod_refs = pods.result()
+            by_node: dict[str, list] = {}
+            for p in pod_refs:
+                by_node.setdefault(p.node, []).append(p)
+            node_list = [
+                kube_parse.node(o, tuple(by_node.get(o["metadata"]["name"], ())))
+                for o in nodes.result()
+            ]
+            return KubeData(
+                nodes=tuple(node_list),
+                pods=tuple(pod_refs),
+                kustomizations=tuple(kss.result()),
+                pools=tuple(pools.result()),
+                events=tuple(events.result()),
+            )
 
     def _fetch_proxmox(self) -> ProxmoxData:
         p = self.proxmox()
