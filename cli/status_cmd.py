@@ -21,8 +21,9 @@ from dapper.cli.logsetup import setup_logging
 def render_text(s: ClusterSnapshot) -> str:
     sm = summarize(s)
     ro = "  READ-ONLY" if s.read_only else ""
+    name = s.cluster if s.cluster == s.mode else f"{s.cluster} {s.mode}"
     lines = [
-        f"{s.cluster} {s.mode}{ro}  nodes {sm.nodes} Ready  vms {sm.vms} running  "
+        f"{name}{ro}  nodes {sm.nodes} Ready  vms {sm.vms} running  "
         f"gpu {sm.gpus}  pools {sm.pools} Online  ks {sm.kustomizations} Ready",
         "sources: "
         + "  ".join(
