@@ -1,0 +1,73 @@
+"""`dapper-tui` (no subcommand): the console.
+
+The app paints its first frame before any client library is imported: the connector it
+gets starts the lab (when there is no configuration) and builds the Collector inside the
+app's connect worker. Logging goes to a file only, never onto the console's screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dapper.backends.config import Config, ConfigError, load_config
+from dapper.cli.logsetup import setup_logging
+
+log = logging.getLogger("dapper.cli.console")
+
+
+class Connector:
+    """`await connector()` gives a Collector; `stop()` then stops the lab it may have started."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.lab: Any = None
+
+    async def __call__(self) -> Any:
+        from dapper.backends.collector import Collector
+
+        cfg = self.config
+        if cfg.lab and not cfg.source:
+            from dapper.lab.runtime import start_lab
+
+            self.lab = await asyncio.to_thread(start_lab, read_only=cfg.read_only)
+            cfg = self.lab.readonly_config if cfg.read_only else self.lab.config
+        return Collector(cfg)
+
+    def stop(self) -> None:
+        if self.lab is not None:
+            lab, self.lab = self.lab, None
+            lab.stop()
+
+
+def make_app(config: Config, connect: Callable[[], Awaitable[Any]]) -> Any:
+    from dapper.tui.app import DapperApp
+
+    return DapperApp(config, connect)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config, read_only=args.read_only or None)
+    except ConfigError as exc:
+        print(f"dapper-tui: {exc}", file=sys.stderr)
+        return 2
+    path = setup_logging(console=False)
+    connector = Connector(config)
+    app = make_app(config, connector)
+    try:
+        code = app.run()
+    except Exception as exc:  # never a traceback at the operator; the log has it
+        log.exception("console crashed")
+        print(f"dapper-tui: {exc} (details in {path})", file=sys.stderr)
+        code = 1
+    finally:
+        try:
+            connector.stop()
+        except Exception:
+            log.exception("stopping the lab failed")
+    return int(code or 0)

@@ -1,0 +1,89 @@
+"""Short, stable text for numbers, sizes and ages, so columns keep their width between refreshes."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+DASH = "-"
+
+
+def age(seconds: float | None) -> str:
+    """A coarse age for objects (`<1m`, `12m`, `3h`, `41d`): coarse so the screen does not churn."""
+    if seconds is None:
+        return DASH
+    s = max(0.0, seconds)
+    if s < 60:
+        return "<1m"
+    if s < 3600:
+        return f"{int(s // 60)}m"
+    if s < 86400 * 2:
+        return f"{int(s // 3600)}h"
+    return f"{int(s // 86400)}d"
+
+
+def since(ts: float | None, now: float) -> str:
+    """Coarse age of an epoch timestamp relative to `now`."""
+    return age(None if ts is None else now - ts)
+
+
+def fine_age(seconds: float | None) -> str:
+    """A finer age for the snapshot and stale banners, where seconds matter (`4s`, `2m`)."""
+    if seconds is None:
+        return DASH
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 86400 * 2:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def duration(seconds: int) -> str:
+    """An uptime: `41d`, `5h`, `12m`, `-` when not running."""
+    if seconds <= 0:
+        return DASH
+    return age(float(seconds)) if seconds >= 60 else f"{seconds}s"
+
+
+def size(n: int) -> str:
+    """Bytes in binary units with at most one decimal: `128G`, `3.5T`, `512M`."""
+    if n <= 0:
+        return DASH
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T", "P"):
+        if value < 1024 or unit == "P":
+            if unit == "B" or value >= 10:
+                return f"{value:.0f}{unit}"
+            return f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.0f}P"  # pragma: no cover
+
+
+def percent(fraction: float | None) -> str:
+    """0..1 as `12%`; unknown as `-`."""
+    if fraction is None:
+        return DASH
+    return f"{fraction * 100:.0f}%"
+
+
+def revision(rev: str) -> str:
+    """Shorten a Flux revision (`main@sha1:0123abcd...`) to `main@0123abcd`."""
+    if not rev:
+        return DASH
+    ref, _, digest = rev.rpartition("@")
+    if ":" in digest:
+        digest = digest.split(":", 1)[1]
+    digest = digest[:8]
+    return f"{ref}@{digest}" if ref else digest
+
+
+def one_line(text: str) -> str:
+    """API messages can be multi-line; a table cell shows them on one line."""
+    return " ".join(text.split())
+
+
+def styled(value: str, style: str = "") -> Text:
+    """A cell: plain text (never markup, so `[` in API text stays literal) with a style."""
+    return Text(value, style=style, no_wrap=True, overflow="ellipsis", end="")

@@ -1,0 +1,1 @@
+"""Screens of the console: the main panes, a row's detail, confirmations and help."""

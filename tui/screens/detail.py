@@ -1,0 +1,56 @@
+"""Enter on a row: everything the snapshot knows about it, live-updating; esc goes back."""
+
+from __future__ import annotations
+
+from dapper.backends.model import ClusterSnapshot
+from dapper.tui.details import detail_text
+from dapper.tui.ops import actions_for
+from dapper.tui.panes import PANE_BY_ID
+from dapper.tui.widgets.bars import TextLine
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+
+class DetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("question_mark", "app.help", "Help"),
+    ]
+
+    def __init__(self, pane: str, key: str, *, writable: bool) -> None:
+        super().__init__(classes="detail-screen")
+        self.pane = pane
+        self.key = key
+        self.header = TextLine(id="header")
+        self.body = Static("", markup=False, id="detail-body")
+        if writable:
+            for action in actions_for(pane):
+                self._bindings.bind(action.key, f"act('{action.id}')", action.label)
+
+    def compose(self) -> ComposeResult:
+        yield self.header
+        with VerticalScroll(id="detail-scroll"):
+            yield self.body
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-scroll").focus()
+
+    def show(self, header: Text, snapshot: ClusterSnapshot, now: float) -> None:
+        self.header.update(header)
+        spec = PANE_BY_ID[self.pane]
+        row = next((r for r in spec.rows(snapshot) if spec.row_key(r) == self.key), None)
+        if row is None:
+            self.body.update(Text(f"{spec.noun} {self.key} is no longer in the snapshot", "dim"))
+            return
+        self.body.update(detail_text(self.pane, row, snapshot, now))
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_act(self, action: str) -> None:
+        self.app.request_action(action, self.pane, self.key)  # type: ignore[attr-defined]

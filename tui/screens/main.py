@@ -1,0 +1,237 @@
+"""The main screen: header, pane bar, the panes (one at a time when small), fault line, footer."""
+
+from __future__ import annotations
+
+from dapper.backends.model import ClusterSnapshot
+from dapper.tui.panes import PANE_BY_ID, PANES, find_pane
+from dapper.tui.widgets.bars import TextLine, fault_line_text, pane_bar_text
+from dapper.tui.widgets.pane import ResourcePane
+from dapper.tui.widgets.table import ResourceTable
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.css.query import NoMatches
+from textual.events import DescendantFocus, Resize
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+WIDE_COLUMNS, WIDE_ROWS = 150, 40
+PANE_ORDER = ("nodes", "vms", "gpus", "pools", "flux", "events")
+GRID_ORDER = ("nodes", "flux", "vms", "gpus", "events", "pools")  # wide grid fill order
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        *(Binding(p.key, f"show_pane('{p.id}')", p.title, show=False) for p in PANES),
+        Binding("tab", "cycle_pane(1)", "Next pane", show=False),
+        Binding("shift+tab", "cycle_pane(-1)", "Previous pane", show=False),
+        Binding("slash", "prompt('filter')", "Filter"),
+        Binding("exclamation_mark", "faults", "Faults"),
+        Binding("s", "sort", "Sort", show=False),
+        Binding("colon", "prompt('jump')", "Jump", show=False),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("escape", "clear", "Clear filter", show=False),
+    ]
+
+    def __init__(self, *, writable: bool) -> None:
+        super().__init__(id="main")
+        self.panes = {spec.id: ResourcePane(spec, writable=writable) for spec in PANES}
+        self.active = "nodes"
+        self.faults_only = False
+        self.prompt_mode = ""
+        self.wide = False
+        self._snapshot: ClusterSnapshot | None = None
+        self._now = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield TextLine(id="header")
+        yield TextLine(id="panebar")
+        with Container(id="body"):
+            for pid in GRID_ORDER:
+                yield self.panes[pid]
+        yield Input(id="prompt")
+        yield TextLine(id="activity")
+        yield TextLine(id="faultline")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt").display = False
+        self.query_one("#activity").display = False
+        self._layout(self.app.size.width, self.app.size.height)
+        self._activate(self.active)
+
+    # -- layout -------------------------------------------------------------------------
+
+    def on_resize(self, event: Resize) -> None:
+        self._layout(event.size.width, event.size.height)
+
+    def _layout(self, width: int, height: int) -> None:
+        wide = width >= WIDE_COLUMNS and height >= WIDE_ROWS
+        self.wide = wide
+        self.set_class(wide, "wide")
+        self._render_panes()
+
+    @property
+    def table(self) -> ResourceTable:
+        return self.panes[self.active].table
+
+    def _activate(self, pane: str) -> None:
+        self.active = pane
+        for pid, p in self.panes.items():
+            p.set_class(pid == pane, "active")
+        self.panes[pane].table.focus()
+        self._render_panes()
+        self._render_bars()
+
+    def action_show_pane(self, pane: str) -> None:
+        self._activate(pane)
+
+    def action_cycle_pane(self, step: int) -> None:
+        order = list(PANE_ORDER)
+        self._activate(order[(order.index(self.active) + step) % len(order)])
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        widget = event.widget
+        if isinstance(widget, ResourceTable) and widget.spec.id != self.active:
+            self.active = widget.spec.id
+            for pid, p in self.panes.items():
+                p.set_class(pid == self.active, "active")
+            self._render_panes()
+            self._render_bars()
+
+    # -- data ---------------------------------------------------------------------------
+
+    def show_snapshot(self, snapshot: ClusterSnapshot, now: float) -> None:
+        self._snapshot, self._now = snapshot, now
+        self._render_panes()
+        self._render_bars()
+
+    def _visible(self, pid: str) -> bool:
+        return self.wide or pid == self.active
+
+    def _render_panes(self) -> None:
+        if self._snapshot is None:
+            return
+        for pid, pane in self.panes.items():
+            if self._visible(pid) and pane.table.is_attached:
+                pane.show(self._snapshot, self._now)
+
+    def _render_bars(self) -> None:
+        if self._snapshot is None:
+            return
+        try:
+            header = self.query_one("#header", TextLine)
+        except NoMatches:  # not composed yet
+            return
+        header.update(self.app.header_text())  # type: ignore[attr-defined]
+        t = self.table
+        sort = ""
+        if t.sort_column:
+            sort = t.sort_column + ("▼" if t.sort_reverse else "▲")
+        self.query_one("#panebar", TextLine).update(
+            pane_bar_text(
+                [PANE_BY_ID[p] for p in PANE_ORDER],
+                self.active,
+                faults_only=self.faults_only,
+                filter_text=t.filter_text,
+                sort=sort,
+            )
+        )
+        self.query_one("#faultline", TextLine).update(fault_line_text(self._snapshot, self._now))
+
+    def tick(self, now: float) -> None:
+        """Once a second: ages in the header and stale banners move on."""
+        self._now = now
+        self._render_bars()
+        if self._snapshot is not None:
+            for pid, pane in self.panes.items():
+                if self._visible(pid) and pane.table.is_attached:
+                    pane.refresh_banner(self._snapshot, now)
+
+    def show_activity(self, lines: list[str]) -> None:
+        line = self.query_one("#activity", TextLine)
+        line.display = bool(lines)
+        line.update("⟳ " + "   ⟳ ".join(lines) if lines else "")
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def action_faults(self) -> None:
+        self.faults_only = not self.faults_only
+        for pane in self.panes.values():
+            pane.table.faults_only = self.faults_only
+        self._render_panes()
+        self._render_bars()
+
+    def action_sort(self) -> None:
+        self.table.cycle_sort()
+        self._render_bars()
+
+    def action_prompt(self, mode: str) -> None:
+        prompt = self.query_one("#prompt", Input)
+        self.prompt_mode = mode
+        if mode == "filter":
+            prompt.placeholder = f"filter {PANE_BY_ID[self.active].title} (enter keeps, esc clears)"
+            prompt.value = self.table.filter_text
+        else:
+            prompt.placeholder = "jump to: nodes vms gpus pools ks events (esc cancels)"
+            prompt.value = ""
+        prompt.display = True
+        prompt.focus()
+
+    def _close_prompt(self) -> None:
+        prompt = self.query_one("#prompt", Input)
+        prompt.display = False
+        self.prompt_mode = ""
+        self.table.focus()
+
+    @on(Input.Changed, "#prompt")
+    def _prompt_changed(self, event: Input.Changed) -> None:
+        if self.prompt_mode == "filter":
+            self.table.filter_text = event.value.strip()
+            if self._snapshot is not None:
+                self.panes[self.active].show(self._snapshot, self._now)
+            self._render_bars()
+
+    @on(Input.Submitted, "#prompt")
+    def _prompt_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        mode = self.prompt_mode
+        self._close_prompt()
+        if mode != "jump":
+            return
+        word = event.value.strip().lstrip(":").lower()
+        if word in ("q", "quit", "q!"):
+            self.app.action_quit_app()  # type: ignore[attr-defined]
+            return
+        spec = find_pane(word)
+        if spec is None:
+            self.notify(f"no view named {word!r}: nodes vms gpus pools ks events", timeout=3)
+            return
+        self._activate(spec.id)
+
+    def action_clear(self) -> None:
+        if self.prompt_mode:
+            if self.prompt_mode == "filter":
+                self.table.filter_text = ""
+            self._close_prompt()
+        elif self.table.filter_text:
+            self.table.filter_text = ""
+        elif self.faults_only:
+            self.action_faults()
+            return
+        else:
+            return
+        self._render_panes()
+        self._render_bars()
+
+    # -- rows ---------------------------------------------------------------------------
+
+    def on_resource_table_activated(self, event: ResourceTable.Activated) -> None:
+        self.app.open_detail(event.pane, event.key)  # type: ignore[attr-defined]
+
+    def on_resource_table_action_requested(self, event: ResourceTable.ActionRequested) -> None:
+        if event.key is None:
+            self.notify("no row selected", timeout=2)
+            return
+        self.app.request_action(event.action, event.pane, event.key)  # type: ignore[attr-defined]

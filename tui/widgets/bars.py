@@ -1,0 +1,132 @@
+"""The one-line bars: health header, pane bar, newest-fault line and action progress line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dapper.backends.model import ClusterSnapshot, Fault, Health
+from dapper.tui import format as fmt
+from dapper.tui.panes import PANES, PaneSpec, fault_subjects, is_fault
+from rich.text import Text
+from textual.widgets import Static
+
+GOOD, BAD, WARN = "green", "bold red", "yellow"
+
+
+def health_counts(snapshot: ClusterSnapshot) -> list[tuple[str, int, int, int]]:
+    """(label, good, total, faults) per pane for the header summary."""
+    s = snapshot
+    faults = {
+        spec.id: sum(1 for r in spec.rows(s) if is_fault(spec, r, fault_subjects(s, spec.id)))
+        for spec in PANES
+    }
+    vms = [v for v in s.vms if not v.template]
+    return [
+        ("nodes", sum(n.ready == "True" for n in s.nodes), len(s.nodes), faults["nodes"]),
+        ("vms", sum(v.status == "running" for v in vms), len(vms), faults["vms"]),
+        (
+            "gpu",
+            sum(g.allocated for g in s.gpus),
+            sum(g.capacity for g in s.gpus),
+            faults["gpus"],
+        ),
+        ("pools", sum(p.state == "Online" for p in s.pools), len(s.pools), faults["pools"]),
+        (
+            "ks",
+            sum(k.ready == "True" for k in s.kustomizations),
+            len(s.kustomizations),
+            faults["flux"],
+        ),
+    ]
+
+
+def header_text(
+    snapshot: ClusterSnapshot, *, mode: str, read_only: bool, now: float, status: str = ""
+) -> Text:
+    """`dapper LAB  READ-ONLY  nodes 7/7  vms 7/7  gpu 12/16  pools 4/4  ks 37/38 ✗1  4s`."""
+    t = Text(no_wrap=True, overflow="ellipsis", end="")
+    name = "dapper" if snapshot.cluster in ("", "LAB") else snapshot.cluster
+    t.append(f" {name} ", style="bold reverse")
+    t.append(" ")
+    t.append(mode, style="bold cyan" if mode == "LAB" else "bold")
+    if read_only:
+        t.append(" ")
+        t.append(" READ-ONLY ", style="bold reverse magenta")
+    fetched = snapshot.taken_at > 0
+    t.append(" ")
+    if status:
+        t.append(status, style=BAD)
+    elif fetched:
+        t.append(fmt.fine_age(now - snapshot.taken_at), style="dim")
+    else:
+        t.append("connecting…", style="dim")
+    for label, good, total, faults in health_counts(snapshot):
+        t.append(f"  {label} ")
+        if not fetched and total == 0:
+            t.append("…", style="dim")
+            continue
+        if label == "gpu":
+            t.append(f"{good}/{total}", style=BAD if good > total else "")
+        else:
+            t.append(f"{good}/{total}", style=GOOD if good == total and not faults else BAD)
+        if faults:
+            t.append(f"✗{faults}", style=BAD)
+    degraded = [s.source for s in snapshot.sources if s.health is Health.DEGRADED]
+    if degraded:
+        t.append("  ⚠ " + ",".join(degraded), style=BAD)
+    return t
+
+
+def pane_bar_text(
+    panes: Sequence[PaneSpec], active: str, *, faults_only: bool, filter_text: str, sort: str
+) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis", end="")
+    for spec in panes:
+        label = f" {spec.key} {spec.title} "
+        t.append(label, style="bold reverse" if spec.id == active else "")
+    hints = []
+    if filter_text:
+        hints.append(f"/{filter_text}")
+    if faults_only:
+        hints.append("!faults")
+    if sort:
+        hints.append(f"sort:{sort}")
+    if hints:
+        t.append("  " + "  ".join(hints), style="bold yellow")
+    return t
+
+
+def newest_fault(snapshot: ClusterSnapshot) -> Fault | None:
+    if not snapshot.faults:
+        return None
+    order = {"error": 0, "warning": 1}
+    return max(
+        snapshot.faults, key=lambda f: (f.since or 0.0, -order.get(f.severity, 2), f.subject)
+    )
+
+
+def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis", end="")
+    f = newest_fault(snapshot)
+    if f is None:
+        if snapshot.taken_at > 0 and all(s.ok for s in snapshot.sources):
+            t.append(" ✓ no faults", style=GOOD)
+        return t
+    t.append(
+        " ✗ " if f.severity == "error" else " ⚠ ", style=BAD if f.severity == "error" else WARN
+    )
+    t.append(f.subject, style="bold")
+    t.append("  " + fmt.one_line(f.message))
+    if f.since:
+        t.append("  " + fmt.since(f.since, now), style="dim")
+    more = len(snapshot.faults) - 1
+    if more:
+        t.append(f"  (+{more} more: ! faults only)", style="dim")
+    return t
+
+
+class TextLine(Static):
+    """A one-line Static that never interprets markup (API text may contain `[`)."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__("", id=id, classes=classes, markup=False)

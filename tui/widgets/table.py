@@ -1,0 +1,240 @@
+"""A DataTable over one pane's rows that updates in place, keeping the cursor on its row.
+
+Rows are keyed by the object's identity (node name, vmid, ...). A refresh only calls
+`update_cell` for cells whose text changed; the table is rebuilt only when the row set,
+their order or the fitted columns change, and the cursor is put back on the same key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dapper.backends.model import ClusterSnapshot
+from dapper.tui.ops import actions_for
+from dapper.tui.panes import Column, PaneSpec, fault_subjects, fit_columns, is_fault
+from rich.cells import cell_len
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+FIXED_WIDTH = 12  # columns whose max_width is at most this always take exactly that width
+
+
+class ResourceTable(DataTable):
+    """The table of one pane. Action keys are bound on the instance, and only when writable."""
+
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Detail", show=True),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "scroll_top", "Top", show=False),
+        Binding("G", "scroll_bottom", "Bottom", show=False),
+    ]
+
+    class Activated(Message):
+        """The operator pressed enter on a row: open its detail view."""
+
+        def __init__(self, pane: str, key: str) -> None:
+            super().__init__()
+            self.pane = pane
+            self.key = key
+
+    class ActionRequested(Message):
+        def __init__(self, action: str, pane: str, key: str | None) -> None:
+            super().__init__()
+            self.action = action
+            self.pane = pane
+            self.key = key
+
+    def __init__(self, spec: PaneSpec, *, writable: bool, id: str | None = None) -> None:
+        super().__init__(cursor_type="row", id=id, cursor_foreground_priority="renderable")
+        self.spec = spec
+        self.writable = writable
+        self.filter_text = ""
+        self.faults_only = False
+        self.sort_column: str | None = None
+        self.sort_reverse = False
+        self.total = 0
+        self.fault_count = 0
+        self.shown = 0
+        self._objects: dict[str, Any] = {}
+        self._order: list[str] = []
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._signature: tuple = ()
+        self._last: tuple[ClusterSnapshot, float] | None = None
+        if writable:
+            for action in actions_for(spec.id):
+                self._bindings.bind(action.key, f"act('{action.id}')", action.label)
+
+    # -- data ---------------------------------------------------------------------------
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self._order or not (0 <= self.cursor_row < len(self._order)):
+            return None
+        return self._order[self.cursor_row]
+
+    def selected(self) -> Any | None:
+        key = self.selected_key
+        return self._objects.get(key) if key else None
+
+    def object(self, key: str) -> Any | None:
+        return self._objects.get(key)
+
+    def show(self, snapshot: ClusterSnapshot, now: float) -> None:
+        """Render the pane's rows of `snapshot`, as little as possible changing on screen."""
+        self._last = (snapshot, now)
+        spec = self.spec
+        flagged = fault_subjects(snapshot, spec.id)
+        rows = list(spec.rows(snapshot))
+        self.total = len(rows)
+        faults = [r for r in rows if is_fault(spec, r, flagged)]
+        self.fault_count = len(faults)
+        if self.faults_only:
+            rows = faults
+        cells = {spec.row_key(r): tuple(c.cell(r, now) for c in spec.columns) for r in rows}
+        if self.filter_text:
+            needle = self.filter_text.lower()
+            rows = [
+                r
+                for r in rows
+                if needle in " ".join(t.plain for t in cells[spec.row_key(r)]).lower()
+            ]
+        if self.sort_column:
+            col = next(c for c in spec.columns if c.key == self.sort_column)
+            rows.sort(key=_sort_key(col, cells, spec), reverse=self.sort_reverse)
+        self.shown = len(rows)
+        self._objects = {spec.row_key(r): r for r in rows}
+        order = [spec.row_key(r) for r in rows]
+        columns, widths = self._fit(order, cells)
+        signature = tuple((c.key, widths[c.key], self._label(c).plain) for c in columns)
+        index = [spec.columns.index(c) for c in columns]
+        shown_cells = {k: tuple(cells[k][i] for i in index) for k in order}
+        if signature != self._signature or order != self._order:
+            self._rebuild(columns, widths, order, shown_cells, signature)
+        else:
+            self._update_cells(columns, shown_cells)
+
+    def rerender(self) -> None:
+        if self._last is not None:
+            self.show(*self._last)
+
+    def _label(self, col: Column) -> Text:
+        if col.key != self.sort_column:
+            return Text(col.label)
+        return Text(col.label + ("▼" if self.sort_reverse else "▲"), style="bold")
+
+    def _fit(
+        self, order: list[str], cells: dict[str, tuple[Text, ...]]
+    ) -> tuple[list[Column], dict[str, int]]:
+        spec = self.spec
+        widths: dict[str, int] = {}
+        for i, col in enumerate(spec.columns):
+            label = cell_len(col.label) + 1  # room for the sort arrow
+            if col.max_width <= FIXED_WIDTH and not col.fill:
+                widths[col.key] = max(label, col.max_width)
+                continue
+            content = max((cell_len(cells[k][i].plain) for k in order), default=0)
+            widths[col.key] = max(label, min(col.max_width, content))
+        available = self.size.width or 80
+        if len(order) > self.size.height - 1:
+            available -= self.styles.scrollbar_size_vertical
+        fit_widths = dict(widths)
+        for col in spec.columns:
+            if col.fill:  # a message column competes with its label's width plus a little
+                fit_widths[col.key] = min(widths[col.key], max(cell_len(col.label) + 1, 16))
+        fitted = fit_columns(spec.columns, fit_widths, available)
+        fill = next((c for c in fitted if c.fill), None)
+        if fill is not None:
+            others = sum(widths[c.key] + 2 for c in fitted if c is not fill)
+            widths[fill.key] = max(cell_len(fill.label) + 1, available - others - 2)
+        return fitted, widths
+
+    def _rebuild(
+        self,
+        columns: list[Column],
+        widths: dict[str, int],
+        order: list[str],
+        cells: dict[str, tuple[Text, ...]],
+        signature: tuple,
+    ) -> None:
+        keep = self.selected_key
+        row_index = self.cursor_row
+        with self.app.batch_update():
+            if signature != self._signature:
+                self.clear(columns=True)
+                for col in columns:
+                    self.add_column(self._label(col), key=col.key, width=widths[col.key])
+            else:
+                self.clear()
+            for key in order:
+                self.add_row(*cells[key], key=key)
+            self._signature = signature
+            self._order = order
+            self._cells = cells
+            if keep in order:
+                self.move_cursor(row=order.index(keep), animate=False)
+            elif order:
+                self.move_cursor(row=min(row_index, len(order) - 1), animate=False)
+
+    def _update_cells(self, columns: list[Column], cells: dict[str, tuple[Text, ...]]) -> None:
+        for key, row in cells.items():
+            old = self._cells.get(key)
+            for i, text in enumerate(row):
+                if old is None or old[i] != text:
+                    self.update_cell(key, columns[i].key, text)
+        self._cells = cells
+
+    # -- input --------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self.rerender()
+
+    def action_select_cursor(self) -> None:
+        key = self.selected_key
+        if key is not None:
+            self.post_message(self.Activated(self.spec.id, key))
+
+    def action_act(self, action: str) -> None:
+        self.post_message(self.ActionRequested(action, self.spec.id, self.selected_key))
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        key = str(event.column_key.value)
+        if key == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = key, False
+        self.rerender()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()  # enter goes through action_select_cursor; a click on a row lands here
+        self.post_message(self.Activated(self.spec.id, str(event.row_key.value)))
+
+    def cycle_sort(self) -> str:
+        """`s`: sort by the next visible column (then back to the snapshot's order)."""
+        visible = [c.key for c in self.spec.columns if c.key in {s[0] for s in self._signature}]
+        if self.sort_column is None:
+            self.sort_column = visible[0] if visible else None
+        else:
+            i = visible.index(self.sort_column) if self.sort_column in visible else -1
+            self.sort_column = visible[i + 1] if i + 1 < len(visible) else None
+        self.sort_reverse = False
+        self.rerender()
+        return self.sort_column or "default order"
+
+
+def _sort_key(col: Column, cells: dict[str, tuple[Text, ...]], spec: PaneSpec):
+    index = spec.columns.index(col)
+
+    def key(row: Any) -> tuple:
+        if col.sort is not None:
+            try:
+                value = col.sort(row)
+                return (0, value)
+            except TypeError:  # pragma: no cover - mixed types; fall back to text
+                pass
+        return (1, cells[spec.row_key(row)][index].plain)
+
+    return key
