@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,18 +139,23 @@ class FluxSource:
 
     KEEP = 3
 
-    def __init__(self, repo_path: str, identities: Iterable[Any]) -> None:
+    def __init__(self, repo_path: str, identities: Iterable[Any] | Callable[[], list[Any]]) -> None:
         self.repo_path = repo_path
-        self.identities = list(identities)
-        self._snapshots: dict[str, tuple[Snapshot, _Decryptor]] = {}
+        # a callable is asked on every snapshot: the twin passes the live sops-age Secret's
+        # keys, so a changed Secret takes effect on the next reconcile, as with real Flux
+        fixed = [] if callable(identities) else list(identities)
+        self._identities = identities if callable(identities) else (lambda: fixed)
+        self._snapshots: dict[str, tuple[Snapshot, _Decryptor, tuple[str, ...]]] = {}
 
     def snapshot(self, branch: str, sha: str) -> Snapshot:
+        identities = list(self._identities())
+        keys = tuple(sorted(str(i.to_public()) for i in identities))
         hit = self._snapshots.get(sha)
-        if hit is not None:
+        if hit is not None and hit[2] == keys:
             return hit[0]
         repo = pygit2.Repository(self.repo_path)
         source = GitTreeSource(repo, sha)
-        decryptor = _Decryptor(source, self.identities)
+        decryptor = _Decryptor(source, identities)
         errors: dict[Key, str] = {}
 
         def values(namespace: str, name: str) -> Mapping[str, str] | None:
@@ -162,7 +167,8 @@ class FluxSource:
 
         tree = FluxTree.load(source, secret_values=values)
         snap = Snapshot(branch, sha, tree, errors)
-        self._snapshots[sha] = (snap, decryptor)
+        self._snapshots.pop(sha, None)
+        self._snapshots[sha] = (snap, decryptor, keys)
         while len(self._snapshots) > self.KEEP:
             self._snapshots.pop(next(iter(self._snapshots)))
         return snap

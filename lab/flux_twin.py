@@ -16,6 +16,7 @@ receiver), when a Flux object gets a new requestedAt annotation or spec, and whe
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -24,6 +25,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dapper.backends.fluxtree import DependencyCycle
+from dapper.backends.sops_errors import SopsError
+from dapper.backends.sops_keys import parse_identities
 from dapper.lab import flux_scale
 from dapper.lab.flux_apply import Applier, ApplyError
 from dapper.lab.flux_source import Build, FluxSource
@@ -53,6 +56,9 @@ KS_RT = by_kind(FLUX_KS, "Kustomization")
 GIT_RT = by_kind(FLUX_SOURCE, "GitRepository")
 HR_RT = by_kind(FLUX_HELM, "HelmRelease")
 ROOT = ("flux-system", "flux-system")
+SECRET_RT = by_kind("", "Secret")
+SOPS_AGE = ("flux-system", "sops-age")  # decryption.secretRef of every Kustomization
+SOPS_AGE_KEY = "age.agekey"
 ROOT_PATH = "./kubernetes/flux/cluster"
 _WATCHED = {(KS_RT.group, KS_RT.plural), (GIT_RT.group, GIT_RT.plural), (HR_RT.group, HR_RT.plural)}
 _DRIFT_EVERY = 6  # periodic passes between full re-applies of unchanged Kustomizations
@@ -85,7 +91,8 @@ class FluxTwin:
         self.world = world
         self.store = world.store
         self.remote = remote
-        self.source = FluxSource(str(remote.bare_path), identities)
+        self._seed_keys = [str(i) for i in identities]  # the sops-age Secret's first content
+        self.source = FluxSource(str(remote.bare_path), self.live_identities)
         self.workloads = Workloads(world)
         self.applier = Applier(world, self.workloads)
         self.scale_apps = scale_apps
@@ -108,6 +115,7 @@ class FluxTwin:
     def start(self) -> None:
         """Create the Flux source and root objects and begin reconciling."""
         self.world.ensure_namespace("flux-system")
+        self._seed_sops_age()
         self.store.upsert(self._git_repository(), rt=GIT_RT)
         self.store.upsert(self._root_kustomization(), rt=KS_RT)
         for ns in flux_scale.namespaces(self.scale_apps):
@@ -118,6 +126,36 @@ class FluxTwin:
         self.world.on_fault(self._on_fault)
         self._thread = threading.Thread(target=self._run, name="lab-flux-twin", daemon=True)
         self._thread.start()
+
+    # -- decryption keys: the live sops-age Secret, as kustomize-controller reads it -------
+
+    def _seed_sops_age(self) -> None:
+        """Create flux-system/sops-age from the seed keys unless it exists (lab start)."""
+        if self.store.find(SECRET_RT, *SOPS_AGE) is not None or not self._seed_keys:
+            return
+        text = "".join(k + "\n" for k in self._seed_keys)
+        self.store.upsert(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"namespace": SOPS_AGE[0], "name": SOPS_AGE[1]},
+                "type": "Opaque",
+                "data": {SOPS_AGE_KEY: base64.b64encode(text.encode()).decode()},
+            },
+            rt=SECRET_RT,
+        )
+
+    def live_identities(self) -> list[Any]:
+        """The age identities in the live sops-age Secret (none when it is missing)."""
+        obj = self.store.find(SECRET_RT, *SOPS_AGE)
+        raw = ((obj or {}).get("data") or {}).get(SOPS_AGE_KEY)
+        if not raw:
+            return []
+        try:
+            return parse_identities(base64.b64decode(raw).decode(), "secret sops-age")
+        except (SopsError, ValueError):
+            log.info("the live sops-age Secret holds no usable age key")
+            return []
 
     def stop(self) -> None:
         with self._cv:
