@@ -18,6 +18,7 @@ import io
 import logging
 import ssl
 import tarfile
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -124,6 +125,37 @@ class ApplyResult:
     warnings: tuple[str, ...] = ()
 
 
+class TalosChannel(Channel):
+    """A grpclib Channel that can close its connection completely before its loop ends.
+
+    Channel.close() starts a TLS shutdown that needs further loop turns; a loop that ends
+    right after leaves the socket open. aclose() aborts the transport and lets the loop
+    run the socket close.
+    """
+
+    def __init__(self, host: str, port: int, *, ssl: ssl.SSLContext) -> None:
+        super().__init__(host, port, ssl=ssl)
+        self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> Any:
+        proto = super()._protocol_factory()
+        made = proto.connection_made
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            self._transports.add(transport)
+            made(transport)
+
+        proto.connection_made = connection_made
+        return proto
+
+    async def aclose(self) -> None:
+        self.close()
+        for transport in list(self._transports):
+            transport.abort()
+        for _ in range(2):  # connection_lost, then the socket close, run on later turns
+            await asyncio.sleep(0)
+
+
 def _mode_name(mode: int) -> str:
     return next((k for k, v in APPLY_MODES.items() if v == mode), str(mode))
 
@@ -173,7 +205,7 @@ class TalosClient:
         self.roles = certificate_roles(context.crt_pem)
         self._ssl = client_ssl_context(context)
         self._insecure = insecure_ssl_context()
-        self._channels: dict[tuple[asyncio.AbstractEventLoop, str, bool], Channel] = {}
+        self._channels: dict[tuple[asyncio.AbstractEventLoop, str, bool], TalosChannel] = {}
         self._next_endpoint = 0
         self._writer: _Writer | None = None if read_only else _Writer(self)
 
@@ -198,7 +230,15 @@ class TalosClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection of the running loop completely (prefer over close())."""
+        loop = asyncio.get_running_loop()
+        mine = [ch for (lp, _, _), ch in self._channels.items() if lp is loop]
         self.close()
+        for ch in mine:
+            await ch.aclose()
 
     def close(self) -> None:
         for (loop, _, _), ch in self._channels.items():
@@ -208,7 +248,7 @@ class TalosClient:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _channel(self, endpoint: str, insecure: bool) -> Channel:
+    def _channel(self, endpoint: str, insecure: bool) -> TalosChannel:
         """One channel per (event loop, endpoint, mode); channels of closed loops are dropped."""
         loop = asyncio.get_running_loop()
         for key in [k for k in self._channels if k[0].is_closed()]:
@@ -216,7 +256,7 @@ class TalosClient:
         ch = self._channels.get((loop, endpoint, insecure))
         if ch is None:
             host, port = split_endpoint(endpoint)
-            ch = Channel(host, port, ssl=self._insecure if insecure else self._ssl)
+            ch = TalosChannel(host, port, ssl=self._insecure if insecure else self._ssl)
             self._channels[(loop, endpoint, insecure)] = ch
         return ch
 

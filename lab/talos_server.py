@@ -127,9 +127,17 @@ class _Server(Server):
     def __init__(self, handlers: list[Any]) -> None:
         super().__init__(handlers)
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
         proto = super()._protocol_factory()
+        made = proto.connection_made
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            self.transports.add(transport)
+            made(transport)
+
+        proto.connection_made = connection_made
         self._protocols.add(proto)
         return proto
 
@@ -139,6 +147,11 @@ class _Server(Server):
             processor = getattr(proto, "processor", None)
             if processor is not None:
                 processor.close("apid stopped")
+
+    def abort_connections(self) -> None:
+        """Drop what a polite close left half-open (TLS shutdown waiting on the peer)."""
+        for transport in list(self.transports):
+            transport.abort()
 
 
 def _peer_subject(stream: Stream) -> tuple[tuple[str, ...], str]:
@@ -288,6 +301,10 @@ class TalosLabServer:
             server.close()
         for server in servers:
             await server.wait_closed()
+        await asyncio.sleep(0.01)  # let closing transports finish their TLS shutdown
+        for server in servers:
+            server.abort_connections()
+        await asyncio.sleep(0)
         self._servers = []
 
     def _on_fault(self, fault: str, active: bool) -> None:

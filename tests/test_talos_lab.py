@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from dapper.backends.errors import BackendError, ReadOnlyError
-from dapper.backends.talos import TalosClient
+from dapper.backends.talos import TalosChannel, TalosClient
 from dapper.backends.talos_pb import machine_grpc, machine_pb2
 from dapper.backends.talosconfig import (
     client_ssl_context,
@@ -24,7 +24,6 @@ from dapper.lab.pki import CertificateAuthority, Pki
 from dapper.lab.talos_server import TalosLabServer
 from dapper.lab.world import DAPPER_NODES, Timings, World
 from google.protobuf import empty_pb2
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -105,7 +104,7 @@ async def test_legacy_nodes_metadata_fans_out(server, world, tmp_path) -> None:
     world.inject("vm-stopped:106")
     ctx = load_talosconfig(_write(server, tmp_path))
     host, port = split_endpoint(server.endpoint)
-    ch = Channel(host, port, ssl=client_ssl_context(ctx))
+    ch = TalosChannel(host, port, ssl=client_ssl_context(ctx))
     try:
         stub = machine_grpc.MachineServiceStub(ch)
         meta = [("nodes", CP1), ("nodes", WORKER), ("nodes", "10.100.0.56")]
@@ -124,7 +123,7 @@ async def test_legacy_nodes_metadata_fans_out(server, world, tmp_path) -> None:
         one = await stub.Hostname(empty_pb2.Empty(), metadata={"node": CP2})
         assert not one.messages[0].HasField("metadata")
     finally:
-        ch.close()
+        await ch.aclose()
 
 
 def _write(server: TalosLabServer, tmp_path: Path, role: str = "os:admin") -> Path:
@@ -205,7 +204,7 @@ async def test_maintenance_machine(server, world, tmp_path) -> None:
         assert "/dev/sda" in m.disks
         # insecure (no client certificate) path: only Version, Disks, ApplyConfiguration
         host, port = split_endpoint(server.maintenance_endpoint)
-        ch = Channel(host, port, ssl=insecure_ssl_context())
+        ch = TalosChannel(host, port, ssl=insecure_ssl_context())
         try:
             stub = machine_grpc.MachineServiceStub(ch)
             for call in (stub.Hostname, stub.ServiceList, stub.Memory):
@@ -216,7 +215,7 @@ async def test_maintenance_machine(server, world, tmp_path) -> None:
                 await stub.Version(empty_pb2.Empty(), metadata={"node": CP1})
             assert gerr.value.status is Status.UNAVAILABLE
         finally:
-            ch.close()
+            await ch.aclose()
         result = await c.apply_configuration(WORKER, WORKER_CONFIG, maintenance=True)
         assert result.mode == "reboot"
         await _until(lambda: world.reachable(world.machine(WORKER)), "configured machine")
