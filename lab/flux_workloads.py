@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from dapper.lab.flux_objects import upsert_if_changed
 from dapper.lab.kinds import by_kind
 from dapper.lab.store import NotFound
 from dapper.lab.world import World, pod_gpu_request, pod_object
@@ -193,11 +194,9 @@ class Workloads:
                 for template, selector in DAEMONSET_CHARTS[chart]:
                     ds_name = template.format(release=release)
                     chosen = selector_override if isinstance(selector_override, dict) else selector
-                    self.world.ensure_daemonset(
-                        ns,
-                        ds_name,
-                        node_selector={str(k): str(v) for k, v in (chosen or {}).items()},
-                    )
+                    wanted = _strs(chosen)
+                    if not self._daemonset_complete(ns, ds_name, wanted):
+                        self.world.ensure_daemonset(ns, ds_name, node_selector=wanted)
                     refs.append(("apps", "DaemonSet", ns, ds_name))
                 if chart in WITH_DEPLOYMENT:
                     refs += self._deployment(ns, f"{release}-controller", name, {}, 1)
@@ -276,7 +275,7 @@ class Workloads:
                 "template": {"metadata": {"labels": pod_labels}, "spec": template["spec"]},
             },
         }
-        live = store.upsert(deployment, rt=by_kind("apps", "Deployment"))
+        live = upsert_if_changed(store, by_kind("apps", "Deployment"), deployment)
         ready = min(ready, replicas)
         status = {
             "observedGeneration": live["metadata"].get("generation", 1),
@@ -317,7 +316,7 @@ class Workloads:
             },
             "spec": {"replicas": replicas, "selector": {"matchLabels": pod_labels}},
         }
-        store.upsert(rs, rt=by_kind("apps", "ReplicaSet"))
+        upsert_if_changed(store, by_kind("apps", "ReplicaSet"), rs)
         rs_status = {"replicas": replicas, "readyReplicas": ready, "availableReplicas": ready}
         _set_status(store, "ReplicaSet", ns, rs_name, rs_status)
         if fresh:  # a new template: the older ReplicaSets and their pods go (rollout)
@@ -328,6 +327,18 @@ class Workloads:
                     self._remove_owned(ns, "ReplicaSet", other)
                     _delete(store, "apps", "ReplicaSet", ns, other)
         return [("apps", "Deployment", ns, name), ("apps", "ReplicaSet", ns, rs_name)]
+
+    def _daemonset_complete(self, ns: str, name: str, selector: dict[str, str]) -> bool:
+        """The DaemonSet exists as wanted with a pod per desired node (nothing to do)."""
+        ds = self.world.store.find(by_kind("apps", "DaemonSet"), ns, name)
+        if ds is None:
+            return False
+        spec = ds["spec"]["template"]["spec"]
+        if (spec.get("nodeSelector") or {}) != selector:
+            return False
+        pods, _ = self._index()
+        desired = int((ds.get("status") or {}).get("desiredNumberScheduled") or 0)
+        return len(pods.get((ns, "DaemonSet", name), [])) >= desired
 
     # -- removal ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ SOPS file, the GPU apps land on the GPU node and the four DiskPools are Online.
 
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def test_real_tree_reconciles_ready_at_head(tmp_path: Path) -> None:
         assert len(pools) == 4
         assert {p["status"]["pool_status"] for p in pools} == {"Online"}
         assert all(p["status"]["capacity"] > p["status"]["used"] > 0 for p in pools)
+
+        sops_age = world.store.get(by_kind("", "Secret"), "flux-system", "sops-age")
+        key = base64.b64decode(sops_age["data"]["age.agekey"]).decode()
+        assert key.startswith("AGE-SECRET-KEY-1")  # decrypted from the committed SOPS file
 
         secrets = world.store.list(by_kind("", "Secret"))[0]
         for s in secrets:

@@ -500,3 +500,21 @@ def test_scale_apps_add_synthetic_kustomizations(tmp_path: Path) -> None:
         lab.twin.stop()
         lab.world.close()
         lab.remote.close()
+
+
+def test_a_reconcile_with_nothing_new_writes_nothing(lab: Lab) -> None:
+    events: list[tuple[str, tuple]] = []
+
+    def listen(event) -> None:
+        events.append((event.type, event.key))
+
+    stamp = "2025-10-06T15:00:00Z"
+    _annotate(lab, "media", "plex", stamp)
+    lab.twin.reconcile_now()  # a full pass (requested), everything already applied
+    lab.world.store.add_listener(listen)
+    try:
+        lab.twin.reconcile_now()
+    finally:
+        lab.world.store.remove_listener(listen)
+    assert events == []
+    assert lab.ks("media", "plex")["status"]["lastHandledReconcileAt"] == stamp
