@@ -1,0 +1,96 @@
+"""The cluster as runbooks see it: a few calls over `KubeBackend`, absent objects as None.
+
+Runbooks (and their tests) depend on this small surface only, so later runbooks can add
+Talos and Proxmox calls here without touching the engine. Reads return hashes and
+statuses, never Secret values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dapper.backends.config import Config
+from dapper.backends.errors import BackendError
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+FLUX_ROOT = ("flux-system", "flux-system")
+_READ_WORKLOAD = {
+    "Deployment": "read_namespaced_deployment",
+    "StatefulSet": "read_namespaced_stateful_set",
+    "DaemonSet": "read_namespaced_daemon_set",
+}
+
+
+def _absent(exc: BackendError) -> bool:
+    return exc.code == "NOT_FOUND"
+
+
+class KubeCluster:
+    def __init__(self, kube: Any) -> None:
+        self.kube = kube
+
+    @classmethod
+    def from_config(cls, config: Config, timeout: float = 10.0) -> KubeCluster:
+        from dapper.backends.kube import KubeBackend
+
+        return cls(
+            KubeBackend.from_kubeconfig(
+                config.kubeconfig or None,
+                context=config.kube_context or None,
+                read_only=config.read_only,
+                timeout=timeout,
+            )
+        )
+
+    def ping(self) -> None:
+        """Reachable, authorised, and Flux is installed (its root Kustomization answers)."""
+        self.kube.kustomization(*FLUX_ROOT)
+
+    def kustomization(self, namespace: str, name: str) -> Any | None:
+        try:
+            return self.kube.kustomization(namespace, name)
+        except BackendError as exc:
+            if _absent(exc):
+                return None
+            raise
+
+    def reconcile(self, namespace: str, name: str, *, with_source: bool) -> str:
+        return self.kube.reconcile(namespace, name, with_source=with_source)
+
+    def secret(self, namespace: str, name: str) -> Any | None:
+        """SecretInfo (key names and sha256 per value) or None."""
+        try:
+            return self.kube.secret(namespace, name)
+        except BackendError as exc:
+            if _absent(exc):
+                return None
+            raise
+
+    def secrets_named(self, name: str) -> list[Any]:
+        return [s for s in self.kube.secrets() if s.name == name]
+
+    def patch_secret(self, namespace: str, name: str, values: dict[str, str]) -> Any:
+        return self.kube.patch_secret(namespace, name, values)
+
+    def rollout_restart(self, kind: str, namespace: str, name: str) -> str:
+        return self.kube.rollout_restart(kind, namespace, name)
+
+    def restarted_at(self, kind: str, namespace: str, name: str) -> str | None:
+        """The workload's pod-template restartedAt stamp ("" if none; None if absent).
+
+        KubeBackend has no workload read yet, so this uses its API client directly.
+        """
+        from kubernetes.client import AppsV1Api
+
+        method = _READ_WORKLOAD.get(kind)
+        if method is None:
+            return None
+        fn = getattr(AppsV1Api(self.kube._api), method)
+        try:
+            obj = self.kube._json(f"get {kind} {namespace}/{name}", fn, name, namespace)
+        except BackendError as exc:
+            if _absent(exc):
+                return None
+            raise
+        template = (obj.get("spec") or {}).get("template") or {}
+        return ((template.get("metadata") or {}).get("annotations") or {}).get(RESTARTED_AT, "")

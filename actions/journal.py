@@ -1,0 +1,174 @@
+"""The append-only record of every run: one JSONL file per run under `state_dir()/runs/`.
+
+It is what `resume` starts from and what an operator reads after an incident: who ran
+what with which (redacted) parameters, on which host and repository HEAD, and each
+step's start, end, result and outputs (commit ids, revisions; never secret values).
+Each line is written and fsynced on its own, so a run killed mid-step leaves a file that
+still reads back up to its last complete line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dapper.backends.config import state_dir
+
+log = logging.getLogger(__name__)
+
+
+def runs_dir(base: Path | None = None) -> Path:
+    return (base or state_dir()) / "runs"
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus 6 random hex digits."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class RunRecord:
+    """A run as read back from its journal."""
+
+    run_id: str
+    runbook: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    operator: str = ""
+    host: str = ""
+    repo: str = ""
+    head: str = ""
+    started: float = 0.0
+    steps: dict[str, str] = field(default_factory=dict)  # step -> last phase
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> outputs
+    reasons: dict[str, str] = field(default_factory=dict)
+    finished: bool = False
+    ok: bool = False
+    reason: str = ""
+    path: Path | None = None
+
+    @property
+    def status(self) -> str:
+        if self.finished:
+            return "done" if self.ok else "failed"
+        return "unfinished"
+
+    def done(self, step: str) -> bool:
+        return self.steps.get(step) in ("verified", "skipped")
+
+
+class Journal:
+    """Append-only writer for one run's file (created on the first `start`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, run_id: str, base: Path | None = None) -> Journal:
+        d = runs_dir(base)
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(d / f"{run_id}.jsonl")
+
+    @classmethod
+    def open(cls, run_id: str, base: Path | None = None) -> Journal:
+        path = runs_dir(base) / f"{run_id}.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(f"no run {run_id} in {path.parent}")
+        return cls(path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps({"time": round(time.time(), 3), **record}, sort_keys=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def start(
+        self,
+        *,
+        run_id: str,
+        runbook: str,
+        params: dict[str, Any],
+        operator: str,
+        repo: str,
+        head: str,
+    ) -> None:
+        self.append(
+            {
+                "type": "start",
+                "run_id": run_id,
+                "runbook": runbook,
+                "params": params,
+                "operator": operator,
+                "host": socket.gethostname(),
+                "repo": repo,
+                "head": head,
+            }
+        )
+
+    def step(self, step: str, phase: str, **extra: Any) -> None:
+        self.append({"type": "step", "step": step, "phase": phase, **extra})
+
+    def end(self, ok: bool, reason: str = "") -> None:
+        self.append({"type": "end", "ok": ok, "reason": reason})
+
+    def read(self) -> RunRecord:
+        return read_run(self.path)
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash: stop there
+                log.warning("%s: line %d is incomplete; ignoring the rest", path, number)
+                return
+
+
+def read_run(path: Path) -> RunRecord:
+    rec = RunRecord(run_id=path.stem, path=path)
+    for item in _lines(path):
+        kind = item.get("type")
+        if kind == "start":
+            rec.runbook = item.get("runbook", "")
+            rec.params = item.get("params", {})
+            rec.operator = item.get("operator", "")
+            rec.host = item.get("host", "")
+            rec.repo = item.get("repo", "")
+            rec.head = item.get("head", "")
+            rec.started = item.get("time", 0.0)
+        elif kind == "step":
+            step = item.get("step", "")
+            rec.steps[step] = item.get("phase", "")
+            if item.get("outputs"):
+                rec.outputs.setdefault(step, {}).update(item["outputs"])
+            if item.get("reason"):
+                rec.reasons[step] = item["reason"]
+        elif kind == "resume":
+            rec.finished = False
+        elif kind == "end":
+            rec.finished = True
+            rec.ok = bool(item.get("ok"))
+            rec.reason = item.get("reason", "")
+    return rec
+
+
+def list_runs(base: Path | None = None) -> list[RunRecord]:
+    """Every run, newest first."""
+    d = runs_dir(base)
+    if not d.is_dir():
+        return []
+    return [read_run(p) for p in sorted(d.glob("*.jsonl"), reverse=True)]

@@ -1,0 +1,154 @@
+"""`dapper-tui runbook run|resume|list`: the runbook engine at a plain terminal.
+
+Prints the engine's events as lines, shows the preview and asks before anything changes
+(`--yes` skips the question, `--dry-run` stops after the preview). Typed secret values
+are read with getpass, twice. Without a configuration the run happens on a freshly
+started lab (its scratch clone, never your checkout), which is stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+from dapper.cli.logsetup import setup_logging
+
+log = logging.getLogger("dapper.cli.runbook")
+
+
+class Printer:
+    """Turns engine events into terminal lines."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: Any) -> None:
+        from dapper.actions.events import Kind, StepState
+
+        if event.kind == Kind.STEP and event.state in (
+            StepState.RUNNING,
+            StepState.SKIPPED,
+            StepState.DONE,
+            StepState.FAILED,
+        ):
+            tail = f": {event.message}" if event.message else ""
+            self.out.write(f"[{event.step}] {event.state.value}{tail}\n")
+        elif event.kind == Kind.PROGRESS:
+            self.out.write(f"    {event.message}\n")
+        elif event.kind == Kind.RUN and event.data.get("resumed"):
+            self.out.write(f"resuming run {event.run_id}\n")
+        self.out.flush()
+
+
+def _prompt(request: Any) -> str:
+    if not sys.stdin.isatty():
+        raise EOFError("no terminal to ask on")
+    return getpass.getpass(f"{request.question}: ")
+
+
+def _confirm(out: TextIO) -> Any:
+    def confirm(preview: Any) -> bool:
+        out.write(preview.text() + "\n")
+        if not sys.stdin.isatty():
+            out.write("not a terminal: pass --yes to go ahead\n")
+            return False
+        out.write("Go ahead? [y/N] ")
+        out.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    return confirm
+
+
+def _list(base: Any, out: TextIO) -> int:
+    from dapper.actions.journal import list_runs
+
+    runs = list_runs(base)
+    if not runs:
+        out.write("no runbook runs yet\n")
+        return 0
+    for r in runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
+        done = sum(1 for s in r.steps if r.done(s))
+        reason = f"  {r.reason}" if r.reason and r.reason != "done" else ""
+        out.write(
+            f"{r.run_id}  {r.runbook:<14} {r.status:<10} {when}  {done} steps done"
+            f"  {r.operator}{reason}\n"
+        )
+    return 0
+
+
+def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = None) -> int:
+    out = out or sys.stdout
+    setup_logging(console=False)
+    from dapper.backends.config import ConfigError, load_config
+
+    if args.runbook_command == "list":
+        return _list(None, out)
+    try:
+        config = load_config(args.config, read_only=args.read_only or None)
+    except ConfigError as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return 2
+    lab = None
+    if config.lab:
+        from dapper.lab.runtime import start_lab
+
+        lab = start_lab(directory=lab_dir)
+        config = lab.readonly_config if config.read_only else lab.config
+        out.write(f"no configuration: running on a fresh lab; repository {config.repo_path}\n")
+    try:
+        return _run(args, config, out)
+    finally:
+        if lab is not None:
+            lab.stop()
+
+
+def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
+    from dapper.actions import registry
+    from dapper.actions.engine import Engine
+    from dapper.actions.journal import Journal
+    from dapper.actions.params import ParamError, parse_pairs
+    from dapper.backends.errors import ReadOnlyError
+
+    engine = Engine(config, emit=Printer(out), prompt=_prompt)
+    confirm = _confirm(out)
+    try:
+        if args.runbook_command == "resume":
+            try:
+                record = Journal.open(args.run_id).read()
+            except FileNotFoundError as exc:
+                print(f"runbook: {exc}", file=sys.stderr)
+                return 2
+            result = engine.resume(
+                args.run_id, registry.get(record.runbook), confirm=confirm, yes=args.yes
+            )
+        else:
+            runbook = registry.get(args.name)
+            given = parse_pairs(args.param)
+            if args.name == "secret-rotate" and not given.get("file"):
+                from pathlib import Path
+
+                from dapper.actions.rb_secret_rotate import describe_files
+
+                out.write("secret-rotate needs --param file=PATH --param keys=K1,K2; files:\n")
+                for line in describe_files(Path(config.repo_path)):
+                    out.write(f"  {line}\n")
+                return 2
+            result = engine.run(runbook, given, confirm=confirm, yes=args.yes, dry_run=args.dry_run)
+    except (ParamError, registry.UnknownRunbook) as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return 2
+    except ReadOnlyError as exc:
+        print(f"runbook: {exc.reason}", file=sys.stderr)
+        return 1
+    if result.dry_run and result.preview is not None:
+        out.write(result.preview.text() + "\n")
+    if result.ok:
+        out.write(f"run {result.run_id}: {result.reason}\n")
+        return 0
+    print(f"run {result.run_id}: {result.reason}", file=sys.stderr)
+    return 1
