@@ -19,7 +19,7 @@ from dapper.tui import format as fmt
 from dapper.tui.commands import DapperCommands
 from dapper.tui.ops import ACTION_BY_ID, ACTIONS, ActionSpec, target_name
 from dapper.tui.panes import PANE_BY_ID, PANES
-from dapper.tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
+from dapper.tui.screens.confirm import ConfirmScreen, DialogScreen, TypedConfirmScreen
 from dapper.tui.screens.detail import DetailScreen
 from dapper.tui.screens.help import HelpScreen
 from dapper.tui.screens.main import MainScreen
@@ -270,7 +270,7 @@ class DapperApp(App[int]):
             return
         title = f"{spec.title(row)} {PANE_BY_ID[pane].noun} {name}?"
         body = Text(_explain(spec, row))
-        screen: ConfirmScreen
+        screen: DialogScreen
         if spec.destructive:
             screen = TypedConfirmScreen(title, body, spec.title(row), name)
         else:

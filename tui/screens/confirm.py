@@ -10,13 +10,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    """`y`/enter confirms, `n`/esc cancels; the default button is Cancel."""
+class DialogScreen(ModalScreen[bool]):
+    """Title, body, Cancel and a confirm button; esc cancels."""
 
-    BINDINGS = [
-        Binding("y", "confirm", "Confirm"),
-        Binding("n,escape", "cancel", "Cancel"),
-    ]
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, body: Text, confirm_label: str) -> None:
         super().__init__(classes="dialog-screen")
@@ -37,6 +34,9 @@ class ConfirmScreen(ModalScreen[bool]):
         return iter(())
 
     def on_mount(self) -> None:
+        self.initial_focus()
+
+    def initial_focus(self) -> None:
         self.query_one("#cancel", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -53,10 +53,17 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class TypedConfirmScreen(ConfirmScreen):
-    """For destructive actions: confirm only once the exact target name was typed."""
+class ConfirmScreen(DialogScreen):
+    """`y` confirms, `n`/esc cancels; the focused default button is Cancel."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("y", "confirm", "Confirm"),
+        Binding("n", "cancel", "Cancel"),
+    ]
+
+
+class TypedConfirmScreen(DialogScreen):
+    """For destructive actions: confirm only once the exact target name was typed."""
 
     def __init__(self, title: str, body: Text, confirm_label: str, expected: str) -> None:
         super().__init__(title, body, confirm_label)
@@ -69,7 +76,7 @@ class TypedConfirmScreen(ConfirmScreen):
         yield Static(prompt, classes="dialog-prompt")
         yield Input(placeholder=self.expected, id="typed")
 
-    def on_mount(self) -> None:
+    def initial_focus(self) -> None:
         self.query_one("#confirm", Button).disabled = True
         self.query_one("#typed", Input).focus()
 

@@ -92,8 +92,8 @@ class MainScreen(Screen):
         self._activate(order[(order.index(self.active) + step) % len(order)])
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
-        widget = event.widget
-        if isinstance(widget, ResourceTable) and widget.spec.id != self.active:
+        widget = event.widget  # wide: clicking or tabbing into a pane makes it the active one
+        if self.wide and isinstance(widget, ResourceTable) and widget.spec.id != self.active:
             self.active = widget.spec.id
             for pid, p in self.panes.items():
                 p.set_class(pid == self.active, "active")

@@ -1,0 +1,342 @@
+"""The console driven by keys (Textual Pilot) against the real lab through the real Collector."""
+
+from __future__ import annotations
+
+import pytest
+from dapper.tui.screens.confirm import ConfirmScreen, DialogScreen, TypedConfirmScreen
+from dapper.tui.screens.detail import DetailScreen
+from dapper.tui.screens.help import HelpScreen
+from dapper.tui.screens.main import MainScreen
+from test_tui_support import make_app, running_lab, settle
+from textual.command import CommandPalette
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with running_lab() as lab:
+        yield lab
+
+
+def table(app, pane):
+    return app.main.panes[pane].table
+
+
+def select(app, pane, key):
+    t = table(app, pane)
+    t.move_cursor(row=t._order.index(key))
+    assert t.selected_key == key
+
+
+async def refreshed(pilot, app, *sources):
+    """Refresh `sources` now and wait until that refresh landed on screen."""
+    before = {s: app.refreshes.get(s, 0) for s in sources}
+    for s in sources:
+        app.refresh_source(s)
+    for _ in range(1500):
+        await pilot.pause(0.02)
+        if all(app.refreshes.get(s, 0) > before[s] for s in sources):
+            break
+    await pilot.pause()
+
+
+async def test_panes_keys_tab_and_jump(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        main = app.main
+        assert table(app, "nodes").row_count == 7
+        for key, pane in [
+            ("2", "vms"),
+            ("3", "gpus"),
+            ("4", "pools"),
+            ("5", "flux"),
+            ("1", "nodes"),
+        ]:
+            await pilot.press(key)
+            assert main.active == pane
+            shown = [p for p, w in main.panes.items() if w.display and w.region.height > 0]
+            assert shown == [pane]  # one pane at a time at 80x24
+            assert app.focused is table(app, pane)
+        assert table(app, "vms").row_count == 7
+        assert table(app, "gpus").row_count == 4
+        assert table(app, "pools").row_count == len(app.snapshot.pools) > 0
+        assert table(app, "flux").row_count == len(app.snapshot.kustomizations) > 30
+        await pilot.press("tab")
+        assert main.active == "vms"
+        await pilot.press("shift+tab", "shift+tab")
+        assert main.active == "events"
+        await pilot.press("colon", *"ks", "enter")
+        assert main.active == "flux"
+        await pilot.press("colon", *"nosuchview", "enter")
+        assert main.active == "flux"
+        await pilot.press("colon", *"no", "enter")
+        assert main.active == "nodes"
+        header = str(app.screen.query_one("#header").render())
+        assert "LAB" in header and "nodes 7/7" in header and "READ-ONLY" not in header
+
+
+async def test_wide_terminal_shows_every_pane(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, app)
+        main = app.main
+        assert main.has_class("wide")
+        assert all(w.display and w.region.height > 3 for w in main.panes.values())
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not main.has_class("wide")
+        assert [p for p, w in main.panes.items() if w.display] == ["nodes"]
+        # at 80 columns the nodes table keeps its most important columns, never wraps
+        keys = [c.value for c in table(app, "nodes").columns]
+        assert keys[:3] == ["name", "role", "ready"] and "cpu" in keys
+        assert (
+            sum(
+                c.get_render_width(table(app, "nodes"))
+                for c in table(app, "nodes").columns.values()
+            )
+            <= 80
+        )
+
+
+async def test_rows_update_in_place_keeping_the_cursor(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        t = table(app, "nodes")
+        select(app, "nodes", "talos-node-large-2")
+        rebuilds = []
+        original = t.clear
+        t.clear = lambda *a, **k: (rebuilds.append(a), original(*a, **k))[1]
+        await refreshed(pilot, app, "kubernetes", "proxmox", "talos")
+        assert t.selected_key == "talos-node-large-2"
+        assert rebuilds == []  # same rows, same order: cells updated, table not rebuilt
+
+
+async def test_filter_faults_only_and_sort(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        t = table(app, "nodes")
+        await pilot.press("slash", *"large")
+        assert t.row_count == 3
+        await pilot.press("enter")
+        assert app.focused is t and t.row_count == 3
+        await pilot.press("escape")
+        assert t.row_count == 7
+        lab.world.inject("node-notready:talos-node-large-2")
+        try:
+            await refreshed(pilot, app, "kubernetes")
+            await pilot.press("exclamation_mark")
+            assert t.row_count == 1 and t.selected_key == "talos-node-large-2"
+            assert "✗1" in str(app.screen.query_one("#header").render())
+            await pilot.press("2")  # faults-only holds for every pane
+            assert table(app, "vms").faults_only
+            await pilot.press("1", "exclamation_mark")
+            assert t.row_count == 7
+        finally:
+            lab.world.clear("node-notready:talos-node-large-2")
+        await pilot.press("5", "s")
+        ks = table(app, "flux")
+        assert ks.sort_column == "name"
+        keys = list(ks._order)
+        assert keys == sorted(keys)
+        await pilot.press("s")
+        assert ks.sort_column == "ready"
+        ready = [ks.object(k).ready for k in ks._order]
+        assert ready == sorted(ready)
+
+
+async def test_detail_views_for_every_pane(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        expectations = {
+            "1": ("talos-control-1", ["Talos", "etcd members", "services", "Proxmox", "Pods"]),
+            "2": ("100", ["Config", "cores"]),
+            "3": (None, ["Passthrough", "Pods holding it"]),
+            "4": (None, ["Mayastor pool", "capacity"]),
+            "5": (None, ["dependsOn chain", "Files of", "Conditions"]),
+        }
+        for key, (row, words) in expectations.items():
+            await pilot.press(key)
+            pane = app.main.active
+            if row is not None:
+                select(app, pane, row)
+            shown = table(app, pane).selected_key
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, DetailScreen)
+            body = str(app.screen.body.render())
+            assert shown.split("/")[-1] in body
+            for word in words:
+                assert word in body, (pane, word)
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+
+
+async def test_help_and_palette(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = app.screen.body.plain
+        assert "Cordon" in text and "Drain" in text and "Filter" in text
+        await pilot.press("escape")
+        names = [name for name, _help, _cb in app.palette_commands()]
+        for title in ("Nodes", "VMs", "GPUs", "Pools", "Flux"):
+            assert f"Show {title}" in names
+        for verb in ("Cordon node", "Drain node", "Shut down VM", "Reconcile Kust", "Suspend Kust"):
+            assert any(n.startswith(verb) for n in names), verb
+        assert not any(n.startswith(("Start VM", "Uncordon")) for n in names)  # nothing to do
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"show flux")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.main.active == "flux"
+
+
+async def _confirm(pilot, app, *keys):
+    await pilot.press(*keys)
+    await pilot.pause()
+    assert isinstance(app.screen, ConfirmScreen)
+    await pilot.press("y")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def _typed(pilot, app, key, name):
+    await pilot.press(key)
+    await pilot.pause()
+    assert isinstance(app.screen, TypedConfirmScreen)
+    await pilot.press(*"wrong", "enter")
+    assert isinstance(app.screen, TypedConfirmScreen)  # a wrong name confirms nothing
+    await pilot.press(*["backspace"] * 5, *name, "enter")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def writes(lab, api, op_part):
+    return [w for w in lab.world.writes if w.api == api and op_part in w.op]
+
+
+async def test_actions_confirm_then_run_without_blocking(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot, app)
+        node = "talos-node-large-3"
+        select(app, "nodes", node)
+        # cancel first: nothing happens
+        n0 = len(lab.world.writes)
+        await pilot.press("c")
+        await pilot.press("escape")
+        assert len(lab.world.writes) == n0
+        await _confirm(pilot, app, "c")
+        await refreshed(pilot, app, "kubernetes")
+        assert table(app, "nodes").object(node).unschedulable
+        assert writes(lab, "kubernetes", "nodes")
+        await _confirm(pilot, app, "u")
+        await refreshed(pilot, app, "kubernetes")
+        assert not table(app, "nodes").object(node).unschedulable
+        before = len(writes(lab, "kubernetes", "eviction"))
+        await _typed(pilot, app, "d", node)
+        assert len(writes(lab, "kubernetes", "eviction")) > before
+        await refreshed(pilot, app, "kubernetes")
+        assert table(app, "nodes").object(node).unschedulable
+        await _confirm(pilot, app, "u")
+
+        await pilot.press("2")
+        select(app, "vms", "106")
+        await _typed(pilot, app, "x", "talos-node-large-3")
+        await refreshed(pilot, app, "proxmox")
+        assert table(app, "vms").object("106").status == "stopped"
+        await _confirm(pilot, app, "o")
+        await refreshed(pilot, app, "proxmox")
+        assert table(app, "vms").object("106").status == "running"
+        assert len(writes(lab, "proxmox", "status")) >= 2
+
+        await pilot.press("5")
+        select(app, "flux", "observability/grafana")
+        patches = len(writes(lab, "kubernetes", "kustomizations"))
+        await _confirm(pilot, app, "r")
+        await _confirm(pilot, app, "R")
+        assert len(writes(lab, "kubernetes", "kustomizations")) >= patches + 2
+        await _confirm(pilot, app, "S")
+        await refreshed(pilot, app, "kubernetes")
+        assert table(app, "flux").object("observability/grafana").suspended
+        await pilot.press("r")  # reconcile of a suspended one is refused before asking
+        assert not isinstance(app.screen, DialogScreen)
+        await _confirm(pilot, app, "S")
+        await refreshed(pilot, app, "kubernetes")
+        assert not table(app, "flux").object("observability/grafana").suspended
+        assert app._activity == {}
+
+
+async def test_failing_source_marks_only_its_panes(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, app)
+        panes = app.main.panes
+        assert not panes["vms"].banner.display
+        lab.world.inject("api-down:proxmox")
+        try:
+            await refreshed(pilot, app, "proxmox")
+            banner = str(panes["vms"].banner.render())
+            assert "stale" in banner and "proxmox" in banner and "refused" in banner
+            assert table(app, "vms").row_count == 7  # last good data stays
+            for calm in ("flux", "pools"):
+                assert not panes[calm].banner.display, calm
+            assert app.is_running
+        finally:
+            lab.world.clear("api-down:proxmox")
+        await refreshed(pilot, app, "proxmox")
+        assert not panes["vms"].banner.display
+
+
+async def test_read_only_binds_no_action_and_writes_nothing(lab):
+    app = make_app(lab, read_only=True)
+    before = list(lab.world.writes)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert "READ-ONLY" in str(app.screen.query_one("#header").render())
+        keys = ["r", "R", "S", "c", "u", "d", "o", "x", "y", "enter", "escape"]
+        for pane in "123456":
+            await pilot.press(pane)
+            t = table(app, app.main.active)
+            for key in ("r", "R", "S", "c", "u", "d", "o", "x"):
+                assert key not in t._bindings.key_to_bindings
+            for key in keys:
+                await pilot.press(key)
+                assert not isinstance(app.screen, DialogScreen)
+            while not isinstance(app.screen, MainScreen):
+                await pilot.press("escape")
+        commands = list(app.palette_commands())
+        assert not any(
+            n.startswith(("Cordon", "Drain", "Reconcile", "Start VM")) for n, *_ in commands
+        )
+        for name, _help, callback in commands:
+            if name == "Quit":
+                continue
+            callback()
+            await pilot.pause()
+            assert not isinstance(app.screen, DialogScreen), name
+            while not isinstance(app.screen, MainScreen):
+                await pilot.press("escape")
+        # and the app-level entry refuses even if called directly
+        app.request_action("cordon", "nodes", "talos-node-large-1")
+        await pilot.pause()
+        assert not isinstance(app.screen, DialogScreen)
+        await app.workers.wait_for_complete()
+    assert lab.world.writes == before
+
+
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+async def test_quit_keys(lab, key):
+    app = make_app(lab, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press(key)
+        await pilot.pause()
+        assert not app.is_running
