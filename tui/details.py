@@ -21,6 +21,7 @@ from dapper.backends.model import (
     Vm,
 )
 from dapper.tui import format as fmt
+from dapper.tui.panes import workload
 from rich.text import Text
 
 OK, BAD, WARN, DIM, HEAD = "green", "bold red", "yellow", "dim", "bold"
@@ -214,7 +215,7 @@ def node_detail(n: Node, snapshot: ClusterSnapshot, now: float) -> Text:
 
 
 def _gpu_summary(g: Gpu) -> str:
-    holders = ", ".join(sorted({p.owner_name or p.name for p in g.pods})) or "no pods"
+    holders = ", ".join(sorted({workload(p) for p in g.pods})) or "no pods"
     return f"{g.model} · {g.allocated}/{g.capacity or '-'} slices · {holders}"
 
 

@@ -10,7 +10,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dapper.backends.model import ClusterSnapshot, Event, Gpu, Kustomization, Node, StoragePool, Vm
+from dapper.backends.model import (
+    ClusterSnapshot,
+    Event,
+    Gpu,
+    Kustomization,
+    Node,
+    PodRef,
+    StoragePool,
+    Vm,
+)
 from dapper.tui import format as fmt
 from dapper.tui.format import styled
 from rich.text import Text
@@ -129,7 +138,7 @@ NODE_COLUMNS = (
         lambda n: n.kubelet_version,
         10,
     ),
-    Column("flags", "CORDON/TAINTS", 6, _node_flags, lambda n: (n.unschedulable, n.taints), 30),
+    Column("flags", "TAINTS", 6, _node_flags, lambda n: (n.unschedulable, n.taints), 30),
 )
 
 # --- VMs -------------------------------------------------------------------------------
@@ -195,10 +204,17 @@ def gpu_fault(g: Gpu) -> bool:
     return not g.present or (g.capacity > 0 and g.allocated > g.capacity)
 
 
+def workload(p: PodRef) -> str:
+    """The workload a pod belongs to: a ReplicaSet's Deployment name, else its owner or name."""
+    if p.owner_kind == "ReplicaSet" and "-" in p.owner_name:
+        return p.owner_name.rsplit("-", 1)[0]
+    return p.owner_name or p.name
+
+
 def _gpu_pods(g: Gpu, _now: float) -> Text:
     counts: dict[str, int] = {}
     for p in g.pods:
-        label = p.owner_name or p.name
+        label = workload(p)
         counts[label] = counts.get(label, 0) + max(1, p.gpu_request)
     parts = [f"{k}({c})" if c > 1 else k for k, c in sorted(counts.items())]
     return styled(", ".join(parts) or fmt.DASH, "" if parts else DIM)
@@ -294,7 +310,7 @@ def ks_fault(k: Kustomization) -> bool:
 
 def _ks_ready(k: Kustomization, _now: float) -> Text:
     if k.ready == "Unknown" and k.reason in ("Progressing", "DependencyNotReady"):
-        return styled(k.reason if k.reason == "Progressing" else "Waiting", WARN)
+        return styled("Progress" if k.reason == "Progressing" else "Waiting", WARN)
     return _ready_text(k.ready, "True", "False")
 
 
@@ -313,12 +329,12 @@ def _ks_message(k: Kustomization, _now: float) -> Text:
 
 
 KS_COLUMNS = (
-    Column("name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 36),
-    Column("ready", "READY", 0, _ks_ready, lambda k: k.ready, 11),
+    Column("name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 28),
+    Column("ready", "READY", 0, _ks_ready, lambda k: k.ready, 8),
     Column(
         "suspended",
         "SUSP",
-        2,
+        3,
         lambda k, _: styled("yes", WARN) if k.suspended else styled("no", DIM),
         lambda k: k.suspended,
         4,
@@ -327,12 +343,12 @@ KS_COLUMNS = (
     Column(
         "age",
         "AGE",
-        1,
+        2,
         lambda k, now: styled(fmt.since(k.last_transition, now)),
         lambda k: -(k.last_transition or 0),
         4,
     ),
-    Column("message", "MESSAGE", 3, _ks_message, lambda k: k.message, 200, fill=True),
+    Column("message", "MESSAGE", 1, _ks_message, lambda k: k.message, 200, fill=True),
     Column(
         "depends",
         "DEPENDS ON",
@@ -377,6 +393,17 @@ EVENT_COLUMNS = (
         fill=True,
     ),
 )
+
+
+def events_and_faults(s: ClusterSnapshot) -> tuple[Event, ...]:
+    """The events pane: current faults (as `fault` rows) then events, newest first."""
+    faults = [
+        Event(f.since or s.taken_at, f.pane, f.severity, f.subject, "Fault", f.message)
+        for f in s.faults
+    ]
+    return tuple(sorted(faults, key=lambda e: -e.time)) + tuple(
+        sorted(s.events, key=lambda e: -e.time)
+    )
 
 
 PANES: tuple[PaneSpec, ...] = (
@@ -446,7 +473,7 @@ PANES: tuple[PaneSpec, ...] = (
         "6",
         ("events", "ev", "faults"),
         ("kubernetes", "proxmox"),
-        lambda s: tuple(sorted(s.events, key=lambda e: -e.time)),
+        lambda s: events_and_faults(s),
         event_key,
         event_fault,
         EVENT_COLUMNS,

@@ -65,7 +65,9 @@ def header_text(
         if not fetched and total == 0:
             t.append("…", style="dim")
             continue
-        if label == "gpu":
+        if total == 0:
+            t.append("0/0", style="dim")
+        elif label == "gpu":
             t.append(f"{good}/{total}", style=BAD if good > total else "")
         else:
             t.append(f"{good}/{total}", style=GOOD if good == total and not faults else BAD)

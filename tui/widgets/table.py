@@ -143,7 +143,7 @@ class ResourceTable(DataTable):
         fit_widths = dict(widths)
         for col in spec.columns:
             if col.fill:  # a message column competes with its label's width plus a little
-                fit_widths[col.key] = min(widths[col.key], max(cell_len(col.label) + 1, 16))
+                fit_widths[col.key] = min(widths[col.key], max(cell_len(col.label) + 1, 12))
         fitted = fit_columns(spec.columns, fit_widths, available)
         fill = next((c for c in fitted if c.fill), None)
         if fill is not None:

@@ -1,0 +1,78 @@
+"""Pictures of the console (snap_compare) at 80x24 and 160x48, from the real lab.
+
+The lab runs with one failing Kustomization so the fault line and counts show something.
+Ages are frozen to the snapshot's own time and lab ports are masked (test_tui_support).
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_tui_support import make_app, running_lab, settle
+
+NARROW, WIDE = (80, 24), (160, 48)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with running_lab(faults=("ks-failing:observability/loki",)) as lab:
+        yield lab
+
+
+def keys(*pressed):
+    async def run_before(pilot) -> None:
+        await settle(pilot, pilot.app)
+        for key in pressed:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize(
+    "pane",
+    ["1", "2", "3", "4", "5"],
+    ids=["nodes", "vms", "gpus", "pools", "flux"],
+)
+def test_narrow_each_pane(snap_compare, lab, pane):
+    assert snap_compare(make_app(lab, still=True), terminal_size=NARROW, run_before=keys(pane))
+
+
+def test_narrow_node_detail(snap_compare, lab):
+    assert snap_compare(make_app(lab, still=True), terminal_size=NARROW, run_before=keys("enter"))
+
+
+def test_narrow_read_only(snap_compare, lab):
+    app = make_app(lab, read_only=True, still=True)
+    assert snap_compare(app, terminal_size=NARROW, run_before=keys("5"))
+
+
+def test_narrow_degraded_pane(snap_compare, lab):
+    lab.world.inject("api-down:proxmox")
+    try:
+        app = make_app(lab, still=True)
+        assert snap_compare(app, terminal_size=NARROW, run_before=keys("2"))
+    finally:
+        lab.world.clear("api-down:proxmox")
+
+
+def test_wide_main(snap_compare, lab):
+    assert snap_compare(make_app(lab, still=True), terminal_size=WIDE, run_before=keys())
+
+
+def test_wide_flux_detail(snap_compare, lab):
+    app = make_app(lab, still=True)
+    assert snap_compare(app, terminal_size=WIDE, run_before=keys("5", "enter"))
+
+
+def test_wide_read_only(snap_compare, lab):
+    app = make_app(lab, read_only=True, still=True)
+    assert snap_compare(app, terminal_size=WIDE, run_before=keys())
+
+
+def test_wide_degraded(snap_compare, lab):
+    lab.world.inject("api-down:proxmox")
+    try:
+        assert snap_compare(make_app(lab, still=True), terminal_size=WIDE, run_before=keys())
+    finally:
+        lab.world.clear("api-down:proxmox")
