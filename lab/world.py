@@ -1163,6 +1163,8 @@ def _pod_status(scheduled: bool, ready: bool) -> dict:
                 "ready": ready,
                 "restartCount": 0,
                 "image": "lab/app:latest",
+                # required by typed clients (V1ContainerStatus.imageID)
+                "imageID": "docker.io/lab/app@sha256:" + "0" * 64,
                 "started": True,
             }
         ],
