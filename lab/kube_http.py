@@ -85,12 +85,18 @@ class KubeHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         raw = self.request
-        with self.server.conn_lock:
-            self.server.connections.add(raw)
-        self._raw = raw
         raw.settimeout(10)
-        self.request = self.server.ssl_context.wrap_socket(raw, server_side=True)
-        self.request.settimeout(self.timeout)
+        wrapped = self.server.ssl_context.wrap_socket(
+            raw, server_side=True, do_handshake_on_connect=False
+        )
+        self._conn = wrapped  # wrap_socket detached `raw`; the TLS socket owns the fd
+        with self.server.conn_lock:
+            self.server.connections.add(wrapped)
+        if self.server.stopping.is_set():
+            socket.socket.shutdown(wrapped, socket.SHUT_RDWR)
+        wrapped.do_handshake()
+        self.request = wrapped
+        wrapped.settimeout(self.timeout)
         super().setup()
 
     def finish(self) -> None:
@@ -98,7 +104,7 @@ class KubeHandler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             with self.server.conn_lock:
-                self.server.connections.discard(self._raw)
+                self.server.connections.discard(self._conn)
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)

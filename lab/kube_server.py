@@ -95,6 +95,13 @@ class KubeApiServer:
             elif self._listener is None:
                 self._open()
 
+    def __enter__(self) -> KubeApiServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         with self._lock:
             self._running = False

@@ -1,0 +1,87 @@
+"""Kubernetes-only results that the joined snapshot model does not carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PdbInfo:
+    namespace: str
+    name: str
+    min_available: str = ""
+    max_unavailable: str = ""
+    match_labels: tuple[tuple[str, str], ...] = ()
+    current_healthy: int = 0
+    desired_healthy: int = 0
+    expected_pods: int = 0
+    disruptions_allowed: int = 0
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """A Flux source (GitRepository, OCIRepository, HelmRepository)."""
+
+    kind: str
+    namespace: str
+    name: str
+    url: str = ""
+    ref: str = ""  # branch:main, tag:v1
+    ready: str = "Unknown"
+    reason: str = ""
+    message: str = ""
+    suspended: bool = False
+    revision: str = ""
+    last_handled_reconcile_at: str = ""
+
+
+@dataclass(frozen=True)
+class HelmReleaseInfo:
+    namespace: str
+    name: str
+    chart: str = ""
+    chart_version: str = ""
+    app_version: str = ""
+    ready: str = "Unknown"
+    reason: str = ""
+    message: str = ""
+    suspended: bool = False
+    last_attempted_revision: str = ""
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """A Secret's metadata and per-key sha256; `values` only when revealed on purpose."""
+
+    namespace: str
+    name: str
+    type: str = ""
+    hashes: tuple[tuple[str, str], ...] = ()  # (key, sha256 hex of the decoded value)
+    labels: tuple[tuple[str, str], ...] = ()
+    resource_version: str = ""
+    values: dict[str, bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.hashes)
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What a drain did; str() is the one line an operator reads."""
+
+    node: str
+    evicted: tuple[str, ...] = ()  # namespace/name
+    skipped: tuple[str, ...] = ()  # DaemonSet and mirror pods
+    blocked: tuple[tuple[str, str], ...] = ()  # (pod, pdb or reason) still there at the end
+    complete: bool = False
+
+    def __str__(self) -> str:
+        if self.complete:
+            return (
+                f"{self.node} drained: {len(self.evicted)} pod(s) evicted, "
+                f"{len(self.skipped)} DaemonSet/mirror pod(s) left"
+            )
+        what = ", ".join(f"{p} (blocked by {why})" for p, why in self.blocked) or "pods remain"
+        return f"{self.node} not drained: {what}"
