@@ -42,6 +42,9 @@ class KubeCluster:
             )
         )
 
+    def close(self) -> None:
+        self.kube.close()
+
     def ping(self) -> None:
         """Reachable, authorised, and Flux is installed (its root Kustomization answers)."""
         self.kube.kustomization(*FLUX_ROOT)

@@ -165,6 +165,15 @@ class RunContext:
                 self._cluster = self.cluster_factory(self.config)
         return self._cluster
 
+    def close(self) -> None:
+        """Close the cluster client (its pooled connections) once the run is over."""
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None and hasattr(cluster, "close"):
+            try:
+                cluster.close()
+            except Exception:  # closing must not hide the run's own result
+                log.debug("closing the cluster client failed", exc_info=True)
+
     def progress(self, line: str) -> None:
         self.emit(Event(Kind.PROGRESS, self.run_id, self.step_id, message=line))
 
@@ -273,7 +282,10 @@ class Engine:
             raise ReadOnlyError(f"run runbook {runbook.name} (read-only: use --dry-run)")
         ctx.dry_run = dry_run
         if ctx.dry_run:
-            return self._go(runbook, ctx, confirm=confirm, yes=yes, resumed=False)
+            try:
+                return self._go(runbook, ctx, confirm=confirm, yes=yes, resumed=False)
+            finally:
+                ctx.close()
         lock = RepoLock(ctx.repo.repo.path, run_id)
         try:
             lock.acquire()
@@ -283,6 +295,7 @@ class Engine:
             return self._go(runbook, ctx, confirm=confirm, yes=yes, resumed=False)
         finally:
             lock.release()
+            ctx.close()
 
     def resume(
         self,
@@ -319,6 +332,7 @@ class Engine:
             return self._go(runbook, ctx, confirm=confirm, yes=yes, resumed=True)
         finally:
             lock.release()
+            ctx.close()
 
     # -- the loop --------------------------------------------------------------------------
 

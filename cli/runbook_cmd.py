@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
         print(f"runbook: {exc}", file=sys.stderr)
         return 2
     lab = None
-    if config.lab:
+    if config.lab and not config.source:  # no configuration at all (a lab's file is one)
         from dapper.lab.runtime import start_lab
 
         lab = start_lab(directory=lab_dir)

@@ -1,0 +1,223 @@
+"""Runbooks end to end on the lab: real Git remote, real Kubernetes API, the Flux twin.
+
+The repository is always the lab's scratch clone. Side effects are counted where the
+lab sees them: commits with the run's trailer on the bare remote, and the Kubernetes
+writes (`world.writes`) of reconcile requests, Secret patches and rollout restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+from dapper.actions import registry
+from dapper.actions.engine import Engine, RunResult
+from dapper.actions.events import Event, Kind, StepState
+from dapper.actions.journal import Journal, list_runs
+from dapper.actions.rb_rekey import Rekey, sops_files
+from dapper.backends.gitrepo import GitRepo, parse_trailers
+from dapper.backends.kube import KubeBackend
+from dapper.backends.sops import decrypt_file, load_sops_config
+from dapper.cli.main import main
+from dapper.lab.runtime import start_lab
+from dapper.lab.world import Timings
+
+CF_FILE = "kubernetes/apps/network/external-dns/cloudflare/secret.sops.yaml"
+CF_SECRET = ("network", "external-dns-cloudflare-secret")
+CF_KS = ("network", "external-dns-cloudflare")
+TUNNEL_FILE = "kubernetes/apps/network/cloudflared/app/secret.sops.yaml"
+TUNNEL_SECRET = ("network", "cloudflared-secret")
+TUNNEL_HR = "kubernetes/apps/network/cloudflared/app/helmrelease.yaml"
+TIMINGS = Timings(reconcile_interval=600.0)  # no periodic passes: only pushes and requests
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator:
+    running = start_lab(directory=tmp_path / "lab", timings=TIMINGS)
+    try:
+        running.flux.reconcile_now(timeout=60)
+        yield running
+    finally:
+        client = getattr(running, "_test_kube", None)
+        if client is not None:
+            client.close()
+        running.stop()
+
+
+def kube(lab) -> KubeBackend:
+    """One client per lab, closed before the lab stops (an open keep-alive would stall it)."""
+    client = getattr(lab, "_test_kube", None)
+    if client is None:
+        client = KubeBackend.from_kubeconfig(lab.config.kubeconfig, context=lab.config.kube_context)
+        lab._test_kube = client
+    return client
+
+
+def remote_head(lab) -> pygit2.Commit:
+    repo = lab.remote.repository()
+    return repo[repo.references["refs/heads/main"].target]
+
+
+def run_commits(lab, run_id: str) -> list[pygit2.Commit]:
+    repo = lab.remote.repository()
+    tip = repo.references["refs/heads/main"].target
+    return [c for c in repo.walk(tip) if f"Runbook-Run: {run_id}" in c.message]
+
+
+def writes(lab) -> Counter:
+    return Counter(w.op for w in lab.world.writes)
+
+
+def committed_hash(lab, rel: str, key: str) -> str:
+    doc = decrypt_file(Path(lab.config.repo_path) / rel, [lab.files.age_key.read_text()])
+    for d in doc.documents:
+        section = d.get("stringData") or {}
+        if key in section:
+            return hashlib.sha256(str(section[key]).encode()).hexdigest()
+        if key in (d.get("data") or {}):
+            return hashlib.sha256(base64.b64decode(d["data"][key])).hexdigest()
+    raise AssertionError(f"{key} not in {rel}")
+
+
+def live_hash(lab, ns_name: tuple[str, str], key: str) -> str:
+    return dict(kube(lab).secret(*ns_name).hashes)[key]
+
+
+def test_secret_rotate_from_the_cli(lab, capsys: pytest.CaptureFixture[str]) -> None:
+    before = live_hash(lab, CF_SECRET, "api-token")
+    args = ["--config", str(lab.files.config), "runbook", "run", "secret-rotate"]
+    params = [f"file={CF_FILE}", "keys=api-token", "reconcile-timeout=30"]
+    rc = main(args + [x for p in params for x in ("--param", p)] + ["--yes"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+
+    head = remote_head(lab)
+    assert head.message.startswith(f"runbook(secret-rotate): rotate api-token in {CF_FILE}")
+    trailers = parse_trailers(head.message)
+    run_id = trailers["Runbook-Run"]
+    sig = GitRepo.open(lab.config.repo_path).signature()
+    assert trailers["Operator"] == f"{sig.name} <{sig.email}>"
+    assert len(run_commits(lab, run_id)) == 1
+    assert [d.new_file.path for d in head.tree.diff_to_tree(head.parents[0].tree).deltas] == [
+        CF_FILE
+    ]
+
+    after = live_hash(lab, CF_SECRET, "api-token")
+    assert after != before and after == committed_hash(lab, CF_FILE, "api-token")
+    ks = kube(lab).kustomization(*CF_KS)
+    assert ks.ready == "True" and ks.applied_revision == f"main@sha1:{head.id}"
+    assert writes(lab)["patch kustomizations"] == 1
+
+    record = Journal.open(run_id).read()
+    assert record.ok and record.runbook == "secret-rotate" and record.operator
+    assert record.outputs["commit"]["sha"] == str(head.id)
+    value = decrypt_file(Path(lab.config.repo_path) / CF_FILE, [lab.files.age_key.read_text()])
+    secret_value = str(value.documents[0]["stringData"]["api-token"])
+    assert len(secret_value) == 32
+    assert secret_value not in out.out + out.err
+    assert secret_value not in record.path.read_text()
+
+    assert main(["runbook", "list"]) == 0
+    assert f"{run_id}  secret-rotate" in capsys.readouterr().out
+
+
+def _rekey(lab, runbook: Rekey) -> RunResult:
+    return Engine(lab.config).run(runbook, {"reconcile-timeout": "20"}, yes=True)
+
+
+def test_rekey_patches_the_cluster_key_before_the_push(lab) -> None:
+    root = Path(lab.config.repo_path)
+    old_recipient = load_sops_config(root / ".sops.yaml").rules[0].age[0]
+    result = _rekey(lab, Rekey())
+    assert result.ok, result.reason
+    new_recipient = result.outputs["new-key"]["recipient"]
+
+    key_file = lab.files.age_key
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    keys = [ln for ln in key_file.read_text().splitlines() if ln.startswith("AGE-SECRET-KEY-")]
+    assert len(keys) == 2  # old kept, new appended
+    sops_yaml = (root / ".sops.yaml").read_text()
+    assert "# Kubernetes Secrets: only data/stringData" in sops_yaml  # comments survive
+    assert old_recipient not in sops_yaml and sops_yaml.count(new_recipient) == 2
+    for rel in sops_files(root):
+        doc = decrypt_file(root / rel, keys[-1:])  # the new key alone decrypts every file
+        assert doc.recipients == (new_recipient,)
+
+    head = remote_head(lab)
+    assert parse_trailers(head.message)["Runbook-Run"] == result.run_id
+    kb = kube(lab)
+    for key in result.outputs["reconcile"]["requested"]:
+        ns, name = key.split("/")
+        ks = kb.kustomization(ns, name)
+        assert ks.ready == "True" and ks.applied_revision == f"main@sha1:{head.id}", key
+    want = hashlib.sha256(("\n".join(keys) + "\n").encode()).hexdigest()
+    live = {(s.namespace, s.name): dict(s.hashes) for s in kb.secrets() if s.name == "sops-age"}
+    assert live and all(h["age.agekey"] == want for h in live.values())
+    assert writes(lab)["patch secrets"] == len(live)  # each patched once
+
+
+def test_rekey_that_pushes_first_fails_with_decryption_failed(lab) -> None:
+    result = _rekey(lab, Rekey(cluster_key_first=False))
+    assert not result.ok
+    assert "DecryptionFailed" in result.reason and "\n" not in result.reason
+    assert "patch secrets" not in writes(lab)
+
+
+class Crash(BaseException):
+    """Stands for a killed process: not an Exception, so nothing handles it on the way."""
+
+
+def _crash_on(step: str, kind: Kind = Kind.STEP) -> object:
+    def sink(event: Event) -> None:
+        if event.step != step or event.kind != kind:
+            return
+        if kind == Kind.PROGRESS or event.state == StepState.DONE:
+            raise Crash(step)
+
+    return sink
+
+
+def _no_reloader_on_cloudflared(lab) -> None:
+    """Make cloudflared need a rollout restart (drop its Reloader annotation) and deploy it."""
+    repo = GitRepo.open(lab.config.repo_path)
+    path = repo.root / TUNNEL_HR
+    path.write_text(path.read_text().replace("reloader.stakater.com/auto", "example.com/x"))
+    repo.commit([TUNNEL_HR], "test: cloudflared without reloader")
+    repo.push()
+    lab.flux.reconcile_now(timeout=30)
+
+
+def test_a_run_killed_after_any_step_resumes_without_repeating_side_effects(lab) -> None:
+    _no_reloader_on_cloudflared(lab)
+    rb = registry.get("secret-rotate")
+    params = {
+        "file": TUNNEL_FILE,
+        "keys": "TUNNEL_ID",
+        "restart": "yes",
+        "reconcile-timeout": "30",
+    }
+    steps = ["sync", "edit", "commit", "push", "reconcile", "verify-secret", "restart"]
+    crashes = [(s, Kind.STEP) for s in steps] + [("reconcile", Kind.PROGRESS)]
+    for step, kind in crashes:
+        before_writes = writes(lab)
+        before_hash = live_hash(lab, TUNNEL_SECRET, "TUNNEL_ID")
+        with pytest.raises(Crash):
+            Engine(lab.config, emit=_crash_on(step, kind)).run(rb, params, yes=True)
+        run_id = list_runs()[0].run_id
+        assert list_runs()[0].status == "unfinished"
+        result = Engine(lab.config).resume(run_id, registry.get("secret-rotate"), yes=True)
+        assert result.ok, (step, result.reason)
+
+        assert len(run_commits(lab, run_id)) == 1, step
+        delta = writes(lab) - before_writes
+        assert delta["patch kustomizations"] == 1, (step, delta)
+        assert delta["patch gitrepositories"] == 1, (step, delta)
+        assert delta["patch deployments"] == 1, (step, delta)
+        after = live_hash(lab, TUNNEL_SECRET, "TUNNEL_ID")
+        assert after != before_hash and after == committed_hash(lab, TUNNEL_FILE, "TUNNEL_ID")
+        assert Engine(lab.config).resume(run_id, rb, yes=True).reason == "already finished"
