@@ -518,22 +518,45 @@ class TalosClient:
         )
 
     async def _etcd_view(self, node: str) -> tuple[EtcdMember, ...]:
-        members, status = await asyncio.gather(self.etcd_members(node), self.etcd_status(node))
+        """The member list as `node` sees it, each member's health from its own EtcdStatus
+        (as `talosctl etcd status` does): a member that cannot answer is unhealthy."""
+        listing = await self._unary(
+            node, "machine", "EtcdMemberList", machine_pb2.EtcdMemberListRequest()
+        )
+        members = list(listing.members)
+
+        def address(m: Any) -> str:
+            for url in list(m.client_urls) + list(m.peer_urls):
+                host = url.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+                if host:
+                    return host
+            return m.hostname
+
+        statuses = await asyncio.gather(
+            *(self.etcd_status(address(m)) for m in members), return_exceptions=True
+        )
+        leader = next(
+            (st.leader for st in statuses if isinstance(st, TalosEtcdStatus) and st.leader), 0
+        )
         out = []
-        for m in members:
-            if m.id == status.member_id:
-                m = EtcdMember(
+        for m, st in zip(members, statuses, strict=True):
+            if isinstance(st, TalosEtcdStatus):
+                healthy, errors, db_size = not st.errors, st.errors, st.db_size
+            elif isinstance(st, BackendError):
+                healthy, errors, db_size = False, (st.reason,), 0
+            else:
+                raise st
+            out.append(
+                EtcdMember(
                     m.id,
                     m.hostname,
                     m.is_learner,
-                    healthy=not status.errors,
-                    leader=status.is_leader,
-                    db_size=status.db_size,
-                    errors=status.errors,
+                    healthy=healthy,
+                    leader=m.id == leader,
+                    db_size=db_size,
+                    errors=errors,
                 )
-            else:
-                m = EtcdMember(m.id, m.hostname, m.is_learner, leader=m.id == status.leader)
-            out.append(m)
+            )
         return tuple(out)
 
     async def _not_running(self, node: str, exc: BackendError) -> TalosMachine:
@@ -554,10 +577,13 @@ class TalosClient:
                 )
         return TalosMachine(node=node, stage="unreachable", error=exc.reason)
 
-    async def machines(self, nodes: Iterable[str] | None = None) -> tuple[TalosMachine, ...]:
-        """machine() for each node (default: the context's nodes), concurrently."""
+    async def machines(
+        self, nodes: Iterable[str] | None = None, *, timeout: float | None = None
+    ) -> tuple[TalosMachine, ...]:
+        """machine() for each node (default: the context's nodes), concurrently; each is
+        bounded by `timeout`, so one slow machine cannot hold up the others."""
         targets = list(nodes if nodes is not None else self.context.nodes)
-        return tuple(await asyncio.gather(*(self.machine(n) for n in targets)))
+        return tuple(await asyncio.gather(*(self.machine(n, timeout=timeout) for n in targets)))
 
     # -- writes ----------------------------------------------------------------------------
 

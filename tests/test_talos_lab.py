@@ -341,3 +341,17 @@ def test_stop_leaves_no_thread_or_port(world, pki) -> None:
     for port in ports:
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # free again
+
+
+async def test_machine_reports_each_members_health(server, world, tmp_path) -> None:
+    world.inject("etcd-unhealthy:talos-control-2")
+    world.inject("vm-stopped:102")
+    async with _client(server, tmp_path) as c:
+        m = await c.machine(CP1)
+    health = {e.hostname: (e.healthy, e.errors) for e in m.etcd_members}
+    assert health["talos-control-1"] == (True, ())
+    assert health["talos-control-2"] == (False, ("etcdserver: no leader",))
+    assert (
+        health["talos-control-3"][0] is False and "not running" in health["talos-control-3"][1][0]
+    )
+    assert [e.hostname for e in m.etcd_members if e.leader] == ["talos-control-1"]
