@@ -241,3 +241,15 @@ def test_bad_token_and_bad_kubeconfig(lab: Lab) -> None:
     with pytest.raises(BackendError) as cfg:
         KubeBackend.from_kubeconfig(lab.tmp / "missing.kubeconfig")
     assert cfg.value.code == "CONFIG"
+
+
+def test_slow_api_is_a_timeout(lab: Lab) -> None:
+    k = KubeBackend.from_kubeconfig(lab.admin, timeout=0.2)
+    lab.world.inject("api-slow:kubernetes:1")
+    try:
+        with pytest.raises(BackendError) as err:
+            k.nodes()
+    finally:
+        lab.world.clear("api-slow:kubernetes:1")
+        k.close()
+    assert err.value.code == "TIMEOUT"

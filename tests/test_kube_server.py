@@ -292,3 +292,33 @@ def test_drained_node_pods_move_through_plain_delete(admin: client.ApiClient, la
     core.delete_namespaced_pod("api-5c6b-ccccc", "apps")
     moved = pods_of(lab.world, "apps", "api-5c6b-")
     assert len(moved) == 1 and moved[0]["spec"]["nodeName"] not in ("", DRAIN_NODE)
+
+
+def test_stop_ends_watches_threads_and_port(tmp_path: Path) -> None:
+    import socket
+
+    before = set(threading.enumerate())
+    with running_lab(tmp_path) as small:
+        port = small.server.port
+        api = api_client(small.admin)
+        core = client.CoreV1Api(api)
+        opened = threading.Event()
+        done = threading.Event()
+
+        def follow() -> None:
+            try:
+                for _ in watch.Watch().stream(core.list_node, timeout_seconds=60):
+                    opened.set()
+            except Exception:
+                pass
+            done.set()
+
+        t = threading.Thread(target=follow)
+        t.start()
+        assert opened.wait(5)
+    assert done.wait(5)  # the server's stop() cut the watch
+    t.join(timeout=5)
+    api.close()
+    assert not [th for th in set(threading.enumerate()) - before if th.name.startswith("lab-")]
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 1):
+        pass
