@@ -133,6 +133,41 @@ def _pdb_row(o: dict) -> list:
     ]
 
 
+def _namespace_row(o: dict) -> list:
+    return [
+        o["metadata"]["name"],
+        o.get("status", {}).get("phase", "Active"),
+        human_age(o["metadata"].get("creationTimestamp")),
+    ]
+
+
+def _daemonset_row(o: dict) -> list:
+    st = o.get("status", {})
+    selector = (o.get("spec", {}).get("template", {}).get("spec", {}) or {}).get("nodeSelector")
+    return [
+        o["metadata"]["name"],
+        st.get("desiredNumberScheduled", 0),
+        st.get("currentNumberScheduled", 0),
+        st.get("numberReady", 0),
+        st.get("updatedNumberScheduled", 0),
+        st.get("numberAvailable", 0),
+        ",".join(f"{k}={v}" for k, v in (selector or {}).items()) or "<none>",
+        human_age(o["metadata"].get("creationTimestamp")),
+    ]
+
+
+def _deployment_row(o: dict) -> list:
+    st = o.get("status", {})
+    want = o.get("spec", {}).get("replicas", 1)
+    return [
+        o["metadata"]["name"],
+        f"{st.get('readyReplicas', 0)}/{want}",
+        st.get("updatedReplicas", 0),
+        st.get("availableReplicas", 0),
+        human_age(o["metadata"].get("creationTimestamp")),
+    ]
+
+
 def _s(name: str, priority: int = 0, type_: str = "string") -> dict:
     return {
         "name": name,
@@ -144,6 +179,30 @@ def _s(name: str, priority: int = 0, type_: str = "string") -> dict:
 
 
 _BUILTIN = {
+    "Namespace": ([_s("Name"), _s("Status"), _s("Age")], _namespace_row),
+    "DaemonSet": (
+        [
+            _s("Name"),
+            _s("Desired", 0, "integer"),
+            _s("Current", 0, "integer"),
+            _s("Ready", 0, "integer"),
+            _s("Up-to-date", 0, "integer"),
+            _s("Available", 0, "integer"),
+            _s("Node Selector"),
+            _s("Age"),
+        ],
+        _daemonset_row,
+    ),
+    "Deployment": (
+        [
+            _s("Name"),
+            _s("Ready"),
+            _s("Up-to-date", 0, "integer"),
+            _s("Available", 0, "integer"),
+            _s("Age"),
+        ],
+        _deployment_row,
+    ),
     "Node": (
         [
             _s("Name"),

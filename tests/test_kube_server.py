@@ -24,7 +24,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
-    return config.new_client_from_config(str(kubeconfig))
+    """A client as new_client_from_config builds it, with its CA temp file kept in tmp."""
+    cfg = client.Configuration()
+    config.load_kube_config(
+        str(kubeconfig),
+        client_configuration=cfg,
+        persist_config=False,
+        temp_file_path=str(kubeconfig.parent / "client-files"),
+    )
+    return client.ApiClient(cfg)
 
 
 @pytest.fixture(scope="module")
