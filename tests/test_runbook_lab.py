@@ -20,6 +20,7 @@ from dapper.actions.engine import Engine, RunResult
 from dapper.actions.events import Event, Kind, StepState
 from dapper.actions.journal import Journal, list_runs
 from dapper.actions.rb_rekey import Rekey, sops_files
+from dapper.backends.errors import ReadOnlyError
 from dapper.backends.gitrepo import GitRepo, parse_trailers
 from dapper.backends.kube import KubeBackend
 from dapper.backends.sops import decrypt_file, load_sops_config
@@ -167,6 +168,14 @@ def test_rekey_that_pushes_first_fails_with_decryption_failed(lab) -> None:
     assert "DecryptionFailed" in result.reason and "\n" not in result.reason
     assert "patch secrets" not in writes(lab)
 
+    # the twin reads the live Secret on each reconcile: adding the key by hand recovers
+    keys = [ln for ln in lab.files.age_key.read_text().splitlines() if ln.startswith("AGE-")]
+    kb = kube(lab)
+    kb.patch_secret("flux-system", "sops-age", {"age.agekey": "\n".join(keys) + "\n"})
+    stamp = kb.reconcile("flux-system", "cluster-apps")
+    revision = kb.wait_reconciled("flux-system", "cluster-apps", stamp, timeout=20)
+    assert revision == f"main@sha1:{remote_head(lab).id}"
+
 
 class Crash(BaseException):
     """Stands for a killed process: not an Exception, so nothing handles it on the way."""
@@ -221,3 +230,116 @@ def test_a_run_killed_after_any_step_resumes_without_repeating_side_effects(lab)
         after = live_hash(lab, TUNNEL_SECRET, "TUNNEL_ID")
         assert after != before_hash and after == committed_hash(lab, TUNNEL_FILE, "TUNNEL_ID")
         assert Engine(lab.config).resume(run_id, rb, yes=True).reason == "already finished"
+
+
+def _reset_to_remote(lab) -> None:
+    """Put the scratch clone back on the remote's main (the test's own lab repository)."""
+    repo = GitRepo.open(lab.config.repo_path)
+    repo.fetch()
+    tip = repo.repo.references["refs/remotes/origin/main"].target
+    repo.repo.reset(tip, pygit2.enums.ResetMode.HARD)
+
+
+def _state(lab) -> tuple:
+    repo = GitRepo.open(lab.config.repo_path)
+    files = tuple(
+        (p, p.read_bytes())
+        for p in sorted(Path(lab.config.repo_path, "kubernetes").rglob("*"))
+        if p.is_file()
+    )
+    return (repo.head()[1], str(remote_head(lab).id), len(lab.world.writes), files)
+
+
+def _rotate(lab, config=None, emit=None, **extra: str) -> RunResult:
+    params = {"file": CF_FILE, "keys": "api-token", "reconcile-timeout": "20", **extra}
+    engine = Engine(config or lab.config, emit=emit)
+    return engine.run(registry.get("secret-rotate"), params, yes=True)
+
+
+def _refused(lab, result: RunResult, *fragments: str) -> None:
+    assert not result.ok
+    assert "\n" not in result.reason
+    for fragment in fragments:
+        assert fragment in result.reason, result.reason
+
+
+def test_bad_inputs_stop_with_one_line_and_change_nothing(lab, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pyrage import x25519
+
+    root = Path(lab.config.repo_path)
+    repo = GitRepo.open(root)
+    before = _state(lab)
+
+    stray = root / "kubernetes/apps/stray.yaml"
+    stray.write_text("a: 1\n")
+    _refused(lab, _rotate(lab), "uncommitted changes", "kubernetes/apps/stray.yaml")
+    stray.unlink()
+    assert _state(lab) == before
+
+    missing = replace(lab.config, sops_age_key_file=str(tmp_path / "nokey.txt"))
+    _refused(lab, _rotate(lab, missing), "age key file", "nokey.txt")
+    assert _state(lab) == before
+
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text(str(x25519.Identity.generate()) + "\n")
+    _refused(
+        lab,
+        _rotate(lab, replace(lab.config, sops_age_key_file=str(wrong))),
+        "none of 1 age identities decrypts",
+    )
+    assert _state(lab) == before
+
+    path = root / CF_FILE
+    tampered = path.read_text().replace('lastmodified: "', 'lastmodified: "1')
+    if tampered == path.read_text():
+        tampered = path.read_text().replace("lastmodified: '", "lastmodified: '1")
+    path.write_text(tampered)
+    repo.commit([CF_FILE], "test: tamper")
+    mark = _state(lab)
+    _refused(lab, _rotate(lab), "MAC")
+    assert _state(lab) == mark
+    _reset_to_remote(lab)
+
+    sops_yaml = root / ".sops.yaml"
+    sops_yaml.write_text(
+        sops_yaml.read_text().replace("path_regex: kubernetes/", "path_regex: kubernetes/nothing/")
+    )
+    repo.commit([".sops.yaml"], "test: narrow the rule")
+    mark = _state(lab)
+    _refused(lab, _rotate(lab), "no creation rule")
+    assert _state(lab) == mark
+    _reset_to_remote(lab)
+    assert _state(lab) == before
+    assert list_runs() == []  # nothing was journaled: every refusal came before the confirm
+
+    with pytest.raises(ReadOnlyError, match="read-only"):
+        _rotate(lab, lab.readonly_config)
+    dry = Engine(lab.readonly_config).run(
+        registry.get("secret-rotate"), {"file": CF_FILE, "keys": "api-token"}, dry_run=True
+    )
+    assert dry.ok and dry.preview is not None and "<secret: new value>" in dry.preview.text()
+    assert _state(lab) == before
+
+    other = tmp_path / "other"
+    clone = GitRepo(pygit2.clone_repository(str(lab.remote.bare_path), str(other)))
+    clone.repo.config["user.name"] = "Someone"
+    clone.repo.config["user.email"] = "someone@example.invalid"
+
+    def race(event: Event) -> None:  # the remote moves on the same file before our push
+        if event.kind == Kind.STEP and event.step == "commit" and event.state == StepState.DONE:
+            (other / CF_FILE).write_text((other / CF_FILE).read_text() + "# moved\n")
+            clone.commit([CF_FILE], "someone else edits the same file")
+            clone.push()
+
+    writes_before = len(lab.world.writes)
+    _refused(lab, _rotate(lab, emit=race), "rebase by hand")
+    assert len(lab.world.writes) == writes_before  # the cluster saw nothing
+    assert remote_head(lab).message.startswith("someone else")
+    _reset_to_remote(lab)
+
+    lab.flux.stop()  # Flux stops answering: the wait must time out with the last status
+    result = _rotate(lab, **{"reconcile-timeout": "1"})
+    _refused(lab, result, "timed out after 1s", "Kustomization network/external-dns-cloudflare")
+    assert list_runs()[0].status == "failed"
