@@ -61,6 +61,7 @@ class Collector:
         self._proxmox: Any = None
         self._talos: Any = None
         self._git_cache: tuple[str, GitData] | None = None
+        self._pci_seen: dict[str, HostPci] = {}
         self.snapshot = self._join()
         self.operations: Any = None
         if not config.read_only:
@@ -103,6 +104,7 @@ class Collector:
                 self.config.talos_context or None,
                 read_only=self.config.read_only,
                 timeout=self.timeout,
+                maintenance_endpoint=self.config.talos_maintenance_endpoint or None,
             )
         return self._talos
 
@@ -154,6 +156,14 @@ class Collector:
                         d.class_id,
                     )
                 )
+        # A device that was on the bus and is now gone (a GPU fallen off) keeps its identity
+        # from the last time it was seen, so the console can say which GPU is missing.
+        present = {d.address for d in pci}
+        wanted = {dev.address.split(",")[0] for vm in vms for dev in vm.devices}
+        for address, known in self._pci_seen.items():
+            if address not in present and address in wanted:
+                pci.append(replace(known, present=False))
+        self._pci_seen.update({d.address: d for d in pci if d.present})
         return ProxmoxData(vms=vms, pci=tuple(pci))
 
     async def _fetch_talos(self) -> TalosData:
@@ -163,7 +173,7 @@ class Collector:
             kube = self._data.get("kubernetes")
             if kube is not None and kube.nodes:
                 nodes = tuple(n.internal_ip or n.name for n in kube.nodes)
-        machines = await t.machines(nodes)
+        machines = await t.machines(nodes, timeout=self.timeout)
         if machines and all(m.stage == "unreachable" for m in machines):
             raise BackendError(machines[0].error or "no Talos machine answered")
         return TalosData(machines=tuple(machines))
@@ -234,7 +244,7 @@ class Collector:
         for future in self._inflight.values():
             future.cancel()
         if self._talos is not None:
-            self._talos.close()
+            await self._talos.aclose()
         for client in (self._kube, self._proxmox):
             closer = getattr(client, "close", None)
             if closer is not None:

@@ -69,6 +69,8 @@ class Config:
     kube_context: str = ""
     talosconfig: str = ""
     talos_context: str = ""
+    # Where machines in maintenance mode answer (insecure TLS); "" means each node's :50000.
+    talos_maintenance_endpoint: str = ""
     proxmox: ProxmoxConfig = field(default_factory=ProxmoxConfig)
     repo_path: str = ""
     repo_remote: str = "origin"

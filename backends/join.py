@@ -170,7 +170,28 @@ def join(
         events=tuple(sorted(kube.events, key=lambda e: e.time, reverse=True)),
         sources=sources,
     )
-    return replace(snapshot, faults=tuple(find_faults(snapshot)))
+    return replace(snapshot, faults=tuple(find_faults(snapshot) + _missing_devices(proxmox)))
+
+
+def _missing_devices(proxmox: ProxmoxData) -> list[Fault]:
+    """Passed-through devices the host no longer shows: the VM cannot start again."""
+    if not proxmox.pci:
+        return []
+    on_bus = {_pci_base(d.address) for d in proxmox.pci if d.present}
+    faults = []
+    for vm in proxmox.vms:
+        for dev in vm.devices:
+            base = _pci_base(dev.address)
+            if not dev.address.startswith("mapping") and base not in on_bus:
+                faults.append(
+                    Fault(
+                        "error",
+                        "vms",
+                        f"{vm.vmid} {vm.name}",
+                        f"{dev.slot} {dev.address} is missing from host {vm.host}",
+                    )
+                )
+    return faults
 
 
 def _join_gpus(

@@ -97,6 +97,7 @@ def write_client_files(
     pve_admin: tuple[str, str],
     pve_auditor: tuple[str, str],
     talos_endpoint: str,
+    talos_maintenance_endpoint: str,
     talos_nodes: list[str],
     pki: Pki,
     creds: LabCredentials,
@@ -137,6 +138,7 @@ def write_client_files(
             f'kube_context = "{"lab-readonly" if read_only else "lab-admin"}"\n'
             f'talosconfig = "{talosconfig}"\n'
             f'talos_context = "{"lab-reader" if read_only else "lab-admin"}"\n'
+            f'talos_maintenance_endpoint = "{talos_maintenance_endpoint}"\n'
             f'repo_path = "{repo_path}"\n'
             f'sops_age_key_file = "{age_key}"\n'
             f"read_only = {'true' if read_only else 'false'}\n\n"

@@ -132,7 +132,9 @@ def start_lab(
 
             remote = LabGitRemote.create(repo, directory / "git")
             scratch = str(remote.scratch_path)
-            twin = FluxTwin(world, remote, identities_file=LAB_KEY)
+            from dapper.backends.sops import parse_identities
+
+            twin = FluxTwin(world, remote, parse_identities(LAB_KEY.read_text()))
             twin.start()
         files = write_client_files(
             directory,
@@ -141,6 +143,7 @@ def start_lab(
             pve_admin=(pve.admin_token.token_id, pve.admin_token.secret),
             pve_auditor=(pve.auditor_token.token_id, pve.auditor_token.secret),
             talos_endpoint=talos.endpoint,
+            talos_maintenance_endpoint=talos.maintenance_endpoint,
             talos_nodes=[s.ip for s in world.specs],
             pki=pki,
             creds=creds,
@@ -165,6 +168,7 @@ def start_lab(
             kube_context="lab-readonly" if ro else "lab-admin",
             talosconfig=str(files.talosconfig),
             talos_context="lab-reader" if ro else "lab-admin",
+            talos_maintenance_endpoint=talos.maintenance_endpoint,
             proxmox=ProxmoxConfig(
                 url=pve.url,
                 token_id=(pve.auditor_token if ro else pve.admin_token).token_id,
