@@ -65,6 +65,7 @@ class StepPreview:
     calls: list[str] = field(default_factory=list)  # API calls and Git operations
     notes: list[str] = field(default_factory=list)
     done: bool = False  # already done: nothing will happen
+    reason: str = ""  # what `check` found
 
 
 @dataclass
@@ -79,7 +80,8 @@ class Preview:
         for k, v in self.params.items():
             out.append(f"  {k} = {v}")
         for n, s in enumerate(self.steps, start=1):
-            out.append(f"{n}. {s.title}" + ("  [already done]" if s.done else ""))
+            skip = f"  [nothing to do: {s.reason or 'already done'}]" if s.done else ""
+            out.append(f"{n}. {s.title}{skip}")
             out += [f"   - {c}" for c in s.calls]
             out += [f"   note: {x}" for x in s.notes]
             for d in s.diffs:
@@ -374,7 +376,7 @@ class Engine:
                 self._state(ctx, step, StepState.CHECKING)
                 found = step.check(ctx)
                 sp = step.preview(ctx) if not found.done else StepPreview(step.id, step.title)
-                sp.done = found.done
+                sp.done, sp.reason = found.done, found.reason
                 preview.steps.append(sp)
                 self._state(ctx, step, StepState.PENDING, found.reason)
         except OPERATOR_ERRORS as exc:

@@ -39,6 +39,8 @@ class Printer:
             self.out.write(f"[{event.step}] {event.state.value}{tail}\n")
         elif event.kind == Kind.PROGRESS:
             self.out.write(f"    {event.message}\n")
+        elif event.kind == Kind.PREVIEW:
+            self.out.write(event.data["preview"].text() + "\n")
         elif event.kind == Kind.RUN and event.data.get("resumed"):
             self.out.write(f"resuming run {event.run_id}\n")
         self.out.flush()
@@ -52,7 +54,6 @@ def _prompt(request: Any) -> str:
 
 def _confirm(out: TextIO) -> Any:
     def confirm(preview: Any) -> bool:
-        out.write(preview.text() + "\n")
         if not sys.stdin.isatty():
             out.write("not a terminal: pass --yes to go ahead\n")
             return False
@@ -145,8 +146,6 @@ def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
     except ReadOnlyError as exc:
         print(f"runbook: {exc.reason}", file=sys.stderr)
         return 1
-    if result.dry_run and result.preview is not None:
-        out.write(result.preview.text() + "\n")
     if result.ok:
         out.write(f"run {result.run_id}: {result.reason}\n")
         return 0

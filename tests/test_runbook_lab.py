@@ -20,6 +20,7 @@ from dapper.actions.engine import Engine, RunResult
 from dapper.actions.events import Event, Kind, StepState
 from dapper.actions.journal import Journal, list_runs
 from dapper.actions.rb_rekey import Rekey, sops_files
+from dapper.actions.rb_secret_rotate import ALPHABETS
 from dapper.backends.errors import ReadOnlyError
 from dapper.backends.gitrepo import GitRepo, parse_trailers
 from dapper.backends.kube import KubeBackend
@@ -92,7 +93,10 @@ def live_hash(lab, ns_name: tuple[str, str], key: str) -> str:
 def test_secret_rotate_from_the_cli(lab, capsys: pytest.CaptureFixture[str]) -> None:
     before = live_hash(lab, CF_SECRET, "api-token")
     args = ["--config", str(lab.files.config), "runbook", "run", "secret-rotate"]
+    command = 'printf "%s-1b7e9c2f4d\\n" "rotated-$DAPPER_SECRET_KEY"'
+    value = "rotated-api-token-1b7e9c2f4d"
     params = [f"file={CF_FILE}", "keys=api-token", "reconcile-timeout=30"]
+    params.append(f"from-command={command}")
     rc = main(args + [x for p in params for x in ("--param", p)] + ["--yes"])
     out = capsys.readouterr()
     assert rc == 0, out.err
@@ -110,6 +114,7 @@ def test_secret_rotate_from_the_cli(lab, capsys: pytest.CaptureFixture[str]) -> 
 
     after = live_hash(lab, CF_SECRET, "api-token")
     assert after != before and after == committed_hash(lab, CF_FILE, "api-token")
+    assert after == hashlib.sha256(value.encode()).hexdigest()
     ks = kube(lab).kustomization(*CF_KS)
     assert ks.ready == "True" and ks.applied_revision == f"main@sha1:{head.id}"
     assert writes(lab)["patch kustomizations"] == 1
@@ -117,11 +122,9 @@ def test_secret_rotate_from_the_cli(lab, capsys: pytest.CaptureFixture[str]) -> 
     record = Journal.open(run_id).read()
     assert record.ok and record.runbook == "secret-rotate" and record.operator
     assert record.outputs["commit"]["sha"] == str(head.id)
-    value = decrypt_file(Path(lab.config.repo_path) / CF_FILE, [lab.files.age_key.read_text()])
-    secret_value = str(value.documents[0]["stringData"]["api-token"])
-    assert len(secret_value) == 32
-    assert secret_value not in out.out + out.err
-    assert secret_value not in record.path.read_text()
+    assert "<secret: new value>" in out.out  # the preview, printed even with --yes
+    assert value not in out.out + out.err
+    assert value not in record.path.read_text()
 
     assert main(["runbook", "list"]) == 0
     assert f"{run_id}  secret-rotate" in capsys.readouterr().out
@@ -230,6 +233,9 @@ def test_a_run_killed_after_any_step_resumes_without_repeating_side_effects(lab)
         after = live_hash(lab, TUNNEL_SECRET, "TUNNEL_ID")
         assert after != before_hash and after == committed_hash(lab, TUNNEL_FILE, "TUNNEL_ID")
         assert Engine(lab.config).resume(run_id, rb, yes=True).reason == "already finished"
+    doc = decrypt_file(Path(lab.config.repo_path) / TUNNEL_FILE, [lab.files.age_key.read_text()])
+    generated = str(doc.documents[0]["stringData"]["TUNNEL_ID"])
+    assert len(generated) == 32 and set(generated) <= set(ALPHABETS["urlsafe"])
 
 
 def _reset_to_remote(lab) -> None:
@@ -320,6 +326,15 @@ def test_bad_inputs_stop_with_one_line_and_change_nothing(lab, tmp_path: Path) -
         registry.get("secret-rotate"), {"file": CF_FILE, "keys": "api-token"}, dry_run=True
     )
     assert dry.ok and dry.preview is not None and "<secret: new value>" in dry.preview.text()
+    assert _state(lab) == before
+
+    answers = iter(["typed-value-one", "typed-value-two"])
+    typed = Engine(lab.config, prompt=lambda request: next(answers)).run(
+        registry.get("secret-rotate"),
+        {"file": CF_FILE, "keys": "api-token", "source": "typed"},
+        yes=True,
+    )
+    _refused(lab, typed, "differ", "nothing changed")
     assert _state(lab) == before
 
     other = tmp_path / "other"
