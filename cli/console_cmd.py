@@ -28,13 +28,17 @@ class Connector:
         self.lab: Any = None
 
     async def __call__(self) -> Any:
+        # Imports and the lab's start run in a thread so the console keeps painting meanwhile.
+        return await asyncio.to_thread(self._connect)
+
+    def _connect(self) -> Any:
         from dapper.backends.collector import Collector
 
         cfg = self.config
         if cfg.lab and not cfg.source:
             from dapper.lab.runtime import start_lab
 
-            self.lab = await asyncio.to_thread(start_lab, read_only=cfg.read_only)
+            self.lab = start_lab(read_only=cfg.read_only)
             cfg = self.lab.readonly_config if cfg.read_only else self.lab.config
         return Collector(cfg)
 

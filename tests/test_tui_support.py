@@ -17,6 +17,7 @@ from dapper.tui.app import DapperApp
 
 SETTLE_SECONDS = 30.0
 PORT = re.compile(r"127\.0\.0\.1:\d+")
+SHA = re.compile(r"sha1:[0-9a-f]{40}")  # the checkout's HEAD moves with every commit
 
 
 @contextmanager
@@ -51,7 +52,21 @@ def _stable(snapshot: Any) -> Any:
     faults = tuple(
         replace(f, message=PORT.sub("127.0.0.1:PORT", f.message)) for f in snapshot.faults
     )
-    return replace(snapshot, sources=sources, faults=faults)
+    ks = tuple(
+        replace(
+            k,
+            applied_revision=_sha(k.applied_revision),
+            attempted_revision=_sha(k.attempted_revision),
+            message=_sha(k.message),
+            conditions=tuple(replace(c, message=_sha(c.message)) for c in k.conditions),
+        )
+        for k in snapshot.kustomizations
+    )
+    return replace(snapshot, sources=sources, faults=faults, kustomizations=ks)
+
+
+def _sha(text: str) -> str:
+    return SHA.sub("sha1:" + "0" * 40, text)
 
 
 class QuietCollector:

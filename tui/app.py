@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from dapper.backends.config import Config
@@ -39,7 +40,7 @@ ACTION_SOURCES = {"flux": ("kubernetes",), "nodes": ("kubernetes",), "vms": ("pr
 class DapperApp(App[int]):
     """The console. `connect()` returns a started Collector; `clock()` gives "now" for ages."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "dapper-tui"
     COMMANDS = {DapperCommands}
     BINDINGS = [

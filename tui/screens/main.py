@@ -45,21 +45,26 @@ class MainScreen(Screen):
         self._now = 0.0
 
     def compose(self) -> ComposeResult:
+        size = self.app.size  # decide the layout before the first frame, not after it
+        self.wide = size.width >= WIDE_COLUMNS and size.height >= WIDE_ROWS
+        self.set_class(self.wide, "wide")
+        self.panes[self.active].add_class("active")
         yield TextLine(id="header")
         yield TextLine(id="panebar")
         with Container(id="body"):
             for pid in GRID_ORDER:
                 yield self.panes[pid]
-        yield Input(id="prompt")
-        yield TextLine(id="activity")
+        prompt = Input(id="prompt")
+        prompt.display = False
+        yield prompt
+        activity = TextLine(id="activity")
+        activity.display = False
+        yield activity
         yield TextLine(id="faultline")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#prompt").display = False
-        self.query_one("#activity").display = False
-        self._layout(self.app.size.width, self.app.size.height)
-        self._activate(self.active)
+        self.table.focus()
 
     # -- layout -------------------------------------------------------------------------
 
@@ -68,6 +73,9 @@ class MainScreen(Screen):
 
     def _layout(self, width: int, height: int) -> None:
         wide = width >= WIDE_COLUMNS and height >= WIDE_ROWS
+        if wide == self.wide and self.has_class("wide") == wide:
+            self._render_panes()
+            return
         self.wide = wide
         self.set_class(wide, "wide")
         self._render_panes()

@@ -49,7 +49,8 @@ class ResourcePane(Vertical):
         yield self.table
 
     def show(self, snapshot: ClusterSnapshot, now: float) -> None:
-        self.table.show(snapshot, now)
+        if snapshot.taken_at > 0 or self.table.total:  # the first frame has no table to draw
+            self.table.show(snapshot, now)
         text = banner_text(self.spec, snapshot, now, self.table.total > 0)
         if not text and self.table.total and not self.table.shown:
             what = "faults" if self.table.faults_only else "rows"
