@@ -169,10 +169,11 @@ class Collector:
     async def _fetch_talos(self) -> TalosData:
         t = self.talos()
         nodes = self._talos_nodes
-        if nodes is None:
-            kube = self._data.get("kubernetes")
-            if kube is not None and kube.nodes:
-                nodes = tuple(n.internal_ip or n.name for n in kube.nodes)
+        kube = self._data.get("kubernetes")
+        if nodes is None and kube is not None and kube.nodes:
+            # Every node Kubernetes knows, plus any the talosconfig names (maintenance ones).
+            known = [n.internal_ip or n.name for n in kube.nodes]
+            nodes = tuple(dict.fromkeys([*known, *t.context.nodes]))
         machines = await t.machines(nodes, timeout=self.timeout)
         if machines and all(m.stage == "unreachable" for m in machines):
             raise BackendError(machines[0].error or "no Talos machine answered")
@@ -222,10 +223,27 @@ class Collector:
             return self.snapshot
 
     async def refresh_all(self) -> ClusterSnapshot:
-        # Kubernetes first: Talos targets the nodes it lists.
-        await self.refresh("kubernetes")
-        await asyncio.gather(*(self.refresh(s) for s in SOURCES if s != "kubernetes"))
+        """Every source at once; Talos waits for Kubernetes only when the talosconfig names
+        no nodes (then it targets the nodes Kubernetes lists)."""
+        talos_needs_kube = self._talos_nodes is None and not self._talosconfig_nodes()
+
+        async def kube_then_talos() -> None:
+            await self.refresh("kubernetes")
+            await self.refresh("talos")
+
+        first = (
+            [kube_then_talos()]
+            if talos_needs_kube
+            else [self.refresh("kubernetes"), self.refresh("talos")]
+        )
+        await asyncio.gather(*first, self.refresh("proxmox"), self.refresh("git"))
         return self.snapshot
+
+    def _talosconfig_nodes(self) -> tuple[str, ...]:
+        try:
+            return tuple(self.talos().context.nodes)
+        except Exception:  # an unreadable talosconfig degrades the talos source on refresh
+            return ()
 
     def _join(self) -> ClusterSnapshot:
         return join(
