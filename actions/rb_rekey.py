@@ -23,8 +23,8 @@ from dapper.actions.diffs import sops_masked, unified
 from dapper.actions.engine import Check, Runbook, RunContext, Step, StepFailed, StepPreview
 from dapper.actions.params import Param
 from dapper.actions.preflight import identities, key_file
+from dapper.actions.secret_refs import load_tree
 from dapper.actions.yamledit import edit_text, set_age_recipients
-from dapper.backends.fluxtree import FluxTree
 from dapper.backends.sops import (
     decrypt_file,
     is_sops_file,
@@ -354,7 +354,7 @@ def owning_kustomizations(ctx: RunContext) -> list[tuple[str, str]]:
     cached = ctx.memory.get("owners")
     if cached is not None:
         return cached
-    tree = FluxTree.load(ctx.root)
+    tree = load_tree(ctx.root, ctx.repo.head()[1])
     files = set(sops_files(ctx.root))
     owners = {ks.key for f in files for ks in tree.owners_of(f)}
     try:

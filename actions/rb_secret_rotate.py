@@ -108,7 +108,7 @@ class _Target:
             raise StepFailed(
                 f"{self.rel}: no key(s) {', '.join(missing)}; it has {', '.join(present)}"
             )
-        tree = load_tree(ctx.root)
+        tree = load_tree(ctx.root, ctx.repo.head()[1])
         found = [f for f in secret_files(tree, ctx.root) if f.path == self.rel]
         self.file: SecretFile | None = found[0] if found else None
         if self.file is None or self.file.owner is None:

@@ -57,8 +57,22 @@ class Consumer:
         return f"{self.kind} {self.namespace}/{self.name} ({self.how}; {tail})"
 
 
-def load_tree(root: Path) -> FluxTree:
-    return FluxTree.load(root)
+_TREES: dict[tuple[str, str], FluxTree] = {}
+
+
+def load_tree(root: Path, head: str = "") -> FluxTree:
+    """The parsed tree of a checkout; with `head` (the commit it is at, its only changes
+    being SOPS ciphertext, as runbooks ensure) a parse is reused for the same commit."""
+    if not head:
+        return FluxTree.load(root)
+    key = (str(root), head)
+    tree = _TREES.get(key)
+    if tree is None:
+        tree = FluxTree.load(root)
+        while len(_TREES) >= 4:
+            _TREES.pop(next(iter(_TREES)))
+        _TREES[key] = tree
+    return tree
 
 
 def _secret_of(tree: FluxTree, path: str) -> tuple[str, str] | None:

@@ -117,7 +117,7 @@ def test_secret_rotate_from_the_cli(lab, capsys: pytest.CaptureFixture[str]) -> 
     assert after == hashlib.sha256(value.encode()).hexdigest()
     ks = kube(lab).kustomization(*CF_KS)
     assert ks.ready == "True" and ks.applied_revision == f"main@sha1:{head.id}"
-    assert writes(lab)["patch kustomizations"] == 1
+    assert writes(lab)["patch kustomizations"] <= 1  # none if Flux saw the push first
 
     record = Journal.open(run_id).read()
     assert record.ok and record.runbook == "secret-rotate" and record.operator
@@ -227,8 +227,10 @@ def test_a_run_killed_after_any_step_resumes_without_repeating_side_effects(lab)
 
         assert len(run_commits(lab, run_id)) == 1, step
         delta = writes(lab) - before_writes
-        assert delta["patch kustomizations"] == 1, (step, delta)
-        assert delta["patch gitrepositories"] == 1, (step, delta)
+        # at most once: Flux may already be at the commit (it watches the remote) when the
+        # resumed run checks, and then nothing needs requesting
+        assert delta["patch kustomizations"] <= 1, (step, delta)
+        assert delta["patch gitrepositories"] == delta["patch kustomizations"], (step, delta)
         assert delta["patch deployments"] == 1, (step, delta)
         after = live_hash(lab, TUNNEL_SECRET, "TUNNEL_ID")
         assert after != before_hash and after == committed_hash(lab, TUNNEL_FILE, "TUNNEL_ID")
