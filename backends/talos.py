@@ -248,6 +248,11 @@ class TalosClient:
 
     # -- plumbing --------------------------------------------------------------------------
 
+    def _drop_channel(self, endpoint: str, insecure: bool) -> None:
+        ch = self._channels.pop((asyncio.get_running_loop(), endpoint, insecure), None)
+        if ch is not None:
+            ch.close()
+
     def _channel(self, endpoint: str, insecure: bool) -> TalosChannel:
         """One channel per (event loop, endpoint, mode); channels of closed loops are dropped."""
         loop = asyncio.get_running_loop()
@@ -316,7 +321,13 @@ class TalosClient:
         for endpoint, meta in self._routes(node, maintenance):
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await fn(self._channel(endpoint, maintenance), meta)
+                    try:
+                        return await fn(self._channel(endpoint, maintenance), meta)
+                    except (StreamTerminatedError, ProtocolError, ConnectionResetError):
+                        # A cached connection the server dropped (restart, API down): one
+                        # fresh connection tells refused from rejected from working again.
+                        self._drop_channel(endpoint, maintenance)
+                        return await fn(self._channel(endpoint, maintenance), meta)
             except (ssl.SSLError, TimeoutError) as exc:
                 log.debug("talos %s via %s failed", node, endpoint, exc_info=True)
                 raise self._error(exc, endpoint, node) from exc
