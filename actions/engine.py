@@ -281,7 +281,7 @@ class Engine:
         except OPERATOR_ERRORS as exc:
             return self._finish(None, run_id, False, reason_of(exc))
         if ctx.read_only and not dry_run:
-            raise ReadOnlyError(f"run runbook {runbook.name} (read-only: use --dry-run)")
+            raise ReadOnlyError(f"runbook {runbook.name}; --dry-run previews it")
         ctx.dry_run = dry_run
         if ctx.dry_run:
             try:
