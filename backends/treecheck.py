@@ -38,6 +38,7 @@ from dapper.backends.sopscheck import (
     structure_problems,
 )
 from dapper.backends.treesource import DirSource, walk
+from dapper.backends.versioncheck import version_mismatches
 from dapper.backends.yamldocs import Doc, TreeError, find_line, strip_markers
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def run_checks(repo: str | Path, use_kustomize: bool = True, jobs: int = 2) -> C
     add(check_variables(tree))
     add(check_sops(tree, root))
     add(check_plaintext(tree))
+    add(Problem(f, line, ERROR, reason) for f, line, reason in version_mismatches(root))
     report.problems.sort(key=lambda p: (p.file == "", p.file, p.line, p.reason))
     return report
 
