@@ -53,4 +53,4 @@ class PromptRequest:
 
 
 Prompt = Callable[[PromptRequest], str]
-Confirm = Callable[["Any"], bool]  # gets the Preview; True means go ahead
+Confirm = Callable[[Any], bool]  # gets the Preview; True means go ahead
