@@ -130,9 +130,12 @@ def join(
             node_of_vm[vm.vmid] = node.name
         pods = tuple(sorted(pods_by_node.get(node.name, ()), key=lambda p: (p.namespace, p.name)))
         pool = pools_by_node.get(node.name)
+        cpu, mem = _usage(machine, vm)
         nodes.append(
             replace(
                 node,
+                cpu_usage=node.cpu_usage if node.cpu_usage is not None else cpu,
+                mem_usage=node.mem_usage if node.mem_usage is not None else mem,
                 talos=machine,
                 vm=vm,
                 pods=pods,
@@ -192,6 +195,22 @@ def _missing_devices(proxmox: ProxmoxData) -> list[Fault]:
                     )
                 )
     return faults
+
+
+def _usage(machine: TalosMachine | None, vm: Vm | None) -> tuple[float | None, float | None]:
+    """CPU and memory use (0..1) of a node: the hypervisor's view of its VM when there is
+    one (it sees the whole guest), else Talos's load and memory."""
+    cpu: float | None = None
+    mem: float | None = None
+    if vm is not None and vm.status == "running":
+        cpu = vm.cpu_usage
+        mem = vm.mem_used / vm.mem_total if vm.mem_total else None
+    if machine is not None and machine.stage == "running":
+        if mem is None and machine.memory_total:
+            mem = machine.memory_used / machine.memory_total
+        if cpu is None and machine.cpu_count:
+            cpu = min(1.0, machine.load1 / machine.cpu_count)
+    return cpu, mem
 
 
 def _join_gpus(
