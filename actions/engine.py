@@ -41,6 +41,12 @@ class StepFailed(Exception):
         self.reason = reason
 
 
+class Cancelled(BaseException):
+    """The front end asked to stop (the console's Abort). A BaseException so no step's own
+    error handling swallows it; the run ends as aborted with its journal left open, so
+    `resume` finishes it, exactly as after a crash."""
+
+
 OPERATOR_ERRORS = (StepFailed, BackendError, GitError, SopsError, ParamError, LockedError)
 
 
@@ -146,6 +152,7 @@ class RunContext:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     dry_run: bool = False
     step_id: str = ""
+    cancelled: Callable[[], bool] | None = None
     _cluster: Any = None
 
     @property
@@ -175,6 +182,11 @@ class RunContext:
                 cluster.close()
             except Exception:  # closing must not hide the run's own result
                 log.debug("closing the cluster client failed", exc_info=True)
+
+    def checkpoint(self) -> None:
+        """Raise Cancelled if the front end asked to stop: between steps and in waits."""
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled()
 
     def progress(self, line: str) -> None:
         self.emit(Event(Kind.PROGRESS, self.run_id, self.step_id, message=line))
@@ -211,6 +223,7 @@ class RunContext:
                 last = status
             if done:
                 return status
+            self.checkpoint()
             if time.monotonic() >= deadline:
                 raise StepFailed(f"timed out after {timeout:g}s waiting for {what}: {status}")
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
@@ -229,7 +242,11 @@ class RunResult:
 
 
 class Engine:
-    """Runs runbooks for one configuration; front ends pass an event sink and confirm."""
+    """Runs runbooks for one configuration; front ends pass an event sink and confirm.
+
+    `cancelled` (optional) is polled between steps and during waits; when it returns True
+    the run stops there (see `Cancelled`).
+    """
 
     def __init__(
         self,
@@ -239,12 +256,14 @@ class Engine:
         prompt: Prompt | None = None,
         journal_base: Path | None = None,
         cluster_factory: Callable[[Config], Any] | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.emit = emit or (lambda e: None)
         self.prompt = prompt
         self.journal_base = journal_base
         self.cluster_factory = cluster_factory
+        self.cancelled = cancelled
 
     def _repo(self) -> GitRepo:
         if not self.config.repo_path:
@@ -261,6 +280,7 @@ class Engine:
             emit=self.emit,
             prompt=self.prompt,
             cluster_factory=self.cluster_factory,
+            cancelled=self.cancelled,
         )
 
     # -- entry points --------------------------------------------------------------------
@@ -373,6 +393,7 @@ class Engine:
             preview = Preview(runbook.name, ctx.run_id, shown)
             for step in steps:
                 ctx.step_id = step.id
+                ctx.checkpoint()
                 self._state(ctx, step, StepState.CHECKING)
                 found = step.check(ctx)
                 sp = step.preview(ctx) if not found.done else StepPreview(step.id, step.title)
@@ -381,6 +402,10 @@ class Engine:
                 self._state(ctx, step, StepState.PENDING, found.reason)
         except OPERATOR_ERRORS as exc:
             return self._finish(ctx, ctx.run_id, False, reason_of(exc), dry_run=ctx.dry_run)
+        except Cancelled:
+            return self._finish(
+                None, ctx.run_id, False, "cancelled: nothing changed", cancelled=True
+            )
         self.emit(Event(Kind.PREVIEW, ctx.run_id, data={"preview": preview}))
         if ctx.dry_run:
             return self._finish(
@@ -413,7 +438,10 @@ class Engine:
             )
         for step in steps:
             try:
+                ctx.checkpoint()
                 self._step(ctx, step)
+            except Cancelled:
+                return self._aborted(ctx, step, preview)
             except OPERATOR_ERRORS as exc:
                 reason = reason_of(exc)
                 log.info("run %s step %s failed: %s", ctx.run_id, step.id, reason, exc_info=True)
@@ -427,6 +455,19 @@ class Engine:
                 self._state(ctx, step, StepState.FAILED, reason_of(exc))
                 raise
         return self._finish(ctx, ctx.run_id, True, "done", preview=preview)
+
+    def _aborted(self, ctx: RunContext, step: Step, preview: Preview) -> RunResult:
+        """Stopped on request at `step`: journaled as such but not ended, so resumable."""
+        assert ctx.journal is not None
+        ctx.journal.append({"type": "abort", "step": step.id})
+        self._state(ctx, step, StepState.PENDING, "aborted")
+        reason = f"aborted at: {step.title}; resume run {ctx.run_id} to finish it"
+        self.emit(
+            Event(Kind.FINISHED, ctx.run_id, message=reason, data={"ok": False, "aborted": True})
+        )
+        return RunResult(
+            ctx.run_id, False, reason, preview=preview, outputs=ctx.outputs, cancelled=True
+        )
 
     def _step(self, ctx: RunContext, step: Step) -> None:
         ctx.step_id = step.id

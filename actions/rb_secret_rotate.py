@@ -383,11 +383,17 @@ class SecretRotate(Runbook):
         ]
 
 
+def secret_file_choices(root: Path) -> list[SecretFile]:
+    """The files a rotation can target, as plain data: path, owning Kustomization, the
+    Secret it becomes and its key NAMES (nothing is decrypted). The CLI's list and the
+    console's picker both come from here."""
+    return secret_files(load_tree(root), root)
+
+
 def describe_files(root: Path) -> list[str]:
     """Lines for choosing a file: path, owning Kustomization, key names (never values)."""
-    tree = load_tree(root)
     lines = []
-    for f in secret_files(tree, root):
+    for f in secret_file_choices(root):
         owner = f"{f.owner[0]}/{f.owner[1]}" if f.owner else "(no Kustomization)"
         lines.append(f"{f.path}  [{owner}]  keys: {', '.join(f.keys)}")
     return lines
