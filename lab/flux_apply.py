@@ -20,7 +20,6 @@ import hashlib
 import logging
 from typing import Any
 
-from dapper.lab.flux_objects import upsert_if_changed
 from dapper.lab.flux_status import (
     KS_NAME_LABEL,
     KS_NAMESPACE_LABEL,
@@ -96,7 +95,7 @@ class Applier:
             _secret_to_data(obj)
         if kind in _MERGED_KINDS:
             self._merge_live(rt, obj)
-        live = upsert_if_changed(self.store, rt, obj)
+        live = self.store.upsert(obj, rt=rt)
         if kind in ("HelmRepository", "OCIRepository"):
             self._source_ready(rt, live)
         elif kind == "HelmRelease":

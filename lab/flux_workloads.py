@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dapper.lab.flux_objects import upsert_if_changed
 from dapper.lab.kinds import by_kind
 from dapper.lab.store import NotFound
 from dapper.lab.world import World, pod_gpu_request, pod_object
@@ -275,7 +274,7 @@ class Workloads:
                 "template": {"metadata": {"labels": pod_labels}, "spec": template["spec"]},
             },
         }
-        live = upsert_if_changed(store, by_kind("apps", "Deployment"), deployment)
+        live = store.upsert(deployment, rt=by_kind("apps", "Deployment"))
         ready = min(ready, replicas)
         status = {
             "observedGeneration": live["metadata"].get("generation", 1),
@@ -316,7 +315,7 @@ class Workloads:
             },
             "spec": {"replicas": replicas, "selector": {"matchLabels": pod_labels}},
         }
-        upsert_if_changed(store, by_kind("apps", "ReplicaSet"), rs)
+        store.upsert(rs, rt=by_kind("apps", "ReplicaSet"))
         rs_status = {"replicas": replicas, "readyReplicas": ready, "availableReplicas": ready}
         _set_status(store, "ReplicaSet", ns, rs_name, rs_status)
         if fresh:  # a new template: the older ReplicaSets and their pods go (rollout)

@@ -207,6 +207,8 @@ class ObjectStore:
                     new["metadata"].pop("namespace", None)
                 else:
                     new["metadata"]["namespace"] = ns
+            # an identical write is no change: no event, no new resourceVersion
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if new == old:
                 return copy.deepcopy(old)
             return self._commit("MODIFIED", key, new)
@@ -228,7 +230,9 @@ class ObjectStore:
             return self.replace(obj, rt=rt, status_only=status_only, check_rv=False)
 
     def upsert(self, obj: dict, *, rt: ResourceType | None = None) -> dict:
-        """Create, or replace spec/metadata keeping status (what `apply` means to the lab)."""
+        """Create, or replace spec/metadata keeping status (what `apply` means to the lab).
+        Re-applying what is stored writes nothing, as server-side apply of an unchanged
+        manifest does."""
         rt = rt or self.kinds_of(obj)
         with self._lock:
             meta = obj.get("metadata", {})

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dapper.lab.store import ObjectStore
+from dapper.lab.store import ObjectStore, WatchEvent
 from kubernetes.client.exceptions import ApiException
 from test_kube_support import DRAIN_NODE, WORKER, Lab, pods_of, running_lab, writes
 
@@ -162,6 +162,30 @@ def test_status_subresource_changes_only_status(admin: client.ApiClient) -> None
     )
     assert obj["status"]["lastAttemptedRevision"] == "x"
     assert obj["spec"]["path"] == "./kubernetes/flux/meta"
+
+
+def test_an_identical_write_changes_nothing(admin: client.ApiClient, lab: Lab) -> None:
+    """A patch or PUT that leaves the object as it is: same resourceVersion, no event."""
+    core = client.CoreV1Api(admin)
+    body = {"metadata": {"name": "same", "labels": {"a": "1"}}, "data": {"k": "v"}}
+    created = core.create_namespaced_config_map("default", body)
+    events: list[WatchEvent] = []
+    lab.world.store.add_listener(events.append)
+    try:
+        rv = created.metadata.resource_version
+        again = core.patch_namespaced_config_map("same", "default", {"data": {"k": "v"}})
+        raw = json.loads(
+            core.read_namespaced_config_map("same", "default", _preload_content=False).data
+        )
+        put = core.replace_namespaced_config_map("same", "default", raw)
+        assert again.metadata.resource_version == rv == put.metadata.resource_version
+        assert events == []
+        changed = core.patch_namespaced_config_map("same", "default", {"data": {"k": "w"}})
+        assert int(changed.metadata.resource_version) > int(rv)
+        assert [e.type for e in events] == ["MODIFIED"]
+    finally:
+        lab.world.store.remove_listener(events.append)
+        core.delete_namespaced_config_map("same", "default")
 
 
 def test_watch_sees_a_cordon(admin: client.ApiClient, lab: Lab) -> None:
