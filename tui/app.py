@@ -24,6 +24,7 @@ from dapper.tui.screens.confirm import ConfirmScreen, DialogScreen, TypedConfirm
 from dapper.tui.screens.detail import DetailScreen
 from dapper.tui.screens.help import HelpScreen
 from dapper.tui.screens.main import MainScreen
+from dapper.tui.screens.runbook import open_runbooks, palette_entries
 from dapper.tui.widgets.bars import header_text
 from rich.text import Text
 from textual.app import App
@@ -46,6 +47,7 @@ class DapperApp(App[int]):
     BINDINGS = [
         # q quits at once: the console holds no unsaved state. While an action runs, it asks.
         Binding("q", "quit_app", "Quit", id="quit"),
+        Binding("b", "runbooks", "Runbooks", id="runbooks"),
         Binding("ctrl+c,ctrl+q", "quit_app", "Quit", show=False, priority=True, id="quit-ctrl"),
     ]
 
@@ -193,6 +195,9 @@ class DapperApp(App[int]):
         self.push_screen(screen)
         screen.call_after_refresh(screen.show, self.header_text(), self.snapshot, self.clock())
 
+    def action_runbooks(self) -> None:
+        open_runbooks(self)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_text()))
 
@@ -220,6 +225,7 @@ class DapperApp(App[int]):
             (":", "jump: :nodes :vms :gpus :pools :ks :events"),
             ("/ !", "filter this pane; faults only (esc clears)"),
             ("s", "sort by the next column (or click a header)"),
+            ("b", "runbooks: rotate a secret, rekey, resume a run"),
             ("ctrl+p", "command palette"),
             ("q ctrl+c", "quit (asks only while an action is running)"),
         ):
@@ -339,6 +345,7 @@ class DapperApp(App[int]):
         yield "Refresh all sources now", "re-read every source", self.action_refresh_all
         yield "Help: keys of this pane", "?", self.action_help
         yield "Quit", "q / ctrl+c", self.action_quit_app
+        yield from palette_entries(self)
         for spec in PANES:
             for row in spec.rows(self.snapshot):
                 key = spec.row_key(row)

@@ -1,0 +1,170 @@
+"""Runbooks from the console, end to end on the lab (Textual Pilot, real engine, real lab).
+
+The console is built as the CLI builds it (test_tui_support.make_app); its repository is
+the lab's scratch clone. Each test checks what the lab saw: the commit on the bare remote
+with its trailers, the live Secret's hashes (never plaintext), the Kustomizations'
+applied revision, and the recorded Kubernetes writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pygit2
+import pytest
+from dapper.actions.journal import list_runs
+from dapper.backends.gitrepo import GitRepo, parse_trailers
+from dapper.backends.kube import KubeBackend
+from dapper.lab.runtime import start_lab
+from dapper.lab.world import Timings
+from dapper.tui.screens.runbook import PromptScreen, RunbooksScreen, RunScreen
+from dapper.tui.widgets.runbook_form import ParamForm
+from test_tui_support import make_app
+from textual.widgets import Button, DataTable, Input, OptionList, SelectionList
+
+CF_FILE = "kubernetes/apps/network/external-dns/cloudflare/secret.sops.yaml"
+CF_SECRET = ("network", "external-dns-cloudflare-secret")
+CF_KS = ("network", "external-dns-cloudflare")
+TIMINGS = Timings(reconcile_interval=600.0)  # no periodic passes: only pushes and requests
+WAIT = 60.0
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Any]:
+    running = start_lab(directory=tmp_path / "lab", timings=TIMINGS)
+    try:
+        running.flux.reconcile_now(timeout=60)
+        yield running
+    finally:
+        client = getattr(running, "_test_kube", None)
+        if client is not None:
+            client.close()
+        running.stop()
+
+
+def kube(lab: Any) -> KubeBackend:
+    """One client per lab, closed before the lab stops."""
+    client = getattr(lab, "_test_kube", None)
+    if client is None:
+        client = KubeBackend.from_kubeconfig(lab.config.kubeconfig, context=lab.config.kube_context)
+        lab._test_kube = client
+    return client
+
+
+def remote_head(lab: Any) -> pygit2.Commit:
+    repo = lab.remote.repository()
+    return repo[repo.references["refs/heads/main"].target]
+
+
+def live_hashes(lab: Any, ns_name: tuple[str, str]) -> dict[str, str]:
+    return dict(kube(lab).secret(*ns_name).hashes)
+
+
+async def until(pilot: Any, cond: Any, what: str, timeout: float = WAIT) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if cond():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def open_form(pilot: Any, app: Any, runbook: str) -> RunbooksScreen:
+    """`b`, then the runbook chosen in the list (arrow keys, as an operator would)."""
+    await pilot.press("b")
+    await until(pilot, lambda: isinstance(app.screen, RunbooksScreen), "the runbooks screen")
+    screen: RunbooksScreen = app.screen  # type: ignore[assignment]
+    await until(pilot, lambda: screen.loaded, "runbooks to load")
+    rb_list = screen.query_one("#rb-list", OptionList)
+    rb_list.focus()
+    names = list(screen.runbooks)
+    for _ in range(names.index(runbook)):
+        await pilot.press("down")
+    await pilot.press("enter")
+    await until(
+        pilot,
+        lambda: screen.form is not None and screen.form.runbook.name == runbook,
+        f"the {runbook} form",
+    )
+    await pilot.pause()
+    return screen
+
+
+def set_input(form: ParamForm, name: str, value: str) -> None:
+    form.query_one(f"#param-{name}", Input).value = value
+
+
+async def choose_file(pilot: Any, form: ParamForm, path: str) -> None:
+    table = form.query_one("#param-file", DataTable)
+    table.focus()
+    rows = [str(k.value) for k in table.rows]
+    for _ in range(rows.index(path) - table.cursor_row):
+        await pilot.press("down")
+    await pilot.pause()
+    keys = form.query_one("#param-keys", SelectionList)
+    await until(pilot, lambda: keys.option_count > 0, "the file's keys")
+
+
+async def start_run(pilot: Any, app: Any) -> RunScreen:
+    await pilot.press("ctrl+s")
+    await until(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen")
+    return app.screen  # type: ignore[return-value]
+
+
+async def confirm_and_finish(pilot: Any, run: RunScreen) -> Any:
+    await until(pilot, lambda: run.phase == "asking", "the preview")
+    await pilot.press("y")
+    await until(pilot, lambda: run.finished, "the run to finish")
+    return run.result
+
+
+def preview_shown(run: RunScreen) -> str:
+    return str(run.query_one("#run-preview").render())
+
+
+def assert_commit(lab: Any, runbook: str, run_id: str) -> pygit2.Commit:
+    head = remote_head(lab)
+    assert head.message.startswith(f"runbook({runbook}): ")
+    trailers = parse_trailers(head.message)
+    assert trailers["Runbook-Run"] == run_id
+    sig = GitRepo.open(lab.config.repo_path).signature()
+    assert trailers["Operator"] == f"{sig.name} <{sig.email}>"
+    return head
+
+
+async def test_secret_rotate_from_the_console(lab: Any) -> None:
+    before = live_hashes(lab, CF_SECRET)["api-token"]
+    app = make_app(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app, "secret-rotate")
+        form = screen.form
+        assert form is not None
+        files = form.query_one("#param-file", DataTable)
+        row = files.get_row(CF_FILE)
+        assert row[1] == "/".join(CF_KS) and row[2] == "api-token"  # owner and key NAMES
+        await choose_file(pilot, form, CF_FILE)
+        keys = form.query_one("#param-keys", SelectionList)
+        assert keys.selected == ["api-token"]  # the file's only key comes pre-selected
+        set_input(form, "reconcile-timeout", "30")
+        run = await start_run(pilot, app)
+        await until(pilot, lambda: run.phase == "asking", "the preview")
+        shown = preview_shown(run)
+        assert "<secret: new value>" in shown and CF_FILE in shown
+        assert "git push origin main" in shown
+        result = await confirm_and_finish(pilot, run)
+        assert result is not None and result.ok, run.query_one("#run-result").render()
+        states = {step: run.board.shown_state(step) for step in run.board.rows}
+        assert states["edit"] == "done" and states["commit"] == "done"
+        assert states["restart"] == "skipped"
+        assert "✓ done" in str(run.query_one("#run-result").render())
+
+    head = assert_commit(lab, "secret-rotate", result.run_id)
+    assert head.message.startswith(f"runbook(secret-rotate): rotate api-token in {CF_FILE}")
+    after = live_hashes(lab, CF_SECRET)["api-token"]
+    assert after != before
+    ks = kube(lab).kustomization(*CF_KS)
+    assert ks.ready == "True" and ks.applied_revision == f"main@sha1:{head.id}"
+    assert list_runs()[0].run_id == result.run_id and list_runs()[0].status == "done"

@@ -1,0 +1,650 @@
+"""Runbooks from the console (`b`, or the palette's "Runbook: ..." commands).
+
+`RunbooksScreen` picks a runbook, shows its parameter form and the journal's runs (newest
+first; `r` resumes one that did not finish). `RunScreen` runs it: the engine works in a
+worker thread and this screen shows its steps with their state, the preview (masked
+diff and API calls) with Confirm / Abort, the progress of waits, a log and the result.
+Nothing changes before Confirm. In read-only mode the same screens only preview (dry
+run); the engine refuses anything else on its own too. The screens call the engine and
+the registry only: no Git, YAML or SOPS code lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dapper.tui.screens.confirm import ConfirmScreen
+from dapper.tui.widgets.runbook_form import FormError, ParamForm
+from dapper.tui.widgets.runbook_view import (
+    ConfirmAsked,
+    EngineEvent,
+    PromptAsked,
+    RunBridge,
+    RunEnded,
+    RunLog,
+    StepBoard,
+    preview_text,
+)
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+log = logging.getLogger("dapper.tui.runbook")
+
+TITLES = {"secret-rotate": "rotate a secret", "rekey": "rekey"}  # palette wording
+
+
+def engine_config(app: Any) -> Any | None:
+    """The configuration runbooks run with: the connected Collector's (the lab's, when the
+    console started one), else the app's own when it names a repository."""
+    cfg = getattr(getattr(app, "collector", None), "config", None)
+    if cfg is not None and getattr(cfg, "repo_path", ""):
+        return cfg
+    return app.config if app.config.repo_path else None
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# -- entry points used by the app ----------------------------------------------------------
+
+
+def open_runbooks(app: Any, runbook: str = "", resume: str = "") -> None:
+    """Show the runbooks screen (once), optionally on one runbook or resuming a run."""
+    for screen in app.screen_stack:
+        if isinstance(screen, RunScreen) and not screen.finished:
+            app.notify("a runbook is running: finish or abort it first", severity="warning")
+            return
+    while isinstance(app.screen, (RunbooksScreen, RunScreen)):
+        app.pop_screen()
+    app.push_screen(RunbooksScreen(writable=app.writable, runbook=runbook, resume=resume))
+
+
+def palette_entries(app: Any) -> Iterator[tuple[str, str, Callable[[], Any]]]:
+    """Palette commands: one per runbook, and one per run that can be resumed."""
+    how = "opens its form; nothing changes before you confirm the preview"
+    if not app.writable:
+        how = "read-only: preview only (dry run)"
+    for name, words in TITLES.items():
+        yield f"Runbook: {words}", how, lambda n=name: open_runbooks(app, runbook=n)
+    yield "Runbooks: list runs", "b", lambda: open_runbooks(app)
+    if not app.writable:
+        return
+    from dapper.actions.journal import list_runs
+
+    try:
+        runs = list_runs()
+    except OSError:
+        log.warning("cannot read the runbook journal", exc_info=True)
+        return
+    for r in runs:
+        if r.status != "done" and r.runbook:
+            yield (
+                f"Runbook: resume {r.run_id}",
+                f"{r.runbook}, {r.status}",
+                lambda rid=r.run_id: open_runbooks(app, resume=rid),
+            )
+
+
+# -- the typed-value prompt ------------------------------------------------------------------
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """One question from the engine; a secret answer is typed into a masked field."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, request: Any) -> None:
+        super().__init__(classes="dialog-screen")
+        self.request = request
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text(self.request.question, style="bold"), classes="dialog-title")
+            note = "Masked; never shown or logged. Esc stops the run (it stays resumable)."
+            yield Static(Text(note, style="dim"), classes="dialog-body")
+            yield Input(password=self.request.secret, id="answer")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("OK", id="ok", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#answer", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self.dismiss(self.query_one("#answer", Input).value)
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# -- pick a runbook, fill its form, list runs ------------------------------------------------
+
+
+class RunbooksScreen(Screen):
+    DEFAULT_CSS = """
+    RunbooksScreen #rb-title, RunbooksScreen #rb-about { height: 1; padding: 0 1; }
+    RunbooksScreen #rb-body { height: 1fr; }
+    RunbooksScreen #rb-list { width: 30; height: 1fr; border: round $panel-lighten-2; }
+    RunbooksScreen #rb-right { width: 1fr; height: 1fr; border: round $panel-lighten-2; }
+    RunbooksScreen #rb-holder { height: 1fr; }
+    RunbooksScreen #rb-buttons { height: auto; padding: 0 1; }
+    RunbooksScreen #rb-runs { height: 9; border: round $panel-lighten-2; }
+    """
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+s", "start", "Start"),
+        Binding("r", "resume", "Resume run"),
+    ]
+
+    def __init__(self, *, writable: bool, runbook: str = "", resume: str = "") -> None:
+        super().__init__(id="runbooks")
+        self.writable = writable
+        self.initial = runbook
+        self.resume_id = resume
+        self.config: Any = None
+        self.runbooks: dict[str, Any] = {}
+        self.files: list[Any] = []
+        self.runs: dict[str, Any] = {}
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._title(), id="rb-title")
+        with Horizontal(id="rb-body"):
+            rb_list = OptionList(id="rb-list")
+            rb_list.border_title = "Runbooks"
+            yield rb_list
+            with Vertical(id="rb-right"):
+                yield Static(Text("loading…", style="dim"), id="rb-about")
+                yield Vertical(id="rb-holder")
+                with Horizontal(id="rb-buttons"):
+                    label = "Start (preview first)" if self.writable else "Preview (dry run)"
+                    yield Button(label, id="start", variant="primary", disabled=True)
+        runs: DataTable[Any] = DataTable(id="rb-runs", cursor_type="row")
+        runs.border_title = "Runs (newest first; r resumes one that did not finish)"
+        runs.add_columns("RUN", "RUNBOOK", "STATUS", "STARTED", "STEPS", "OPERATOR", "REASON")
+        yield runs
+        yield Footer(compact=True)
+
+    def _title(self) -> Text:
+        t = Text(" Runbooks ", style="bold reverse", no_wrap=True, overflow="ellipsis")
+        if not self.writable:
+            t.append("  ")
+            t.append(" READ-ONLY ", style="bold reverse magenta")
+            t.append("  preview only: nothing can change from here", style="dim")
+        else:
+            t.append("  each run shows its preview and changes nothing until you confirm")
+        return t
+
+    def on_mount(self) -> None:
+        self._try_load()
+
+    def _try_load(self) -> None:
+        self.config = engine_config(self.app)
+        if self.config is None:
+            about = "not connected yet: runbooks need the repository (the lab may be starting)"
+            self.query_one("#rb-about", Static).update(Text(about, style="yellow"))
+            self.set_timer(1.0, self._try_load)
+            return
+        self.run_worker(self._load, thread=True, name="runbooks-load", exit_on_error=False)
+
+    def _load(self) -> tuple[dict[str, Any], list[Any], list[Any]]:
+        """Worker thread: the runbooks, the SOPS files (plain data) and the journal's runs."""
+        from dapper.actions import registry
+        from dapper.actions.journal import list_runs
+        from dapper.actions.rb_secret_rotate import secret_file_choices
+
+        runbooks = {name: registry.get(name) for name in registry.RUNBOOKS}
+        files = secret_file_choices(Path(self.config.repo_path))
+        return runbooks, files, list_runs()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != "runbooks-load":
+            return
+        if event.state == WorkerState.ERROR:
+            err = event.worker.error
+            log.error("loading runbooks failed", exc_info=err)
+            reason = getattr(err, "reason", "") or str(err) or type(err).__name__
+            self.query_one("#rb-about", Static).update(
+                Text(f"cannot load runbooks: {_one_line(reason)}", style="bold red")
+            )
+        elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
+            self.runbooks, self.files, runs = event.worker.result
+            self._loaded(runs)
+
+    def _loaded(self, runs: list[Any]) -> None:
+        self.loaded = True
+        rb_list = self.query_one("#rb-list", OptionList)
+        for name, rb in self.runbooks.items():
+            rb_list.add_option(Option(Text.assemble((name, "bold"), "\n", (rb.title, "dim")), name))
+        names = list(self.runbooks)
+        rb_list.highlighted = names.index(self.initial) if self.initial in names else 0
+        self._show_runs(runs)
+        self.query_one("#start", Button).disabled = False
+        if self.initial:
+            self.call_after_refresh(self._focus_form)
+        else:
+            rb_list.focus()
+        if self.resume_id:
+            rid, self.resume_id = self.resume_id, ""
+            self._resume(rid)
+
+    def _focus_form(self) -> None:
+        form = self.form
+        if form is not None:
+            focusable = [w for w in form.query("*") if w.can_focus]
+            if focusable:
+                focusable[0].focus()
+
+    @on(OptionList.OptionHighlighted, "#rb-list")
+    def _runbook_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        name = str(event.option.id)
+        rb = self.runbooks.get(name)
+        if rb is None:
+            return
+        holder = self.query_one("#rb-holder", Vertical)
+        holder.remove_children()
+        holder.mount(ParamForm(rb, self.files, id="rb-form"))
+        self.query_one("#rb-about", Static).update(
+            Text.assemble((f"{name}: ", "bold"), rb.title, no_wrap=True, overflow="ellipsis")
+        )
+        self.query_one("#rb-right").border_title = f"Parameters of {name}"
+
+    @on(OptionList.OptionSelected, "#rb-list")
+    def _runbook_selected(self, _event: OptionList.OptionSelected) -> None:
+        self._focus_form()
+
+    @property
+    def form(self) -> ParamForm | None:
+        found = self.query("#rb-form")
+        return found.first() if found else None  # type: ignore[return-value]
+
+    def _show_runs(self, runs: list[Any]) -> None:
+        table = self.query_one("#rb-runs", DataTable)
+        table.clear()
+        self.runs = {r.run_id: r for r in runs}
+        mask = RunScreen.mask
+        for r in runs:
+            when = (
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)) if r.started else ""
+            )
+            done = sum(1 for s in r.steps if r.done(s))
+            style = {"done": "green", "failed": "bold red"}.get(r.status, "yellow")
+            reason = "" if r.reason == "done" else _one_line(r.reason)
+            table.add_row(
+                mask(r.run_id),
+                r.runbook,
+                Text(r.status, style=style),
+                mask(when),
+                str(done),
+                r.operator,
+                mask(reason),
+                key=r.run_id,
+            )
+
+    def reload_runs(self) -> None:
+        from dapper.actions.journal import list_runs
+
+        try:
+            self._show_runs(list_runs())
+        except OSError:
+            log.warning("cannot read the runbook journal", exc_info=True)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            event.stop()
+            self.action_start()
+
+    def action_start(self) -> None:
+        form = self.form
+        if not self.loaded or form is None:
+            return
+        from dapper.actions.params import ParamError, resolve
+
+        try:
+            given = form.given()
+            resolve(form.runbook.params, given)  # one clear line now rather than in the run
+        except (FormError, ParamError) as exc:
+            self.notify(str(exc), severity="error", timeout=5)
+            return
+        screen = RunScreen(self.config, form.runbook.name, given=given, dry_run=not self.writable)
+        self.app.push_screen(screen, callback=lambda _r: self.reload_runs())
+
+    def action_resume(self) -> None:
+        table = self.query_one("#rb-runs", DataTable)
+        if not table.row_count:
+            self.notify("no runs yet", timeout=3)
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self._resume(str(key))
+
+    def _resume(self, run_id: str) -> None:
+        record = self.runs.get(run_id)
+        if record is None:
+            self.notify(f"no run {run_id} in the journal", severity="warning", timeout=4)
+            return
+        if record.status == "done":
+            self.notify(f"run {run_id} already finished", timeout=4)
+            return
+        if not self.writable:
+            self.notify("read-only: runs cannot be resumed here", severity="warning", timeout=4)
+            return
+        screen = RunScreen(self.config, record.runbook, resume=run_id)
+        self.app.push_screen(screen, callback=lambda _r: self.reload_runs())
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+
+# -- one run -----------------------------------------------------------------------------------
+
+
+class RunScreen(Screen[bool]):
+    """One run of a runbook (new or resumed) driven by the engine in a worker thread."""
+
+    DEFAULT_CSS = """
+    RunScreen #run-title, RunScreen #run-result { height: 1; padding: 0 1; }
+    RunScreen #run-body { height: 1fr; }
+    RunScreen #run-left, RunScreen #run-right { width: 1fr; height: 1fr; }
+    RunScreen #run-steps {
+        height: auto; max-height: 50%; border: round $panel-lighten-2; padding: 0 1;
+    }
+    RunScreen #run-log { height: 1fr; border: round $panel-lighten-2; }
+    RunScreen #run-preview-scroll { height: 1fr; border: round $panel-lighten-2; padding: 0 1; }
+    RunScreen #run-buttons { height: auto; align-horizontal: right; }
+    RunScreen #run-buttons Button { margin-left: 2; }
+    RunScreen.asking #run-preview-scroll { border: thick $warning; }
+    """
+    BINDINGS = [
+        Binding("y", "confirm", "Confirm"),
+        Binding("enter", "confirm", "Confirm", show=False),
+        Binding("n,a", "abort", "Abort"),
+        Binding("escape", "back", "Back"),
+        Binding("q", "quit_guard", "Quit", show=False),
+    ]
+    # Every displayed line passes through `mask` (identity): snapshot tests mask run ids,
+    # commit ids and times here.
+    mask: ClassVar[Callable[[str], str]] = staticmethod(_same)
+
+    def __init__(
+        self,
+        config: Any,
+        runbook: str,
+        *,
+        given: dict[str, Any] | None = None,
+        resume: str = "",
+        dry_run: bool = False,
+    ) -> None:
+        super().__init__(id="run")
+        self.config = config
+        self.runbook = runbook
+        self.given = dict(given or {})
+        self.resume_id = resume
+        self.dry_run = dry_run
+        self.run_id = resume
+        self.phase = "checking"  # checking -> asking -> running -> finished
+        self.result: Any = None
+        self.error = ""
+        self.bridge = RunBridge(self.post_message)
+        self.board = StepBoard(self.mask, id="run-steps")
+        self.run_log = RunLog(self.mask, id="run-log")
+
+    @property
+    def finished(self) -> bool:
+        return self.phase == "finished"
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-title")
+        with Horizontal(id="run-body"):
+            with Vertical(id="run-left"):
+                self.board.border_title = "Steps"
+                yield self.board
+                self.run_log.border_title = "Log"
+                yield self.run_log
+            with Vertical(id="run-right"):
+                scroll = VerticalScroll(id="run-preview-scroll")
+                scroll.border_title = "Preview (secrets masked)"
+                with scroll:
+                    yield Static(Text("checking every step…", style="dim"), id="run-preview")
+                with Horizontal(id="run-buttons"):
+                    yield Button("Abort (n)", id="abort", variant="error")
+                    yield Button("Confirm (y)", id="confirm", variant="warning", disabled=True)
+        yield Static(id="run-result")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._paint_title()
+        self.query_one("#run-preview-scroll").focus()
+        what = f"resuming run {self.resume_id}" if self.resume_id else f"starting {self.runbook}"
+        self._log(what + (" (dry run: read-only)" if self.dry_run else ""))
+        self.run_worker(self._work, thread=True, name="runbook", exit_on_error=False)
+
+    def on_unmount(self) -> None:
+        if not self.finished:
+            self.bridge.abort()  # the engine stops at its next checkpoint; resumable
+
+    # -- the worker thread ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        from dapper.actions import registry
+        from dapper.actions.engine import Engine
+        from dapper.backends.errors import ReadOnlyError
+
+        b = self.bridge
+        try:
+            engine = Engine(self.config, emit=b.emit, prompt=b.prompt, cancelled=b.cancelled)
+            rb = registry.get(self.runbook)
+            if self.resume_id:
+                result = engine.resume(self.resume_id, rb, confirm=b.confirm)
+            else:
+                result = engine.run(rb, self.given, confirm=b.confirm, dry_run=self.dry_run)
+        except ReadOnlyError as exc:
+            self.post_message(RunEnded(error=exc.reason))
+        except Exception as exc:  # a bug or an unexpected backend failure: one line, logged
+            log.exception("runbook %s crashed", self.runbook)
+            reason = getattr(exc, "reason", "") or str(exc) or type(exc).__name__
+            self.post_message(RunEnded(error=f"internal error: {_one_line(reason)}"))
+        else:
+            self.post_message(RunEnded(result=result))
+
+    # -- what the engine says --------------------------------------------------------------
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        e = message.event
+        kind = str(e.kind)
+        if kind == "run":
+            self.run_id = e.run_id
+            self._paint_title()
+            if e.data.get("resumed"):
+                self._log(f"run {e.run_id} resumed")
+        elif kind == "step":
+            state = str(e.state)
+            self.board.step_event(e.step, state, e.message)
+            skipped = self.board.rows[e.step].skipped
+            quiet = (
+                state == "checking"
+                or (state == "pending" and (self.phase == "checking" or not e.message))
+                or (skipped and state in ("verifying", "done"))
+            )
+            if not quiet:
+                tail = f": {e.message}" if e.message else ""
+                self._log(f"[{e.step}] {self.board.shown_state(e.step)}{tail}")
+        elif kind == "progress":
+            self.board.progress(e.step, e.message)
+            what, sep, _status = e.message.partition(": ")
+            self._log(f"    {e.message}", f"{e.step}|{what}" if sep else "")
+        elif kind == "preview":
+            preview = e.data["preview"]
+            self.board.set_titles(preview)
+            self.query_one("#run-preview", Static).update(preview_text(preview, self.mask))
+        elif kind == "finished":
+            self._log(f"finished: {e.message}")
+
+    def on_confirm_asked(self, _message: ConfirmAsked) -> None:
+        self.phase = "asking"
+        self.add_class("asking")
+        self.query_one("#confirm", Button).disabled = False
+        self.query_one("#confirm", Button).focus()
+        self._paint_title()
+        self._log("preview ready: y/enter confirms, n/esc aborts (nothing changed yet)")
+        self.refresh_bindings()
+
+    def on_prompt_asked(self, message: PromptAsked) -> None:
+        def answered(value: str | None) -> None:
+            self.bridge.answer(value)
+
+        self.app.push_screen(PromptScreen(message.request), callback=answered)
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        self.phase = "finished"
+        self.remove_class("asking")
+        self.result, self.error = message.result, message.error
+        self.query_one("#run-buttons").display = False
+        self.query_one("#run-result", Static).update(self._result_text())
+        self._paint_title()
+        self.refresh_bindings()
+        self.query_one("#run-preview-scroll").focus()
+        refresh = getattr(self.app, "refresh_source", None)
+        if refresh is not None and self.result is not None and not self.dry_run:
+            refresh("kubernetes")
+
+    # -- painting --------------------------------------------------------------------------
+
+    def _log(self, line: str, key: str = "") -> None:
+        self.run_log.add(line, key)
+
+    def _state_word(self) -> tuple[str, str]:
+        if self.phase == "checking":
+            return "checking (nothing changes yet)", "cyan"
+        if self.phase == "asking":
+            return "waiting for your go-ahead", "bold yellow"
+        if self.phase == "running":
+            return "running", "bold yellow"
+        r = self.result
+        if r is None:
+            return "could not run", "bold red"
+        if r.ok:
+            return ("dry run" if r.dry_run else "done"), "green"
+        return ("aborted" if r.cancelled else "failed"), "bold red"
+
+    def _paint_title(self) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis", end="")
+        t.append(f" Runbook {self.runbook} ", style="bold reverse")
+        if self.run_id:
+            t.append(self.mask(f"  run {self.run_id}"))
+        word, style = self._state_word()
+        t.append("  ")
+        t.append(word, style=style)
+        if self.dry_run:
+            t.append("  ")
+            t.append(" READ-ONLY: dry run ", style="bold reverse magenta")
+        self.query_one("#run-title", Static).update(t)
+
+    def _result_text(self) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis", end="")
+        r = self.result
+        if r is None:
+            t.append(f"✗ {_one_line(self.error)}", style="bold red")
+            return t
+        if r.ok:
+            t.append(f"✓ {r.reason}", style="bold green")
+        else:
+            t.append(f"✗ {_one_line(r.reason)}", style="bold red")
+        if self.run_id and not r.dry_run and not (r.cancelled and not r.outputs):
+            t.append(self.mask(f"  run {self.run_id}"))
+        sha = (r.outputs.get("commit") or {}).get("sha") or (r.outputs.get("push") or {}).get("sha")
+        if sha:
+            t.append(self.mask(f"  commit {sha}"))
+        if not r.ok and not r.dry_run and r.outputs:
+            t.append("  (resumable: esc, then r on the run)", style="dim")
+        t.append("  esc: back", style="dim")
+        return t
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "confirm":
+            return True if self.phase == "asking" else None
+        if action == "abort":
+            return True if self.phase in ("checking", "asking", "running") else None
+        return True
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "confirm":
+            self.action_confirm()
+        elif event.button.id == "abort":
+            self.action_abort()
+
+    def action_confirm(self) -> None:
+        if self.phase != "asking":
+            return
+        self.phase = "running"
+        self.remove_class("asking")
+        self.query_one("#confirm", Button).disabled = True
+        self._paint_title()
+        self._log("confirmed: running")
+        self.bridge.answer(True)
+        self.refresh_bindings()
+
+    def action_abort(self) -> None:
+        if self.phase == "asking":
+            self.phase = "running"  # until the engine returns "cancelled"
+            self.remove_class("asking")
+            self._log("aborted at the preview: nothing changes")
+            self.bridge.answer(False)
+        elif self.phase in ("checking", "running"):
+            if self.bridge.cancelled():
+                return
+            self._log("abort requested: stopping at the next step or wait; the run stays resumable")
+            self.bridge.abort()
+            self.query_one("#abort", Button).disabled = True
+        self.refresh_bindings()
+
+    def action_back(self) -> None:
+        if self.phase == "asking":
+            self.action_abort()
+        elif self.finished:
+            self.dismiss(bool(self.result is not None and self.result.ok))
+        else:
+            self.notify("a runbook is running: a aborts it (it stays resumable)", timeout=4)
+
+    def action_quit_guard(self) -> None:
+        if self.finished:
+            self.app.action_quit_app()  # type: ignore[attr-defined]
+            return
+        body = Text("The run stops at its next step or wait and can be resumed later.")
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.bridge.abort()
+                self.app.exit(0)
+
+        self.app.push_screen(
+            ConfirmScreen("Quit while a runbook runs?", body, "Quit"), callback=answered
+        )

@@ -1,0 +1,223 @@
+"""Pieces of the runbook run view: the engine's thread bridge, the step board, the preview.
+
+The engine runs in a worker thread. `RunBridge` is its emit/prompt/confirm/cancelled
+callbacks: events are posted to the screen (Textual's thread-safe `post_message`, which
+never blocks the engine), and a question (confirm, a typed secret) waits on a queue for
+the operator's answer, giving up when the run is aborted or the screen goes away.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+
+GLYPH = {
+    "pending": ("·", "dim"),
+    "checking": ("?", "cyan"),
+    "running": ("▶", "bold yellow"),
+    "verifying": ("⟳", "yellow"),
+    "done": ("✓", "green"),
+    "skipped": ("–", "green"),
+    "failed": ("✗", "bold red"),
+}
+
+
+class EngineEvent(Message):
+    """One `dapper.actions.events.Event`, posted from the engine's thread."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class ConfirmAsked(Message):
+    """The engine waits for go / no-go on the preview it just emitted."""
+
+
+class PromptAsked(Message):
+    def __init__(self, request: Any) -> None:
+        super().__init__()
+        self.request = request
+
+
+class RunEnded(Message):
+    """The engine returned (`result`) or could not run at all (`error`, one line)."""
+
+    def __init__(self, result: Any = None, error: str = "") -> None:
+        super().__init__()
+        self.result = result
+        self.error = error
+
+
+class RunBridge:
+    """The engine's callbacks, called on its thread; `answer`/`abort` on the UI thread."""
+
+    POLL = 0.2
+
+    def __init__(self, post: Callable[[Message], Any]) -> None:
+        self._post = post
+        self._answers: queue.Queue[Any] = queue.Queue()
+        self.aborted = threading.Event()
+
+    # engine side (worker thread)
+    def emit(self, event: Any) -> None:
+        self._post(EngineEvent(event))
+
+    def confirm(self, _preview: Any) -> bool:
+        self._post(ConfirmAsked())
+        return bool(self._wait())
+
+    def prompt(self, request: Any) -> str:
+        from dapper.actions.engine import Cancelled
+
+        self._post(PromptAsked(request))
+        value = self._wait()
+        if value is None:  # the operator cancelled the question: stop the run, resumable
+            raise Cancelled()
+        return str(value)
+
+    def cancelled(self) -> bool:
+        return self.aborted.is_set()
+
+    def _wait(self) -> Any:
+        while not self.aborted.is_set():
+            try:
+                return self._answers.get(timeout=self.POLL)
+            except queue.Empty:
+                continue
+        return None
+
+    # UI side
+    def answer(self, value: Any) -> None:
+        self._answers.put(value)
+
+    def abort(self) -> None:
+        self.aborted.set()
+        self._answers.put(None)
+
+
+@dataclass
+class StepRow:
+    title: str
+    state: str = "pending"
+    message: str = ""
+    skipped: bool = False  # `check` found it done during the run (then only verified)
+
+
+class StepBoard(Static):
+    """The run's steps in order, each with its state and its latest line (progress)."""
+
+    def __init__(self, mask: Callable[[str], str], **kw: Any) -> None:
+        super().__init__("", **kw)
+        self.mask = mask
+        self.rows: dict[str, StepRow] = {}
+
+    def set_titles(self, preview: Any) -> None:
+        for sp in preview.steps:
+            row = self.rows.setdefault(sp.step, StepRow(sp.title))
+            row.title = sp.title
+            if sp.done:
+                row.message = f"nothing to do: {sp.reason or 'already done'}"
+        self._paint()
+
+    def step_event(self, step: str, state: str, message: str) -> None:
+        row = self.rows.setdefault(step, StepRow(step))
+        if state == "skipped":
+            row.skipped = True
+        if state == "checking" and row.state in ("running", "verifying"):
+            row.skipped = False
+        row.state = state
+        if message or state in ("running", "checking"):
+            row.message = message
+        self._paint()
+
+    def progress(self, step: str, message: str) -> None:
+        row = self.rows.setdefault(step, StepRow(step))
+        row.message = message
+        self._paint()
+
+    def shown_state(self, step: str) -> str:
+        row = self.rows[step]
+        return "skipped" if row.skipped and row.state == "done" else row.state
+
+    def _paint(self) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis", end="")
+        for n, (step, row) in enumerate(self.rows.items(), start=1):
+            state = self.shown_state(step)
+            glyph, style = GLYPH.get(state, ("?", ""))
+            if n > 1:
+                t.append("\n")
+            t.append(f" {glyph} ", style=style)
+            t.append(f"{state:<9} ", style=style)
+            t.append(f"{n}. {row.title}")
+            if row.message:
+                t.append(f"  {self.mask(row.message)}", style="dim")
+        self.update(t)
+
+
+def preview_text(preview: Any, mask: Callable[[str], str]) -> Text:
+    """The engine's preview text, diff lines coloured, masked through `mask`."""
+    t = Text(end="")
+    for n, line in enumerate(preview.text().splitlines()):
+        body = line.strip()
+        style = ""
+        if n == 0 or (body[:1].isdigit() and ". " in body[:4]):
+            style = "bold"
+        elif body.startswith(("+++", "---")):
+            style = "bold dim"
+        elif body.startswith("+"):
+            style = "green"
+        elif body.startswith("-") and not _is_call(line):
+            style = "red"
+        elif body.startswith("@@"):
+            style = "cyan"
+        elif body.startswith("note:") or "[nothing to do" in body:
+            style = "dim"
+        if n:
+            t.append("\n")
+        t.append(mask(line), style=style)
+    return t
+
+
+def _is_call(line: str) -> bool:
+    """`   - git push ...` (a call) rather than `   -  key: ...` (a removed diff line)."""
+    return line.startswith("   - ") and len(line) > 5 and line[5] != " "
+
+
+class RunLog(VerticalScroll):
+    """The run's log, newest at the bottom. A wait's status lines (`what: status`) update
+    in place, so a long wait reads as one live line rather than scrolling the rest away."""
+
+    MAX_LINES = 2000
+
+    def __init__(self, mask: Callable[[str], str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.mask = mask
+        self.lines: list[tuple[str, str]] = []  # (replace key, shown text)
+        self.body = Static("", markup=False)
+
+    def compose(self) -> Any:
+        yield self.body
+
+    def add(self, line: str, key: str = "") -> None:
+        shown = self.mask(f"{time.strftime('%H:%M:%S')} {line}")
+        if key and self.lines and self.lines[-1][0] == key:
+            self.lines[-1] = (key, shown)
+        else:
+            self.lines.append((key, shown))
+            del self.lines[: -self.MAX_LINES]
+        self.body.update(Text("\n".join(text for _, text in self.lines), no_wrap=True, end=""))
+        self.call_after_refresh(self.scroll_end, animate=False)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(text for _, text in self.lines)
