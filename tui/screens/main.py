@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dapper.backends.model import ClusterSnapshot
 from dapper.tui.panes import PANE_BY_ID, PANES, find_pane
 from dapper.tui.widgets.bars import TextLine, fault_line_text, pane_bar_text
 from dapper.tui.widgets.pane import ResourcePane
-from dapper.tui.widgets.table import ResourceTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +16,9 @@ from textual.css.query import NoMatches
 from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input
+
+if TYPE_CHECKING:
+    from dapper.tui.widgets.table import ResourceTable
 
 WIDE_COLUMNS, WIDE_ROWS = 150, 40
 PANE_ORDER = ("nodes", "vms", "gpus", "pools", "flux", "events")
@@ -54,9 +58,6 @@ class MainScreen(Screen):
         with Container(id="body"):
             for pid in GRID_ORDER:
                 yield self.panes[pid]
-        prompt = Input(id="prompt")
-        prompt.display = False
-        yield prompt
         activity = TextLine(id="activity")
         activity.display = False
         yield activity
@@ -64,7 +65,17 @@ class MainScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        # Tables are mounted after the first frame: it shows the layout and "connecting…",
+        # and no data can be there yet anyway.
+        self.call_after_refresh(self._build_visible)
+
+    async def _build_visible(self) -> None:
+        for pid, pane in self.panes.items():
+            if self._visible(pid) and (mounting := pane.build()) is not None:
+                await mounting
         self.table.focus()
+        self._render_panes()
+        self._render_bars()
 
     # -- layout -------------------------------------------------------------------------
 
@@ -73,11 +84,11 @@ class MainScreen(Screen):
 
     def _layout(self, width: int, height: int) -> None:
         wide = width >= WIDE_COLUMNS and height >= WIDE_ROWS
-        if wide == self.wide and self.has_class("wide") == wide:
-            self._render_panes()
-            return
-        self.wide = wide
-        self.set_class(wide, "wide")
+        if wide != self.wide or self.has_class("wide") != wide:
+            self.wide = wide
+            self.set_class(wide, "wide")
+            if wide and self.panes[self.active].built:  # else the first build does it
+                self.run_worker(self._build_visible(), group="build-panes")
         self._render_panes()
 
     @property
@@ -88,6 +99,7 @@ class MainScreen(Screen):
         self.active = pane
         for pid, p in self.panes.items():
             p.set_class(pid == pane, "active")
+        self.panes[pane].build()  # a pane never shown before gets its table now
         self.panes[pane].table.focus()
         self._render_panes()
         self._render_bars()
@@ -100,9 +112,9 @@ class MainScreen(Screen):
         self._activate(order[(order.index(self.active) + step) % len(order)])
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
-        widget = event.widget  # wide: clicking or tabbing into a pane makes it the active one
-        if self.wide and isinstance(widget, ResourceTable) and widget.spec.id != self.active:
-            self.active = widget.spec.id
+        pane = event.widget.parent  # wide: clicking or tabbing into a pane makes it active
+        if self.wide and isinstance(pane, ResourcePane) and pane.spec.id != self.active:
+            self.active = pane.spec.id
             for pid, p in self.panes.items():
                 p.set_class(pid == self.active, "active")
             self._render_panes()
@@ -122,7 +134,7 @@ class MainScreen(Screen):
         if self._snapshot is None:
             return
         for pid, pane in self.panes.items():
-            if self._visible(pid) and pane.table.is_attached:
+            if self._visible(pid):
                 pane.show(self._snapshot, self._now)
 
     def _render_bars(self) -> None:
@@ -133,16 +145,19 @@ class MainScreen(Screen):
         except NoMatches:  # not composed yet
             return
         header.update(self.app.header_text())  # type: ignore[attr-defined]
-        t = self.table
-        sort = ""
-        if t.sort_column:
-            sort = t.sort_column + ("▼" if t.sort_reverse else "▲")
+        pane = self.panes[self.active]
+        sort = filter_text = ""
+        if pane.built:
+            t = pane.table
+            filter_text = t.filter_text
+            if t.sort_column:
+                sort = t.sort_column + ("▼" if t.sort_reverse else "▲")
         self.query_one("#panebar", TextLine).update(
             pane_bar_text(
                 [PANE_BY_ID[p] for p in PANE_ORDER],
                 self.active,
                 faults_only=self.faults_only,
-                filter_text=t.filter_text,
+                filter_text=filter_text,
                 sort=sort,
             )
         )
@@ -154,7 +169,7 @@ class MainScreen(Screen):
         self._render_bars()
         if self._snapshot is not None:
             for pid, pane in self.panes.items():
-                if self._visible(pid) and pane.table.is_attached:
+                if self._visible(pid) and pane.built:
                     pane.refresh_banner(self._snapshot, now)
 
     def show_activity(self, lines: list[str]) -> None:
@@ -167,7 +182,7 @@ class MainScreen(Screen):
     def action_faults(self) -> None:
         self.faults_only = not self.faults_only
         for pane in self.panes.values():
-            pane.table.faults_only = self.faults_only
+            pane.table.faults_only = self.faults_only  # every pane, built or not yet
         self._render_panes()
         self._render_bars()
 
@@ -176,7 +191,11 @@ class MainScreen(Screen):
         self._render_bars()
 
     def action_prompt(self, mode: str) -> None:
-        prompt = self.query_one("#prompt", Input)
+        try:
+            prompt = self.query_one("#prompt", Input)
+        except NoMatches:  # mounted on first use, not before the first frame
+            prompt = Input(id="prompt")
+            self.mount(prompt, before=self.query_one("#activity"))
         self.prompt_mode = mode
         if mode == "filter":
             prompt.placeholder = f"filter {PANE_BY_ID[self.active].title} (enter keeps, esc clears)"
@@ -202,7 +221,7 @@ class MainScreen(Screen):
             self._render_bars()
 
     @on(Input.Submitted, "#prompt")
-    def _prompt_submitted(self, event: Input.Submitted) -> None:
+    async def _prompt_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         mode = self.prompt_mode
         self._close_prompt()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dapper.backends.model import ClusterSnapshot, Health
 from dapper.tui import format as fmt
 from dapper.tui.panes import PaneSpec
-from dapper.tui.widgets.table import ResourceTable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.widget import AwaitMount
 from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from dapper.tui.widgets.table import ResourceTable
 
 
 def banner_text(spec: PaneSpec, snapshot: ClusterSnapshot, now: float, has_rows: bool) -> Text:
@@ -36,32 +41,66 @@ def banner_text(spec: PaneSpec, snapshot: ClusterSnapshot, now: float, has_rows:
 
 
 class ResourcePane(Vertical):
-    """A titled pane; the border title carries its number, name and counts."""
+    """A titled pane; the border title carries its number, name and counts.
+
+    Its table is made and mounted on demand (`build`), not in compose: the DataTable
+    import, mount and styling cost milliseconds the first frame does not need (no data can
+    be there yet), and at 80x24 a hidden pane's table may never be needed at all.
+    """
 
     def __init__(self, spec: PaneSpec, *, writable: bool) -> None:
         super().__init__(id=f"pane-{spec.id}", classes="pane")
         self.spec = spec
-        self.table = ResourceTable(spec, writable=writable, id=f"table-{spec.id}")
+        self.writable = writable
+        self._table: ResourceTable | None = None
         self.banner = Static("", classes="banner", markup=False)
+        self.banner.display = False
+        self.border_title = f"{spec.key} {spec.title}"
+
+    @property
+    def table(self) -> ResourceTable:
+        """The pane's table (created on first use; mounted only by `build`)."""
+        if self._table is None:
+            from dapper.tui.widgets.table import ResourceTable
+
+            self._table = ResourceTable(
+                self.spec, writable=self.writable, id=f"table-{self.spec.id}"
+            )
+        return self._table
 
     def compose(self) -> ComposeResult:
         yield self.banner
-        yield self.table
+
+    @property
+    def built(self) -> bool:
+        return self._table is not None and self._table.is_attached
+
+    def build(self) -> AwaitMount | None:
+        """Mount the table once (await the result to wait for it); later calls do nothing."""
+        if self.table.parent is None and self.is_attached:  # not while the app closes
+            return self.mount(self.table)
+        return None
 
     def show(self, snapshot: ClusterSnapshot, now: float) -> None:
-        if snapshot.taken_at > 0 or self.table.total:  # the first frame has no table to draw
+        built = self.built
+        if built and (snapshot.taken_at > 0 or self.table.total):
             self.table.show(snapshot, now)
-        text = banner_text(self.spec, snapshot, now, self.table.total > 0)
-        if not text and self.table.total and not self.table.shown:
+        has_rows = built and self.table.total > 0
+        text = banner_text(self.spec, snapshot, now, has_rows)
+        if not text and has_rows and not self.table.shown:
             what = "faults" if self.table.faults_only else "rows"
             text = Text(f"no {what} match", style="dim")
             if self.table.filter_text:
                 text.append(f" /{self.table.filter_text}", style="dim")
+        elif not text and built and snapshot.taken_at > 0 and not has_rows:
+            text = Text(f"no {self.spec.noun}s", style="dim")
         self.banner.update(text)
         self.banner.display = bool(text)
         self.border_title = self.title_text()
 
     def title_text(self) -> str:
+        if not self.built:
+            return f"{self.spec.key} {self.spec.title}"
         t = self.table
         count = f"{t.shown}/{t.total}" if t.shown != t.total else str(t.total)
         faults = f" ✗{t.fault_count}" if t.fault_count else ""
@@ -74,7 +113,7 @@ class ResourcePane(Vertical):
 
     def refresh_banner(self, snapshot: ClusterSnapshot, now: float) -> None:
         """Only the banner's ages change between snapshots; leave the table alone."""
-        text = banner_text(self.spec, snapshot, now, self.table.total > 0)
+        text = banner_text(self.spec, snapshot, now, self.built and self.table.total > 0)
         if text:
             self.banner.update(text)
             self.banner.display = True
