@@ -264,18 +264,24 @@ class FluxTwin:
         self.workloads.begin_pass()
         self._git_status(branch, sha)
         snap = self.source.snapshot(branch, sha)
+        if self._stopping:
+            return
         try:
             order = snap.tree.dependency_order()
         except DependencyCycle:
             order = list(snap.tree.kustomizations)
         done: set[tuple[str, str]] = set()
         for fks in order:
+            if self._stopping:  # stop() must not wait for a whole pass
+                return
             done.add(fks.key)
             obj = self.store.find(KS_RT, fks.namespace, fks.name)
             if obj is not None:
                 self._reconcile(obj, rev, lambda fks=fks: self.source.build(snap, fks), full)
         rest, _ = self.store.list(KS_RT)
         for obj in rest:
+            if self._stopping:
+                return
             key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if key in done:
                 continue

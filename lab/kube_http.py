@@ -10,6 +10,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +28,8 @@ log = logging.getLogger("dapper.lab.kube")
 
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 MAX_WATCH = 1800.0
+HANDSHAKE_TIMEOUT = 10.0
+IDLE_TIMEOUT = 90.0  # as Go's http.Transport idles out pooled connections
 
 
 def status_body(code: int, reason: str, message: str, **extra: object) -> dict:
@@ -45,10 +48,12 @@ def status_body(code: int, reason: str, message: str, **extra: object) -> dict:
 
 class Listener(ThreadingHTTPServer):
     """One bound socket; the server makes a new one when the api-down fault clears.
-    TLS is negotiated in the handler thread so a slow client cannot stall accept()."""
+    TLS is negotiated in the handler thread so a slow client cannot stall accept().
+    Handler threads are tracked here and joined with a bound by `join_handlers`, so a
+    client that keeps a connection open can never hold up stop()."""
 
-    daemon_threads = False
-    block_on_close = True
+    daemon_threads = True
+    block_on_close = False  # join_handlers does it, with a deadline
     allow_reuse_address = True
 
     def __init__(self, addr: tuple[str, int], owner: KubeApiServer, ctx: ssl.SSLContext) -> None:
@@ -57,7 +62,31 @@ class Listener(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
+        self.handlers: list[threading.Thread] = []
         super().__init__(addr, KubeHandler)
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"lab-kube-conn-{self.server_address[1]}",
+            daemon=True,
+        )
+        with self.conn_lock:
+            self.handlers = [t for t in self.handlers if t.is_alive()]
+            self.handlers.append(thread)
+        thread.start()
+
+    def join_handlers(self, deadline: float) -> list[threading.Thread]:
+        """Join every handler thread until the monotonic `deadline`; the ones still alive."""
+        with self.conn_lock:
+            threads = list(self.handlers)
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        alive = [t for t in threads if t.is_alive()]
+        with self.conn_lock:
+            self.handlers = alive
+        return alive
 
     def server_bind(self) -> None:
         # skip HTTPServer's reverse DNS lookup of the bind address
@@ -68,24 +97,26 @@ class Listener(ThreadingHTTPServer):
         log.debug("kube api connection from %s failed", client_address, exc_info=True)
 
     def drop_connections(self) -> None:
-        """Cut every open connection (keep-alive and watches), as a dead server would."""
+        """Cut every open connection (keep-alive and watches), as a dead server would, and
+        wake the watches waiting for store events so they see `stopping` at once."""
         with self.conn_lock:
             conns = list(self.connections)
         for c in conns:
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(c, socket.SHUT_RDWR)
+        self.owner.world.store.wake()
 
 
 class KubeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Listener
-    timeout = 300
+    timeout = IDLE_TIMEOUT  # an idle keep-alive connection is closed after this
 
     # -- connection lifecycle ------------------------------------------------------------
 
     def setup(self) -> None:
         raw = self.request
-        raw.settimeout(10)
+        raw.settimeout(HANDSHAKE_TIMEOUT)
         wrapped = self.server.ssl_context.wrap_socket(
             raw, server_side=True, do_handshake_on_connect=False
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from dapper.lab.credentials import LabCredentials
 from dapper.lab.kinds import by_kind
@@ -22,6 +23,7 @@ from dapper.lab.world import World
 log = logging.getLogger("dapper.lab.kube")
 
 FAULT = "api-down:kubernetes"
+STOP_TIMEOUT = 5.0  # a handler thread that has not ended by then is left (daemon) and logged
 
 
 class KubeApiServer:
@@ -73,7 +75,8 @@ class KubeApiServer:
         self._listener, self._thread = listener, thread
 
     def _close(self) -> None:
-        """Stop accepting and cut connections now; threads are joined by stop()."""
+        """Stop accepting and cut connections now; threads are joined by stop() (an
+        api-down fault leaves them to end on their own: their sockets are shut down)."""
         listener, thread = self._listener, self._thread
         if listener is None or thread is None:
             return
@@ -103,12 +106,18 @@ class KubeApiServer:
         self.stop()
 
     def stop(self) -> None:
+        """Close the listener and every connection (idle keep-alive ones and watches
+        included), then join the threads; bounded, so no client can hold it up."""
         with self._lock:
             self._running = False
             self._close()
             retired, self._retired = self._retired, []
+        deadline = time.monotonic() + STOP_TIMEOUT
         for listener, thread in retired:
             listener.drop_connections()
-            listener.server_close()  # joins the handler threads
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            stuck = listener.join_handlers(deadline)
+            listener.server_close()
+            if stuck:
+                log.warning("kube api: %d connection thread(s) did not end", len(stuck))
         self._controllers.stop()

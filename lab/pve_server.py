@@ -18,6 +18,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +38,7 @@ ADMIN_TOKEN_ID = "root@pam!dapper-tui"
 AUDITOR_TOKEN_ID = "monitor@pve!readonly"
 _HANDSHAKE_TIMEOUT = 10.0
 _IDLE_TIMEOUT = 30.0
+_STOP_TIMEOUT = 5.0  # total wait for connection threads when the listener closes
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -156,7 +158,7 @@ class _HttpServer(ThreadingHTTPServer):
         thread = threading.Thread(
             target=self.process_request_thread,
             args=(request, client_address),
-            name="pve-conn",
+            name="lab-pve-conn",
             daemon=True,
         )
         self.owner._track_thread(thread)
@@ -169,12 +171,17 @@ class _HttpServer(ThreadingHTTPServer):
         with contextlib.suppress(OSError):
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            conn = self.owner.ssl_context.wrap_socket(request, server_side=True)
+            conn = self.owner.ssl_context.wrap_socket(
+                request, server_side=True, do_handshake_on_connect=False
+            )
         except (ssl.SSLError, OSError) as exc:
-            log.debug("pve lab: TLS handshake from %s failed: %s", client_address, exc)
+            log.debug("pve lab: TLS from %s failed: %s", client_address, exc)
             return
         try:
+            # registered before the handshake, so closing also cuts a client that
+            # connected and never spoke TLS
             if self.owner._register(conn):
+                conn.do_handshake()
                 self.RequestHandlerClass(conn, client_address, self)
         except (ssl.SSLError, OSError) as exc:
             log.debug("pve lab: connection from %s ended: %s", client_address, exc)
@@ -313,7 +320,7 @@ class PveServer:
         thread = threading.Thread(
             target=httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
-            name="pve-accept",
+            name="lab-pve-accept",
             daemon=True,
         )
         self._httpd, self._serve_thread = httpd, thread
@@ -336,9 +343,10 @@ class PveServer:
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(conn, socket.SHUT_RDWR)
         me = threading.current_thread()
+        deadline = time.monotonic() + _STOP_TIMEOUT
         for t in threads:
             if t is not me:
-                t.join(timeout=_HANDSHAKE_TIMEOUT)
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _track_thread(self, thread: threading.Thread) -> None:
         with self._conn_lock:

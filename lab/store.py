@@ -301,6 +301,11 @@ class ObjectStore:
                 last = event.rv
                 yield event
 
+    def wake(self) -> None:
+        """Wake every watcher now, so one whose `stop` event was set returns at once."""
+        with self._lock:
+            self._changed.notify_all()
+
     def close(self) -> None:
         """Wake every watcher so servers can stop promptly."""
         with self._lock:

@@ -249,6 +249,12 @@ class TalosLabServer:
             loop.run_forever()
         finally:
             loop.run_until_complete(self._close_listeners())
+            # connections still in their TLS handshake are tasks of their own: end them
+            # too, so their sockets close with the loop
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
     def stop(self) -> None:
