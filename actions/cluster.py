@@ -12,13 +12,8 @@ from typing import Any
 from dapper.backends.config import Config
 from dapper.backends.errors import BackendError
 
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 FLUX_ROOT = ("flux-system", "flux-system")
-_READ_WORKLOAD = {
-    "Deployment": "read_namespaced_deployment",
-    "StatefulSet": "read_namespaced_stateful_set",
-    "DaemonSet": "read_namespaced_daemon_set",
-}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
 def _absent(exc: BackendError) -> bool:
@@ -79,21 +74,17 @@ class KubeCluster:
         return self.kube.rollout_restart(kind, namespace, name)
 
     def restarted_at(self, kind: str, namespace: str, name: str) -> str | None:
-        """The workload's pod-template restartedAt stamp ("" if none; None if absent).
+        """The workload's pod-template restartedAt stamp ("" if none; None if absent)."""
+        info = self.workload(kind, namespace, name)
+        return None if info is None else info.restarted_at
 
-        KubeBackend has no workload read yet, so this uses its API client directly.
-        """
-        from kubernetes.client import AppsV1Api
-
-        method = _READ_WORKLOAD.get(kind)
-        if method is None:
+    def workload(self, kind: str, namespace: str, name: str) -> Any | None:
+        """WorkloadInfo of a Deployment/StatefulSet/DaemonSet; None if absent or not one."""
+        if kind not in WORKLOAD_KINDS:
             return None
-        fn = getattr(AppsV1Api(self.kube._api), method)
         try:
-            obj = self.kube._json(f"get {kind} {namespace}/{name}", fn, name, namespace)
+            return self.kube.workload(kind, namespace, name)
         except BackendError as exc:
             if _absent(exc):
                 return None
             raise
-        template = (obj.get("spec") or {}).get("template") or {}
-        return ((template.get("metadata") or {}).get("annotations") or {}).get(RESTARTED_AT, "")

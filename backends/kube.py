@@ -25,7 +25,13 @@ from typing import Any
 from dapper.backends import kube_parse as parse
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.kube_errors import from_exception
-from dapper.backends.kube_models import HelmReleaseInfo, PdbInfo, SecretInfo, SourceInfo
+from dapper.backends.kube_models import (
+    HelmReleaseInfo,
+    PdbInfo,
+    SecretInfo,
+    SourceInfo,
+    WorkloadInfo,
+)
 from dapper.backends.model import Event, Kustomization, Node, PodRef, StoragePool
 
 log = logging.getLogger("dapper.backends.kube")
@@ -438,6 +444,20 @@ class KubeBackend:
 
     # -- workloads and secrets -----------------------------------------------------------
 
+    def workload(self, kind: str, namespace: str, name: str) -> WorkloadInfo:
+        """A Deployment, StatefulSet or DaemonSet; BackendError NOT_FOUND when absent."""
+        from kubernetes.client import AppsV1Api
+
+        apps = AppsV1Api(self._api)
+        fn = {
+            "Deployment": apps.read_namespaced_deployment,
+            "StatefulSet": apps.read_namespaced_stateful_set,
+            "DaemonSet": apps.read_namespaced_daemon_set,
+        }.get(kind)
+        if fn is None:
+            raise BackendError(f"{kind} is not a workload kind", code="INVALID")
+        return workload_info(self._json(f"get {kind} {namespace}/{name}", fn, name, namespace))
+
     def rollout_restart(self, kind: str, namespace: str, name: str) -> str:
         """kubectl rollout restart: stamp the pod template; returns the timestamp."""
         self._writable(f"rollout restart {kind} {namespace}/{name}")
@@ -484,3 +504,34 @@ class KubeBackend:
             _preload_content=False,
         )
         return parse.secret(json.loads(resp.data))
+
+
+def workload_info(obj: dict) -> WorkloadInfo:
+    """WorkloadInfo from an apps/v1 object as the API returns it."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    template = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    kind = str(obj.get("kind") or "")
+    if kind == "DaemonSet":
+        desired, ready = status.get("desiredNumberScheduled"), status.get("numberReady")
+    else:
+        desired, ready = spec.get("replicas", 1), status.get("readyReplicas")
+    return WorkloadInfo(
+        kind=kind,
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        restarted_at=str(template.get(RESTARTED_AT) or ""),
+        reloader=tuple(
+            sorted(
+                (str(k), str(v))
+                for k, v in (meta.get("annotations") or {}).items()
+                if str(k).split("/", 1)[0].endswith("reloader.stakater.com")
+            )
+        ),
+        desired=int(desired or 0),
+        ready=int(ready or 0),
+        generation=int(meta.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        resource_version=str(meta.get("resourceVersion") or ""),
+    )

@@ -68,6 +68,29 @@ class SecretInfo:
 
 
 @dataclass(frozen=True)
+class WorkloadInfo:
+    """A Deployment, StatefulSet or DaemonSet as runbooks need it (no pod template)."""
+
+    kind: str
+    namespace: str
+    name: str
+    restarted_at: str = ""  # the pod template's kubectl.kubernetes.io/restartedAt
+    reloader: tuple[
+        tuple[str, str], ...
+    ] = ()  # the workload's *reloader.stakater.com/* annotations
+    desired: int = 0  # spec.replicas (DaemonSet: desiredNumberScheduled)
+    ready: int = 0
+    generation: int = 0
+    observed_generation: int = 0
+    resource_version: str = ""
+
+    @property
+    def reloads(self) -> bool:
+        """Reloader restarts it by itself when its Secrets or ConfigMaps change."""
+        return any(v.strip().lower() not in ("", "false") for _k, v in self.reloader)
+
+
+@dataclass(frozen=True)
 class DrainReport:
     """What a drain did; str() is the one line an operator reads."""
 

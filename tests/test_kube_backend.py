@@ -161,6 +161,31 @@ def test_rollout_restart_stamps_the_template(kube: KubeBackend, lab: Lab) -> Non
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
     assert annotations["kubectl.kubernetes.io/restartedAt"] == stamp
     assert dep["spec"]["template"]["metadata"]["labels"] == {"app.kubernetes.io/name": "web"}
+    info = kube.workload("Deployment", "apps", "web")
+    assert (info.kind, info.namespace, info.name) == ("Deployment", "apps", "web")
+    assert info.restarted_at == stamp and info.desired == 2 and not info.reloads
+
+
+def test_workload_reads_reloader_annotations_and_absence(kube: KubeBackend, lab: Lab) -> None:
+    lab.world.store.mutate(
+        by_kind("apps", "Deployment"),
+        "apps",
+        "web",
+        lambda d: (
+            d["metadata"]
+            .setdefault("annotations", {})
+            .update({"secret.reloader.stakater.com/reload": "web-secret", "other/x": "y"})
+        ),
+    )
+    info = kube.workload("Deployment", "apps", "web")
+    assert info.reloader == (("secret.reloader.stakater.com/reload", "web-secret"),)
+    assert info.reloads and info.resource_version
+    with pytest.raises(BackendError) as err:
+        kube.workload("StatefulSet", "apps", "nope")
+    assert err.value.code == "NOT_FOUND"
+    with pytest.raises(BackendError) as err:
+        kube.workload("Pod", "apps", "web")
+    assert err.value.code == "INVALID"
 
 
 def test_read_only_backend_refuses_writes_without_io(lab: Lab) -> None:
