@@ -3,7 +3,8 @@
 Prints the engine's events as lines, shows the preview and asks before anything changes
 (`--yes` skips the question, `--dry-run` stops after the preview). Typed secret values
 are read with getpass, twice. Without a configuration the run happens on a freshly
-started lab (its scratch clone, never your checkout), which is stopped afterwards.
+started lab (its scratch clone, never your checkout), which is stopped afterwards; such
+a run cannot be resumed later, so `resume` without a configuration is refused.
 """
 
 from __future__ import annotations
@@ -95,7 +96,15 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
         print(f"runbook: {exc}", file=sys.stderr)
         return 2
     lab = None
-    if config.lab and not config.source:  # no configuration at all (a lab's file is one)
+    no_config = config.lab and not config.source  # a lab's own config.toml is a config
+    if no_config and args.runbook_command == "resume":
+        print(
+            f"runbook: cannot resume {args.run_id} on a new lab (a lab's runs live in that "
+            "lab's scratch clone and remote); pass the config it ran with: --config FILE",
+            file=sys.stderr,
+        )
+        return 2
+    if no_config:
         from dapper.lab.runtime import start_lab
 
         lab = start_lab(directory=lab_dir)
