@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from dapper.tui import format as fmt
+from dapper.tui.details import plain
 from dapper.tui.screens.confirm import ConfirmScreen, DialogScreen, TypedConfirmScreen
 from dapper.tui.screens.detail import DetailScreen
 from dapper.tui.screens.help import HelpScreen
@@ -152,7 +154,7 @@ async def test_detail_views_for_every_pane(lab):
         await settle(pilot, app)
         expectations = {
             "1": ("talos-control-1", ["Talos", "etcd members", "services", "Proxmox", "Pods"]),
-            "2": ("100", ["Config", "cores"]),
+            "2": ("100", ["Config", "vCPU"]),
             "3": (None, ["Passthrough", "Pods holding it"]),
             "4": (None, ["Mayastor pool", "capacity"]),
             "5": (None, ["dependsOn chain", "Files of", "Conditions"]),
@@ -166,12 +168,33 @@ async def test_detail_views_for_every_pane(lab):
             await pilot.press("enter")
             await pilot.pause()
             assert isinstance(app.screen, DetailScreen)
-            body = str(app.screen.body.render())
+            body = plain(app.screen.content, 120)
             assert shown.split("/")[-1] in body
             for word in words:
                 assert word in body, (pane, word)
             await pilot.press("escape")
             assert isinstance(app.screen, MainScreen)
+
+
+async def test_node_detail_at_80_columns_never_wraps(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        select(app, "nodes", "talos-node-gpu-1")
+        await pilot.press("enter")
+        await pilot.pause()
+        node = app.screen.content
+        text = plain(node, 78)  # the body's width inside the scroll view's padding
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= 78
+        conditions = app.find_row("nodes", "talos-node-gpu-1").conditions
+        assert len(conditions) >= 4
+        for c in conditions:  # each condition on one line, type and status apart
+            row = next(line for line in lines if line.split()[:1] == [c.type])
+            assert row.split()[1] == c.status, row
+            if c.message:
+                assert row.rstrip().endswith("…") or fmt.one_line(c.message) in row
+        assert not any(line.startswith(("sufficient", "pressure")) for line in lines)
 
 
 async def test_help_and_palette(lab):

@@ -1,12 +1,16 @@
-"""Everything the snapshot knows about one row, as rich Text for the detail view.
+"""Everything the snapshot knows about one row, as a Rich renderable for the detail view.
 
-Plain functions (no widgets) so tests can read them and the view stays a thin shell.
-All API strings go in as Text, never as markup.
+Sections are aligned `key  value` grids and small tables whose cells end in `…` when the
+terminal is narrow: a line never wraps under the next one. Only free text meant to be
+read whole (a failing message, an event's message) is a wrapped, indented paragraph.
+Plain functions (no widgets) so tests can render them at any width; API strings always
+go in as Text, never as markup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dapper.backends.model import (
@@ -22,37 +26,118 @@ from dapper.backends.model import (
 )
 from dapper.tui import format as fmt
 from dapper.tui.panes import workload
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 OK, BAD, WARN, DIM, HEAD = "green", "bold red", "yellow", "dim", "bold"
+LABEL_WIDTH = 13
+INDENT = 2
+MAX_ROWS = 30  # per small table; the rest is counted, not listed
+
+Cell = str | Text
+
+
+def _cell(value: Cell, style: str = "") -> Text:
+    text = value.copy() if isinstance(value, Text) else Text(value, style=style)
+    text.no_wrap, text.overflow, text.end = True, "ellipsis", ""
+    return text
 
 
 class _Doc:
-    """A tiny builder: titled sections of `label  value` lines."""
+    """A tiny builder: a title line, then titled sections of grids, tables and notes."""
 
     def __init__(self) -> None:
-        self.text = Text(end="")
+        self.parts: list[RenderableType] = []
+        self._grid: Table | None = None
 
     def title(self, value: str, *extra: tuple[str, str]) -> None:
-        self.text.append(value, style="bold reverse")
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f" {value} ", style="bold reverse")
         for part, style in extra:
-            self.text.append("  ")
-            self.text.append(part, style=style)
-        self.text.append("\n")
+            if not part:
+                continue
+            line.append("  ")
+            line.append(part, style=style)
+        self.parts.append(line)
 
-    def section(self, name: str) -> None:
-        self.text.append(f"\n{name}\n", style="bold underline")
+    def section(self, name: str, note: str = "") -> None:
+        self._grid = None
+        head = Text(no_wrap=True, overflow="ellipsis")
+        head.append(name, style="bold underline")
+        if note:
+            head.append(f"  {note}", style=DIM)
+        self.parts.append(Text(""))
+        self.parts.append(head)
 
-    def line(self, label: str, value: str | Text, style: str = "") -> None:
-        self.text.append(f"  {label:<14}", style=DIM)
-        if isinstance(value, Text):
-            self.text.append_text(value)
-        else:
-            self.text.append(value, style=style)
-        self.text.append("\n")
+    def line(self, label: str, value: Cell, style: str = "") -> None:
+        """One `label  value` row; consecutive rows share one aligned grid."""
+        if self._grid is None:
+            self._grid = Table.grid(padding=(0, 1), expand=True)
+            self._grid.add_column(width=LABEL_WIDTH, no_wrap=True, style=DIM)
+            self._grid.add_column(ratio=1)
+            self.parts.append(Padding(self._grid, (0, 0, 0, INDENT)))
+        self._grid.add_row(_cell(label), _cell(value, style))
 
-    def raw(self, value: str, style: str = "") -> None:
-        self.text.append(f"  {value}\n", style=style)
+    def table(
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[Cell]],
+        *,
+        fill: int = -1,
+        right: Iterable[int] = (),
+        widest: int = 36,
+    ) -> None:
+        """A small table; column `fill` takes the rest of the width and is cut first.
+
+        Other columns are as wide as their content up to `widest`, then end in `…`.
+        """
+        self._grid = None
+        fill = fill % len(headers)
+        right = set(right)
+        table = Table(
+            box=None,
+            padding=(0, 1),
+            pad_edge=False,
+            expand=True,
+            show_edge=False,
+            header_style=DIM,
+        )
+        for i, header in enumerate(headers):
+            table.add_column(
+                header,
+                no_wrap=i != fill,
+                ratio=1 if i == fill else None,
+                min_width=min(12, len(header) + 4) if i == fill else None,
+                max_width=None if i == fill else widest,
+                justify="right" if i in right else "left",
+            )
+        for row in rows[:MAX_ROWS]:
+            table.add_row(*(_cell(c) for c in row))
+        self.parts.append(Padding(table, (0, 0, 0, INDENT)))
+        if len(rows) > MAX_ROWS:
+            self.note(f"… {len(rows) - MAX_ROWS} more", DIM)
+
+    def note(self, value: Cell, style: str = "") -> None:
+        self._grid = None
+        self.parts.append(Padding(_cell(value, style), (0, 0, 0, INDENT)))
+
+    def paragraph(self, value: str, style: str = "") -> None:
+        """Free text read whole: wrapped, indented, never cut."""
+        self._grid = None
+        self.parts.append(Padding(Text(value, style=style), (0, 0, 0, INDENT)))
+
+    def render(self) -> Group:
+        return Group(*self.parts)
+
+
+def plain(renderable: RenderableType, width: int = 80) -> str:
+    """The renderable as plain text `width` columns wide (tests, logs)."""
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None, legacy_windows=False)
+    console.print(renderable)
+    return out.getvalue()
 
 
 def _tf(status: str) -> str:
@@ -63,33 +148,58 @@ def _conditions(doc: _Doc, conditions: Iterable[Condition], now: float) -> None:
     conditions = list(conditions)
     doc.section("Conditions")
     if not conditions:
-        doc.raw("none reported", DIM)
+        doc.note("none reported", DIM)
+        return
+    rows = []
     for c in conditions:
-        line = Text()
-        line.append(f"{c.status:<8}", style=_tf(c.status) if c.type == "Ready" else "")
-        line.append(f"{fmt.since(c.last_transition, now):>5}  ", style=DIM)
-        line.append(c.reason or "-")
-        if c.message:
-            line.append("  " + fmt.one_line(c.message))
-        doc.line(c.type, line)
+        good = _condition_ok(c)
+        rows.append(
+            (
+                c.type,
+                Text(c.status, style=OK if good else BAD),
+                fmt.since(c.last_transition, now),
+                c.reason or "-",
+                Text(fmt.one_line(c.message) or "-", style="" if good else BAD),
+            )
+        )
+    doc.table(("TYPE", "STATUS", "AGE", "REASON", "MESSAGE"), rows)
+
+
+def _condition_ok(c: Condition) -> bool:
+    """Ready/Healthy are good when True; pressures, Stalled and the like when False."""
+    if c.type in ("Ready", "Healthy", "Available", "Initialized"):
+        return c.status == "True"
+    if c.type.endswith(("Pressure", "Unavailable")) or c.type == "Stalled":
+        return c.status == "False"
+    return True  # Reconciling and others: informative either way
 
 
 def _pods(doc: _Doc, pods: Iterable[PodRef], title: str = "Pods") -> None:
     pods = sorted(pods, key=lambda p: (p.namespace, p.name))
-    doc.section(f"{title} ({len(pods)})")
+    doc.section(title, f"{len(pods)}")
     if not pods:
-        doc.raw("none", DIM)
-    for p in pods:
-        line = Text()
-        line.append(f"{p.phase or '?':<10}", style=OK if p.ready else WARN)
-        line.append(f"{p.namespace}/{p.name}")
-        if p.gpu_request:
-            line.append(f"  gpu×{p.gpu_request}", style="cyan")
-        if p.owner_kind:
-            line.append(f"  {p.owner_kind}/{p.owner_name}", style=DIM)
-        doc.text.append("  ")
-        doc.text.append_text(line)
-        doc.text.append("\n")
+        doc.note("none", DIM)
+        return
+    rows = [
+        (
+            Text(p.phase or "?", style=OK if p.ready else WARN),
+            f"{p.namespace}/{p.name}",
+            Text(str(p.gpu_request), style="cyan") if p.gpu_request else Text("-", style=DIM),
+            Text(_owner(p), style=DIM),
+        )
+        for p in pods
+    ]
+    doc.table(("PHASE", "NAMESPACE/NAME", "GPU", "WORKLOAD"), rows, widest=46)
+
+
+KINDS = {"ReplicaSet": "deploy", "DaemonSet": "ds", "StatefulSet": "sts", "Job": "job"}
+
+
+def _owner(p: PodRef) -> str:
+    """`deploy ollama`, `ds cilium`: the workload a pod belongs to, kind abbreviated."""
+    if not p.owner_kind:
+        return "-"
+    return f"{KINDS.get(p.owner_kind, p.owner_kind.lower())} {workload(p)}"
 
 
 def _events(doc: _Doc, snapshot: ClusterSnapshot, match: Iterable[str], now: float) -> None:
@@ -98,30 +208,38 @@ def _events(doc: _Doc, snapshot: ClusterSnapshot, match: Iterable[str], now: flo
         e for e in snapshot.events if any(n in e.object or n == e.object for n in needles)
     ]
     events.sort(key=lambda e: -e.time)
-    doc.section(f"Recent events ({len(events)})")
+    doc.section("Recent events", f"{len(events)}")
     if not events:
-        doc.raw("none", DIM)
-    for e in events[:20]:
-        line = Text()
-        line.append(f"{fmt.since(e.time, now):>5} ", style=DIM)
-        line.append(f"{e.severity:<8}", style={"error": BAD, "warning": WARN}.get(e.severity, DIM))
-        line.append(f"{e.reason}  ", style=HEAD)
-        line.append(f"{e.object}  ", style=DIM)
-        line.append(fmt.one_line(e.message))
-        doc.text.append("  ")
-        doc.text.append_text(line)
-        doc.text.append("\n")
+        doc.note("none", DIM)
+        return
+    rows = [
+        (
+            fmt.since(e.time, now),
+            Text(e.severity, style={"error": BAD, "warning": WARN}.get(e.severity, DIM)),
+            e.reason,
+            Text(e.object, style=DIM),
+            fmt.one_line(e.message),
+        )
+        for e in events[:20]
+    ]
+    doc.table(("AGE", "SEV", "REASON", "OBJECT", "MESSAGE"), rows)
 
 
-def _faults(doc: _Doc, snapshot: ClusterSnapshot, pane: str, subject: str) -> None:
-    faults = [f for f in snapshot.faults if f.pane == pane and f.subject == subject]
+def _faults(doc: _Doc, snapshot: ClusterSnapshot, pane: str, subject: str, shown: str = "") -> None:
+    """The collector's faults for this row, minus one whose text the view already shows."""
+    faults = [
+        f
+        for f in snapshot.faults
+        if f.pane == pane and f.subject == subject and not (shown and shown in f.message)
+    ]
     if faults:
-        doc.section("Faults")
+        doc.section("Faults", f"{len(faults)}")
         for f in faults:
-            doc.raw(f"✗ {fmt.one_line(f.message)}", BAD if f.severity == "error" else WARN)
+            mark = "✗ " if f.severity == "error" else "⚠ "
+            doc.paragraph(mark + fmt.one_line(f.message), BAD if f.severity == "error" else WARN)
 
 
-def node_detail(n: Node, snapshot: ClusterSnapshot, now: float) -> Text:
+def node_detail(n: Node, snapshot: ClusterSnapshot, now: float) -> Group:
     doc = _Doc()
     ready = {"True": ("Ready", OK), "False": ("NotReady", BAD)}.get(n.ready, ("Unknown", WARN))
     doc.title(
@@ -129,107 +247,143 @@ def node_detail(n: Node, snapshot: ClusterSnapshot, now: float) -> Text:
         (n.internal_ip or "-", ""),
         (", ".join(n.roles) or "worker", ""),
         ready,
-        ("cordoned" if n.unschedulable else "schedulable", WARN if n.unschedulable else DIM),
+        (fmt.since(n.created, now), DIM),
+        ("cordoned" if n.unschedulable else "", WARN),
     )
+    _faults(doc, snapshot, "nodes", n.name)
     doc.section("Kubernetes")
-    doc.line("kubelet", n.kubelet_version or "-")
-    doc.line("os image", n.os_image or "-")
-    doc.line("age", fmt.since(n.created, now))
+    doc.line("kubelet", f"{n.kubelet_version or '-'} · {n.os_image or '-'}")
     doc.line("cpu", f"{n.cpu_capacity:g} cores · {fmt.percent(n.cpu_usage)} used")
     doc.line("memory", f"{fmt.size(n.mem_capacity)} · {fmt.percent(n.mem_usage)} used")
-    doc.line("pods", f"{len(n.pods)}/{n.pods_capacity or '-'}")
-    doc.line("gpu", f"{n.gpu_allocated} allocated / {n.gpu_allocatable or n.gpu_capacity}")
-    doc.line("taints", ", ".join(n.taints) or "none")
+    doc.line("pods", f"{len(n.pods)} / {n.pods_capacity or '-'}")
+    if n.gpu_capacity or n.gpu_allocated:
+        doc.line("gpu", f"{n.gpu_allocated} allocated / {n.gpu_allocatable or n.gpu_capacity}")
+    doc.line("taints", ", ".join(n.taints) or "none", WARN if n.taints else "")
     for k, v in n.labels:
         if k.startswith(("node-role", "topology", "nvidia.com/gpu.product", "dapper")):
             doc.line("label", f"{k}={v}", DIM)
     _conditions(doc, n.conditions, now)
-    t = n.talos
-    doc.section("Talos")
-    if t is None:
-        doc.raw("no Talos data for this node", DIM)
-    else:
-        if t.error:
-            doc.line("error", fmt.one_line(t.error), BAD)
-        doc.line("version", t.version or "-")
-        doc.line("stage", t.stage or "-", OK if t.stage == "running" else WARN)
-        if t.maintenance:
-            doc.line("maintenance", "yes", WARN)
-        if t.memory_total:
-            doc.line("memory", f"{fmt.size(t.memory_used)} / {fmt.size(t.memory_total)}")
-        if t.cpu_count:
-            doc.line("load", f"{t.load1:.2f} on {t.cpu_count} cpus")
-        if t.disks:
-            doc.line("disks", ", ".join(t.disks))
-        svc = Text()
-        for s in t.services:
-            good = s.healthy if s.healthy is not None else s.state.lower() == "running"
-            svc.append(f"{s.id} ", style="")
-            svc.append("✓" if good else "✗", style=OK if good else BAD)
-            svc.append("  ")
-        doc.line("services", svc if t.services else Text("-"))
-        bad = [s for s in t.services if s.message and s.healthy is False]
-        for s in bad:
-            doc.line(f"  {s.id}", fmt.one_line(s.message), BAD)
-        if t.etcd_members or n.is_control_plane:
-            doc.section(f"etcd members ({len(t.etcd_members)})")
-            for m in t.etcd_members:
-                line = Text()
-                line.append(f"{m.id_hex}  {m.hostname:<22}")
-                health = {True: ("healthy", OK), False: ("unhealthy", BAD)}.get(
-                    m.healthy, ("?", WARN)
-                )
-                line.append(health[0], style=health[1])
-                if m.leader:
-                    line.append("  leader", style="cyan")
-                if m.is_learner:
-                    line.append("  learner", style=WARN)
-                if m.db_size:
-                    line.append(f"  db {fmt.size(m.db_size)}", style=DIM)
-                for err in m.errors:
-                    line.append(f"  {fmt.one_line(err)}", style=BAD)
-                doc.text.append("  ")
-                doc.text.append_text(line)
-                doc.text.append("\n")
+    _talos(doc, n)
     doc.section("Proxmox")
     if n.vm is None:
-        doc.raw("no VM matched this node", DIM)
+        doc.note("no VM matched this node", DIM)
     else:
         _vm_lines(doc, n.vm)
-    doc.section("GPUs")
     gpus = [g for g in snapshot.gpus if g.address in n.gpus or g.node_name == n.name]
+    doc.section("GPUs", f"{len(gpus)}")
     if not gpus:
-        doc.raw("none", DIM)
-    for g in gpus:
-        doc.line(g.address, _gpu_summary(g))
+        doc.note("none", DIM)
+    else:
+        _gpu_table(doc, gpus)
     doc.section("Storage pool")
     pool = next((p for p in snapshot.pools if p.name == n.pool or p.node == n.name), None)
     if pool is None:
-        doc.raw("none", DIM)
+        doc.note("none", DIM)
     else:
-        doc.line(pool.name, _pool_summary(pool))
-    _faults(doc, snapshot, "nodes", n.name)
+        doc.line(
+            "pool", f"{pool.name} · {_pool_summary(pool)}", "" if pool.state == "Online" else BAD
+        )
     _pods(doc, n.pods)
     _events(doc, snapshot, (n.name, str(n.vm.vmid) if n.vm else ""), now)
-    return doc.text
+    return doc.render()
 
 
-def _gpu_summary(g: Gpu) -> str:
-    holders = ", ".join(sorted({workload(p) for p in g.pods})) or "no pods"
-    return f"{g.model} · {g.allocated}/{g.capacity or '-'} slices · {holders}"
+def _talos(doc: _Doc, n: Node) -> None:
+    t = n.talos
+    doc.section("Talos")
+    if t is None:
+        doc.note("no Talos data for this node", DIM)
+        return
+    if t.error:
+        doc.line("error", fmt.one_line(t.error), BAD)
+    stage = t.stage or "-"
+    doc.line(
+        "version",
+        Text.assemble(
+            t.version or "-",
+            " · stage ",
+            (stage, OK if t.stage == "running" else WARN),
+            (" · maintenance", WARN) if t.maintenance else "",
+        ),
+    )
+    if t.memory_total:
+        doc.line("memory", f"{fmt.size(t.memory_used)} / {fmt.size(t.memory_total)}")
+    if t.cpu_count:
+        doc.line("load", f"{t.load1:.2f} on {t.cpu_count} cpus")
+    if t.disks:
+        doc.line("disks", ", ".join(t.disks))
+    if t.services:
+        failing = [s for s in t.services if not _service_ok(s)]
+        summary = Text(f"{len(t.services) - len(failing)}/{len(t.services)} healthy")
+        if failing:
+            summary.append("  ✗ " + " ".join(s.id for s in failing), style=BAD)
+        doc.line("services", summary)
+        doc.note(_service_list(t.services))
+        for s in failing:
+            if s.message:
+                doc.line(f"  {s.id}", fmt.one_line(s.message), BAD)
+    if t.etcd_members or n.is_control_plane:
+        doc.section("etcd members", f"{len(t.etcd_members)}")
+        rows = []
+        for m in t.etcd_members:
+            health = {True: ("healthy", OK), False: ("unhealthy", BAD)}.get(m.healthy, ("?", WARN))
+            role = "leader" if m.leader else ("learner" if m.is_learner else "")
+            rows.append(
+                (
+                    m.hostname,
+                    Text(health[0], style=health[1]),
+                    Text(role, style="cyan" if m.leader else WARN),
+                    fmt.size(m.db_size) if m.db_size else "-",
+                    Text(m.id_hex, style=DIM),
+                    Text("; ".join(fmt.one_line(e) for e in m.errors) or "", style=BAD),
+                )
+            )
+        if rows:
+            doc.table(("HOST", "HEALTH", "ROLE", "DB", "ID", "ERRORS"), rows, right=(3,))
+
+
+def _service_ok(s: Any) -> bool:
+    return s.healthy if s.healthy is not None else s.state.lower() == "running"
+
+
+def _service_list(services: Sequence[Any]) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    for s in services:
+        good = _service_ok(s)
+        text.append(s.id, style="" if good else BAD)
+        text.append(" ✓  " if good else " ✗  ", style=OK if good else BAD)
+    return text
+
+
+def _gpu_table(doc: _Doc, gpus: Sequence[Gpu]) -> None:
+    rows = [
+        (
+            Text(g.address, style="" if g.present else BAD),
+            g.model,
+            f"{g.allocated}/{g.capacity or '-'}",
+            ", ".join(sorted({workload(p) for p in g.pods})) or Text("no pods", style=DIM),
+        )
+        for g in gpus
+    ]
+    doc.table(("PCI", "MODEL", "SLICES", "HELD BY"), rows)
 
 
 def _pool_summary(p: StoragePool) -> str:
     return (
-        f"{', '.join(p.disks) or '-'} · {p.state or 'Unknown'} · {fmt.size(p.capacity)}"
-        f" · {p.percent_used:.0f}% used"
+        f"{p.state or 'Unknown'} · {fmt.size(p.capacity)} · {p.percent_used:.0f}% used"
+        f" · {', '.join(p.disks) or '-'}"
     )
 
 
 def _vm_lines(doc: _Doc, v: Vm) -> None:
-    doc.line("vm", f"{v.vmid} {v.name} on {v.host}")
-    doc.line("status", v.status, OK if v.status == "running" else BAD)
-    doc.line("uptime", fmt.duration(v.uptime))
+    doc.line(
+        "vm",
+        Text.assemble(
+            f"{v.vmid} {v.name} on {v.host} · ",
+            (v.status, OK if v.status == "running" else BAD),
+            f" {fmt.duration(v.uptime)}" if v.status == "running" else "",
+        ),
+    )
     doc.line("cpu", f"{v.cpus} vCPU · {fmt.percent(v.cpu_usage)} used")
     used = f" · {fmt.size(v.mem_used)} used" if v.mem_used else ""
     doc.line("memory", f"{fmt.size(v.mem_total)}{used}")
@@ -243,7 +397,7 @@ def _vm_lines(doc: _Doc, v: Vm) -> None:
         doc.line(d.slot, f"{d.address}  {desc}".rstrip())
 
 
-def vm_detail(v: Vm, snapshot: ClusterSnapshot, now: float) -> Text:
+def vm_detail(v: Vm, snapshot: ClusterSnapshot, now: float) -> Group:
     doc = _Doc()
     doc.title(
         f"VM {v.vmid} {v.name}",
@@ -251,60 +405,67 @@ def vm_detail(v: Vm, snapshot: ClusterSnapshot, now: float) -> Text:
         (v.status, OK if v.status == "running" else BAD),
         (f"node {v.node_name}" if v.node_name else "no node", DIM),
     )
+    _faults(doc, snapshot, "vms", str(v.vmid))
     doc.section("Proxmox")
     _vm_lines(doc, v)
     if v.config:
-        doc.section("Config")
+        doc.section("Config", f"{len(v.config)} keys")
         for k, val in v.config:
             doc.line(k, val)
-    _faults(doc, snapshot, "vms", str(v.vmid))
     _events(doc, snapshot, (str(v.vmid), v.name), now)
-    return doc.text
+    return doc.render()
 
 
-def gpu_detail(g: Gpu, snapshot: ClusterSnapshot, now: float) -> Text:
+def gpu_detail(g: Gpu, snapshot: ClusterSnapshot, now: float) -> Group:
     doc = _Doc()
     doc.title(
         g.address,
         (g.model, ""),
         ("present" if g.present else "MISSING", OK if g.present else BAD),
     )
+    _faults(doc, snapshot, "gpus", g.address)
     doc.section("Passthrough")
     doc.line("host", g.host)
     doc.line("pci id", f"{g.vendor_id}:{g.device_id or '?'}")
     doc.line("vm", f"{g.vmid} {g.vm_name}" if g.vmid is not None else "not passed through")
     doc.line("node", g.node_name or "-")
     doc.line("slices", f"{g.allocated} allocated / {g.capacity or '-'} (time-slicing replicas)")
-    _faults(doc, snapshot, "gpus", g.address)
     _pods(doc, g.pods, "Pods holding it")
     _events(doc, snapshot, (g.node_name,), now)
-    return doc.text
+    return doc.render()
 
 
-def pool_detail(p: StoragePool, snapshot: ClusterSnapshot, now: float) -> Text:
+def pool_detail(p: StoragePool, snapshot: ClusterSnapshot, now: float) -> Group:
     doc = _Doc()
     doc.title(p.name, (p.node, ""), (p.state or "Unknown", OK if p.state == "Online" else BAD))
+    _faults(doc, snapshot, "pools", p.name)
     doc.section("Mayastor pool")
     doc.line("node", p.node)
     doc.line("disks", ", ".join(p.disks) or "-")
-    doc.line("state", p.state or "-")
-    doc.line("cr state", p.cr_state or "-")
+    doc.line("state", f"{p.state or '-'} (resource: {p.cr_state or '-'})")
     doc.line("capacity", fmt.size(p.capacity))
     doc.line("used", f"{fmt.size(p.used)} ({p.percent_used:.0f}%)")
     doc.line("available", fmt.size(p.available))
     if p.api_version:
         doc.line("api", p.api_version, DIM)
-    _faults(doc, snapshot, "pools", p.name)
     _events(doc, snapshot, (p.name,), now)
-    return doc.text
+    return doc.render()
 
 
-def ks_detail(k: Kustomization, snapshot: ClusterSnapshot, now: float) -> Text:
+def ks_detail(k: Kustomization, snapshot: ClusterSnapshot, now: float) -> Group:
     doc = _Doc()
     ready = {"True": ("Ready", OK), "False": ("NotReady", BAD)}.get(k.ready, ("Unknown", WARN))
     doc.title(
-        k.key, ready, ("suspended" if k.suspended else "active", WARN if k.suspended else DIM)
+        k.key,
+        ready,
+        ("suspended" if k.suspended else "active", WARN if k.suspended else DIM),
+        (fmt.since(k.last_transition, now), DIM),
     )
+    failing = k.ready != "True" and bool(k.reason or k.message)
+    _faults(doc, snapshot, "flux", k.key, fmt.one_line(k.message) if failing else "")
+    if failing:
+        doc.section("Why", k.reason)
+        doc.paragraph(fmt.one_line(k.message) or "-", BAD if k.ready == "False" else WARN)
     doc.section("Kustomization")
     doc.line("path", k.path or "-")
     doc.line("source", k.source or "-")
@@ -313,33 +474,31 @@ def ks_detail(k: Kustomization, snapshot: ClusterSnapshot, now: float) -> Text:
         doc.line("attempted", k.attempted_revision, WARN)
     doc.line("transition", fmt.since(k.last_transition, now))
     doc.line("reconciled at", k.last_handled_reconcile_at or "-")
-    if k.reason or k.message:
-        doc.line("reason", k.reason or "-")
-        doc.line("message", fmt.one_line(k.message) or "-", BAD if k.ready == "False" else "")
     _conditions(doc, k.conditions, now)
-    doc.section("dependsOn chain")
     by_key = {x.key: x for x in snapshot.kustomizations}
+    doc.section("dependsOn chain", f"{len(k.depends_on)} direct")
     if not k.depends_on:
-        doc.raw("none", DIM)
+        doc.note("none", DIM)
     _chain(doc, k, by_key, depth=0, seen=set())
     dependents = sorted(x.key for x in snapshot.kustomizations if k.key in x.depends_on)
     if dependents:
         doc.line("needed by", ", ".join(dependents), DIM)
-    doc.section(f"Files of {k.path or 'its path'} ({len(k.files)})")
+    doc.section(f"Files of {k.path or 'its path'}", f"{len(k.files)}")
     if not k.files:
-        doc.raw("none known", DIM)
-    for f in k.files:
-        doc.raw(f)
-    _faults(doc, snapshot, "flux", k.key)
+        doc.note("none known", DIM)
+    for f in k.files[:MAX_ROWS]:
+        doc.note(f)
+    if len(k.files) > MAX_ROWS:
+        doc.note(f"… {len(k.files) - MAX_ROWS} more", DIM)
     _events(doc, snapshot, (k.key, k.name), now)
-    return doc.text
+    return doc.render()
 
 
 def _chain(
     doc: _Doc, k: Kustomization, by_key: dict[str, Kustomization], depth: int, seen: set[str]
 ) -> None:
     for dep in k.depends_on:
-        line = Text("  " + "  " * depth + "└ ")
+        line = Text("  " * depth + "└ ")
         target = by_key.get(dep)
         line.append(dep)
         if target is None:
@@ -353,26 +512,26 @@ def _chain(
                 line.append("  suspended", style=WARN)
         if dep in seen:
             line.append("  (cycle)", style=BAD)
-        doc.text.append_text(line)
-        doc.text.append("\n")
+        doc.note(line)
         if target is not None and dep not in seen and depth < 8:
             _chain(doc, target, by_key, depth + 1, seen | {dep})
 
 
-def event_detail(e: Event, snapshot: ClusterSnapshot, now: float) -> Text:
+def event_detail(e: Event, snapshot: ClusterSnapshot, now: float) -> Group:
     doc = _Doc()
     doc.title(
         e.reason or "event", (e.severity, {"error": BAD, "warning": WARN}.get(e.severity, ""))
     )
+    doc.section("Event")
     doc.line("object", e.object)
     doc.line("source", e.source)
     doc.line("age", fmt.since(e.time, now))
     doc.section("Message")
-    doc.text.append(e.message + "\n")
-    return doc.text
+    doc.paragraph(e.message or "-")
+    return doc.render()
 
 
-def detail_text(pane: str, row: Any, snapshot: ClusterSnapshot, now: float) -> Text:
+def detail_view(pane: str, row: Any, snapshot: ClusterSnapshot, now: float) -> Group:
     builders = {
         "nodes": node_detail,
         "vms": vm_detail,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dapper.backends.model import ClusterSnapshot
-from dapper.tui.details import detail_text
+from dapper.tui.details import detail_view
 from dapper.tui.ops import actions_for
 from dapper.tui.panes import PANE_BY_ID
 from dapper.tui.widgets.bars import TextLine
+from rich.console import RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +17,9 @@ from textual.widgets import Footer, Static
 
 
 class DetailScreen(Screen):
+    DEFAULT_CSS = """
+    DetailScreen #detail-scroll { scrollbar-size-vertical: 1; }
+    """
     BINDINGS = [
         Binding("escape,backspace", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
@@ -27,6 +31,7 @@ class DetailScreen(Screen):
         self.key = key
         self.header = TextLine(id="header")
         self.body = Static("", markup=False, id="detail-body")
+        self.content: RenderableType = Text("")  # what the body shows (tests read it)
         if writable:
             for action in actions_for(pane):
                 self._bindings.bind(action.key, f"act('{action.id}')", action.label)
@@ -45,9 +50,10 @@ class DetailScreen(Screen):
         spec = PANE_BY_ID[self.pane]
         row = next((r for r in spec.rows(snapshot) if spec.row_key(r) == self.key), None)
         if row is None:
-            self.body.update(Text(f"{spec.noun} {self.key} is no longer in the snapshot", "dim"))
-            return
-        self.body.update(detail_text(self.pane, row, snapshot, now))
+            self.content = Text(f"{spec.noun} {self.key} is no longer in the snapshot", "dim")
+        else:
+            self.content = detail_view(self.pane, row, snapshot, now)
+        self.body.update(self.content)
 
     def action_back(self) -> None:
         self.dismiss()
