@@ -118,12 +118,13 @@ def load_config(
         raise ConfigError(f"cannot read {cfg_path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from exc
-    prox = _pick(data.pop("proxmox", {}) or {}, ProxmoxConfig)
-    if "token_secret" in prox:
+    prox_section = data.pop("proxmox", {}) or {}
+    if "token_secret" in prox_section:  # before the unknown-key check: say why, not what
         raise ConfigError(
             f"{cfg_path}: proxmox.token_secret must not be in the config; "
             "use token_secret_env or token_secret_file"
         )
+    prox = _pick(prox_section, ProxmoxConfig)
     top = _pick(data, Config)
     lab = bool(top.pop("lab", False))  # a config written by `dapper-tui lab`
     for k in ("source", "proxmox"):

@@ -22,13 +22,26 @@ def _file(label: str, path: str) -> list[str]:
     return []
 
 
+def _talos_context(cfg: Config) -> list[str]:
+    """The talosconfig names the configured context (read only; no connection)."""
+    from dapper.backends.errors import BackendError
+    from dapper.backends.talosconfig import load_talosconfig
+
+    try:
+        load_talosconfig(cfg.talosconfig or None, cfg.talos_context or None)
+    except BackendError as exc:
+        return [str(exc)]
+    return []
+
+
 def check_config(cfg: Config, *, timeout: float = 5.0) -> list[str]:
     """Problems with `cfg`, one line each; empty when everything answered."""
     if cfg.lab and not cfg.source:
         return []
     problems: list[str] = []
     problems += _file("kubeconfig", cfg.kubeconfig)
-    problems += _file("talosconfig", cfg.talosconfig)
+    talos_file = _file("talosconfig", cfg.talosconfig)
+    problems += talos_file or _talos_context(cfg)
     if not cfg.proxmox.url:
         problems.append("proxmox.url: not set")
     if not cfg.proxmox.token_id:

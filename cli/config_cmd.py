@@ -9,6 +9,9 @@ from dapper.backends.config import ConfigError, load_config
 
 
 def run(args: argparse.Namespace) -> int:
+    from dapper.cli.logsetup import setup_logging
+
+    setup_logging(console=False)  # a degraded source's details go to the log, not here
     try:
         cfg = load_config(args.config, read_only=args.read_only)
     except ConfigError as exc:
@@ -18,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"source      {cfg.source or '(none: the lab)'}")
         print(f"cluster     {cfg.cluster_name} ({cfg.mode})")
         print(f"read-only   {'yes' if cfg.read_only else 'no'}")
-        if cfg.lab:
+        if cfg.lab and not cfg.source:
             return 0
         print(f"kubeconfig  {cfg.kubeconfig or '(default)'} context={cfg.kube_context or '-'}")
         print(f"talosconfig {cfg.talosconfig or '(default)'} context={cfg.talos_context or '-'}")
