@@ -197,6 +197,26 @@ async def test_node_detail_at_80_columns_never_wraps(lab):
         assert not any(line.startswith(("sufficient", "pressure")) for line in lines)
 
 
+GROUPS = ("Panes", "View", "Actions", "More", "Quit", "↑↓")
+
+
+async def test_help_fits_80x24_and_follows_the_pane_and_mode(lab):
+    app = make_app(lab, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("5", "question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        text = help_screen.body.plain
+        assert text.startswith("Keys · Flux pane") and "READ-ONLY" in text
+        assert "Reconcile" not in text and "Cordon" not in text
+        dialog = help_screen.query_one(".dialog")
+        assert dialog.region.bottom <= 24 and dialog.region.right <= 80
+        assert dialog.max_scroll_y == 0  # everything visible at once at 80x24
+        await pilot.press("escape", "1", "enter", "question_mark")
+        assert app.screen.body.plain.startswith("Keys · node detail")
+
+
 async def test_help_and_palette(lab):
     app = make_app(lab)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -204,7 +224,14 @@ async def test_help_and_palette(lab):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = app.screen.body.plain
-        assert "Cordon" in text and "Drain" in text and "Filter" in text
+        lines = text.splitlines()
+        assert lines[0] == "Keys · Nodes pane"
+        # the console's own keys first, grouped; the table's navigation is one last line
+        order = [next(i for i, x in enumerate(lines) if x.startswith(g)) for g in GROUPS]
+        assert order == sorted(order)
+        assert "Cordon node" in text and "Drain node (type its name)" in text
+        assert "Runbooks" in text  # a key bound elsewhere in the app is listed too
+        assert "Cursor" not in text and lines[-1].startswith("↑↓ j k move")
         await pilot.press("escape")
         names = [name for name, _help, _cb in app.palette_commands()]
         for title in ("Nodes", "VMs", "GPUs", "Pools", "Flux"):

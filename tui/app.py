@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dapper.backends.config import Config
 from dapper.backends.model import ClusterSnapshot
@@ -20,16 +20,15 @@ from dapper.tui import format as fmt
 from dapper.tui.commands import DapperCommands
 from dapper.tui.ops import ACTION_BY_ID, ACTIONS, ActionSpec, target_name
 from dapper.tui.panes import PANE_BY_ID, PANES
-from dapper.tui.screens.confirm import ConfirmScreen, DialogScreen, TypedConfirmScreen
-from dapper.tui.screens.detail import DetailScreen
-from dapper.tui.screens.help import HelpScreen
 from dapper.tui.screens.main import MainScreen
-from dapper.tui.screens.runbook import open_runbooks, palette_entries
 from dapper.tui.widgets.bars import header_text
 from rich.text import Text
 from textual.app import App
 from textual.binding import Binding
 from textual.timer import Timer
+
+if TYPE_CHECKING:  # the other screens are imported when first used, after the first frame
+    from dapper.tui.screens.confirm import DialogScreen
 
 log = logging.getLogger("dapper.tui")
 
@@ -167,6 +166,8 @@ class DapperApp(App[int]):
         self._render()
 
     def _render(self) -> None:
+        from dapper.tui.screens.detail import DetailScreen
+
         now = self.clock()
         for screen in self.screen_stack:
             if isinstance(screen, MainScreen):
@@ -175,6 +176,8 @@ class DapperApp(App[int]):
                 screen.show(self.header_text(), self.snapshot, now)
 
     def _tick(self) -> None:
+        from dapper.tui.screens.detail import DetailScreen
+
         self.main.tick(self.clock())
         if isinstance(self.screen, DetailScreen):
             self.screen.header.update(self.header_text())
@@ -191,51 +194,30 @@ class DapperApp(App[int]):
     # -- navigation ---------------------------------------------------------------------
 
     def open_detail(self, pane: str, key: str) -> None:
+        from dapper.tui.screens.detail import DetailScreen
+
         screen = DetailScreen(pane, key, writable=self.writable)
         self.push_screen(screen)
         screen.call_after_refresh(screen.show, self.header_text(), self.snapshot, self.clock())
 
     def action_runbooks(self) -> None:
+        from dapper.tui.screens.runbook import open_runbooks
+
         open_runbooks(self)
 
     def action_help(self) -> None:
+        from dapper.tui.screens.help import HelpScreen
+
         self.push_screen(HelpScreen(self.help_text()))
 
     def help_text(self) -> Text:
-        screen = self.screen
-        t = Text()
-        where = "detail view" if isinstance(screen, DetailScreen) else "main screen"
-        if isinstance(screen, MainScreen):
-            where = f"{PANE_BY_ID[screen.active].title} pane"
-        t.append(f"Keys: {where}\n\n", style="bold")
-        seen: set[str] = set()
-        for key, active in screen.active_bindings.items():
-            binding = active.binding
-            if not binding.description or binding.action in seen:
-                continue
-            seen.add(binding.action)
-            t.append(f"  {self.get_key_display(binding):<12}", style="bold")
-            t.append(f"{binding.description}\n")
-            del key
-        t.append("\nEverywhere\n", style="bold")
-        for keys, what in (
-            ("1-6", "Nodes, VMs, GPUs, Pools, Flux, Events"),
-            ("tab/S-tab", "next / previous pane"),
-            ("↑↓ j k", "move; enter opens the detail, esc goes back"),
-            (":", "jump: :nodes :vms :gpus :pools :ks :events"),
-            ("/ !", "filter this pane; faults only (esc clears)"),
-            ("s", "sort by the next column (or click a header)"),
-            ("b", "runbooks: rotate a secret, rekey, resume a run"),
-            ("ctrl+p", "command palette"),
-            ("q ctrl+c", "quit (asks only while an action is running)"),
-        ):
-            t.append(f"  {keys:<12}", style="bold")
-            t.append(f"{what}\n")
-        if not self.writable:
-            t.append("\nREAD-ONLY: no action keys are bound.\n", style="bold magenta")
-        return t
+        from dapper.tui.screens.help import help_text
+
+        return help_text(self)
 
     def action_quit_app(self) -> None:
+        from dapper.tui.screens.confirm import ConfirmScreen
+
         if not self._activity:
             self.exit(0)
             return
@@ -258,6 +240,8 @@ class DapperApp(App[int]):
 
     def request_action(self, action_id: str, pane: str, key: str) -> None:
         """Confirm, then run an action in a worker. Refused outright when read-only."""
+        from dapper.tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
+
         spec = ACTION_BY_ID.get(action_id)
         if not self.writable or spec is None or spec.pane != pane:
             self.notify("read-only: actions are disabled", severity="warning", timeout=3)
@@ -345,6 +329,8 @@ class DapperApp(App[int]):
         yield "Refresh all sources now", "re-read every source", self.action_refresh_all
         yield "Help: keys of this pane", "?", self.action_help
         yield "Quit", "q / ctrl+c", self.action_quit_app
+        from dapper.tui.screens.runbook import palette_entries
+
         yield from palette_entries(self)
         for spec in PANES:
             for row in spec.rows(self.snapshot):

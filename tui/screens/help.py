@@ -1,7 +1,15 @@
-"""`?`: the keys that work here, read from the active bindings (read-only shows no actions)."""
+"""`?`: the console's own keys for where you are, grouped, then one line of navigation.
+
+Built from the screen's live bindings, so read-only mode (no action keys bound) shows no
+actions, and a key another part of the console adds shows up under "More".
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from dapper.tui.ops import actions_for
+from dapper.tui.panes import PANE_BY_ID, PANES
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,8 +17,117 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+GROUP_WIDTH, KEY_WIDTH = 9, 11
+# actions the fixed groups below already describe; anything else bound is listed under More
+COVERED = {
+    "show_pane",
+    "cycle_pane",
+    "prompt",
+    "faults",
+    "sort",
+    "help",
+    "clear",
+    "quit_app",
+    "act",
+    "back",
+    "select_cursor",
+    "command_palette",
+    "dismiss_help",
+}
+NAVIGATION = "↑↓ j k move · g G top/bottom · pgup pgdn page · click a row or a header"
+
+Rows = list[tuple[str, str]]
+
+
+def _group(t: Text, title: str, rows: Rows) -> None:
+    """`Title    key        what`, the title only on the group's first line."""
+    for i, (key, what) in enumerate(rows):
+        label = title if i == 0 else ""
+        t.append(label, style="bold cyan")
+        t.append(" " * (GROUP_WIDTH - len(label)))
+        t.append(f"{key:<{KEY_WIDTH}}", style="bold")
+        t.append(f"{what}\n")
+
+
+def _more(screen: Any, app: Any) -> Rows:
+    """Bindings of the screen and app the groups do not cover (e.g. another screen's key)."""
+    rows: Rows = []
+    seen: set[str] = set()
+    for active in screen.active_bindings.values():
+        binding = active.binding
+        action = binding.action.split("(")[0].removeprefix("app.")
+        if active.node not in (screen, app) or not binding.description:
+            continue
+        if action in COVERED or action in seen:
+            continue
+        seen.add(action)
+        rows.append((app.get_key_display(binding), binding.description))
+    return rows
+
+
+def help_text(app: Any) -> Text:
+    """The help for the app's current screen (the one this modal will cover)."""
+    from dapper.tui.screens.detail import DetailScreen
+    from dapper.tui.screens.main import MainScreen
+
+    screen = app.screen
+    writable = bool(getattr(app, "writable", False))
+    t = Text(no_wrap=True, overflow="ellipsis")
+    pane = None
+    if isinstance(screen, DetailScreen):
+        pane = PANE_BY_ID[screen.pane]
+        t.append(f"Keys · {pane.noun} detail\n", style="bold reverse")
+        _group(t, "View", [("esc", "back to the list"), ("↑↓ pgup pgdn", "scroll")])
+    elif isinstance(screen, MainScreen):
+        pane = PANE_BY_ID[screen.active]
+        t.append(f"Keys · {pane.title} pane\n", style="bold reverse")
+        numbers = " ".join(f"{p.key} {p.title}" for p in PANES)
+        _group(
+            t,
+            "Panes",
+            [
+                ("1-6", numbers),
+                ("tab S-tab", "next / previous pane"),
+                ("enter", f"detail of the {pane.noun} under the cursor"),
+            ],
+        )
+        _group(
+            t,
+            "View",
+            [
+                ("/", "filter this pane (enter keeps, esc clears)"),
+                ("!", "faults only, in every pane (esc clears)"),
+                ("s", "sort by the next column (or click a header)"),
+                (":", "jump: :nodes :vms :gpus :pools :ks :events"),
+                ("ctrl+p", "command palette: panes, views, actions"),
+            ],
+        )
+    else:
+        t.append("Keys\n", style="bold reverse")
+    if pane is not None and writable:
+        _group(
+            t,
+            "Actions",
+            [
+                (a.key, f"{a.label} {pane.noun}" + (" (type its name)" if a.destructive else ""))
+                for a in actions_for(pane.id)
+            ],
+        )
+    elif not writable:
+        t.append("Actions", style="bold cyan")
+        t.append(" " * (GROUP_WIDTH - len("Actions")))
+        t.append("READ-ONLY", style="bold reverse magenta")
+        t.append(" no action keys are bound\n", style="bold magenta")
+    _group(t, "More", _more(screen, app))
+    _group(t, "Quit", [("q ctrl+c", "quit (asks only while an action runs)"), ("esc ?", "close")])
+    t.append(NAVIGATION, style="dim")
+    return t
+
 
 class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen .dialog.help { padding: 0 1; max-height: 100%; }
+    """
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close")]
 
     def __init__(self, body: Text) -> None:
@@ -20,6 +137,9 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog help"):
             yield Static(self.body)
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()  # arrows and pgup/pgdn scroll a long help
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)
