@@ -168,3 +168,153 @@ async def test_secret_rotate_from_the_console(lab: Any) -> None:
     ks = kube(lab).kustomization(*CF_KS)
     assert ks.ready == "True" and ks.applied_revision == f"main@sha1:{head.id}"
     assert list_runs()[0].run_id == result.run_id and list_runs()[0].status == "done"
+
+
+async def test_rekey_from_the_console(lab: Any) -> None:
+    before = live_hashes(lab, ("flux-system", "sops-age"))["age.agekey"]
+    app = make_app(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app, "rekey")
+        assert screen.form is not None
+        set_input(screen.form, "reconcile-timeout", "30")
+        run = await start_run(pilot, app)
+        await until(pilot, lambda: run.phase == "asking", "the preview")
+        assert "Give the cluster's sops-age Secrets the new key" in preview_shown(run)
+        result = await confirm_and_finish(pilot, run)
+        assert result is not None and result.ok, run.query_one("#run-result").render()
+
+    head = assert_commit(lab, "rekey", result.run_id)
+    revisions = result.outputs["reconcile"]["revisions"]
+    assert "flux-system/flux-system" in revisions
+    for key in revisions:
+        ks = kube(lab).kustomization(*key.split("/"))
+        assert ks.ready == "True" and ks.applied_revision == f"main@sha1:{head.id}", key
+    assert live_hashes(lab, ("flux-system", "sops-age"))["age.agekey"] != before
+
+
+async def test_abort_at_the_preview_changes_nothing(lab: Any) -> None:
+    head, writes = remote_head(lab).id, list(lab.world.writes)
+    before = live_hashes(lab, CF_SECRET)
+    app = make_app(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app, "secret-rotate")
+        assert screen.form is not None
+        await choose_file(pilot, screen.form, CF_FILE)
+        run = await start_run(pilot, app)
+        await until(pilot, lambda: run.phase == "asking", "the preview")
+        await pilot.press("n")
+        await until(pilot, lambda: run.finished, "the run to end")
+        assert run.result.cancelled and not run.result.ok
+        assert run.result.reason == "cancelled: nothing changed"
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunbooksScreen)
+    assert remote_head(lab).id == head
+    assert list(lab.world.writes) == writes
+    assert live_hashes(lab, CF_SECRET) == before
+    assert GitRepo.open(lab.config.repo_path).dirty_paths("kubernetes/") == []
+    assert list_runs() == []  # nothing was journaled: nothing started
+
+
+async def test_typed_values_abort_mid_run_then_resume(lab: Any) -> None:
+    value = "typed-in-the-console-5f1c"
+    app = make_app(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app, "secret-rotate")
+        form = screen.form
+        assert form is not None
+        await choose_file(pilot, form, CF_FILE)
+        typed = next(b for b in form.query("RadioButton") if b.name == "typed")
+        typed.value = True  # type: ignore[attr-defined]
+        await pilot.pause()
+        assert not form.query_one("#row-length").display  # generate-only inputs hide
+        set_input(form, "reconcile-timeout", "30")
+        run = await start_run(pilot, app)
+        await until(pilot, lambda: run.phase == "asking", "the preview")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen), "the value prompt")
+        assert app.screen.query_one("#answer", Input).password
+        await pilot.press("escape")  # stop the run at the prompt: resumable
+        await until(pilot, lambda: run.finished, "the run to stop")
+        assert run.result.cancelled and "resume run" in run.result.reason
+        assert list_runs()[0].status == "unfinished"
+        await pilot.press("escape")
+
+        runs = screen.query_one("#rb-runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 1, "the unfinished run in the list")
+        runs.focus()
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen), "the resumed run")
+        resumed: RunScreen = app.screen  # type: ignore[assignment]
+        assert resumed.resume_id == run.run_id
+        await until(pilot, lambda: resumed.phase == "asking", "the resumed preview")
+        await pilot.press("enter")
+        for _ in range(2):  # asked twice
+            await until(pilot, lambda: isinstance(app.screen, PromptScreen), "the prompt")
+            prompt = app.screen
+            await pilot.press(*value, "enter")
+            await until(pilot, lambda p=prompt: app.screen is not p, "the prompt to close")
+        await until(pilot, lambda: resumed.finished, "the resumed run", timeout=WAIT)
+        assert resumed.result.ok, resumed.query_one("#run-result").render()
+        shown = resumed.run_log.text + run.run_log.text + preview_shown(resumed)
+        assert value not in shown
+
+    run_id = run.run_id
+    head = assert_commit(lab, "secret-rotate", run_id)
+    repo = lab.remote.repository()
+    assert sum(f"Runbook-Run: {run_id}" in c.message for c in repo.walk(head.id)) == 1
+    want = hashlib.sha256(value.encode()).hexdigest()
+    assert live_hashes(lab, CF_SECRET)["api-token"] == want
+    record = list_runs()[0]
+    assert record.run_id == run_id and record.status == "done"
+    assert value not in record.path.read_text()
+
+
+async def test_read_only_console_previews_but_cannot_run(lab: Any) -> None:
+    head, writes = remote_head(lab).id, list(lab.world.writes)
+    app = make_app(lab, read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app, "secret-rotate")
+        assert "Preview" in str(screen.query_one("#start", Button).label)
+        assert screen.form is not None
+        await choose_file(pilot, screen.form, CF_FILE)
+        run = await start_run(pilot, app)
+        assert run.dry_run
+        await until(pilot, lambda: run.finished, "the dry run")
+        assert run.result.ok and run.result.dry_run and run.phase == "finished"
+        assert "<secret: new value>" in preview_shown(run)
+        await pilot.press("y", "enter")  # nothing to confirm: no effect
+        names = [name for name, _help, _cb in app.palette_commands()]
+        assert "Runbook: rotate a secret" in names
+        assert not any(n.startswith("Runbook: resume") for n in names)
+    assert remote_head(lab).id == head
+    assert list(lab.world.writes) == writes
+    assert list_runs() == []
+
+
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+SHA = re.compile(r"\b[0-9a-f]{40}\b|\b[0-9a-f]{12}\b")
+CLOCK = re.compile(r"\b\d\d:\d\d:\d\d\b")
+
+
+def _masked(text: str) -> str:
+    text = RUN_ID.sub("YYYYMMDD-HHMMSS-xxxxxx", text)
+    return CLOCK.sub("hh:mm:ss", SHA.sub(lambda m: "0" * len(m.group()), text))
+
+
+def test_snapshot_of_a_finished_rotation(snap_compare: Any, lab: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(RunScreen, "mask", staticmethod(_masked))
+    lab.flux.poll_interval = 600.0  # Flux reacts to the reconcile request only: one picture
+
+    async def run_before(pilot: Any) -> None:
+        app = pilot.app
+        screen = await open_form(pilot, app, "secret-rotate")
+        assert screen.form is not None
+        await choose_file(pilot, screen.form, CF_FILE)
+        set_input(screen.form, "reconcile-timeout", "30")
+        run = await start_run(pilot, app)
+        result = await confirm_and_finish(pilot, run)
+        assert result.ok, run.query_one("#run-result").render()
+        await pilot.pause()
+
+    app = make_app(lab, still=True)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)

@@ -260,14 +260,15 @@ class RunbooksScreen(Screen):
                 focusable[0].focus()
 
     @on(OptionList.OptionHighlighted, "#rb-list")
-    def _runbook_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+    async def _runbook_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         name = str(event.option.id)
         rb = self.runbooks.get(name)
-        if rb is None:
+        form = self.form
+        if rb is None or (form is not None and form.runbook.name == name):
             return
         holder = self.query_one("#rb-holder", Vertical)
-        holder.remove_children()
-        holder.mount(ParamForm(rb, self.files, id="rb-form"))
+        await holder.remove_children()
+        await holder.mount(ParamForm(rb, self.files, id="rb-form"))
         self.query_one("#rb-about", Static).update(
             Text.assemble((f"{name}: ", "bold"), rb.title, no_wrap=True, overflow="ellipsis")
         )
@@ -372,7 +373,8 @@ class RunScreen(Screen[bool]):
     RunScreen #run-body { height: 1fr; }
     RunScreen #run-left, RunScreen #run-right { width: 1fr; height: 1fr; }
     RunScreen #run-steps {
-        height: auto; max-height: 50%; border: round $panel-lighten-2; padding: 0 1;
+        height: auto; max-height: 60%; border: round $panel-lighten-2; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis; overflow-y: auto;
     }
     RunScreen #run-log { height: 1fr; border: round $panel-lighten-2; }
     RunScreen #run-preview-scroll { height: 1fr; border: round $panel-lighten-2; padding: 0 1; }
@@ -489,7 +491,8 @@ class RunScreen(Screen[bool]):
             quiet = (
                 state == "checking"
                 or (state == "pending" and (self.phase == "checking" or not e.message))
-                or (skipped and state in ("verifying", "done"))
+                or state == "verifying"
+                or (skipped and state == "done")
             )
             if not quiet:
                 tail = f": {e.message}" if e.message else ""
@@ -576,22 +579,22 @@ class RunScreen(Screen[bool]):
         else:
             t.append(f"✗ {_one_line(r.reason)}", style="bold red")
         if self.run_id and not r.dry_run and not (r.cancelled and not r.outputs):
-            t.append(self.mask(f"  run {self.run_id}"))
+            t.append(self.mask(f"   run {self.run_id}"))
         sha = (r.outputs.get("commit") or {}).get("sha") or (r.outputs.get("push") or {}).get("sha")
         if sha:
-            t.append(self.mask(f"  commit {sha}"))
+            t.append(self.mask(f"   commit {sha}"))
         if not r.ok and not r.dry_run and r.outputs:
             t.append("  (resumable: esc, then r on the run)", style="dim")
-        t.append("  esc: back", style="dim")
+        t.append("   esc: back", style="dim")
         return t
 
     # -- keys ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "confirm":
-            return True if self.phase == "asking" else None
+            return self.phase == "asking"
         if action == "abort":
-            return True if self.phase in ("checking", "asking", "running") else None
+            return self.phase in ("checking", "asking", "running")
         return True
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

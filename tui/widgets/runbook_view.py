@@ -114,7 +114,8 @@ class StepRow:
 
 
 class StepBoard(Static):
-    """The run's steps in order, each with its state and its latest line (progress)."""
+    """The run's steps in order, each with its state and, below it, its latest line (what
+    `check` found, a wait's status)."""
 
     def __init__(self, mask: Callable[[str], str], **kw: Any) -> None:
         super().__init__("", **kw)
@@ -160,7 +161,7 @@ class StepBoard(Static):
             t.append(f"{state:<9} ", style=style)
             t.append(f"{n}. {row.title}")
             if row.message:
-                t.append(f"  {self.mask(row.message)}", style="dim")
+                t.append(f"\n{'':13}{self.mask(row.message)}", style="dim")
         self.update(t)
 
 
