@@ -29,8 +29,10 @@ from dapper.backends.kustomize_build import Overlay, Patch, Renderer, describe
 from dapper.backends.postbuild import is_disabled, substitute
 from dapper.backends.treesource import FileSource, SourceError, as_source, norm, walk
 from dapper.backends.yamldocs import (
+    SHARED_PARSES,
     Doc,
     DocCache,
+    ParseCache,
     Plain,
     TreeError,
     parse_text,
@@ -156,10 +158,16 @@ def _repo_path(path: str) -> str:
 class FluxTree:
     """Every Flux Kustomization, HelmRelease, chart source and SOPS file of a tree."""
 
-    def __init__(self, source: FileSource, root_path: str, secret_values: SecretValues | None):
+    def __init__(
+        self,
+        source: FileSource,
+        root_path: str,
+        secret_values: SecretValues | None,
+        parses: ParseCache | None = SHARED_PARSES,
+    ):
         self.source = source
         self.root_path = root_path
-        self.cache = DocCache(source)
+        self.cache = DocCache(source, parses)
         self.renderer = Renderer(self.cache)
         self._secret_values = secret_values
         self.kustomizations: list[FluxKustomization] = []
@@ -183,9 +191,13 @@ class FluxTree:
         source_or_path: FileSource | str | Path,
         root_path: str = ROOT_PATH,
         secret_values: SecretValues | None = None,
+        *,
+        parses: ParseCache | None = SHARED_PARSES,
     ) -> FluxTree:
-        """Parse and build the whole tree. Broken Kustomizations land in `errors`."""
-        tree = cls(as_source(source_or_path), norm(root_path), secret_values)
+        """Parse and build the whole tree. Broken Kustomizations land in `errors`.
+        Files whose content was parsed before (another commit, an earlier load) are
+        taken from `parses` instead of being parsed again."""
+        tree = cls(as_source(source_or_path), norm(root_path), secret_values, parses)
         tree._load()
         return tree
 

@@ -128,6 +128,17 @@ class GitTreeSource:
             return None
         return self.repo[entry.id]  # type: ignore[index]
 
+    def cache_key(self, path: str) -> str | None:
+        """The file's blob id: equal ids, equal content (for caches across commits)."""
+        p = norm(path)
+        try:
+            entry = self.tree[p] if p else None
+        except (KeyError, SourceError):
+            return None
+        if entry is None or entry.type_str != "blob":
+            return None
+        return str(entry.id)
+
     def read_bytes(self, path: str) -> bytes:
         obj = self._obj(path)
         if not isinstance(obj, self._pygit2.Blob):

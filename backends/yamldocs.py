@@ -9,7 +9,11 @@ substitution a value like `replicas: ${N}` can be re-typed the way Flux re-parse
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,11 +142,94 @@ def parse_text(text: str, file: str) -> list[tuple[Any, int]]:
     return out
 
 
-class DocCache:
-    """Parses each file of a source at most once; hands out independent copies."""
+Parsed = list[tuple[Any, int]]
 
-    def __init__(self, source: FileSource) -> None:
+
+class ParseCache:
+    """Parsed files shared by every tree of the process, keyed by content identity.
+
+    Parsing dominates loading a tree, and consecutive commits (or refreshes of a checkout)
+    share almost every file, so a file is parsed once per content, not once per tree.
+    Entries are read-only (callers copy before changing); least recently used go first.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Hashable, Parsed | TreeError] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> Parsed | TreeError | None:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return hit
+
+    def put(self, key: Hashable, value: Parsed | TreeError) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+
+SHARED_PARSES = ParseCache()
+
+
+def content_key(source: FileSource, path: str, text: str | None = None) -> Hashable | None:
+    """What identifies a file's content: the source's own key (a Git blob id), else a
+    digest of its text (mtimes are too coarse to trust for a rewrite of equal size)."""
+    own = getattr(source, "cache_key", None)
+    if own is not None:
+        key = own(path)
+        if key is not None:
+            return (path, key)
+    if text is None:
+        return None
+    return (path, "sha1", hashlib.sha1(text.encode(), usedforsecurity=False).digest())
+
+
+def parse_file(
+    source: FileSource, path: str, *, shared: ParseCache | None = SHARED_PARSES
+) -> Parsed:
+    """The documents of one file of `source`, through the shared cache; raises TreeError
+    (and SourceError when the file cannot be read)."""
+    key = content_key(source, path) if shared is not None else None
+    hit = shared.get(key) if shared is not None and key is not None else None
+    if hit is None:
+        text = read_text(source, path)
+        if shared is not None and key is None:
+            key = content_key(source, path, text)
+            hit = shared.get(key) if key is not None else None
+        if hit is None:
+            try:
+                hit = parse_text(text, path)
+            except TreeError as exc:
+                hit = exc
+            if shared is not None and key is not None:
+                shared.put(key, hit)
+    if isinstance(hit, TreeError):
+        raise hit
+    return hit
+
+
+class DocCache:
+    """Parses each file of a source at most once (and, through `shared`, each content at
+    most once per process); hands out independent copies."""
+
+    def __init__(self, source: FileSource, shared: ParseCache | None = SHARED_PARSES) -> None:
         self.source = source
+        self.shared = shared
         self._parsed: dict[str, list[tuple[Any, int]] | TreeError] = {}
         self._text: dict[str, str] = {}
 
@@ -158,10 +245,19 @@ class DocCache:
         """Raw documents (shared: do not mutate) of a file; raises TreeError."""
         hit = self._parsed.get(path)
         if hit is None:
-            try:
-                hit = parse_text(self.text(path), path)
-            except TreeError as exc:
-                hit = exc
+            key = None
+            if self.shared is not None:
+                key = content_key(self.source, path)
+                if key is None:
+                    key = content_key(self.source, path, self.text(path))
+                hit = self.shared.get(key) if key is not None else None
+            if hit is None:
+                try:
+                    hit = parse_text(self.text(path), path)
+                except TreeError as exc:
+                    hit = exc
+                if self.shared is not None and key is not None:
+                    self.shared.put(key, hit)
             self._parsed[path] = hit
         if isinstance(hit, TreeError):
             raise hit

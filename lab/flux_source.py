@@ -24,7 +24,7 @@ from dapper.backends.fluxtree import FluxKustomization, FluxTree
 from dapper.backends.sops import decrypt_text
 from dapper.backends.sops_errors import SopsError
 from dapper.backends.treesource import GitTreeSource, SourceError, read_text, walk
-from dapper.backends.yamldocs import TreeError, parse_text, strip_markers
+from dapper.backends.yamldocs import TreeError, parse_file, strip_markers
 from dapper.lab.flux_status import BUILD_FAILED, DECRYPTION_FAILED
 from ruamel.yaml.scalarbool import ScalarBoolean
 
@@ -88,7 +88,7 @@ class _Decryptor:
                 if not path.endswith((".sops.yaml", ".sops.yml")):
                     continue
                 try:
-                    docs = parse_text(read_text(self.source, path), path)
+                    docs = parse_file(self.source, path)
                 except (TreeError, SourceError):
                     continue
                 for data, _line in docs:
@@ -215,7 +215,7 @@ def _is_sops_path(path: str) -> bool:
 
 def _decrypted(obj: dict[str, Any], path: str, line: int, decryptor: _Decryptor) -> dict[str, Any]:
     """The rendered Secret with its values from the decrypted source document."""
-    raw = parse_text(decryptor.source.read_bytes(path).decode(), path)
+    raw = parse_file(decryptor.source, path)
     index = next((i for i, (_d, ln) in enumerate(raw) if ln == line), None)
     first = raw[0][0] if raw else None
     if not isinstance(first, dict) or "sops" not in first:
