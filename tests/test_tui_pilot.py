@@ -393,3 +393,44 @@ async def test_quit_keys(lab, key):
         await pilot.press(key)
         await pilot.pause()
         assert not app.is_running
+
+
+STARTUP_PROBE = """
+import sys
+from dapper.backends.config import Config
+from dapper.cli.console_cmd import Connector
+from dapper.tui.app import DapperApp
+
+class Probe(DapperApp):
+    def on_ready(self):  # the first frame is on screen
+        self.exit()
+
+async def never():
+    import asyncio
+    await asyncio.Event().wait()
+
+Probe(Config(), never).run(headless=True, size=(160, 48))
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})))
+print("composed", "dapper.tui.screens.main" in sys.modules)
+"""
+
+
+def test_first_frame_imports_no_client_library(tmp_path):
+    """Importing and composing the console must not pull a client library onto that path."""
+    import subprocess
+    import sys
+
+    heavy = {"kubernetes", "proxmoxer", "grpclib", "pygit2", "ruamel"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE.format(heavy=heavy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded, composed = out.stdout.splitlines()[-2:]
+    assert composed == "composed True"
+    assert loaded == "", f"imported before the first frame: {loaded}"

@@ -8,6 +8,7 @@ from dapper.backends.model import ClusterSnapshot
 from dapper.tui.panes import PANE_BY_ID, PANES, find_pane
 from dapper.tui.widgets.bars import TextLine, fault_line_text, pane_bar_text
 from dapper.tui.widgets.pane import ResourcePane
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +16,7 @@ from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Footer, Input, Static
 
 if TYPE_CHECKING:
     from dapper.tui.widgets.table import ResourceTable
@@ -56,8 +57,7 @@ class MainScreen(Screen):
         yield TextLine(id="header")
         yield TextLine(id="panebar")
         with Container(id="body"):
-            for pid in GRID_ORDER:
-                yield self.panes[pid]
+            yield Static(Text(" starting…", style="dim"), id="starting")
         activity = TextLine(id="activity")
         activity.display = False
         yield activity
@@ -65,11 +65,17 @@ class MainScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        # Tables are mounted after the first frame: it shows the layout and "connecting…",
-        # and no data can be there yet anyway.
+        # The first frame is the header, pane bar and footer: the panes (and their tables)
+        # are mounted right after it. Laying out and drawing six empty bordered panes
+        # would double the time to that first frame, and no data can be there yet.
         self.call_after_refresh(self._build_visible)
 
     async def _build_visible(self) -> None:
+        if not self.is_attached:  # the app closed before its first refresh ended
+            return
+        if self.panes[self.active].parent is None:
+            await self.query_one("#starting").remove()
+            await self.query_one("#body").mount_all([self.panes[p] for p in GRID_ORDER])
         for pid, pane in self.panes.items():
             if self._visible(pid) and (mounting := pane.build()) is not None:
                 await mounting
