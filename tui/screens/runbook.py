@@ -34,6 +34,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Resize
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
@@ -41,6 +42,7 @@ from textual.worker import Worker, WorkerState
 
 log = logging.getLogger("dapper.tui.runbook")
 
+NARROW = 110  # below this width the run view stacks preview over log
 TITLES = {"secret-rotate": "rotate a secret", "rekey": "rekey"}  # palette wording
 
 
@@ -148,11 +150,11 @@ class RunbooksScreen(Screen):
     DEFAULT_CSS = """
     RunbooksScreen #rb-title, RunbooksScreen #rb-about { height: 1; padding: 0 1; }
     RunbooksScreen #rb-body { height: 1fr; }
-    RunbooksScreen #rb-list { width: 30; height: 1fr; border: round $panel-lighten-2; }
+    RunbooksScreen #rb-list { width: 24; height: 1fr; border: round $panel-lighten-2; }
     RunbooksScreen #rb-right { width: 1fr; height: 1fr; border: round $panel-lighten-2; }
     RunbooksScreen #rb-holder { height: 1fr; }
     RunbooksScreen #rb-buttons { height: auto; padding: 0 1; }
-    RunbooksScreen #rb-runs { height: 9; border: round $panel-lighten-2; }
+    RunbooksScreen #rb-runs { height: auto; max-height: 9; border: round $panel-lighten-2; }
     """
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -370,16 +372,21 @@ class RunScreen(Screen[bool]):
 
     DEFAULT_CSS = """
     RunScreen #run-title, RunScreen #run-result { height: 1; padding: 0 1; }
-    RunScreen #run-body { height: 1fr; }
-    RunScreen #run-left, RunScreen #run-right { width: 1fr; height: 1fr; }
     RunScreen #run-steps {
-        height: auto; max-height: 60%; border: round $panel-lighten-2; padding: 0 1;
+        height: auto; max-height: 40%; border: round $panel-lighten-2; padding: 0 1;
         text-wrap: nowrap; text-overflow: ellipsis; overflow-y: auto;
     }
-    RunScreen #run-log { height: 1fr; border: round $panel-lighten-2; }
+    RunScreen #run-body { height: 1fr; }
+    RunScreen #run-left { width: 3fr; height: 1fr; }
+    RunScreen #run-log { width: 2fr; height: 1fr; border: round $panel-lighten-2; }
     RunScreen #run-preview-scroll { height: 1fr; border: round $panel-lighten-2; padding: 0 1; }
     RunScreen #run-buttons { height: auto; align-horizontal: right; }
     RunScreen #run-buttons Button { margin-left: 2; }
+    RunScreen.narrow #run-steps { max-height: 30%; }
+    RunScreen.narrow #run-body { layout: vertical; }
+    RunScreen.narrow #run-left { width: 1fr; height: 1fr; }
+    RunScreen.narrow #run-log { width: 1fr; height: 7; }
+    RunScreen.narrow.asking #run-log { display: none; }
     RunScreen.asking #run-preview-scroll { border: thick $warning; }
     """
     BINDINGS = [
@@ -421,21 +428,23 @@ class RunScreen(Screen[bool]):
         return self.phase == "finished"
 
     def compose(self) -> ComposeResult:
+        self._narrow(self.app.size.width)
         yield Static(id="run-title")
+        self.board.border_title = "Steps"
+        yield self.board
         with Horizontal(id="run-body"):
             with Vertical(id="run-left"):
-                self.board.border_title = "Steps"
-                yield self.board
-                self.run_log.border_title = "Log"
-                yield self.run_log
-            with Vertical(id="run-right"):
                 scroll = VerticalScroll(id="run-preview-scroll")
                 scroll.border_title = "Preview (secrets masked)"
                 with scroll:
                     yield Static(Text("checking every step…", style="dim"), id="run-preview")
                 with Horizontal(id="run-buttons"):
-                    yield Button("Abort (n)", id="abort", variant="error")
-                    yield Button("Confirm (y)", id="confirm", variant="warning", disabled=True)
+                    yield Button("Abort (n)", id="abort", variant="error", compact=True)
+                    yield Button(
+                        "Confirm (y)", id="confirm", variant="warning", disabled=True, compact=True
+                    )
+            self.run_log.border_title = "Log"
+            yield self.run_log
         yield Static(id="run-result")
         yield Footer(compact=True)
 
@@ -445,6 +454,13 @@ class RunScreen(Screen[bool]):
         what = f"resuming run {self.resume_id}" if self.resume_id else f"starting {self.runbook}"
         self._log(what + (" (dry run: read-only)" if self.dry_run else ""))
         self.run_worker(self._work, thread=True, name="runbook", exit_on_error=False)
+
+    def on_resize(self, event: Resize) -> None:
+        self._narrow(event.size.width)
+
+    def _narrow(self, width: int) -> None:
+        self.set_class(width < NARROW, "narrow")
+        self.board.set_compact(width < NARROW)
 
     def on_unmount(self) -> None:
         if not self.finished:
@@ -512,7 +528,7 @@ class RunScreen(Screen[bool]):
         self.phase = "asking"
         self.add_class("asking")
         self.query_one("#confirm", Button).disabled = False
-        self.query_one("#confirm", Button).focus()
+        self.query_one("#run-preview-scroll").focus()  # arrows scroll the diff; y/enter go
         self._paint_title()
         self._log("preview ready: y/enter confirms, n/esc aborts (nothing changed yet)")
         self.refresh_bindings()
@@ -582,7 +598,7 @@ class RunScreen(Screen[bool]):
             t.append(self.mask(f"   run {self.run_id}"))
         sha = (r.outputs.get("commit") or {}).get("sha") or (r.outputs.get("push") or {}).get("sha")
         if sha:
-            t.append(self.mask(f"   commit {sha}"))
+            t.append(self.mask(f"   commit {sha[:12]}"))
         if not r.ok and not r.dry_run and r.outputs:
             t.append("  (resumable: esc, then r on the run)", style="dim")
         t.append("   esc: back", style="dim")

@@ -30,10 +30,25 @@ class FormError(ValueError):
     """A form value is missing or malformed; the message is one line for the operator."""
 
 
-def _label(param: Any) -> Text:
+PICKER_HELP = {
+    "file": "↑↓ chooses the SOPS file (its Kustomization and key names shown; no values)",
+    "keys": "space selects the keys to rotate",
+}
+
+
+def _label(param: Any, picker: bool = False) -> Text:
     t = Text(param.name, style="bold")
-    if param.help:
-        t.append(f"  {param.help}", style="dim")
+    text = PICKER_HELP.get(param.name, param.help) if picker else param.help
+    if text:
+        t.append(f"  {text}", style="dim")
+    return t
+
+
+def file_cell(f: Any) -> Text:
+    """Two lines: the path, then its owning Kustomization and its key names."""
+    owner = "/".join(f.owner) if f.owner else "no Kustomization applies it"
+    t = Text(f.path, no_wrap=True, overflow="ellipsis")
+    t.append(f"\n  → {owner}  ·  keys: {', '.join(f.keys)}", style="dim")
     return t
 
 
@@ -44,7 +59,7 @@ class ParamForm(VerticalScroll):
     ParamForm { height: 1fr; padding: 0 1; }
     ParamForm .param { height: auto; margin-bottom: 1; }
     ParamForm .param Input { width: 40; }
-    ParamForm #param-file { height: auto; max-height: 12; }
+    ParamForm #param-file { height: auto; max-height: 16; }
     ParamForm #param-keys { height: auto; max-height: 8; width: 60; }
     ParamForm RadioSet { layout: horizontal; width: auto; }
     """
@@ -60,17 +75,16 @@ class ParamForm(VerticalScroll):
     def compose(self) -> ComposeResult:
         for p in self.runbook.params:
             with Vertical(classes="param", id=f"row-{p.name}"):
-                yield Label(_label(p))
+                yield Label(_label(p, bool(self.picker and p.name in self.picker)))
                 yield from self._input(p)
 
     def _input(self, p: Any) -> ComposeResult:
         wid = f"param-{p.name}"
         if self.picker and p.name == self.picker[0]:
             table: DataTable[Any] = DataTable(id=wid, cursor_type="row", zebra_stripes=True)
-            table.add_columns("FILE", "KUSTOMIZATION", "KEYS")
+            table.add_column("FILE  ·  applied by KUSTOMIZATION  ·  KEY NAMES", key="file")
             for f in self.files:
-                owner = "/".join(f.owner) if f.owner else "(none)"
-                table.add_row(f.path, owner, ", ".join(f.keys), key=f.path)
+                table.add_row(file_cell(f), key=f.path, height=2)
             yield table
         elif self.picker and p.name == self.picker[1]:
             yield SelectionList[str](id=wid)

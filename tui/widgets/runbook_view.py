@@ -121,6 +121,7 @@ class StepBoard(Static):
         super().__init__("", **kw)
         self.mask = mask
         self.rows: dict[str, StepRow] = {}
+        self.compact = False  # narrow screens: a line under the active step only
 
     def set_titles(self, preview: Any) -> None:
         for sp in preview.steps:
@@ -146,6 +147,11 @@ class StepBoard(Static):
         row.message = message
         self._paint()
 
+    def set_compact(self, compact: bool) -> None:
+        if compact != self.compact:
+            self.compact = compact
+            self._paint()
+
     def shown_state(self, step: str) -> str:
         row = self.rows[step]
         return "skipped" if row.skipped and row.state == "done" else row.state
@@ -160,38 +166,52 @@ class StepBoard(Static):
             t.append(f" {glyph} ", style=style)
             t.append(f"{state:<9} ", style=style)
             t.append(f"{n}. {row.title}")
-            if row.message:
+            active = state in ("checking", "running", "verifying", "failed")
+            if row.message and (active or not self.compact):
                 t.append(f"\n{'':13}{self.mask(row.message)}", style="dim")
         self.update(t)
 
 
 def preview_text(preview: Any, mask: Callable[[str], str]) -> Text:
-    """The engine's preview text, diff lines coloured, masked through `mask`."""
+    """What the run will do, step by step: calls, notes and the masked unified diffs
+    (diff lines coloured); the parameters fit on one line so the diffs come early."""
     t = Text(end="")
-    for n, line in enumerate(preview.text().splitlines()):
-        body = line.strip()
-        style = ""
-        if n == 0 or (body[:1].isdigit() and ". " in body[:4]):
-            style = "bold"
-        elif body.startswith(("+++", "---")):
-            style = "bold dim"
-        elif body.startswith("+"):
-            style = "green"
-        elif body.startswith("-") and not _is_call(line):
-            style = "red"
-        elif body.startswith("@@"):
-            style = "cyan"
-        elif body.startswith("note:") or "[nothing to do" in body:
-            style = "dim"
-        if n:
-            t.append("\n")
-        t.append(mask(line), style=style)
+    t.append(mask(f"runbook {preview.runbook} (run {preview.run_id})"), style="bold")
+    shown = [f"{k}={_param(v)}" for k, v in preview.params.items() if v not in (None, "")]
+    if shown:
+        t.append("\n" + mask("  ".join(shown)), style="dim")
+    for n, sp in enumerate(preview.steps, start=1):
+        t.append(f"\n{n}. {sp.title}", style="bold")
+        if sp.done:
+            t.append(mask(f"  [nothing to do: {sp.reason or 'already done'}]"), style="dim")
+        for call in sp.calls:
+            t.append("\n   - " + mask(call))
+        for note in sp.notes:
+            t.append("\n   note: " + mask(note), style="dim")
+        for diff in sp.diffs:
+            for line in diff.rstrip("\n").splitlines():
+                t.append("\n   " + mask(line), style=_diff_style(line))
     return t
 
 
-def _is_call(line: str) -> bool:
-    """`   - git push ...` (a call) rather than `   -  key: ...` (a removed diff line)."""
-    return line.startswith("   - ") and len(line) > 5 and line[5] != " "
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _diff_style(line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return "bold dim"
+    if line.startswith("+"):
+        return "green"
+    if line.startswith("-"):
+        return "red"
+    if line.startswith("@@"):
+        return "cyan"
+    return ""
 
 
 class RunLog(VerticalScroll):
