@@ -35,6 +35,11 @@ def find_repo(start: Path | None = None) -> Path | None:
     return None
 
 
+def default_scale_apps(nodes: int) -> int:
+    """Synthetic Flux apps for a lab of `nodes`: none at the real size, 3 per extra node."""
+    return 3 * max(0, nodes - 7)
+
+
 @dataclass
 class RunningLab:
     """A started lab; `stop()` leaves no thread, port or temporary file behind."""
@@ -84,9 +89,12 @@ def start_lab(
     timings: Timings | None = None,
     flux: bool = True,
     read_only: bool = False,
+    scale_apps: int | None = None,
 ) -> RunningLab:
     """Start the lab. `directory` receives the client files (default: a private temp dir,
-    removed on stop). Without a checkout holding kubernetes/, the Flux twin is skipped."""
+    removed on stop). Without a checkout holding kubernetes/, the Flux twin is skipped.
+    `scale_apps` synthetic Flux apps are added to the real tree's (default: 3 per node
+    above the real 7, so a big lab has proportionally many Kustomizations and pods)."""
     from dapper.lab.clientfiles import kubeconfig_text
     from dapper.lab.kube_server import KubeApiServer
     from dapper.lab.pve_server import PveServer
@@ -134,7 +142,8 @@ def start_lab(
             scratch = str(remote.scratch_path)
             from dapper.backends.sops import parse_identities
 
-            twin = FluxTwin(world, remote, parse_identities(LAB_KEY.read_text()))
+            apps = default_scale_apps(nodes) if scale_apps is None else scale_apps
+            twin = FluxTwin(world, remote, parse_identities(LAB_KEY.read_text()), scale_apps=apps)
             twin.start()
         files = write_client_files(
             directory,
