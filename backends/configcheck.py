@@ -34,8 +34,8 @@ def _talos_context(cfg: Config) -> list[str]:
     return []
 
 
-def check_config(cfg: Config, *, timeout: float = 5.0) -> list[str]:
-    """Problems with `cfg`, one line each; empty when everything answered."""
+def static_problems(cfg: Config) -> list[str]:
+    """What makes `cfg` unusable before any connection: missing files, contexts, secrets."""
     if cfg.lab and not cfg.source:
         return []
     problems: list[str] = []
@@ -55,7 +55,13 @@ def check_config(cfg: Config, *, timeout: float = 5.0) -> list[str]:
     repo = Path(cfg.repo_path or ".").expanduser()
     if not (repo / "kubernetes").is_dir():
         problems.append(f"repo_path: {repo} has no kubernetes/ tree")
-    if problems:
+    return problems
+
+
+def check_config(cfg: Config, *, timeout: float = 5.0) -> list[str]:
+    """Problems with `cfg`, one line each; empty when everything answered."""
+    problems = static_problems(cfg)
+    if problems or (cfg.lab and not cfg.source):
         return problems
 
     from dapper.backends.collector import Collector

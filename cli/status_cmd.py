@@ -56,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config: {exc}", file=sys.stderr)
         return 2
+    from dapper.backends.configcheck import static_problems
+
+    unusable = static_problems(cfg)
+    if unusable:
+        for line in unusable:
+            print(f"config: {line}", file=sys.stderr)
+        return 2
     lab = None
     if cfg.lab and not cfg.source:
         from dapper.lab.runtime import start_lab
@@ -73,6 +80,4 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(snapshot_to_json(snapshot), indent=2))
     else:
         print(render_text(snapshot))
-    if all(s.health.value == "degraded" for s in snapshot.sources):
-        return 2
     return 0 if snapshot.healthy else 1

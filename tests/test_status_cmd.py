@@ -55,6 +55,17 @@ def test_status_exit_2_on_unusable_config(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("config: ") and "not valid TOML" in err and len(err.splitlines()) == 1
     assert main(["--config", str(tmp_path / "missing.toml"), "status"]) == 2
+    capsys.readouterr()
+    no_files = tmp_path / "nofiles.toml"
+    no_files.write_text(
+        f'kubeconfig = "{tmp_path}/none"\nrepo_path = "{tmp_path}"\n'
+        '[proxmox]\nurl = "https://127.0.0.1:1"\ntoken_id = "a@pam!b"\n'
+        'token_secret_env = "DAPPER_TEST_UNSET"\n'
+    )
+    assert main(["--config", str(no_files), "status"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert f"config: kubeconfig: {tmp_path}/none does not exist" in lines
+    assert all(line.startswith("config: ") for line in lines)
 
 
 def test_status_with_no_config_runs_on_a_fresh_lab(capsys) -> None:
