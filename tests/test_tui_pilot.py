@@ -74,7 +74,9 @@ async def test_panes_keys_tab_and_jump(lab):
         await pilot.press("colon", *"no", "enter")
         assert main.active == "nodes"
         header = str(app.screen.query_one("#header").render())
-        assert "LAB" in header and "nodes 7/7" in header and "READ-ONLY" not in header
+        assert "LAB" in header and "nodes 7/7 · vms 7/7" in header and "READ-ONLY" not in header
+        keys = str(app.screen.query_one("#keys").render())
+        assert keys.index("? help") < keys.index("q quit") < 78 and "c cordon" in keys
 
 
 async def test_wide_terminal_shows_every_pane(lab):
@@ -229,7 +231,7 @@ async def test_help_and_palette(lab):
         # the console's own keys first, grouped; the table's navigation is one last line
         order = [next(i for i, x in enumerate(lines) if x.startswith(g)) for g in GROUPS]
         assert order == sorted(order)
-        assert "Cordon node" in text and "Drain node (type its name)" in text
+        assert "Cordon (asks)" in text and "Drain (type the name to confirm)" in text
         assert "Runbooks" in text  # a key bound elsewhere in the app is listed too
         assert "Cursor" not in text and lines[-1].startswith("↑↓ j k move")
         await pilot.press("escape")
@@ -351,6 +353,8 @@ async def test_read_only_binds_no_action_and_writes_nothing(lab):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         assert "READ-ONLY" in str(app.screen.query_one("#header").render())
+        keys = str(app.screen.query_one("#keys").render())
+        assert "? help" in keys and "cordon" not in keys and "│" not in keys
         keys = ["r", "R", "S", "c", "u", "d", "o", "x", "y", "enter", "escape"]
         for pane in "123456":
             await pilot.press(pane)

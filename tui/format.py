@@ -79,6 +79,14 @@ def revision(rev: str) -> str:
     return f"{ref}@{digest}" if ref else digest
 
 
+def short_sha(rev: str) -> str:
+    """Just the commit of a Flux revision (`main@sha1:0123abcd...` -> `0123abcd`)."""
+    if not rev:
+        return DASH
+    digest = rev.rpartition("@")[2]
+    return digest.split(":", 1)[-1][:8]
+
+
 def one_line(text: str) -> str:
     """API messages can be multi-line; a table cell shows them on one line."""
     return " ".join(text.split())

@@ -315,40 +315,53 @@ def _ks_ready(k: Kustomization, _now: float) -> Text:
 
 
 def _ks_rev(k: Kustomization, _now: float) -> Text:
-    applied = fmt.revision(k.applied_revision)
+    """The applied commit's short sha; `→ attempted` when a newer one failed to apply."""
+    applied = fmt.short_sha(k.applied_revision)
     if k.attempted_revision and k.attempted_revision != k.applied_revision:
-        return styled(f"{applied}→{fmt.revision(k.attempted_revision)}", WARN)
+        return styled(f"{applied}→{fmt.short_sha(k.attempted_revision)}", WARN)
     return styled(applied, "" if k.applied_revision else DIM)
 
 
 def _ks_message(k: Kustomization, _now: float) -> Text:
+    """Only a Kustomization that is not Ready has something to say ("Applied revision: …"
+    on every healthy row is noise that would eat the narrow screen)."""
+    if k.ready == "True":
+        return styled("")
     text = fmt.one_line(k.message)
-    if k.reason and k.ready != "True" and not text.startswith(k.reason):
+    if k.reason and not text.startswith(k.reason):
         text = f"{k.reason}: {text}" if text else k.reason
-    return styled(text or fmt.DASH, BAD if k.ready == "False" else ("" if text else DIM))
+    return styled(text or fmt.DASH, BAD if k.ready == "False" else WARN)
 
 
 KS_COLUMNS = (
-    Column("name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 28),
+    Column("name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 30),
     Column("ready", "READY", 0, _ks_ready, lambda k: k.ready, 8),
     Column(
         "suspended",
         "SUSP",
-        3,
-        lambda k, _: styled("yes", WARN) if k.suspended else styled("no", DIM),
+        1,
+        lambda k, _: styled("yes", WARN) if k.suspended else styled(""),
         lambda k: k.suspended,
         4,
     ),
-    Column("revision", "REVISION", 4, _ks_rev, lambda k: k.applied_revision, 32),
+    Column("revision", "REV", 2, _ks_rev, lambda k: k.applied_revision, 17),
     Column(
         "age",
         "AGE",
-        2,
+        3,
         lambda k, now: styled(fmt.since(k.last_transition, now)),
         lambda k: -(k.last_transition or 0),
         4,
     ),
-    Column("message", "MESSAGE", 1, _ks_message, lambda k: k.message, 200, fill=True),
+    Column(
+        "message",
+        "MESSAGE",
+        4,
+        _ks_message,
+        lambda k: (k.ready == "True", k.message),
+        200,
+        fill=True,
+    ),
     Column(
         "depends",
         "DEPENDS ON",

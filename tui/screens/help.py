@@ -56,7 +56,7 @@ def _more(screen: Any, app: Any) -> Rows:
     for active in screen.active_bindings.values():
         binding = active.binding
         action = binding.action.split("(")[0].removeprefix("app.")
-        if active.node not in (screen, app) or not binding.description:
+        if active.node not in (screen, app) or not binding.description or not binding.show:
             continue
         if action in COVERED or action in seen:
             continue
@@ -109,7 +109,7 @@ def help_text(app: Any) -> Text:
             t,
             "Actions",
             [
-                (a.key, f"{a.label} {pane.noun}" + (" (type its name)" if a.destructive else ""))
+                (a.key, a.label + (" (type the name to confirm)" if a.destructive else " (asks)"))
                 for a in actions_for(pane.id)
             ],
         )
@@ -125,9 +125,6 @@ def help_text(app: Any) -> Text:
 
 
 class HelpScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    HelpScreen .dialog.help { padding: 0 1; max-height: 100%; }
-    """
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close")]
 
     def __init__(self, body: Text) -> None:
@@ -139,7 +136,10 @@ class HelpScreen(ModalScreen[None]):
             yield Static(self.body)
 
     def on_mount(self) -> None:
-        self.query_one(VerticalScroll).focus()  # arrows and pgup/pgdn scroll a long help
+        dialog = self.query_one(VerticalScroll)
+        dialog.styles.padding = (0, 1)  # every line counts at 80x24
+        dialog.styles.max_height = "100%"
+        dialog.focus()  # arrows and pgup/pgdn scroll a help longer than the screen
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

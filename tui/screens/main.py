@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dapper.backends.model import ClusterSnapshot
+from dapper.tui.ops import actions_for
 from dapper.tui.panes import PANE_BY_ID, PANES, find_pane
-from dapper.tui.widgets.bars import TextLine, fault_line_text, pane_bar_text
+from dapper.tui.widgets.bars import TextLine, fault_line_text, key_bar_text, pane_bar_text
 from dapper.tui.widgets.pane import ResourcePane
 from rich.text import Text
 from textual import on
@@ -16,7 +17,7 @@ from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 if TYPE_CHECKING:
     from dapper.tui.widgets.table import ResourceTable
@@ -41,6 +42,7 @@ class MainScreen(Screen):
 
     def __init__(self, *, writable: bool) -> None:
         super().__init__(id="main")
+        self.writable = writable
         self.panes = {spec.id: ResourcePane(spec, writable=writable) for spec in PANES}
         self.active = "nodes"
         self.faults_only = False
@@ -62,7 +64,7 @@ class MainScreen(Screen):
         activity.display = False
         yield activity
         yield TextLine(id="faultline")
-        yield Footer(compact=True)
+        yield TextLine(id="keys")
 
     def on_mount(self) -> None:
         # The first frame is the header, pane bar and footer: the panes (and their tables)
@@ -168,6 +170,30 @@ class MainScreen(Screen):
             )
         )
         self.query_one("#faultline", TextLine).update(fault_line_text(self._snapshot, self._now))
+        self.query_one("#keys", TextLine).update(self._key_bar())
+
+    def _key_bar(self) -> Text:
+        """Footer keys for the active pane; action keys only when writable."""
+        if self.prompt_mode:
+            return key_bar_text(
+                [
+                    ("enter", "keep" if self.prompt_mode == "filter" else "jump"),
+                    ("esc", "clear" if self.prompt_mode == "filter" else "cancel"),
+                ]
+            )
+        keys = [
+            ("⏎", "detail"),
+            ("/", "filter"),
+            ("!", "all rows" if self.faults_only else "faults"),
+            (":", "jump"),
+        ]
+        for active in self.active_bindings.values():  # keys other parts of the app bind
+            b = active.binding
+            if active.node is self.app and b.show and b.description and b.action != "quit_app":
+                keys.append((self.app.get_key_display(b), b.description.lower()))
+        keys += [("?", "help"), ("q", "quit")]
+        actions = [(a.key, a.label.lower()) for a in actions_for(self.active)]
+        return key_bar_text(keys, actions if self.writable else ())
 
     def tick(self, now: float) -> None:
         """Once a second: ages in the header and stale banners move on."""
@@ -211,12 +237,14 @@ class MainScreen(Screen):
             prompt.value = ""
         prompt.display = True
         prompt.focus()
+        self._render_bars()
 
     def _close_prompt(self) -> None:
         prompt = self.query_one("#prompt", Input)
         prompt.display = False
         self.prompt_mode = ""
         self.table.focus()
+        self._render_bars()
 
     @on(Input.Changed, "#prompt")
     def _prompt_changed(self, event: Input.Changed) -> None:

@@ -43,12 +43,16 @@ def health_counts(snapshot: ClusterSnapshot) -> list[tuple[str, int, int, int]]:
 def header_text(
     snapshot: ClusterSnapshot, *, mode: str, read_only: bool, now: float, status: str = ""
 ) -> Text:
-    """`dapper LAB  READ-ONLY  nodes 7/7  vms 7/7  gpu 12/16  pools 4/4  ks 37/38 ✗1  4s`."""
+    """` LAB  READ-ONLY  4s  nodes 7/7 · vms 7/7 · gpu 12/16 · pools 4/4 · ks 37/38 ✗1`.
+
+    The age (or the connection error) comes before the counts so 80 columns never cut it.
+    """
     t = Text(no_wrap=True, overflow="ellipsis", end="")
-    name = "dapper" if snapshot.cluster in ("", "LAB") else snapshot.cluster
-    t.append(f" {name} ", style="bold reverse")
-    t.append(" ")
-    t.append(mode, style="bold cyan" if mode == "LAB" else "bold")
+    if snapshot.cluster in ("", "LAB"):
+        t.append(f" {mode} ", style="bold reverse cyan" if mode == "LAB" else "bold reverse")
+    else:
+        t.append(f" {snapshot.cluster} ", style="bold reverse")
+        t.append(f" {mode}", style="bold cyan" if mode == "LAB" else "bold")
     if read_only:
         t.append(" ")
         t.append(" READ-ONLY ", style="bold reverse magenta")
@@ -60,8 +64,11 @@ def header_text(
         t.append(fmt.fine_age(now - snapshot.taken_at), style="dim")
     else:
         t.append("connecting…", style="dim")
-    for label, good, total, faults in health_counts(snapshot):
-        t.append(f"  {label} ")
+    t.append("  ")
+    for i, (label, good, total, faults) in enumerate(health_counts(snapshot)):
+        if i:
+            t.append(" · ", style="dim")
+        t.append(f"{label} ")
         if not fetched and total == 0:
             t.append("…", style="dim")
             continue
@@ -72,10 +79,10 @@ def header_text(
         else:
             t.append(f"{good}/{total}", style=GOOD if good == total and not faults else BAD)
         if faults:
-            t.append(f"✗{faults}", style=BAD)
+            t.append(f" ✗{faults}", style=BAD)
     degraded = [s.source for s in snapshot.sources if s.health is Health.DEGRADED]
     if degraded:
-        t.append("  ⚠ " + ",".join(degraded), style=BAD)
+        t.append("  ⚠ stale: " + ",".join(degraded), style=BAD)
     return t
 
 
@@ -108,22 +115,43 @@ def newest_fault(snapshot: ClusterSnapshot) -> Fault | None:
 
 
 def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
+    """` ✗ 3 faults · observability/loki 2m: HealthCheckFailed: …`: how many, then the newest
+    (subject and age first, so a narrow screen cuts only the end of the message)."""
     t = Text(no_wrap=True, overflow="ellipsis", end="")
     f = newest_fault(snapshot)
     if f is None:
         if snapshot.taken_at > 0 and all(s.ok for s in snapshot.sources):
             t.append(" ✓ no faults", style=GOOD)
         return t
-    t.append(
-        " ✗ " if f.severity == "error" else " ⚠ ", style=BAD if f.severity == "error" else WARN
-    )
+    error = f.severity == "error"
+    t.append(" ✗ " if error else " ⚠ ", style=BAD if error else WARN)
+    count = len(snapshot.faults)
+    if count > 1:
+        t.append(f"{count} faults (! lists them) · ", style=BAD if error else WARN)
     t.append(f.subject, style="bold")
-    t.append("  " + fmt.one_line(f.message))
     if f.since:
-        t.append("  " + fmt.since(f.since, now), style="dim")
-    more = len(snapshot.faults) - 1
-    if more:
-        t.append(f"  (+{more} more: ! faults only)", style="dim")
+        t.append(f" {fmt.since(f.since, now)}", style="dim")
+    t.append(": " + fmt.one_line(f.message))
+    return t
+
+
+Keys = Sequence[tuple[str, str]]
+
+
+def key_bar_text(keys: Keys, actions: Keys = ()) -> Text:
+    """The footer: the console's own keys first (so `? help` never falls off 80 columns),
+    then the pane's action keys, which a narrow screen may cut (help lists them)."""
+    t = Text(no_wrap=True, overflow="ellipsis", end="")
+    for i, (key, what) in enumerate(keys):
+        t.append(" " if i == 0 else "  ")
+        t.append(key, style="bold cyan")
+        t.append(f" {what}")
+    if actions:
+        t.append("  │", style="dim")
+        for key, what in actions:
+            t.append("  ")
+            t.append(key, style="bold yellow")
+            t.append(f" {what}")
     return t
 
 

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 
 def banner_text(spec: PaneSpec, snapshot: ClusterSnapshot, now: float, has_rows: bool) -> Text:
-    """`⚠ stale 42s · proxmox: 401 Unauthorized` for this pane's failing sources, else empty."""
+    """`⚠ proxmox stale 42s · 401 Unauthorized` for each failing source of this pane.
+
+    Source and age first: a narrow pane cuts the end of the reason, never the staleness.
+    """
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     for name in spec.sources:
         src = snapshot.source(name)
@@ -29,13 +32,12 @@ def banner_text(spec: PaneSpec, snapshot: ClusterSnapshot, now: float, has_rows:
                 else "stale " + fmt.fine_age(now - src.last_success)
             )
             if text:
-                text.append(" · ")
-            text.append(f"⚠ {age}", style="bold red")
-            text.append(f" {name}: ")
-            text.append(fmt.one_line(src.reason) or "failed")
+                text.append("  ")
+            text.append(f"⚠ {name} {age}", style="bold red")
+            text.append(" · " + (fmt.one_line(src.reason) or "failed"))
         elif src.health is Health.UNKNOWN and not has_rows and name == spec.sources[0]:
             if text:
-                text.append(" · ")
+                text.append("  ")
             text.append(f"… waiting for {name}", style="dim")
     return text
 
