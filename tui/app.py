@@ -46,7 +46,7 @@ class DapperApp(App[int]):
     BINDINGS = [
         # q quits at once: the console holds no unsaved state. While an action runs, it asks.
         Binding("q", "quit_app", "Quit", id="quit"),
-        Binding("b", "runbooks", "Runbooks", id="runbooks"),
+        Binding("b", "runbooks", "Runbooks", show=False, id="runbooks"),
         Binding("ctrl+c,ctrl+q", "quit_app", "Quit", show=False, priority=True, id="quit-ctrl"),
     ]
 
