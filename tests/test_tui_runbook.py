@@ -291,6 +291,35 @@ async def test_read_only_console_previews_but_cannot_run(lab: Any) -> None:
     assert list_runs() == []
 
 
+def test_cancel_during_a_wait_stops_there_and_resumes(lab: Any) -> None:
+    """The console's Abort (the engine's `cancelled` hook) once the reconcile wait began:
+    the run stops at the wait or the next step, stays resumable and resumes to one commit."""
+    from dapper.actions import registry
+    from dapper.actions.engine import Engine
+
+    seen: list[str] = []
+
+    def emit(event: Any) -> None:
+        seen.append(event.message)
+
+    params = {"file": CF_FILE, "keys": "api-token", "reconcile-timeout": "30"}
+    engine = Engine(lab.config, emit=emit, cancelled=lambda: any("waiting for" in m for m in seen))
+    result = engine.run(registry.get("secret-rotate"), params, yes=True)
+    assert result.cancelled and not result.ok and "resume run" in result.reason
+    record = list_runs()[0]
+    assert record.status == "unfinished" and record.steps["push"] == "verified"
+    resumed = Engine(lab.config).resume(result.run_id, registry.get("secret-rotate"), yes=True)
+    assert resumed.ok, resumed.reason
+    head = assert_commit(lab, "secret-rotate", result.run_id)
+    assert (
+        sum(
+            f"Runbook-Run: {result.run_id}" in c.message
+            for c in lab.remote.repository().walk(head.id)
+        )
+        == 1
+    )
+
+
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 SHA = re.compile(r"\b[0-9a-f]{40}\b|\b[0-9a-f]{12}\b")
 CLOCK = re.compile(r"\b\d\d:\d\d:\d\d\b")
