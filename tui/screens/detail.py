@@ -6,14 +6,14 @@ from dapper.backends.model import ClusterSnapshot
 from dapper.tui.details import detail_view
 from dapper.tui.ops import actions_for
 from dapper.tui.panes import PANE_BY_ID
-from dapper.tui.widgets.bars import TextLine
+from dapper.tui.widgets.bars import TextLine, key_bar_text
 from rich.console import RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 
 class DetailScreen(Screen):
@@ -32,15 +32,22 @@ class DetailScreen(Screen):
         self.header = TextLine(id="header")
         self.body = Static("", markup=False, id="detail-body")
         self.content: RenderableType = Text("")  # what the body shows (tests read it)
-        if writable:
-            for action in actions_for(pane):
-                self._bindings.bind(action.key, f"act('{action.id}')", action.label)
+        actions = actions_for(pane) if writable else []
+        for action in actions:
+            self._bindings.bind(action.key, f"act('{action.id}')", action.label)
+        self.keys = TextLine(id="keys")
+        self.keys.update(
+            key_bar_text(
+                [("esc", "back"), ("↑↓", "scroll"), ("?", "help"), ("q", "quit")],
+                [(a.key, a.label.lower()) for a in actions],
+            )
+        )
 
     def compose(self) -> ComposeResult:
         yield self.header
         with VerticalScroll(id="detail-scroll"):
             yield self.body
-        yield Footer()
+        yield self.keys
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()

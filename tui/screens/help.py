@@ -6,6 +6,7 @@ actions, and a key another part of the console adds shows up under "More".
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from dapper.tui.ops import actions_for
@@ -49,15 +50,24 @@ def _group(t: Text, title: str, rows: Rows) -> None:
         t.append(f"{what}\n")
 
 
+def own_bindings(screen: Any, app: Any) -> Iterator[Binding]:
+    """Bindings of the console's own screen and app (not Textual's built-in ones, not the
+    table's navigation), shown in the footer or not."""
+    for active in screen.active_bindings.values():
+        node, binding = active.node, active.binding
+        name = binding.action.split("(")[0].split(".")[-1]
+        method = getattr(type(node), f"action_{name}", None)
+        ours = getattr(method, "__module__", "").startswith("dapper.")
+        if node in (screen, app) and binding.description and ours:
+            yield binding
+
+
 def _more(screen: Any, app: Any) -> Rows:
-    """Bindings of the screen and app the groups do not cover (e.g. another screen's key)."""
+    """Keys the groups above do not cover (e.g. one another part of the console binds)."""
     rows: Rows = []
     seen: set[str] = set()
-    for active in screen.active_bindings.values():
-        binding = active.binding
-        action = binding.action.split("(")[0].removeprefix("app.")
-        if active.node not in (screen, app) or not binding.description or not binding.show:
-            continue
+    for binding in own_bindings(screen, app):
+        action = binding.action.split("(")[0].split(".")[-1]
         if action in COVERED or action in seen:
             continue
         seen.add(action)

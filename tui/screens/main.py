@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from dapper.backends.model import ClusterSnapshot
 from dapper.tui.ops import actions_for
 from dapper.tui.panes import PANE_BY_ID, PANES, find_pane
+from dapper.tui.screens.help import own_bindings
 from dapper.tui.widgets.bars import TextLine, fault_line_text, key_bar_text, pane_bar_text
 from dapper.tui.widgets.pane import ResourcePane
 from rich.text import Text
@@ -24,6 +25,17 @@ if TYPE_CHECKING:
 
 WIDE_COLUMNS, WIDE_ROWS = 150, 40
 PANE_ORDER = ("nodes", "vms", "gpus", "pools", "flux", "events")
+# main-screen actions the key bar already names (or leaves to help)
+KEY_BAR_ACTIONS = (
+    "quit_app",
+    "show_pane",
+    "cycle_pane",
+    "prompt",
+    "faults",
+    "sort",
+    "app.help",
+    "clear",
+)
 GRID_ORDER = ("nodes", "flux", "vms", "gpus", "events", "pools")  # wide grid fill order
 
 
@@ -187,9 +199,8 @@ class MainScreen(Screen):
             ("!", "all rows" if self.faults_only else "faults"),
             (":", "jump"),
         ]
-        for active in self.active_bindings.values():  # keys other parts of the app bind
-            b = active.binding
-            if active.node is self.app and b.show and b.description and b.action != "quit_app":
+        for b in own_bindings(self, self.app):  # keys other parts of the console bind
+            if b.action not in KEY_BAR_ACTIONS and not b.action.startswith(KEY_BAR_ACTIONS):
                 keys.append((self.app.get_key_display(b), b.description.lower()))
         keys += [("?", "help"), ("q", "quit")]
         actions = [(a.key, a.label.lower()) for a in actions_for(self.active)]

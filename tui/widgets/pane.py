@@ -96,7 +96,7 @@ class ResourcePane(Vertical):
                 text.append(f" /{self.table.filter_text}", style="dim")
         elif not text and built and snapshot.taken_at > 0 and not has_rows:
             text = Text(f"no {self.spec.noun}s", style="dim")
-        self.banner.update(text)
+        self.banner.update(Text(" ").append_text(text) if text else text)
         self.banner.display = bool(text)
         self.border_title = self.title_text()
 
@@ -117,5 +117,5 @@ class ResourcePane(Vertical):
         """Only the banner's ages change between snapshots; leave the table alone."""
         text = banner_text(self.spec, snapshot, now, self.built and self.table.total > 0)
         if text:
-            self.banner.update(text)
+            self.banner.update(Text(" ").append_text(text))
             self.banner.display = True
