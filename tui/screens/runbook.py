@@ -338,6 +338,9 @@ class RunbooksScreen(Screen):
         screen = RunScreen(self.config, form.runbook.name, given=given, dry_run=not self.writable)
         self.app.push_screen(screen, callback=lambda _r: self.reload_runs())
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.writable if action == "resume" else True
+
     def action_resume(self) -> None:
         table = self.query_one("#rb-runs", DataTable)
         if not table.row_count:
@@ -482,13 +485,13 @@ class RunScreen(Screen[bool]):
             else:
                 result = engine.run(rb, self.given, confirm=b.confirm, dry_run=self.dry_run)
         except ReadOnlyError as exc:
-            self.post_message(RunEnded(error=exc.reason))
+            b.send(RunEnded(error=exc.reason))
         except Exception as exc:  # a bug or an unexpected backend failure: one line, logged
             log.exception("runbook %s crashed", self.runbook)
             reason = getattr(exc, "reason", "") or str(exc) or type(exc).__name__
-            self.post_message(RunEnded(error=f"internal error: {_one_line(reason)}"))
+            b.send(RunEnded(error=f"internal error: {_one_line(reason)}"))
         else:
-            self.post_message(RunEnded(result=result))
+            b.send(RunEnded(result=result))
 
     # -- what the engine says --------------------------------------------------------------
 

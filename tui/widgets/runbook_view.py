@@ -69,17 +69,26 @@ class RunBridge:
         self.aborted = threading.Event()
 
     # engine side (worker thread)
+    def send(self, message: Message) -> None:
+        """Post to the UI; once the console is gone (quit mid-run) stop the run instead."""
+        try:
+            delivered = self._post(message)
+        except RuntimeError:  # the event loop is closed
+            delivered = False
+        if delivered is False:
+            self.aborted.set()
+
     def emit(self, event: Any) -> None:
-        self._post(EngineEvent(event))
+        self.send(EngineEvent(event))
 
     def confirm(self, _preview: Any) -> bool:
-        self._post(ConfirmAsked())
+        self.send(ConfirmAsked())
         return bool(self._wait())
 
     def prompt(self, request: Any) -> str:
         from dapper.actions.engine import Cancelled
 
-        self._post(PromptAsked(request))
+        self.send(PromptAsked(request))
         value = self._wait()
         if value is None:  # the operator cancelled the question: stop the run, resumable
             raise Cancelled()
