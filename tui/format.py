@@ -80,11 +80,11 @@ def revision(rev: str) -> str:
 
 
 def short_sha(rev: str) -> str:
-    """Just the commit of a Flux revision (`main@sha1:0123abcd...` -> `0123abcd`)."""
+    """Just the commit of a Flux revision (`main@sha1:0123abcd...` -> `0123abc`)."""
     if not rev:
         return DASH
     digest = rev.rpartition("@")[2]
-    return digest.split(":", 1)[-1][:8]
+    return digest.split(":", 1)[-1][:7]
 
 
 def one_line(text: str) -> str:

@@ -97,7 +97,9 @@ def _node_vm(n: Node, _now: float) -> Text:
 
 def _node_flags(n: Node, _now: float) -> Text:
     parts = ["cordoned"] if n.unschedulable else []
-    parts += [t for t in n.taints if "unschedulable" not in t]
+    parts += [
+        t.removeprefix("node-role.kubernetes.io/") for t in n.taints if "unschedulable" not in t
+    ]
     return styled(", ".join(parts) or fmt.DASH, WARN if parts else DIM)
 
 
@@ -334,7 +336,7 @@ def _ks_message(k: Kustomization, _now: float) -> Text:
 
 
 KS_COLUMNS = (
-    Column("name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 30),
+    Column("name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 28),
     Column("ready", "READY", 0, _ks_ready, lambda k: k.ready, 8),
     Column(
         "suspended",
@@ -344,7 +346,7 @@ KS_COLUMNS = (
         lambda k: k.suspended,
         4,
     ),
-    Column("revision", "REV", 2, _ks_rev, lambda k: k.applied_revision, 17),
+    Column("revision", "REV", 2, _ks_rev, lambda k: k.applied_revision, 15),
     Column(
         "age",
         "AGE",

@@ -125,8 +125,8 @@ def help_text(app: Any) -> Text:
         )
     elif not writable:
         t.append("Actions", style="bold cyan")
-        t.append(" " * (GROUP_WIDTH - len("Actions")))
-        t.append("READ-ONLY", style="bold reverse magenta")
+        t.append(" " * (GROUP_WIDTH - len("Actions") - 1))
+        t.append(" READ-ONLY ", style="bold magenta on bright_white")
         t.append(" no action keys are bound\n", style="bold magenta")
     _group(t, "More", _more(screen, app))
     _group(t, "Quit", [("q ctrl+c", "quit (asks only while an action runs)"), ("esc ?", "close")])

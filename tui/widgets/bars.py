@@ -55,7 +55,7 @@ def header_text(
         t.append(f" {mode}", style="bold cyan" if mode == "LAB" else "bold")
     if read_only:
         t.append(" ")
-        t.append(" READ-ONLY ", style="bold reverse magenta")
+        t.append(" READ-ONLY ", style="bold magenta on bright_white")
     fetched = snapshot.taken_at > 0
     t.append(" ")
     if status:

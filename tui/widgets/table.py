@@ -142,8 +142,8 @@ class ResourceTable(DataTable):
             available -= self.styles.scrollbar_size_vertical
         fit_widths = dict(widths)
         for col in spec.columns:
-            if col.fill:  # a message column competes with its label's width plus a little
-                fit_widths[col.key] = min(widths[col.key], max(cell_len(col.label) + 1, 12))
+            if col.fill:  # a message column competes with just its label's width
+                fit_widths[col.key] = min(widths[col.key], cell_len(col.label) + 1)
         fitted = fit_columns(spec.columns, fit_widths, available)
         fill = next((c for c in fitted if c.fill), None)
         if fill is not None:
