@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import hashlib
 import logging
 from typing import Any
@@ -31,7 +30,7 @@ from dapper.lab.flux_status import (
 )
 from dapper.lab.flux_workloads import Workloads
 from dapper.lab.kinds import ResourceType, by_kind, split_api_version
-from dapper.lab.store import NotFound, StoreError, now_rfc3339
+from dapper.lab.store import NotFound, StoreError, clone, now_rfc3339
 from dapper.lab.world import MIB, SSD_BYTES, World
 
 log = logging.getLogger("dapper.lab.flux_apply")
@@ -62,7 +61,7 @@ class Applier:
         entries: list[dict[str, str]] = []
         ordered = sorted(objects, key=lambda o: _FIRST.get(str(o.get("kind")), 2))
         for raw in ordered:
-            obj = copy.deepcopy(raw)
+            obj = clone(raw)
             meta = obj.setdefault("metadata", {})
             labels = meta.setdefault("labels", {})
             labels[KS_NAME_LABEL] = ks_name

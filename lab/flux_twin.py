@@ -275,10 +275,10 @@ class FluxTwin:
             if self._stopping:  # stop() must not wait for a whole pass
                 return
             done.add(fks.key)
-            obj = self.store.find(KS_RT, fks.namespace, fks.name)
+            obj = self.store.find(KS_RT, fks.namespace, fks.name, copy=False)  # read-only
             if obj is not None:
                 self._reconcile(obj, rev, lambda fks=fks: self.source.build(snap, fks), full)
-        rest, _ = self.store.list(KS_RT)
+        rest, _ = self.store.list(KS_RT, copy=False)  # read-only, as above
         for obj in rest:
             if self._stopping:
                 return
@@ -379,7 +379,7 @@ class FluxTwin:
     def _dependency_problem(self, ns: str, spec: dict[str, Any]) -> str:
         for dep in spec.get("dependsOn") or []:
             dns, dname = str(dep.get("namespace") or ns), str(dep.get("name", ""))
-            other = self.store.find(KS_RT, dns, dname)
+            other = self.store.find(KS_RT, dns, dname, copy=False)
             if other is None:
                 return (
                     f"unable to get '{dns}/{dname}' dependency: "

@@ -309,7 +309,7 @@ class KubeHandler(BaseHTTPRequestHandler):
             return (lp is None or lp(o["metadata"].get("labels") or {})) and (fp is None or fp(o))
 
         def emit(type_: str, obj: dict) -> None:
-            obj["apiVersion"] = r.api_version
+            obj = {**obj, "apiVersion": r.api_version}  # events and lists are shared
             if table:
                 obj = to_table(r.rt, [obj], obj["metadata"].get("resourceVersion", ""))
             self._chunk({"type": type_, "object": obj})
@@ -338,7 +338,7 @@ class KubeHandler(BaseHTTPRequestHandler):
         last = since
         try:
             if since == 0:
-                items, last = store.list(r.rt, r.namespace)
+                items, last = store.list(r.rt, r.namespace, copy=False)
                 for obj in items:
                     if matches(obj):
                         emit("ADDED", obj)
