@@ -237,6 +237,8 @@ async def test_typed_values_abort_mid_run_then_resume(lab: Any) -> None:
         await until(pilot, lambda: run.finished, "the run to stop")
         assert run.result.cancelled and "resume run" in run.result.reason
         assert list_runs()[0].status == "unfinished"
+        names = [name for name, _help, _cb in app.palette_commands()]
+        assert f"Runbook: resume {run.run_id}" in names
         await pilot.press("escape")
 
         runs = screen.query_one("#rb-runs", DataTable)
