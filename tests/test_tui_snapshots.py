@@ -42,6 +42,16 @@ def test_narrow_node_detail(snap_compare, lab):
     assert snap_compare(make_app(lab, still=True), terminal_size=NARROW, run_before=keys("enter"))
 
 
+def test_narrow_help(snap_compare, lab):
+    assert snap_compare(make_app(lab, still=True), terminal_size=NARROW, run_before=keys("?"))
+
+
+def test_narrow_failing_flux_detail(snap_compare, lab):
+    app = make_app(lab, still=True)
+    run = keys("5", "exclamation_mark", "enter")
+    assert snap_compare(app, terminal_size=NARROW, run_before=run)
+
+
 def test_narrow_read_only(snap_compare, lab):
     app = make_app(lab, read_only=True, still=True)
     assert snap_compare(app, terminal_size=NARROW, run_before=keys("5"))

@@ -11,6 +11,13 @@ from rich.text import Text
 from textual.widgets import Static
 
 GOOD, BAD, WARN = "green", "bold red", "yellow"
+SOURCE_OF = {  # whose failure makes a header count unknown rather than zero
+    "nodes": "kubernetes",
+    "vms": "proxmox",
+    "gpu": "proxmox",
+    "pools": "kubernetes",
+    "ks": "kubernetes",
+}
 
 
 def health_counts(snapshot: ClusterSnapshot) -> list[tuple[str, int, int, int]]:
@@ -72,7 +79,9 @@ def header_text(
         if not fetched and total == 0:
             t.append("…", style="dim")
             continue
-        if total == 0:
+        if total == 0 and snapshot.source(SOURCE_OF[label]).health is Health.DEGRADED:
+            t.append("?", style=BAD)  # unknown, not "none": its source is failing
+        elif total == 0:
             t.append("0/0", style="dim")
         elif label == "gpu":
             t.append(f"{good}/{total}", style=BAD if good > total else "")
@@ -106,11 +115,19 @@ def pane_bar_text(
 
 
 def newest_fault(snapshot: ClusterSnapshot) -> Fault | None:
+    """The fault the fault line shows: the worst severity, a cause before what merely waits
+    on it (Flux's DependencyNotReady), then the newest."""
     if not snapshot.faults:
         return None
     order = {"error": 0, "warning": 1}
     return max(
-        snapshot.faults, key=lambda f: (f.since or 0.0, -order.get(f.severity, 2), f.subject)
+        snapshot.faults,
+        key=lambda f: (
+            -order.get(f.severity, 2),
+            "DependencyNotReady" not in f.message,
+            f.since or 0.0,
+            f.subject,
+        ),
     )
 
 

@@ -144,7 +144,15 @@ class ResourceTable(DataTable):
         for col in spec.columns:
             if col.fill:  # a message column competes with just its label's width
                 fit_widths[col.key] = min(widths[col.key], cell_len(col.label) + 1)
-        fitted = fit_columns(spec.columns, fit_widths, available)
+        # a column with nothing in any row (SUSP when nothing is suspended, MESSAGE when all
+        # is well) gives its width to the others; it comes back with its first value
+        index = {c.key: i for i, c in enumerate(spec.columns)}
+        candidates = [
+            c
+            for c in spec.columns
+            if c.priority == 0 or any(cells[k][index[c.key]].plain for k in order) or not order
+        ]
+        fitted = fit_columns(candidates, fit_widths, available)
         fill = next((c for c in fitted if c.fill), None)
         if fill is not None:
             others = sum(widths[c.key] + 2 for c in fitted if c is not fill)
