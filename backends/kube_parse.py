@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import functools
 import hashlib
 import re
 import time
@@ -58,6 +59,13 @@ def parse_time(ts: object) -> float | None:
     """RFC 3339 (seconds or fractional, Z or offset) -> epoch seconds."""
     if not isinstance(ts, str) or len(ts) < 19:
         return None
+    return _parse_time(ts)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_time(ts: str) -> float | None:
+    # cached: a big cluster repeats the same stamps thousands of times (pod and node
+    # conditions), and strptime is the costliest part of parsing a list
     try:
         base = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
