@@ -337,6 +337,10 @@ async def test_failing_source_marks_only_its_panes(lab):
             await refreshed(pilot, app, "proxmox")
             banner = str(panes["vms"].banner.render())
             assert "stale" in banner and "proxmox" in banner and "refused" in banner
+            header = str(app.screen.query_one("#header").render())
+            assert "⚠ stale: proxmox" in header and "vms 7/7" in header  # last good data
+            faultline = str(app.screen.query_one("#faultline").render())
+            assert "proxmox" in faultline and "refused" in faultline
             assert table(app, "vms").row_count == 7  # last good data stays
             for calm in ("flux", "pools"):
                 assert not panes[calm].banner.display, calm

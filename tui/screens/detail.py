@@ -38,7 +38,7 @@ class DetailScreen(Screen):
         self.keys = TextLine(id="keys")
         self.keys.update(
             key_bar_text(
-                [("esc", "back"), ("↑↓", "scroll"), ("?", "help"), ("q", "quit")],
+                [("esc", "back"), ("?", "help"), ("q", "quit")],
                 [(a.key, a.label.lower()) for a in actions],
             )
         )

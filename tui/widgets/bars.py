@@ -144,7 +144,7 @@ def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
     t.append(" ✗ " if error else " ⚠ ", style=BAD if error else WARN)
     count = len(snapshot.faults)
     if count > 1:
-        t.append(f"{count} faults (! lists them) · ", style=BAD if error else WARN)
+        t.append(f"{count} faults (6 lists them) · ", style=BAD if error else WARN)
     t.append(f.subject, style="bold")
     if f.since:
         t.append(f" {fmt.since(f.since, now)}", style="dim")
