@@ -34,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if repo is None:
         print("  (no checkout with kubernetes/ found: the Flux twin is off; use --repo)")
-    print("Ctrl+C stops the lab.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        # announced inside the try: a Ctrl+C right after the line must still stop cleanly
+        print("Ctrl+C stops the lab.", flush=True)
         stop.wait()
     except KeyboardInterrupt:
         pass
