@@ -171,4 +171,7 @@ def list_runs(base: Path | None = None) -> list[RunRecord]:
     d = runs_dir(base)
     if not d.is_dir():
         return []
-    return [read_run(p) for p in sorted(d.glob("*.jsonl"), reverse=True)]
+    runs = [read_run(p) for p in d.glob("*.jsonl")]
+    # ids sort by the second only; two runs in one second are ordered by their start
+    runs.sort(key=lambda r: (r.started, r.run_id), reverse=True)
+    return runs
