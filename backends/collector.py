@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,6 +24,9 @@ from dapper.backends.model import ClusterSnapshot, Health, SourceHealth
 log = logging.getLogger(__name__)
 
 SOURCES = ("kubernetes", "talos", "proxmox", "git")
+# Client libraries are imported on first use, from worker threads; two threads importing
+# requests/urllib3 at once can see a half-initialised module, so imports take turns.
+_IMPORTS = threading.Lock()
 INTERVALS = {"kubernetes": 2.0, "talos": 5.0, "proxmox": 5.0, "git": 10.0}
 
 
@@ -75,6 +79,10 @@ class Collector:
     # -- clients, built lazily (their imports are the expensive part) ---------------------
 
     def kube(self) -> Any:
+        with _IMPORTS:
+            return self._kube_client()
+
+    def _kube_client(self) -> Any:
         if self._kube is None:
             from dapper.backends.kube import KubeBackend
 
@@ -87,6 +95,10 @@ class Collector:
         return self._kube
 
     def proxmox(self) -> Any:
+        with _IMPORTS:
+            return self._proxmox_client()
+
+    def _proxmox_client(self) -> Any:
         if self._proxmox is None:
             from dapper.backends.proxmox import ProxmoxBackend
 
@@ -96,6 +108,10 @@ class Collector:
         return self._proxmox
 
     def talos(self) -> Any:
+        with _IMPORTS:
+            return self._talos_client()
+
+    def _talos_client(self) -> Any:
         if self._talos is None:
             from dapper.backends.talos import TalosClient
 
@@ -180,7 +196,8 @@ class Collector:
         return TalosData(machines=tuple(machines))
 
     def _fetch_git(self) -> GitData:
-        from dapper.backends.gitdata import tree_view
+        with _IMPORTS:
+            from dapper.backends.gitdata import tree_view
 
         repo = self.config.repo_path or "."
         head, data = tree_view(repo, self._git_cache)
