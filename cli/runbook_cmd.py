@@ -26,10 +26,16 @@ class Printer:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self._skipped: set[str] = set()
 
     def __call__(self, event: Any) -> None:
         from dapper.actions.events import Kind, StepState
 
+        step_state = event.state if event.kind == Kind.STEP else None
+        if step_state == StepState.SKIPPED:
+            self._skipped.add(event.step)
+        elif step_state == StepState.DONE and event.step in self._skipped:
+            return  # "skipped: already done" said it
         if event.kind == Kind.STEP and event.state in (
             StepState.RUNNING,
             StepState.SKIPPED,
