@@ -3,32 +3,22 @@ Status replies, and chunked watch streams. Semantics live in kube_api."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import socket
-import socketserver
 import ssl
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from dapper.lab import kube_discovery as disc
+from dapper.lab.https_server import LabHandler
 from dapper.lab.kube_api import KubeApi, Route, authorize, parse_body, route
 from dapper.lab.kube_selectors import parse_field_selector, parse_label_selector
 from dapper.lab.kube_tables import to_table
 from dapper.lab.store import Gone, StoreError
 
-if TYPE_CHECKING:
-    from dapper.lab.kube_server import KubeApiServer
-
 log = logging.getLogger("dapper.lab.kube")
 
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 MAX_WATCH = 1800.0
-HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 90.0  # as Go's http.Transport idles out pooled connections
 
 
@@ -46,127 +36,15 @@ def status_body(code: int, reason: str, message: str, **extra: object) -> dict:
     return body
 
 
-class Listener(ThreadingHTTPServer):
-    """One bound socket; the server makes a new one when the api-down fault clears.
-    TLS is negotiated in the handler thread so a slow client cannot stall accept().
-    Handler threads are tracked here and joined with a bound by `join_handlers`, so a
-    client that keeps a connection open can never hold up stop()."""
-
-    daemon_threads = True
-    block_on_close = False  # join_handlers does it, with a deadline
-    allow_reuse_address = True
-
-    def __init__(self, addr: tuple[str, int], owner: KubeApiServer, ctx: ssl.SSLContext) -> None:
-        self.owner = owner
-        self.ssl_context = ctx
-        self.stopping = threading.Event()
-        self.connections: set[socket.socket] = set()
-        self.conn_lock = threading.Lock()
-        self.handlers: list[threading.Thread] = []
-        super().__init__(addr, KubeHandler)
-
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"lab-kube-conn-{self.server_address[1]}",
-            daemon=True,
-        )
-        with self.conn_lock:
-            self.handlers = [t for t in self.handlers if t.is_alive()]
-            self.handlers.append(thread)
-        thread.start()
-
-    def join_handlers(self, deadline: float) -> list[threading.Thread]:
-        """Join every handler thread until the monotonic `deadline`; the ones still alive."""
-        with self.conn_lock:
-            threads = list(self.handlers)
-        for t in threads:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
-        alive = [t for t in threads if t.is_alive()]
-        with self.conn_lock:
-            self.handlers = alive
-        return alive
-
-    def server_bind(self) -> None:
-        # skip HTTPServer's reverse DNS lookup of the bind address
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
-
-    def handle_error(self, request, client_address) -> None:
-        log.debug("kube api connection from %s failed", client_address, exc_info=True)
-
-    def drop_connections(self) -> None:
-        """Cut every open connection (keep-alive and watches), as a dead server would, and
-        wake the watches waiting for store events so they see `stopping` at once."""
-        with self.conn_lock:
-            conns = list(self.connections)
-        for c in conns:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(c, socket.SHUT_RDWR)
-        self.owner.world.store.wake()
-
-
-class KubeHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Listener
+class KubeHandler(LabHandler):
     timeout = IDLE_TIMEOUT  # an idle keep-alive connection is closed after this
 
-    # -- connection lifecycle ------------------------------------------------------------
-
-    def setup(self) -> None:
-        raw = self.request
-        raw.settimeout(HANDSHAKE_TIMEOUT)
-        wrapped = self.server.ssl_context.wrap_socket(
-            raw, server_side=True, do_handshake_on_connect=False
-        )
-        self._conn = wrapped  # wrap_socket detached `raw`; the TLS socket owns the fd
-        with self.server.conn_lock:
-            self.server.connections.add(wrapped)
-        if self.server.stopping.is_set():
-            socket.socket.shutdown(wrapped, socket.SHUT_RDWR)
-        wrapped.do_handshake()
-        self.request = wrapped
-        wrapped.settimeout(self.timeout)
-        super().setup()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.conn_lock:
-                self.server.connections.discard(self._conn)
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    # -- dispatch ------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
     def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
+        self.dispatch("PATCH")
 
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        owner = self.server.owner
+    def dispatch(self, method: str) -> None:
         body = self._read_body()
-        world = owner.world
-        if world.api_down("kubernetes") or self.server.stopping.is_set():
-            self.close_connection = True
-            return
-        delay = world.api_delay("kubernetes")
-        if delay and self.server.stopping.wait(delay):
-            self.close_connection = True
+        if self.unanswered():
             return
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}

@@ -47,6 +47,7 @@ from dapper.backends.talos_pb import (
 )
 from dapper.backends.talosconfig import join_endpoint, render_talosconfig
 from dapper.lab import talos_facts as facts
+from dapper.lab.https_server import LabServer
 from dapper.lab.pki import Pki, server_ssl_context
 from dapper.lab.world import Machine, World, WorldError
 from grpclib.const import Status
@@ -168,8 +169,10 @@ def _peer_subject(stream: Stream) -> tuple[tuple[str, ...], str]:
     return tuple(orgs), cn
 
 
-class TalosLabServer:
+class TalosLabServer(LabServer):
     """apid for every machine of a World, on two loopback ports (mTLS and maintenance)."""
+
+    api_name = "talos"
 
     def __init__(
         self,
@@ -182,10 +185,7 @@ class TalosLabServer:
         local_node: str | None = None,
         kubeconfig: Callable[[], bytes] | None = None,
     ) -> None:
-        self.world = world
-        self.pki = pki
-        self.host = host
-        self.port = port
+        super().__init__(world, pki, host=host, port=port)
         self.maintenance_port = maintenance_port
         self.local_node = local_node or next(
             (ip for ip, m in world.machines.items() if m.role == "controlplane"),
@@ -200,13 +200,8 @@ class TalosLabServer:
         self._thread: threading.Thread | None = None
         self._servers: list[_Server] = []
         self._stopped = False
-        self._subscribed = False
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> str:
-        return join_endpoint(self.host, self.port)
 
     @property
     def maintenance_endpoint(self) -> str:
@@ -228,9 +223,6 @@ class TalosLabServer:
             self._thread.join(2)
             self._thread = None
             raise failure[0]
-        if not self._subscribed:
-            self.world.on_fault(self._on_fault)
-            self._subscribed = True
         return self
 
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
@@ -265,12 +257,6 @@ class TalosLabServer:
         self._thread.join(5)
         self._thread = None
         self._loop = None
-
-    def __enter__(self) -> TalosLabServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -313,15 +299,15 @@ class TalosLabServer:
         await asyncio.sleep(0)
         self._servers = []
 
-    def _on_fault(self, fault: str, active: bool) -> None:
+    def api_down_changed(self, down: bool) -> None:
         loop = self._loop
-        if fault != "api-down:talos" or self._stopped or loop is None:
+        if self._stopped or loop is None:
             return
 
         async def toggle() -> None:
-            if active and self._servers:
+            if down and self._servers:
                 await self._close_listeners()
-            elif not active and not self._servers:
+            elif not down and not self._servers:
                 await self._listen()
 
         with contextlib.suppress(RuntimeError):  # the loop is already closed
