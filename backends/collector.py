@@ -4,6 +4,11 @@ Each source is fetched on its own (`refresh(source)`), never overlapping itself,
 slow or failing API slows or degrades only its own part: the others keep their data,
 and a failed source keeps its last good data with the time of its last success. The
 heavy client libraries are imported here, on first use, never at console startup.
+
+Kubernetes can also be watched (`start_watches()`, which the console calls and the
+one-shot `status` does not): while the watch cache is in sync, refresh("kubernetes")
+reads it without a single list call, `on_change` callbacks learn of every change, and
+the timer becomes a slow safety net; when the watches fail, the list calls take over.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ SOURCES = ("kubernetes", "talos", "proxmox", "git")
 # requests/urllib3 at once can see a half-initialised module, so imports take turns.
 _IMPORTS = threading.Lock()
 INTERVALS = {"kubernetes": 2.0, "talos": 5.0, "proxmox": 5.0, "git": 10.0}
+EVENTS_SHOWN = 200  # the newest events kept in a snapshot
+WATCHED_INTERVAL = 30.0  # a source served by healthy watches is still re-read this often
 
 
 def one_line(exc: BaseException) -> str:
@@ -66,6 +73,8 @@ class Collector:
         self._talos: Any = None
         self._git_cache: tuple[str, GitData] | None = None
         self._pci_seen: dict[str, HostPci] = {}
+        self._watcher: Any = None
+        self._change_callbacks: list[Callable[[str], None]] = []
         self.snapshot = self._join()
         self.operations: Any = None
         if not config.read_only:
@@ -74,7 +83,44 @@ class Collector:
             self.operations = Operations(self)
 
     def interval(self, source: str) -> float:
+        if self.watching(source):
+            return max(INTERVALS[source], WATCHED_INTERVAL)
         return INTERVALS[source]
+
+    # -- watches (the console's; a one-shot refresh never starts them) --------------------
+
+    def start_watches(self, **options: Any) -> None:
+        """Watch Kubernetes from now on (idempotent). `options` go to KubeWatcher (tests
+        shorten its backoff). The client is built on a watcher thread, not here."""
+        if self._watcher is not None:
+            return
+        from dapper.backends.kube_watch import KubeWatcher
+
+        self._watcher = KubeWatcher(
+            self.kube, on_change=lambda: self._changed("kubernetes"), **options
+        )
+        self._watcher.start()
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        """`callback(source)` runs on a watcher thread when a watched source's data or
+        watch health changed; it should only schedule refresh(source), never block."""
+        self._change_callbacks.append(callback)
+
+    def watching(self, source: str) -> bool:
+        """Whether `source` is served by healthy watches right now."""
+        return source == "kubernetes" and self._watcher is not None and self._watcher.healthy
+
+    @property
+    def watcher(self) -> Any:
+        """The KubeWatcher once start_watches() ran, else None."""
+        return self._watcher
+
+    def _changed(self, source: str) -> None:
+        for callback in list(self._change_callbacks):
+            try:
+                callback(source)
+            except Exception:  # one listener failing must not silence the others
+                log.exception("change callback for %s failed", source)
 
     # -- clients, built lazily (their imports are the expensive part) ---------------------
 
@@ -127,33 +173,21 @@ class Collector:
     # -- fetching -------------------------------------------------------------------------
 
     def _fetch_kube(self) -> KubeData:
+        watcher = self._watcher
+        cached = watcher.cache() if watcher is not None and watcher.healthy else None
+        if cached is not None:
+            return _kube_data(cached)
+        if watcher is not None and watcher.reason:
+            log.info("kubernetes watches not in sync (%s): listing", watcher.reason)
         from concurrent.futures import ThreadPoolExecutor
 
-        from dapper.backends import kube_parse
+        from dapper.backends.kube import WATCH_KINDS
 
         k = self.kube()
         # Five independent list calls: in parallel, the snapshot waits for the slowest only.
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="kube-list") as pool:
-            nodes = pool.submit(k.node_objects)
-            pods = pool.submit(k.pods)
-            kss = pool.submit(k.kustomizations)
-            pools = pool.submit(k.disk_pools)
-            events = pool.submit(k.events, 200)
-            pod_refs = pods.result()
-            by_node: dict[str, list] = {}
-            for p in pod_refs:
-                by_node.setdefault(p.node, []).append(p)
-            node_list = [
-                kube_parse.node(o, tuple(by_node.get(o["metadata"]["name"], ())))
-                for o in nodes.result()
-            ]
-            return KubeData(
-                nodes=tuple(node_list),
-                pods=tuple(pod_refs),
-                kustomizations=tuple(kss.result()),
-                pools=tuple(pools.result()),
-                events=tuple(events.result()),
-            )
+            lists = {kind: pool.submit(k.list_raw, kind) for kind in WATCH_KINDS}
+            return _kube_data({kind: f.result()[0] for kind, f in lists.items()})
 
     def _fetch_proxmox(self) -> ProxmoxData:
         p = self.proxmox()
@@ -276,6 +310,8 @@ class Collector:
         )
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.close)
         for future in self._inflight.values():
             future.cancel()
         if self._talos is not None:
@@ -284,3 +320,33 @@ class Collector:
             closer = getattr(client, "close", None)
             if closer is not None:
                 closer()
+
+
+def _kube_data(raw: dict[str, list[dict]]) -> KubeData:
+    """KubeData from each watched kind's raw objects (listed or from the watch cache),
+    in the API's list order (namespace, name) whichever way they came."""
+    from dapper.backends import kube_parse
+
+    def ordered(kind: str) -> list[dict]:
+        return sorted(raw[kind], key=_list_order)
+
+    pod_refs = [kube_parse.pod_ref(o) for o in ordered("pods")]
+    by_node: dict[str, list] = {}
+    for p in pod_refs:
+        by_node.setdefault(p.node, []).append(p)
+    nodes = [
+        kube_parse.node(o, tuple(by_node.get(o["metadata"]["name"], ()))) for o in ordered("nodes")
+    ]
+    events = sorted((kube_parse.event(o) for o in raw["events"]), key=lambda e: -e.time)
+    return KubeData(
+        nodes=tuple(nodes),
+        pods=tuple(pod_refs),
+        kustomizations=tuple(kube_parse.kustomization(o) for o in ordered("kustomizations")),
+        pools=tuple(kube_parse.disk_pool(o) for o in ordered("diskpools")),
+        events=tuple(events[:EVENTS_SHOWN]),
+    )
+
+
+def _list_order(obj: dict) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")

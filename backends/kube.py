@@ -48,6 +48,8 @@ FLUX_KINDS: dict[str, tuple[str, str, str]] = {
 }
 MAYASTOR_GROUP = "openebs.io"
 DISKPOOL_VERSIONS = ("v1beta3", "v1beta2")
+# the kinds the snapshot reads, by list_raw/watch_raw name
+WATCH_KINDS = ("nodes", "pods", "kustomizations", "diskpools", "events")
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
@@ -267,6 +269,68 @@ class KubeBackend:
             return []
         items = self._list_cr(MAYASTOR_GROUP, version, "diskpools", namespace)
         return [parse.disk_pool(o) for o in items]
+
+    # -- raw list and watch of the snapshot's kinds (kube_watch keeps a cache with them) ---
+
+    def _kind_target(self, kind: str) -> tuple[str, Callable[..., Any], tuple] | None:
+        """(what, list function, args) for a kind of WATCH_KINDS; None when not served."""
+        if kind == "nodes":
+            return "nodes", self._core().list_node, ()
+        if kind == "pods":
+            return "pods", self._core().list_pod_for_all_namespaces, ()
+        if kind == "events":
+            return "events", self._core().list_event_for_all_namespaces, ()
+        if kind == "kustomizations":
+            group, version, plural = FLUX_KINDS["Kustomization"]
+            return (
+                f"{plural}.{group}",
+                self._custom().list_cluster_custom_object,
+                (
+                    group,
+                    version,
+                    plural,
+                ),
+            )
+        if kind == "diskpools":
+            version = self.diskpool_version()
+            if version is None:
+                return None
+            fn = self._custom().list_cluster_custom_object
+            return f"diskpools.{MAYASTOR_GROUP}", fn, (MAYASTOR_GROUP, version, "diskpools")
+        raise ValueError(f"not a watched kind: {kind}")
+
+    def list_raw(self, kind: str) -> tuple[list[dict], str]:
+        """Every object of a kind in WATCH_KINDS as the API returns it, and the list's
+        resourceVersion (to watch from); ([], "") when the kind is not served."""
+        target = self._kind_target(kind)
+        if target is None:
+            return [], ""
+        what, fn, args = target
+        doc = self._json(f"list {what}", fn, *args)
+        rv = str((doc.get("metadata") or {}).get("resourceVersion") or "")
+        return doc.get("items") or [], rv
+
+    def watch_raw(self, kind: str, resource_version: str, timeout_seconds: int) -> Any:
+        """Open a watch of `kind` from `resource_version` (bookmarks on); the server ends it
+        after `timeout_seconds`. Returns the streaming urllib3 response: the caller reads
+        its JSON lines and closes it. None when the kind is not served."""
+        target = self._kind_target(kind)
+        if target is None:
+            return None
+        what, fn, args = target
+        try:
+            return fn(
+                *args,
+                watch=True,
+                resource_version=resource_version,
+                timeout_seconds=int(timeout_seconds),
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+                # the read timeout outlasts the server's own end of the stream
+                _request_timeout=(self.timeout, timeout_seconds + max(self.timeout, 5.0)),
+            )
+        except Exception as exc:
+            raise from_exception(exc, f"watch {what}", self.server) from None
 
     def secrets(self, namespace: str | None = None, *, reveal: bool = False) -> list[SecretInfo]:
         """Secrets' metadata and per-key sha256; the values only with reveal=True."""

@@ -1,5 +1,6 @@
 """DapperApp: the console shell. It paints at once, connects in a worker, then refreshes
-each source on its own self-rearming timer and pushes every new snapshot to the screens.
+each source on its own self-rearming timer (Kubernetes also at once when its watches
+report a change) and pushes every new snapshot to the screens.
 
 Nothing here imports a client library: `connect` (given by the CLI or a test) does that
 inside its worker, after the first frame.
@@ -7,6 +8,7 @@ inside its worker, after the first frame.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -25,6 +27,7 @@ from dapper.tui.widgets.bars import header_text
 from rich.text import Text
 from textual.app import App
 from textual.binding import Binding
+from textual.message import Message
 from textual.timer import Timer
 
 if TYPE_CHECKING:  # the other screens are imported when first used, after the first frame
@@ -35,6 +38,14 @@ log = logging.getLogger("dapper.tui")
 RETRY_CONNECT = 15.0
 # which sources an action changes, so they are refreshed as soon as it finishes
 ACTION_SOURCES = {"flux": ("kubernetes",), "nodes": ("kubernetes",), "vms": ("proxmox", "talos")}
+
+
+class SourceChanged(Message):
+    """A watched source changed; posted from the collector's watcher thread."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
 
 
 class DapperApp(App[int]):
@@ -116,8 +127,24 @@ class DapperApp(App[int]):
         self.connect_error = ""
         self.collector = collector
         self._apply(collector.snapshot)
+        self._start_watches(collector)
         for source in collector.SOURCES:
             self.refresh_source(source)
+
+    def _start_watches(self, collector: Any) -> None:
+        """Watched sources refresh as soon as they change; their timers become a fallback."""
+        if not hasattr(collector, "start_watches"):
+            return  # a collector without watches (the still pictures') keeps its timers
+        collector.on_change(self._source_changed)
+        collector.start_watches()
+
+    def _source_changed(self, source: str) -> None:
+        """Called on a watcher thread: hand over to the app's loop, never block."""
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the console is closing
+            self.post_message(SourceChanged(source))
+
+    def on_source_changed(self, message: SourceChanged) -> None:
+        self.refresh_source(message.source)
 
     def _retry_connect(self) -> None:
         if not self._shutting_down and self.collector is None:
