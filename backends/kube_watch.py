@@ -209,8 +209,8 @@ class KubeWatcher:
                     continue
                 self._watch(backend, kind)
                 delay, gone_streak = self.backoff[0], 0
-            except _Gone:
-                log.info("watch %s: resourceVersion %s is gone; listing again", kind.name, kind.rv)
+            except _Gone as gone:
+                log.info("watch %s: resourceVersion %s is gone; listing again", kind.name, gone)
                 relist = True
                 gone_streak += 1
                 if gone_streak > 1:  # a server that keeps saying Gone gets the backoff too
@@ -257,7 +257,9 @@ class KubeWatcher:
             for line in _lines(resp):
                 self._apply(kind, json.loads(line))
             clean = True
-        except (_Gone, BackendError):
+        except _Gone:
+            raise _Gone(rv) from None
+        except BackendError:
             raise
         except Exception as exc:
             from dapper.backends.kube_errors import from_exception
