@@ -5,6 +5,8 @@
 Prints medians and the ratio (goal at the default size: at most 1.5, although the
 snapshot asks three APIs and parses the tree). The snapshot is measured warm (a
 running console's refresh) and cold (a fresh collector: the first refresh of `status`).
+The Kubernetes refresh alone is measured twice: by list calls (`status`, or a console
+whose watches are down) and from the watch cache (a console with healthy watches).
 """
 
 from __future__ import annotations
@@ -56,10 +58,37 @@ def main() -> int:
             assert not bad, f"degraded sources during the benchmark: {bad}"
             return warm, cold, len(snap.nodes)
 
+        async def kube_refresh(watched: bool) -> list[float]:
+            collector = Collector(lab.config, timeout=30)
+            try:
+                if watched:
+                    collector.start_watches()
+                    deadline = time.monotonic() + 60
+                    while not collector.watching("kubernetes"):
+                        assert time.monotonic() < deadline, collector.watcher.reason
+                        await asyncio.sleep(0.05)
+                await collector.refresh("kubernetes")
+                samples = []
+                for _ in range(args.runs):
+                    t = time.perf_counter()
+                    snap = await collector.refresh("kubernetes")
+                    samples.append(time.perf_counter() - t)
+                assert snap.source("kubernetes").ok, snap.source("kubernetes").reason
+                assert collector.watching("kubernetes") == watched
+                return samples
+            finally:
+                await collector.close()
+
         warm, cold, nodes = asyncio.run(measure())
+        listed = asyncio.run(kube_refresh(False))
+        watched = asyncio.run(kube_refresh(True))
         print(f"lab: {nodes} nodes, {len(lab.world.pods())} pods")
         print(f"snapshot warm   median {median_ms(warm):8.1f} ms  (n={len(warm)})")
         print(f"snapshot cold   median {median_ms(cold):8.1f} ms  (n={len(cold)})")
+        print(
+            f"refresh kubernetes  lists {median_ms(listed):8.1f} ms   watch cache "
+            f"{median_ms(watched):8.1f} ms  (medians, n={len(listed)})"
+        )
         kubectl = shutil.which("kubectl")
         if kubectl is None:
             print("kubectl not on PATH: no comparison")
