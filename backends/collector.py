@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from dapper.backends.config import Config
@@ -172,9 +173,11 @@ class Collector:
 
     # -- fetching -------------------------------------------------------------------------
 
-    def _fetch_kube(self) -> KubeData:
+    def _fetch_kube(self, fresh: bool = False) -> KubeData:
         watcher = self._watcher
-        cached = watcher.cache() if watcher is not None and watcher.healthy else None
+        cached = None
+        if watcher is not None and watcher.healthy and (not fresh or watcher.sync(self.timeout)):
+            cached = watcher.cache()
         if cached is not None:
             return _kube_data(cached)
         if watcher is not None and watcher.reason:
@@ -238,11 +241,11 @@ class Collector:
         self._git_cache = (head, data)
         return data
 
-    async def _fetch(self, source: str) -> Any:
+    async def _fetch(self, source: str, fresh: bool) -> Any:
         if source == "talos":
             return await asyncio.wait_for(self._fetch_talos(), self.timeout * 2)
         fn = {
-            "kubernetes": self._fetch_kube,
+            "kubernetes": partial(self._fetch_kube, fresh),
             "proxmox": self._fetch_proxmox,
             "git": self._fetch_git,
         }[source]
@@ -253,13 +256,15 @@ class Collector:
             self._inflight[source] = future
         return await asyncio.wait_for(asyncio.shield(future), self.timeout * 2)
 
-    async def refresh(self, source: str) -> ClusterSnapshot:
-        """Fetch one source and re-join; never raises (a failure degrades that source)."""
+    async def refresh(self, source: str, *, fresh: bool = False) -> ClusterSnapshot:
+        """Fetch one source and re-join; never raises (a failure degrades that source).
+        `fresh` re-reads a watched source from the API (the watcher lists again), so what
+        was written before the call shows; otherwise the watch cache serves it."""
         async with self._locks[source]:
             now = self.clock()
             previous = self._health[source]
             try:
-                self._data[source] = await self._fetch(source)
+                self._data[source] = await self._fetch(source, fresh)
             except Exception as exc:  # one source failing must never take the console down
                 reason = one_line(exc)
                 log.warning("source %s degraded: %s", source, reason, exc_info=True)

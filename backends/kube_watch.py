@@ -47,6 +47,8 @@ class _Kind:
     lists: int = 0
     stream: Any = None  # the open watch response, so close() can cut it
     resume_rv: str | None = None
+    relist_wanted: int = 0  # sync() asks for a re-list by raising this ...
+    relist_done: int = 0  # ... and waits until a list begun after the ask raised this
     thread: threading.Thread | None = None
 
 
@@ -104,6 +106,7 @@ class KubeWatcher:
         self.clock = clock
         self._kinds = {k: _Kind(k) for k in kinds}
         self._lock = threading.Lock()
+        self._listed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._notifier: threading.Thread | None = None
@@ -170,6 +173,7 @@ class KubeWatcher:
         self._stop.set()
         self._dirty.set()
         with self._lock:
+            self._listed.notify_all()
             for kind in self._kinds.values():
                 if kind.stream is not None:
                     _abort(kind.stream)
@@ -181,6 +185,30 @@ class KubeWatcher:
         stuck = [t.name for t in threads if t is not None and t.is_alive()]
         if stuck:
             log.warning("kube watch threads did not end: %s", ", ".join(stuck))
+
+    def sync(self, timeout: float) -> bool:
+        """List every kind again now and return once the cache holds those lists, so what
+        was written before the call is in it (an explicit refresh reads its own writes).
+        False when that took longer than `timeout` or the watcher is closing."""
+        with self._lock:
+            wanted: dict[str, int] = {}
+            for k in self._kinds.values():
+                if not k.rv:
+                    continue  # not served: nothing to list
+                k.relist_wanted += 1
+                wanted[k.name] = k.relist_wanted
+                if k.stream is not None:
+                    _abort(k.stream)
+            return (
+                self._listed.wait_for(
+                    lambda: (
+                        self._stop.is_set()
+                        or all(self._kinds[n].relist_done >= w for n, w in wanted.items())
+                    ),
+                    timeout,
+                )
+                and not self._stop.is_set()
+            )
 
     def resume(self, kind: str, resource_version: str) -> None:
         """Watch `kind` again from `resource_version`, as after a reconnect. A version the
@@ -200,7 +228,7 @@ class KubeWatcher:
         while not self._stop.is_set():
             try:
                 backend = self._backend()
-                if relist:
+                if relist or kind.relist_wanted > kind.relist_done:
                     self._list(backend, kind)
                     relist = False
                 if not kind.rv:  # not served (a cluster without Mayastor): look again later
@@ -219,14 +247,16 @@ class KubeWatcher:
             except Exception as exc:
                 if self._stop.is_set():
                     break
-                if kind.resume_rv is not None:
-                    continue  # resume() cut the stream on purpose
+                if kind.resume_rv is not None or kind.relist_wanted > kind.relist_done:
+                    continue  # resume() or sync() cut the stream on purpose
                 self._failed(kind, exc)
                 relist = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff[1])
 
     def _list(self, backend: Any, kind: _Kind) -> None:
+        with self._lock:
+            asked = kind.relist_wanted
         items, rv = backend.list_raw(kind.name)
         objects = {_key(o): o for o in items}
         with self._lock:
@@ -235,6 +265,8 @@ class KubeWatcher:
             kind.last_ok = self.clock()
             kind.lists += 1
             kind.resume_rv = None
+            kind.relist_done = asked
+            self._listed.notify_all()
         self._dirty.set()
 
     def _watch(self, backend: Any, kind: _Kind) -> None:

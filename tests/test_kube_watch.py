@@ -217,3 +217,30 @@ def test_close_cuts_open_streams_and_joins_threads(lab: RunningLab) -> None:
         watcher.close(timeout=5)
         backend.close()
     assert watch_threads() == [] and not watcher.healthy
+
+
+async def test_fresh_refresh_reads_its_own_writes_through_a_relist(
+    lab: RunningLab, admin: KubeBackend
+) -> None:
+    collector = await watching(lab.config)
+    try:
+        await collector.refresh("kubernetes")
+        before = dict(collector.watcher.lists)
+        admin.cordon(NODE)
+        snap = await collector.refresh("kubernetes", fresh=True)  # no waiting for the watch
+        assert node(snap, NODE).unschedulable
+        assert collector.watcher.lists == {k: n + 1 for k, n in before.items()}
+        assert collector.watching("kubernetes") and collector.watcher.reason == ""
+        admin.uncordon(NODE)  # and the restarted watches follow changes again
+        await until(
+            lambda: (
+                not any(
+                    n["metadata"]["name"] == NODE and n["spec"].get("unschedulable")
+                    for n in collector.watcher.cache()["nodes"]
+                )
+            ),
+            "the uncordon after the re-list",
+        )
+    finally:
+        await collector.close()
+    assert watch_threads() == []

@@ -83,6 +83,7 @@ class DapperApp(App[int]):
         self._source_timers: dict[str, Timer] = {}
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
+        self._fresh_again: set[str] = set()
         self._shutting_down = False
         self._activity: dict[int, str] = {}
         self._next_activity = 0
@@ -144,7 +145,7 @@ class DapperApp(App[int]):
             self.post_message(SourceChanged(source))
 
     def on_source_changed(self, message: SourceChanged) -> None:
-        self.refresh_source(message.source)
+        self.refresh_source(message.source, fresh=False)
 
     def _retry_connect(self) -> None:
         if not self._shutting_down and self.collector is None:
@@ -152,38 +153,49 @@ class DapperApp(App[int]):
 
     # -- refresh ------------------------------------------------------------------------
 
-    def refresh_source(self, source: str) -> None:
-        """Refresh `source` now, or right after the refresh in flight (never two at once)."""
+    def refresh_source(self, source: str, *, fresh: bool = True) -> None:
+        """Refresh `source` now, or right after the refresh in flight (never two at once).
+        `fresh` re-reads the API where watches serve the source (after an action, or when
+        asked), so writes made just before show; timers and watch changes read the cache."""
         if self._shutting_down or self.collector is None:
             return
         if source in self._refreshing:
             self._refresh_again.add(source)
+            if fresh:
+                self._fresh_again.add(source)
             return
         timer = self._source_timers.pop(source, None)
         if timer is not None:
             timer.stop()
         self._refreshing.add(source)
         self.run_worker(
-            self._refresh_worker(source), group=f"refresh-{source}", exit_on_error=False
+            self._refresh_worker(source, fresh), group=f"refresh-{source}", exit_on_error=False
         )
 
-    async def _refresh_worker(self, source: str) -> None:
+    async def _refresh_worker(self, source: str, fresh: bool = False) -> None:
         try:
-            snapshot = await self.collector.refresh(source)
+            watching = getattr(self.collector, "watching", None)
+            if fresh and watching is not None and watching(source):
+                snapshot = await self.collector.refresh(source, fresh=True)
+            else:
+                snapshot = await self.collector.refresh(source)
             self._apply(snapshot)
         except Exception:  # the collector should not raise; if it does, keep going
             log.exception("refresh of %s failed", source)
         finally:
             self._refreshing.discard(source)
-            self.refreshes[source] = self.refreshes.get(source, 0) + 1
+            if source not in self._refresh_again:  # one asked for meanwhile is not done yet
+                self.refreshes[source] = self.refreshes.get(source, 0) + 1
             if not self._shutting_down:
                 if source in self._refresh_again:
                     self._refresh_again.discard(source)
-                    self.refresh_source(source)
+                    again_fresh = source in self._fresh_again
+                    self._fresh_again.discard(source)
+                    self.refresh_source(source, fresh=again_fresh)
                 else:
                     delay = max(0.5, float(self.collector.interval(source)))
                     self._source_timers[source] = self.set_timer(
-                        delay, lambda s=source: self.refresh_source(s)
+                        delay, lambda s=source: self.refresh_source(s, fresh=False)
                     )
 
     def _apply(self, snapshot: ClusterSnapshot) -> None:
