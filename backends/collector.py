@@ -75,6 +75,8 @@ class Collector:
         self._git_cache: tuple[str, GitData] | None = None
         self._pci_seen: dict[str, HostPci] = {}
         self._watcher: Any = None
+        self._watch_lock = threading.Lock()  # start_watches (a thread) against close()
+        self._closed = False
         self._change_callbacks: list[Callable[[str], None]] = []
         self.snapshot = self._join()
         self.operations: Any = None
@@ -93,14 +95,16 @@ class Collector:
     def start_watches(self, **options: Any) -> None:
         """Watch Kubernetes from now on (idempotent). `options` go to KubeWatcher (tests
         shorten its backoff). The client is built on a watcher thread, not here."""
-        if self._watcher is not None:
-            return
-        from dapper.backends.kube_watch import KubeWatcher
+        with self._watch_lock:
+            if self._watcher is not None or self._closed:
+                return
+            with _IMPORTS:
+                from dapper.backends.kube_watch import KubeWatcher
 
-        self._watcher = KubeWatcher(
-            self.kube, on_change=lambda: self._changed("kubernetes"), **options
-        )
-        self._watcher.start()
+            self._watcher = KubeWatcher(
+                self.kube, on_change=lambda: self._changed("kubernetes"), **options
+            )
+            self._watcher.start()
 
     def on_change(self, callback: Callable[[str], None]) -> None:
         """`callback(source)` runs on a watcher thread when a watched source's data or
@@ -315,6 +319,8 @@ class Collector:
         )
 
     async def close(self) -> None:
+        with self._watch_lock:
+            self._closed = True
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.close)
         for future in self._inflight.values():

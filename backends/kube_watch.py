@@ -46,6 +46,7 @@ class _Kind:
     last_ok: float | None = None
     lists: int = 0
     stream: Any = None  # the open watch response, so close() can cut it
+    cut: bool = False  # sync() or resume() cut the stream on purpose: not a failure
     resume_rv: str | None = None
     relist_wanted: int = 0  # sync() asks for a re-list by raising this ...
     relist_done: int = 0  # ... and waits until a list begun after the ask raised this
@@ -93,7 +94,7 @@ class KubeWatcher:
         *,
         on_change: Callable[[], None] | None = None,
         kinds: tuple[str, ...] = WATCH_KINDS,
-        timeout_seconds: int = 300,
+        timeout_seconds: int = 60,
         debounce: float = 0.1,
         backoff: tuple[float, float] = (0.2, 10.0),
         clock: Callable[[], float] = time.time,
@@ -198,6 +199,7 @@ class KubeWatcher:
                 k.relist_wanted += 1
                 wanted[k.name] = k.relist_wanted
                 if k.stream is not None:
+                    k.cut = True
                     _abort(k.stream)
             return (
                 self._listed.wait_for(
@@ -217,6 +219,7 @@ class KubeWatcher:
             k = self._kinds[kind]
             k.resume_rv = resource_version
             if k.stream is not None:
+                k.cut = True
                 _abort(k.stream)
 
     # -- the per-kind loop -------------------------------------------------------------------
@@ -247,7 +250,9 @@ class KubeWatcher:
             except Exception as exc:
                 if self._stop.is_set():
                     break
-                if kind.resume_rv is not None or kind.relist_wanted > kind.relist_done:
+                with self._lock:
+                    cut, kind.cut = kind.cut, False
+                if cut:
                     continue  # resume() or sync() cut the stream on purpose
                 self._failed(kind, exc)
                 relist = True
@@ -274,13 +279,18 @@ class KubeWatcher:
         with self._lock:
             rv = kind.resume_rv or kind.rv
             kind.resume_rv = None
-        resp = backend.watch_raw(kind.name, rv, self.timeout_seconds)
+        try:
+            resp = backend.watch_raw(kind.name, rv, self.timeout_seconds)
+        except BackendError as err:
+            if err.code == "HTTP_410":  # some servers refuse the stream itself with 410
+                raise _Gone(rv) from None
+            raise
         if resp is None:
             with self._lock:
                 kind.rv = ""
             return
         with self._lock:
-            kind.stream = resp
+            kind.stream, kind.cut = resp, False
             kind.last_ok = self.clock()
         clean = False
         try:

@@ -137,7 +137,8 @@ class DapperApp(App[int]):
         if not hasattr(collector, "start_watches"):
             return  # a collector without watches (the still pictures') keeps its timers
         collector.on_change(self._source_changed)
-        collector.start_watches()
+        # in a thread: it imports the client side of the backend, never on the event loop
+        self.run_worker(collector.start_watches, thread=True, group="watches", exit_on_error=False)
 
     def _source_changed(self, source: str) -> None:
         """Called on a watcher thread: hand over to the app's loop, never block."""
