@@ -18,6 +18,7 @@ import io
 import logging
 import ssl
 import tarfile
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ T = TypeVar("T")
 # machines read at once: ~7 calls each over one HTTP/2 connection; thousands of streams
 # at once make h2 rescan its open streams on every new one (quadratic at 300 nodes)
 MACHINES_AT_ONCE = 32
+# Hostname, CPU count and disks change only with a reconfiguration or a reboot; a
+# refresh re-reads them this often, and re-reads them at once when the version changes.
+STATIC_TTL = 60.0
 
 APPLY_MODES = {
     "reboot": machine_pb2.ApplyConfigurationRequest.REBOOT,
@@ -211,6 +215,7 @@ class TalosClient:
         self._channels: dict[tuple[asyncio.AbstractEventLoop, str, bool], TalosChannel] = {}
         self._next_endpoint = 0
         self._writer: _Writer | None = None if read_only else _Writer(self)
+        self._static: dict[str, tuple[float, str, Any]] = {}  # node -> (when, version, facts)
 
     @classmethod
     def from_config(
@@ -475,7 +480,13 @@ class TalosClient:
         lines = [c.decode("utf-8", "replace").rstrip("\n") async for c in self.dmesg(node)]
         return "\n".join(lines)
 
-    async def machine(self, node: str, *, timeout: float | None = None) -> TalosMachine:
+    async def machine(
+        self,
+        node: str,
+        *,
+        timeout: float | None = None,
+        etcd: Callable[[str], Awaitable[tuple[EtcdMember, ...]]] | None = None,
+    ) -> TalosMachine:
         """Everything the console shows about one machine, gathered concurrently.
 
         Bounded as a whole by `timeout` (default: three call timeouts); a machine that
@@ -484,36 +495,39 @@ class TalosClient:
         limit = timeout if timeout is not None else 3 * self.timeout
         try:
             async with asyncio.timeout(limit):
-                return await self._machine(node)
+                return await self._machine(node, etcd or self._etcd_view)
         except TimeoutError:
             reason = f"{node}: timeout after {limit:g}s"
             return TalosMachine(node=node, stage="unreachable", error=reason)
 
-    async def _machine(self, node: str) -> TalosMachine:
+    async def _machine(
+        self, node: str, etcd: Callable[[str], Awaitable[tuple[EtcdMember, ...]]]
+    ) -> TalosMachine:
         try:
             version = await self.version(node)
         except BackendError as exc:
             return await self._not_running(node, exc)
-        reads = await asyncio.gather(
-            self.hostname(node),
-            self.services(node),
-            self.memory(node),
-            self.load_avg(node),
-            self.system_stat(node),
-            self.disks(node),
-            return_exceptions=True,
+        dynamic, facts = await asyncio.gather(
+            asyncio.gather(
+                self.services(node),
+                self.memory(node),
+                self.load_avg(node),
+                return_exceptions=True,
+            ),
+            self._static_facts(node, version.tag),
         )
+        reads = (*dynamic, *facts)
         errors = [r.reason for r in reads if isinstance(r, BackendError)]
         for r in reads:
             if isinstance(r, BaseException) and not isinstance(r, BackendError):
                 raise r
-        hostname, services, memory, load, stat, disks = (
+        services, memory, load, hostname, stat, disks = (
             None if isinstance(r, BaseException) else r for r in reads
         )
         members: tuple[EtcdMember, ...] = ()
         if services and any(s.id == "etcd" for s in services):
             try:
-                members = await self._etcd_view(node)
+                members = await etcd(node)
             except BackendError as exc:
                 errors.append(exc.reason)
         return TalosMachine(
@@ -530,6 +544,28 @@ class TalosClient:
             etcd_members=members,
             error=errors[0] if errors else "",
         )
+
+    async def _static_facts(self, node: str, version: str) -> tuple[Any, Any, Any]:
+        """(hostname, system stat, disks), re-read after STATIC_TTL or a version change.
+        A part that fails comes back as its BackendError and is not cached."""
+        cached = self._static.get(node)
+        fresh = cached is not None and cached[1] == version
+        if fresh and time.monotonic() - cached[0] < STATIC_TTL:
+            return cached[2]
+        facts = tuple(
+            await asyncio.gather(
+                self.hostname(node),
+                self.system_stat(node),
+                self.disks(node),
+                return_exceptions=True,
+            )
+        )
+        for r in facts:
+            if isinstance(r, BaseException) and not isinstance(r, BackendError):
+                raise r
+        if not any(isinstance(r, BaseException) for r in facts):
+            self._static[node] = (time.monotonic(), version, facts)
+        return facts
 
     async def _etcd_view(self, node: str) -> tuple[EtcdMember, ...]:
         """The member list as `node` sees it, each member's health from its own EtcdStatus
@@ -598,10 +634,19 @@ class TalosClient:
         bounded by `timeout`, so one slow machine cannot hold up the others."""
         targets = list(nodes if nodes is not None else self.context.nodes)
         gate = asyncio.Semaphore(MACHINES_AT_ONCE)
+        # etcd membership is cluster-wide: ask the first control plane that answers, once
+        # per sweep, instead of every member asking every member for its status.
+        view: asyncio.Task[tuple[EtcdMember, ...]] | None = None
+
+        async def shared_etcd(node: str) -> tuple[EtcdMember, ...]:
+            nonlocal view
+            if view is None or (view.done() and (view.cancelled() or view.exception())):
+                view = asyncio.ensure_future(self._etcd_view(node))
+            return await asyncio.shield(view)
 
         async def one(node: str) -> TalosMachine:
             async with gate:  # outside machine()'s timeout: waiting is not the node's fault
-                return await self.machine(node, timeout=timeout)
+                return await self.machine(node, timeout=timeout, etcd=shared_etcd)
 
         return tuple(await asyncio.gather(*(one(n) for n in targets)))
 
