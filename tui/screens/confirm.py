@@ -31,7 +31,13 @@ class DialogScreen(ModalScreen[bool]):
                 yield Button(self.confirm_label, id="confirm", variant="warning")
 
     def extra(self) -> ComposeResult:
-        return iter(())
+        yield Static(
+            Text(
+                f"y {self.confirm_label.lower()} · n or esc cancel (Cancel has the focus)",
+                style="dim",
+            ),
+            classes="dialog-prompt",
+        )
 
     def on_mount(self) -> None:
         self.initial_focus()
