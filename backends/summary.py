@@ -32,9 +32,10 @@ def summarize(s: ClusterSnapshot) -> Summary:
     def faults(pane: str) -> int:
         return sum(1 for f in s.faults if f.pane == pane and f.severity == "error")
 
+    vms = [v for v in s.vms if not v.template]  # templates never run
     return Summary(
         nodes=Count(sum(n.ready == "True" for n in s.nodes), len(s.nodes), faults("nodes")),
-        vms=Count(sum(v.status == "running" for v in s.vms), len(s.vms), faults("vms")),
+        vms=Count(sum(v.status == "running" for v in vms), len(vms), faults("vms")),
         gpus=Count(
             sum(g.allocated for g in s.gpus), sum(g.capacity for g in s.gpus), faults("gpus")
         ),

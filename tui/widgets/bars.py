@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dapper.backends.model import ClusterSnapshot, Fault, Health
+from dapper.backends.summary import summarize
 from dapper.tui import format as fmt
-from dapper.tui.panes import PANES, PaneSpec, fault_subjects, is_fault
+from dapper.tui.panes import PaneSpec
 from rich.text import Text
 from textual.widgets import Static
 
@@ -21,29 +22,19 @@ SOURCE_OF = {  # whose failure makes a header count unknown rather than zero
 
 
 def health_counts(snapshot: ClusterSnapshot) -> list[tuple[str, int, int, int]]:
-    """(label, good, total, faults) per pane for the header summary."""
-    s = snapshot
-    faults = {
-        spec.id: sum(1 for r in spec.rows(s) if is_fault(spec, r, fault_subjects(s, spec.id)))
-        for spec in PANES
-    }
-    vms = [v for v in s.vms if not v.template]
+    """(label, good, total, errors) per pane: the same counts `dapper-tui status` prints,
+    so the header and the monitoring command never disagree. Warnings (a cordoned node,
+    a suspended Kustomization) stay on the fault line, not in the ✗ counts."""
+    sm = summarize(snapshot)
     return [
-        ("nodes", sum(n.ready == "True" for n in s.nodes), len(s.nodes), faults["nodes"]),
-        ("vms", sum(v.status == "running" for v in vms), len(vms), faults["vms"]),
-        (
-            "gpu",
-            sum(g.allocated for g in s.gpus),
-            sum(g.capacity for g in s.gpus),
-            faults["gpus"],
-        ),
-        ("pools", sum(p.state == "Online" for p in s.pools), len(s.pools), faults["pools"]),
-        (
-            "ks",
-            sum(k.ready == "True" for k in s.kustomizations),
-            len(s.kustomizations),
-            faults["flux"],
-        ),
+        (label, c.good, c.total, c.faults)
+        for label, c in (
+            ("nodes", sm.nodes),
+            ("vms", sm.vms),
+            ("gpu", sm.gpus),
+            ("pools", sm.pools),
+            ("ks", sm.kustomizations),
+        )
     ]
 
 
