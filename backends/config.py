@@ -98,6 +98,15 @@ def _pick(section: dict, cls: type) -> dict:
     return dict(section)
 
 
+def _expand_paths(section: dict, keys: tuple[str, ...]) -> dict:
+    """`~` in a path means the operator's home, for every client library alike."""
+    for key in keys:
+        value = section.get(key)
+        if isinstance(value, str) and value:
+            section[key] = os.path.expanduser(value)
+    return section
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, *, read_only: bool | None = None
 ) -> Config:
@@ -124,8 +133,10 @@ def load_config(
             f"{cfg_path}: proxmox.token_secret must not be in the config; "
             "use token_secret_env or token_secret_file"
         )
-    prox = _pick(prox_section, ProxmoxConfig)
-    top = _pick(data, Config)
+    prox = _expand_paths(_pick(prox_section, ProxmoxConfig), ("token_secret_file", "ca_file"))
+    top = _expand_paths(
+        _pick(data, Config), ("kubeconfig", "talosconfig", "repo_path", "sops_age_key_file")
+    )
     lab = bool(top.pop("lab", False))  # a config written by `dapper-tui lab`
     for k in ("source", "proxmox"):
         top.pop(k, None)
