@@ -19,6 +19,17 @@ _KREF = {
     "required": ["kind", "name"],
     "properties": {"kind": _NAME, "name": _NAME, "namespace": _STR},
 }
+
+
+def _kind_ref(kinds: list[str], **extra: dict[str, Any]) -> dict[str, Any]:
+    """A {kind, name, ...} reference whose kind is one of `kinds`."""
+    return {
+        "type": "object",
+        "required": ["kind", "name"],
+        "properties": {"kind": {"enum": kinds}, "name": _NAME, **extra},
+    }
+
+
 _META = {
     "type": "object",
     "required": ["name"],
@@ -67,15 +78,7 @@ KUSTOMIZATION = _obj(
                 "substitute": {"type": "object", "additionalProperties": _STR},
                 "substituteFrom": {
                     "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["kind", "name"],
-                        "properties": {
-                            "kind": {"enum": ["ConfigMap", "Secret"]},
-                            "name": _NAME,
-                            "optional": _BOOL,
-                        },
-                    },
+                    "items": _kind_ref(["ConfigMap", "Secret"], optional=_BOOL),
                 },
             },
         },
@@ -95,15 +98,7 @@ _CHART_SPEC = {
     "properties": {
         "chart": _NAME,
         "version": _STR,
-        "sourceRef": {
-            "type": "object",
-            "required": ["kind", "name"],
-            "properties": {
-                "kind": {"enum": ["HelmRepository", "GitRepository", "Bucket"]},
-                "name": _NAME,
-                "namespace": _STR,
-            },
-        },
+        "sourceRef": _kind_ref(["HelmRepository", "GitRepository", "Bucket"], namespace=_STR),
         "interval": _DURATION,
     },
 }
@@ -114,30 +109,14 @@ HELMRELEASE = _obj(
         "releaseName": _STR,
         "targetNamespace": _STR,
         "chart": {"type": "object", "required": ["spec"], "properties": {"spec": _CHART_SPEC}},
-        "chartRef": {
-            "type": "object",
-            "required": ["kind", "name"],
-            "properties": {
-                "kind": {"enum": ["OCIRepository", "HelmChart"]},
-                "name": _NAME,
-                "namespace": _STR,
-            },
-        },
+        "chartRef": _kind_ref(["OCIRepository", "HelmChart"], namespace=_STR),
         "dependsOn": {"type": "array", "items": _REF},
         "values": {"type": "object"},
         "valuesFrom": {
             "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["kind", "name"],
-                "properties": {
-                    "kind": {"enum": ["ConfigMap", "Secret"]},
-                    "name": _NAME,
-                    "valuesKey": _STR,
-                    "targetPath": _STR,
-                    "optional": _BOOL,
-                },
-            },
+            "items": _kind_ref(
+                ["ConfigMap", "Secret"], valuesKey=_STR, targetPath=_STR, optional=_BOOL
+            ),
         },
         "install": {"type": "object"},
         "upgrade": {"type": "object"},

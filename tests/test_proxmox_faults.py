@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,41 +13,14 @@ from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.proxmox import ProxmoxBackend
 from dapper.lab.pki import Pki
 from dapper.lab.pve_server import PveServer
-from dapper.lab.world import Timings, World
+from dapper.lab.world import World
+from test_proxmox_support import backend
 from urllib3.exceptions import InsecureRequestWarning
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return Pki()
-
-
-@pytest.fixture
-def world() -> Iterator[World]:
-    w = World(timings=Timings(task=0.05, boot=0.05, shutdown=0.02, clone=0.05))
-    yield w
-    w.close()
-
-
-@pytest.fixture
-def server(world: World, pki: Pki) -> Iterator[PveServer]:
-    with PveServer(world, pki) as srv:
-        yield srv
 
 
 def write_ca(path: Path, pem: bytes) -> str:
     path.write_bytes(pem)
     return str(path)
-
-
-@pytest.fixture
-def ca_file(tmp_path: Path, pki: Pki) -> str:
-    return write_ca(tmp_path / "lab-ca.pem", pki.https_ca.cert_pem)
-
-
-def admin(server: PveServer, ca_file: str, **kw) -> ProxmoxBackend:
-    t = server.admin_token
-    return ProxmoxBackend(server.url, t.token_id, t.secret, ca_file=ca_file, **kw)
 
 
 READ_ONLY_WRITES = [
@@ -97,7 +69,7 @@ def test_read_only_backend_from_config_on_the_lab(
 def test_api_down_refuses_connections_and_recovers_on_the_same_port(
     world: World, server: PveServer, ca_file: str
 ) -> None:
-    b = admin(server, ca_file)
+    b = backend(server, ca_file)
     assert b.nodes()  # a pooled keep-alive connection now exists
     port = server.port
     world.inject("api-down:proxmox")
@@ -113,7 +85,7 @@ def test_api_down_refuses_connections_and_recovers_on_the_same_port(
 
 
 def test_api_slow_times_the_client_out(world: World, server: PveServer, ca_file: str) -> None:
-    b = admin(server, ca_file, timeout=0.2)
+    b = backend(server, ca_file, timeout=0.2)
     world.inject("api-slow:proxmox:0.6")
     with pytest.raises(BackendError, match=r"^timeout after 0\.2s talking to 127\.0\.0\.1") as err:
         b.vms(with_config=False)
@@ -125,17 +97,17 @@ def test_api_slow_times_the_client_out(world: World, server: PveServer, ca_file:
 def test_tls_with_the_wrong_ca_fails_with_a_clear_reason(tmp_path: Path, server: PveServer) -> None:
     other = write_ca(tmp_path / "other-ca.pem", Pki().https_ca.cert_pem)
     with pytest.raises(BackendError, match=r"^TLS verify failed: .*not signed by the trusted CA"):
-        admin(server, other).nodes()
+        backend(server, other).nodes()
     with pytest.raises(BackendError, match=r"^TLS verify failed"):  # system CAs only
-        admin(server, "").nodes()
-    insecure = admin(server, "", verify_tls=False)
+        backend(server, "").nodes()
+    insecure = backend(server, "", verify_tls=False)
     with pytest.warns(InsecureRequestWarning):
         assert insecure.nodes()
 
 
 def test_wait_task_times_out_with_one_line(world: World, server: PveServer, ca_file: str) -> None:
     world.timings.task = 30.0  # the task outlives the wait; stop() abandons it
-    b = admin(server, ca_file)
+    b = backend(server, ca_file)
     upid = b.start(103)
     with pytest.raises(BackendError, match=r"^PVE task qmstart 103 still running after 0\.2s$"):
         b.wait_task(upid, timeout=0.2)
@@ -155,7 +127,7 @@ def test_bad_configuration_is_one_line() -> None:
 def test_stop_leaves_no_thread_or_port(world: World, pki: Pki, ca_file: str) -> None:
     before = set(threading.enumerate())
     srv = PveServer(world, pki).start()
-    b = admin(srv, ca_file)
+    b = backend(srv, ca_file)
     assert b.vms()
     b.wait_task(b.stop(104), timeout=10)
     srv.stop()

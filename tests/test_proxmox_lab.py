@@ -5,17 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 from dapper.backends.errors import BackendError
 from dapper.backends.proxmox import ProxmoxBackend
-from dapper.lab.pki import Pki
 from dapper.lab.pve_server import PveServer
 from dapper.lab.world import GPU_ADDRESSES, HBA_ADDRESSES, Timings, World
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
+from test_proxmox_support import backend
 
 UPID = re.compile(r"^UPID:pve:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:(\w+):(\d+):([^:]+):$")
 FACT_MACS = {
@@ -29,34 +28,12 @@ FACT_MACS = {
 }
 
 
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return Pki()
-
-
 @pytest.fixture
 def world() -> Iterator[World]:
+    """Clones take a little longer here, so a test can see one in progress."""
     w = World(timings=Timings(task=0.05, boot=0.05, shutdown=0.02, clone=0.1))
     yield w
     w.close()
-
-
-@pytest.fixture
-def server(world: World, pki: Pki) -> Iterator[PveServer]:
-    with PveServer(world, pki) as srv:
-        yield srv
-
-
-@pytest.fixture
-def ca_file(tmp_path: Path, pki: Pki) -> str:
-    path = tmp_path / "lab-ca.pem"
-    path.write_bytes(pki.https_ca.cert_pem)
-    return str(path)
-
-
-def backend(server: PveServer, ca_file: str, *, auditor: bool = False, **kw) -> ProxmoxBackend:
-    token = server.auditor_token if auditor else server.admin_token
-    return ProxmoxBackend(server.url, token.token_id, token.secret, ca_file=ca_file, **kw)
 
 
 def raw_api(server: PveServer, ca_file: str, *, auditor: bool = False) -> ProxmoxAPI:
