@@ -26,7 +26,7 @@ class KubeCluster:
 
     @classmethod
     def from_config(cls, config: Config, timeout: float = 10.0) -> KubeCluster:
-        from dapper.backends.kube import KubeBackend
+        from dapper.backends.clients.kube import KubeBackend
 
         return cls(
             KubeBackend.from_kubeconfig(

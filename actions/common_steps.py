@@ -12,7 +12,7 @@ from typing import Any
 import pygit2
 from dapper.actions import gitops
 from dapper.actions.engine import Check, RunContext, Step, StepFailed, StepPreview
-from dapper.backends.gitrepo import GitError
+from dapper.backends.clients.gitrepo import GitError
 
 KsKey = tuple[str, str]
 FAILED_REASONS = {

@@ -11,8 +11,8 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from dapper.backends.sops import decrypt_text, dump_plaintext
-from dapper.backends.sops_keys import IdentityLike
+from dapper.backends.sops.file import decrypt_text, dump_plaintext
+from dapper.backends.sops.keys import IdentityLike
 from ruamel.yaml.comments import CommentedMap
 
 SAME = "<secret>"

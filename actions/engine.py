@@ -25,10 +25,10 @@ from dapper.actions.events import Confirm, Event, EventSink, Kind, Prompt, StepS
 from dapper.actions.journal import Journal, RunRecord, new_run_id
 from dapper.actions.lock import LockedError, RepoLock
 from dapper.actions.params import Param, ParamError, redact, resolve
+from dapper.backends.clients.gitrepo import GitError, GitRepo
 from dapper.backends.config import Config
 from dapper.backends.errors import BackendError, ReadOnlyError
-from dapper.backends.gitrepo import GitError, GitRepo
-from dapper.backends.sops_errors import SopsError
+from dapper.backends.sops.errors import SopsError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 import pygit2
-from dapper.backends.gitrepo import GitError, GitRepo, format_message
+from dapper.backends.clients.gitrepo import GitError, GitRepo, format_message
 
 log = logging.getLogger(__name__)
 

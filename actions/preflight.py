@@ -12,10 +12,10 @@ import os
 from typing import Any
 
 from dapper.actions.engine import RunContext, StepFailed
+from dapper.backends.clients.gitrepo import GitError
 from dapper.backends.errors import BackendError
-from dapper.backends.gitrepo import GitError
-from dapper.backends.sops_errors import NoKeyError
-from dapper.backends.sops_keys import ENV_KEY, ENV_KEY_FILE, load_identities, read_identity_file
+from dapper.backends.sops.errors import NoKeyError
+from dapper.backends.sops.keys import ENV_KEY, ENV_KEY_FILE, load_identities, read_identity_file
 
 log = logging.getLogger(__name__)
 

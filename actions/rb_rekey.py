@@ -25,17 +25,17 @@ from dapper.actions.params import Param
 from dapper.actions.preflight import identities, key_file
 from dapper.actions.secret_refs import load_tree
 from dapper.actions.yamledit import edit_text, set_age_recipients
-from dapper.backends.sops import (
+from dapper.backends.sops.errors import NotSopsFileError
+from dapper.backends.sops.file import (
     decrypt_file,
     is_sops_file,
     load_sops_config,
     reencrypt,
     write_encrypted,
 )
-from dapper.backends.sops_errors import NotSopsFileError
-from dapper.backends.sops_keys import parse_identities, read_identity_file
-from dapper.backends.sops_rules import CONFIG_NAME
-from dapper.backends.sops_secret import rewrite_values
+from dapper.backends.sops.keys import parse_identities, read_identity_file
+from dapper.backends.sops.rules import CONFIG_NAME
+from dapper.backends.sops.secret import rewrite_values
 
 SOPS_AGE_SECRET = "sops-age"
 SOPS_AGE_KEY = "age.agekey"

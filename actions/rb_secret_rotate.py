@@ -31,10 +31,10 @@ from dapper.actions.events import PromptRequest
 from dapper.actions.params import Param
 from dapper.actions.preflight import identities, own_paths
 from dapper.actions.secret_refs import Consumer, SecretFile, consumers, load_tree, secret_files
-from dapper.backends.sops import decrypt_file, is_sops_file, write_encrypted
-from dapper.backends.sops_errors import NotSopsFileError
-from dapper.backends.sops_rules import find_creation_rule
-from dapper.backends.sops_secret import encrypted_keys, rewrite_values
+from dapper.backends.sops.errors import NotSopsFileError
+from dapper.backends.sops.file import decrypt_file, is_sops_file, write_encrypted
+from dapper.backends.sops.rules import find_creation_rule
+from dapper.backends.sops.secret import encrypted_keys, rewrite_values
 
 ALPHABETS = {
     "urlsafe": string.ascii_letters + string.digits + "-_",

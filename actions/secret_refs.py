@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dapper.backends.fluxtree import FluxTree
-from dapper.backends.sops_secret import encrypted_keys
+from dapper.backends.gitops.fluxtree import FluxTree
+from dapper.backends.sops.secret import encrypted_keys
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
 RELOADER_AUTO = "reloader.stakater.com/auto"

@@ -24,8 +24,8 @@ def _file(label: str, path: str) -> list[str]:
 
 def _talos_context(cfg: Config) -> list[str]:
     """The talosconfig names the configured context (read only; no connection)."""
+    from dapper.backends.clients.talosconfig import load_talosconfig
     from dapper.backends.errors import BackendError
-    from dapper.backends.talosconfig import load_talosconfig
 
     try:
         load_talosconfig(cfg.talosconfig or None, cfg.talos_context or None)
@@ -64,7 +64,7 @@ def check_config(cfg: Config, *, timeout: float = 5.0) -> list[str]:
     if problems or (cfg.lab and not cfg.source):
         return problems
 
-    from dapper.backends.collector import Collector
+    from dapper.backends.snapshot.collector import Collector
 
     async def probe() -> list[str]:
         collector = Collector(cfg, timeout=timeout)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from dapper.backends.errors import ReadOnlyError
 
 if TYPE_CHECKING:
-    from dapper.backends.collector import Collector
+    from dapper.backends.snapshot.collector import Collector
 
 Progress = Callable[[str], None] | None
 

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from dapper.backends.collector import Collector
+from dapper.backends.snapshot.collector import Collector
 from dapper.lab.runtime import find_repo, start_lab
 
 

@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dapper.backends.treecheck import run_checks
+    from dapper.backends.gitops.treecheck import run_checks
 
     repo = Path(getattr(args, "repo", ".") or ".")
     if not (repo / "kubernetes").is_dir():

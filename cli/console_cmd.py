@@ -32,7 +32,7 @@ class Connector:
         return await asyncio.to_thread(self._connect)
 
     def _connect(self) -> Any:
-        from dapper.backends.collector import Collector
+        from dapper.backends.snapshot.collector import Collector
 
         cfg = self.config
         if cfg.lab and not cfg.source:

@@ -13,8 +13,8 @@ import sys
 
 from dapper.backends.config import ConfigError, load_config
 from dapper.backends.model import ClusterSnapshot
-from dapper.backends.snapshot_json import snapshot_to_json
-from dapper.backends.summary import summarize
+from dapper.backends.snapshot.snapshot_json import snapshot_to_json
+from dapper.backends.snapshot.summary import summarize
 from dapper.cli.logsetup import setup_logging
 
 
@@ -40,7 +40,7 @@ def render_text(s: ClusterSnapshot) -> str:
 
 
 async def _collect(cfg, timeout: float) -> ClusterSnapshot:
-    from dapper.backends.collector import Collector
+    from dapper.backends.snapshot.collector import Collector
 
     collector = Collector(cfg, timeout=timeout)
     try:

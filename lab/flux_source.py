@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
-from dapper.backends.fluxtree import FluxKustomization, FluxTree
-from dapper.backends.sops import decrypt_text
-from dapper.backends.sops_errors import SopsError
-from dapper.backends.treesource import GitTreeSource, SourceError, read_text, walk
-from dapper.backends.yamldocs import TreeError, parse_file, strip_markers
+from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree
+from dapper.backends.gitops.treesource import GitTreeSource, SourceError, read_text, walk
+from dapper.backends.gitops.yamldocs import TreeError, parse_file, strip_markers
+from dapper.backends.sops.errors import SopsError
+from dapper.backends.sops.file import decrypt_text
 from dapper.lab.flux_status import BUILD_FAILED, DECRYPTION_FAILED
 from ruamel.yaml.scalarbool import ScalarBoolean
 

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dapper.backends.fluxtree import DependencyCycle
-from dapper.backends.sops_errors import SopsError
-from dapper.backends.sops_keys import parse_identities
+from dapper.backends.gitops.fluxtree import DependencyCycle
+from dapper.backends.sops.errors import SopsError
+from dapper.backends.sops.keys import parse_identities
 from dapper.lab import flux_scale
 from dapper.lab.flux_apply import Applier, ApplyError
 from dapper.lab.flux_source import Build, FluxSource

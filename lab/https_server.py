@@ -20,7 +20,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 
-from dapper.backends.talosconfig import join_endpoint
+from dapper.backends.clients.talosconfig import join_endpoint
 from dapper.lab.pki import Pki
 from dapper.lab.world import World
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dapper.backends.proxmox_parse import (
+from dapper.backends.clients.proxmox_parse import (
     HOSTPCI_KEYS,
     is_pci_id,
     parse_hostpci,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dapper.backends.proxmox_parse import parse_upid
+from dapper.backends.clients.proxmox_parse import parse_upid
 
 __all__ = ["Task", "TaskManager", "format_upid", "parse_upid"]
 

@@ -140,7 +140,7 @@ def start_lab(
 
             remote = LabGitRemote.create(repo, directory / "git")
             scratch = str(remote.scratch_path)
-            from dapper.backends.sops import parse_identities
+            from dapper.backends.sops.file import parse_identities
 
             apps = default_scale_apps(nodes) if scale_apps is None else scale_apps
             twin = FluxTwin(world, remote, parse_identities(LAB_KEY.read_text()), scale_apps=apps)

@@ -13,7 +13,7 @@ import io
 import tarfile
 import time
 
-from dapper.backends.talos_pb import machine_pb2, storage_pb2
+from dapper.backends.clients.talos_pb import machine_pb2, storage_pb2
 from dapper.lab.world import EtcdMemberState, LabVm, Machine
 
 PLATFORM = ("nocloud", "cloud")

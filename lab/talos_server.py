@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dapper.backends.talos_pb import (
+from dapper.backends.clients.talos_pb import (
     common_pb2,
     machine_grpc,
     machine_pb2,
@@ -45,7 +45,7 @@ from dapper.backends.talos_pb import (
     storage_grpc,
     storage_pb2,
 )
-from dapper.backends.talosconfig import join_endpoint, render_talosconfig
+from dapper.backends.clients.talosconfig import join_endpoint, render_talosconfig
 from dapper.lab import talos_facts as facts
 from dapper.lab.https_server import LabServer
 from dapper.lab.pki import Pki, server_ssl_context

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dapper.backends.model import ClusterSnapshot, Fault, Health
-from dapper.backends.summary import summarize
+from dapper.backends.snapshot.summary import summarize
 from dapper.tui import format as fmt
 from dapper.tui.panes import PaneSpec
 from rich.text import Text

@@ -1,0 +1,1 @@
+"""Clients of the cluster's systems: Kubernetes, Proxmox, Talos, Git."""

@@ -1,0 +1,366 @@
+"""Keep the snapshot's Kubernetes objects current with watches instead of polling.
+
+Each kind (nodes, pods, Flux Kustomizations, DiskPools, events) is listed once as raw
+JSON, then watched from the list's resourceVersion on its own thread, and every
+ADDED/MODIFIED/DELETED is applied to an in-memory cache of raw objects. A stream the
+server ends (timeoutSeconds) is resumed from the last resourceVersion seen; 410 Gone
+re-lists at once; any other failure (a dropped stream, a refused connection) marks the
+watcher unhealthy with a one-line reason and re-lists after a growing backoff.
+
+While every kind is in sync the collector reads the cache and makes no list call at all;
+`on_change` is called, at most every `debounce` seconds, when data or health changed,
+so the console can refresh at once instead of waiting for its timer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dapper.backends.clients.kube import WATCH_KINDS
+from dapper.backends.errors import BackendError
+
+log = logging.getLogger("dapper.backends.clients.kube.watch")
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+class _Gone(Exception):
+    """The server no longer has the resourceVersion we asked for (410): list again."""
+
+
+@dataclass
+class _Kind:
+    name: str
+    objects: dict[Key, dict] = field(default_factory=dict)
+    rv: str = ""
+    synced: bool = False
+    error: str = ""
+    last_ok: float | None = None
+    lists: int = 0
+    stream: Any = None  # the open watch response, so close() can cut it
+    cut: bool = False  # sync() or resume() cut the stream on purpose: not a failure
+    resume_rv: str | None = None
+    relist_wanted: int = 0  # sync() asks for a re-list by raising this ...
+    relist_done: int = 0  # ... and waits until a list begun after the ask raised this
+    thread: threading.Thread | None = None
+
+
+def _key(obj: dict) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _lines(resp: Any) -> Iterator[bytes]:
+    """The JSON lines of a watch response, as they arrive (chunks need not end lines)."""
+    rest = b""
+    for segment in resp.stream(amt=None, decode_content=False):
+        parts = (rest + segment).split(b"\n")
+        rest = parts.pop()
+        yield from (p for p in parts if p.strip())
+    if rest.strip():
+        yield rest
+
+
+def _abort(resp: Any) -> None:
+    """Cut a watch stream from another thread: its blocked read returns at once."""
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _release(resp: Any, clean: bool) -> None:
+    with contextlib.suppress(Exception):
+        if not clean:
+            resp.close()  # a half-read stream cannot go back into the pool
+        resp.release_conn()
+
+
+class KubeWatcher:
+    """Watches WATCH_KINDS through the KubeBackend that `backend()` returns (built on
+    first use, on a watcher thread). Thread-safe; start() once, close() once."""
+
+    def __init__(
+        self,
+        backend: Callable[[], Any],
+        *,
+        on_change: Callable[[], None] | None = None,
+        kinds: tuple[str, ...] = WATCH_KINDS,
+        timeout_seconds: int = 60,
+        debounce: float = 0.1,
+        backoff: tuple[float, float] = (0.2, 10.0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._backend = backend
+        self._on_change = on_change
+        self.timeout_seconds = timeout_seconds
+        self.debounce = debounce
+        self.backoff = backoff
+        self.clock = clock
+        self._kinds = {k: _Kind(k) for k in kinds}
+        self._lock = threading.Lock()
+        self._listed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._dirty = threading.Event()
+        self._notifier: threading.Thread | None = None
+        self._started = False
+
+    # -- state, read by the collector ------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """Every kind listed and its watch running (or resuming): the cache is current."""
+        with self._lock:
+            return (
+                self._started
+                and not self._stop.is_set()
+                and all(k.synced for k in self._kinds.values())
+            )
+
+    @property
+    def reason(self) -> str:
+        """Why the watcher is not healthy, one line ("" when it is, or is still starting)."""
+        with self._lock:
+            return next((f"{k.name}: {k.error}" for k in self._kinds.values() if k.error), "")
+
+    @property
+    def last_success(self) -> float | None:
+        """The oldest of the kinds' last good list or watch (None until each had one)."""
+        with self._lock:
+            times = [k.last_ok for k in self._kinds.values()]
+        return None if any(t is None for t in times) else min(times)  # type: ignore[type-var]
+
+    @property
+    def lists(self) -> dict[str, int]:
+        """List calls made per kind (the first, and each re-list)."""
+        with self._lock:
+            return {k.name: k.lists for k in self._kinds.values()}
+
+    def cache(self) -> dict[str, list[dict]] | None:
+        """Each kind's raw objects, read at one moment; None unless every kind is in sync.
+        The objects are shared, never changed in place: callers must not change them."""
+        with self._lock:
+            if not all(k.synced for k in self._kinds.values()):
+                return None
+            return {k.name: list(k.objects.values()) for k in self._kinds.values()}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        for kind in self._kinds.values():
+            kind.thread = threading.Thread(
+                target=self._run, args=(kind,), name=f"kube-watch-{kind.name}", daemon=True
+            )
+            kind.thread.start()
+        self._notifier = threading.Thread(
+            target=self._notify_loop, name="kube-watch-notify", daemon=True
+        )
+        self._notifier.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every thread: streams are cut, waits end; joined within `timeout`."""
+        self._stop.set()
+        self._dirty.set()
+        with self._lock:
+            self._listed.notify_all()
+            for kind in self._kinds.values():
+                if kind.stream is not None:
+                    _abort(kind.stream)
+        deadline = time.monotonic() + timeout
+        threads = [k.thread for k in self._kinds.values()] + [self._notifier]
+        for t in threads:
+            if t is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in threads if t is not None and t.is_alive()]
+        if stuck:
+            log.warning("kube watch threads did not end: %s", ", ".join(stuck))
+
+    def sync(self, timeout: float) -> bool:
+        """List every kind again now and return once the cache holds those lists, so what
+        was written before the call is in it (an explicit refresh reads its own writes).
+        False when that took longer than `timeout` or the watcher is closing."""
+        with self._lock:
+            wanted: dict[str, int] = {}
+            for k in self._kinds.values():
+                if not k.rv:
+                    continue  # not served: nothing to list
+                k.relist_wanted += 1
+                wanted[k.name] = k.relist_wanted
+                if k.stream is not None:
+                    k.cut = True
+                    _abort(k.stream)
+            return (
+                self._listed.wait_for(
+                    lambda: (
+                        self._stop.is_set()
+                        or all(self._kinds[n].relist_done >= w for n, w in wanted.items())
+                    ),
+                    timeout,
+                )
+                and not self._stop.is_set()
+            )
+
+    def resume(self, kind: str, resource_version: str) -> None:
+        """Watch `kind` again from `resource_version`, as after a reconnect. A version the
+        server has compacted away gets 410 Gone, and the watcher lists again."""
+        with self._lock:
+            k = self._kinds[kind]
+            k.resume_rv = resource_version
+            if k.stream is not None:
+                k.cut = True
+                _abort(k.stream)
+
+    # -- the per-kind loop -------------------------------------------------------------------
+
+    def _run(self, kind: _Kind) -> None:
+        delay = self.backoff[0]
+        relist = True
+        gone_streak = 0
+        while not self._stop.is_set():
+            try:
+                backend = self._backend()
+                if relist or kind.relist_wanted > kind.relist_done:
+                    self._list(backend, kind)
+                    relist = False
+                if not kind.rv:  # not served (a cluster without Mayastor): look again later
+                    relist = True
+                    self._stop.wait(self.timeout_seconds)
+                    continue
+                self._watch(backend, kind)
+                delay, gone_streak = self.backoff[0], 0
+            except _Gone as gone:
+                log.info("watch %s: resourceVersion %s is gone; listing again", kind.name, gone)
+                relist = True
+                gone_streak += 1
+                if gone_streak > 1:  # a server that keeps saying Gone gets the backoff too
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self.backoff[1])
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                with self._lock:
+                    cut, kind.cut = kind.cut, False
+                if cut:
+                    continue  # resume() or sync() cut the stream on purpose
+                self._failed(kind, exc)
+                relist = True
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.backoff[1])
+
+    def _list(self, backend: Any, kind: _Kind) -> None:
+        with self._lock:
+            asked = kind.relist_wanted
+        items, rv = backend.list_raw(kind.name)
+        objects = {_key(o): o for o in items}
+        with self._lock:
+            kind.objects, kind.rv = objects, rv
+            kind.synced, kind.error = True, ""
+            kind.last_ok = self.clock()
+            kind.lists += 1
+            kind.resume_rv = None
+            kind.relist_done = asked
+            self._listed.notify_all()
+        self._dirty.set()
+
+    def _watch(self, backend: Any, kind: _Kind) -> None:
+        """One stream, until the server ends it (returns) or it fails (raises)."""
+        with self._lock:
+            rv = kind.resume_rv or kind.rv
+            kind.resume_rv = None
+        try:
+            resp = backend.watch_raw(kind.name, rv, self.timeout_seconds)
+        except BackendError as err:
+            if err.code == "HTTP_410":  # some servers refuse the stream itself with 410
+                raise _Gone(rv) from None
+            raise
+        if resp is None:
+            with self._lock:
+                kind.rv = ""
+            return
+        with self._lock:
+            kind.stream, kind.cut = resp, False
+            kind.last_ok = self.clock()
+        clean = False
+        try:
+            if self._stop.is_set():
+                return
+            for line in _lines(resp):
+                self._apply(kind, json.loads(line))
+            clean = True
+        except _Gone:
+            raise _Gone(rv) from None
+        except BackendError:
+            raise
+        except Exception as exc:
+            from dapper.backends.clients.kube_errors import from_exception
+
+            raise from_exception(exc, f"watch {kind.name}", getattr(backend, "server", "")) from exc
+        finally:
+            with self._lock:
+                kind.stream = None
+            _release(resp, clean)
+        with self._lock:
+            kind.last_ok = self.clock()
+
+    def _apply(self, kind: _Kind, event: dict) -> None:
+        type_ = event.get("type")
+        obj = event.get("object") or {}
+        if type_ == "ERROR":
+            code = obj.get("code")
+            if code == 410:
+                raise _Gone()
+            message = obj.get("message") or obj.get("reason") or "error"
+            raise BackendError(f"watch {kind.name}: HTTP {code} {message}", code=f"HTTP_{code}")
+        rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        with self._lock:
+            if rv:
+                kind.rv = rv
+            if type_ in ("ADDED", "MODIFIED"):
+                kind.objects[_key(obj)] = obj
+            elif type_ == "DELETED":
+                kind.objects.pop(_key(obj), None)
+            else:  # BOOKMARK: only the resourceVersion moves
+                return
+        self._dirty.set()
+
+    def _failed(self, kind: _Kind, exc: Exception) -> None:
+        if isinstance(exc, BackendError):
+            reason = exc.reason
+        else:  # the backend's own calls map their errors; this is for anything else
+            from dapper.backends.clients.kube_errors import from_exception
+
+            reason = from_exception(exc, f"watch {kind.name}").reason
+        log.warning("watch %s failed: %s", kind.name, reason)
+        log.debug("watch %s failure", kind.name, exc_info=exc)
+        with self._lock:
+            changed = kind.synced or kind.error != reason
+            kind.synced, kind.error = False, reason
+        if changed:
+            self._dirty.set()
+
+    # -- debounced change notification -------------------------------------------------------
+
+    def _notify_loop(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait()
+            if self._stop.wait(self.debounce):  # let a burst of events gather
+                break
+            self._dirty.clear()
+            if self._on_change is None:
+                continue
+            try:
+                self._on_change()
+            except Exception:  # the listener's failure must not end the watches
+                log.exception("kube watch change callback failed")

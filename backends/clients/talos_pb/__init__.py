@@ -1,0 +1,1 @@
+"""Generated Talos machine API stubs (see backends/clients/talos_proto/generate.py)."""

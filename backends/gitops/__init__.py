@@ -1,0 +1,1 @@
+"""The GitOps tree: the Flux tree parser, the kustomize renderer and `check`."""

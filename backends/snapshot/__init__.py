@@ -1,0 +1,1 @@
+"""The joined ClusterSnapshot: the collector, the join and its summaries."""

@@ -1,0 +1,1 @@
+"""The SOPS file format with age recipients; plaintext never reaches disk."""

@@ -1,1 +1,0 @@
-"""Generated Talos machine API stubs (see backends/talos_proto/generate.py)."""

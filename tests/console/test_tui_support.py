@@ -1,0 +1,123 @@
+"""Shared helpers for the console tests: a real lab, a real Collector, a frozen clock.
+
+Not a test module by itself (no tests); the test_tui_* modules import it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from dapper.backends.config import Config
+from dapper.tui.app import DapperApp
+
+SETTLE_SECONDS = 30.0
+PORT = re.compile(r"127\.0\.0\.1:\d+")
+SHA = re.compile(r"sha1:[0-9a-f]{40}")  # the checkout's HEAD moves with every commit
+
+
+@contextmanager
+def running_lab(**kwargs: Any) -> Iterator[Any]:
+    from dapper.lab.runtime import start_lab
+
+    lab = start_lab(**kwargs)
+    try:
+        if lab.flux is not None:
+            lab.flux.reconcile_now(timeout=60)
+        yield lab
+    finally:
+        lab.stop()
+
+
+class FrozenClock:
+    """`now` is the shown snapshot's own time (+2 s): ages do not depend on when a test runs."""
+
+    def __init__(self) -> None:
+        self.app: DapperApp | None = None
+
+    def __call__(self) -> float:
+        taken = self.app.snapshot.taken_at if self.app is not None else 0.0
+        return taken + 2.0 if taken else 0.0
+
+
+def _stable(snapshot: Any) -> Any:
+    """Lab ports are random; snapshot SVGs must not be. Only used for snap_compare apps."""
+    sources = tuple(
+        replace(s, reason=PORT.sub("127.0.0.1:PORT", s.reason)) for s in snapshot.sources
+    )
+    faults = tuple(
+        replace(f, message=PORT.sub("127.0.0.1:PORT", f.message)) for f in snapshot.faults
+    )
+    ks = tuple(
+        replace(
+            k,
+            applied_revision=_sha(k.applied_revision),
+            attempted_revision=_sha(k.attempted_revision),
+            message=_sha(k.message),
+            conditions=tuple(replace(c, message=_sha(c.message)) for c in k.conditions),
+        )
+        for k in snapshot.kustomizations
+    )
+    return replace(snapshot, sources=sources, faults=faults, kustomizations=ks)
+
+
+def _sha(text: str) -> str:
+    return SHA.sub("sha1:" + "0" * 40, text)
+
+
+class QuietCollector:
+    """The real Collector, refreshed once per source (long intervals) for still pictures."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.SOURCES = inner.SOURCES
+        self.operations = inner.operations
+
+    @property
+    def snapshot(self) -> Any:
+        return _stable(self.inner.snapshot)
+
+    def interval(self, source: str) -> float:
+        return 3600.0
+
+    async def refresh(self, source: str) -> Any:
+        await self.inner.refresh(source)
+        return self.snapshot
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def make_app(lab: Any, *, read_only: bool = False, still: bool = False) -> DapperApp:
+    """A DapperApp wired to `lab` exactly as the CLI wires it (config -> Collector)."""
+    config: Config = lab.readonly_config if read_only else lab.config
+    clock = FrozenClock()
+
+    async def connect() -> Any:
+        from dapper.backends.snapshot.collector import Collector
+
+        collector = Collector(config)
+        return QuietCollector(collector) if still else collector
+
+    app = DapperApp(config, connect, clock=clock if still else time.time)
+    clock.app = app
+    return app
+
+
+async def settle(pilot: Any, app: DapperApp, rounds: int = 1) -> None:
+    """Wait until every source has been refreshed `rounds` times and the screen caught up."""
+    loops = int(SETTLE_SECONDS / 0.02)
+    for _ in range(loops):
+        await pilot.pause(0.02)
+        if app.collector is not None and all(
+            app.refreshes.get(s, 0) >= rounds for s in app.collector.SOURCES
+        ):
+            break
+    else:
+        raise AssertionError(f"sources did not refresh: {app.refreshes}")
+    await pilot.pause()
+    await pilot.pause()

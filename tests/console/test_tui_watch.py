@@ -1,0 +1,51 @@
+"""The console with Kubernetes watches: a change made elsewhere shows at once, no timer."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from dapper.backends.clients.kube import KubeBackend
+from dapper.backends.snapshot import collector as collector_mod
+from test_tui_support import make_app, running_lab, settle
+
+NODE = "talos-node-large-1"
+
+
+def row_text(app, pane: str, key: str) -> str:
+    return " ".join(getattr(c, "plain", str(c)) for c in app.main.panes[pane].table.get_row(key))
+
+
+async def wait_for(pilot, cond, what: str, seconds: float = 15.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if cond():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_cordon_elsewhere_reaches_the_nodes_pane_through_the_watch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # no timer fires during the test: only a watch notification can bring the change
+    monkeypatch.setitem(collector_mod.INTERVALS, "kubernetes", 3600.0)
+    with running_lab(flux=False) as lab:
+        other = KubeBackend.from_kubeconfig(lab.config.kubeconfig, context="lab-admin")
+        app = make_app(lab)
+        try:
+            async with app.run_test(size=(120, 30)) as pilot:
+                await settle(pilot, app)
+                await wait_for(pilot, lambda: app.collector.watching("kubernetes"), "watches")
+                await wait_for(pilot, lambda: NODE in app.main.panes["nodes"].table._order, NODE)
+                assert "cordoned" not in row_text(app, "nodes", NODE)
+                before = app.refreshes["kubernetes"]
+
+                other.cordon(NODE)  # not through the console
+                await wait_for(
+                    pilot, lambda: "cordoned" in row_text(app, "nodes", NODE), "the cordon"
+                )
+                assert app.refreshes["kubernetes"] > before
+                assert app.collector.interval("kubernetes") == 3600.0
+        finally:
+            other.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("kube-watch")]

@@ -1,0 +1,246 @@
+"""Kubernetes watches against the lab over real sockets: the collector's cache follows
+changes without list calls, re-lists after 410 Gone, falls back to lists while the API
+is down, recovers, and leaves no thread behind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from dapper.backends.clients.kube import KubeBackend
+from dapper.backends.model import Health
+from dapper.backends.snapshot.collector import Collector
+from dapper.lab.runtime import RunningLab, start_lab
+from dapper.lab.store import ObjectStore
+
+NODE = "talos-node-large-1"
+FAST = {"backoff": (0.05, 0.3), "debounce": 0.02}
+
+
+@pytest.fixture
+def lab() -> Iterator[RunningLab]:
+    running = start_lab(flux=False)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def admin(lab: RunningLab) -> Iterator[KubeBackend]:
+    """A second client, as another operator or a controller would change the cluster."""
+    backend = KubeBackend.from_kubeconfig(lab.config.kubeconfig, context="lab-admin")
+    yield backend
+    backend.close()
+
+
+def watch_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("kube-watch")]
+
+
+async def until(cond: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def count_lists(collector: Collector) -> list[str]:
+    """Every list request the collector's backend makes from now on (watches excluded)."""
+    backend = collector.kube()
+    calls: list[str] = []
+    inner = backend._call
+
+    def counting(what: str, *args, **kwargs):
+        if what.startswith("list "):
+            calls.append(what)
+        return inner(what, *args, **kwargs)
+
+    backend._call = counting  # type: ignore[method-assign]
+    return calls
+
+
+async def watching(config, **options) -> Collector:
+    collector = Collector(config, timeout=3.0)
+    changes: list[str] = []
+    collector.on_change(changes.append)
+    collector.changes = changes  # type: ignore[attr-defined]
+    collector.start_watches(**{**FAST, **options})
+    await until(lambda: collector.watching("kubernetes"), "the watches to sync")
+    return collector
+
+
+def pods(snapshot) -> list:
+    return [p for n in snapshot.nodes for p in n.pods]
+
+
+def node(snapshot, name: str):
+    return next(n for n in snapshot.nodes if n.name == name)
+
+
+async def test_cordon_and_delete_reach_the_snapshot_without_a_list(
+    lab: RunningLab, admin: KubeBackend
+) -> None:
+    collector = await watching(lab.config)
+    try:
+        lists = count_lists(collector)
+        first = await collector.refresh("kubernetes")
+        assert not node(first, NODE).unschedulable and len(first.nodes) == 7
+        victim = next(p for p in pods(first) if p.name.startswith("coredns-"))
+        changes = len(collector.changes)  # type: ignore[attr-defined]
+
+        admin.cordon(NODE)
+        await until(lambda: len(collector.changes) > changes, "a change notification")  # type: ignore[attr-defined]
+        await until(
+            lambda: any(
+                n["metadata"]["name"] == NODE and n["spec"].get("unschedulable")
+                for n in collector.watcher.cache()["nodes"]
+            ),
+            "the cordon in the watch cache",
+        )
+        snap = await collector.refresh("kubernetes")
+        assert node(snap, NODE).unschedulable
+        assert collector.interval("kubernetes") > 2.0  # the timer is only a safety net now
+
+        from kubernetes import client
+
+        client.CoreV1Api(admin._api).delete_namespaced_pod(victim.name, victim.namespace)
+        await until(
+            lambda: all(
+                p["metadata"]["name"] != victim.name for p in collector.watcher.cache()["pods"]
+            ),
+            "the deleted pod to leave the cache",
+        )
+        snap = await collector.refresh("kubernetes")
+        assert victim.name not in {p.name for p in pods(snap)}
+        assert snap.source("kubernetes").health is Health.OK
+        assert lists == [], "a healthy watch cache needs no list call"
+        assert collector.watcher.lists == dict.fromkeys(collector.watcher.lists, 1)
+    finally:
+        await collector.close()
+    assert watch_threads() == []
+
+
+async def test_gone_resource_version_lists_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(ObjectStore, "HISTORY", 20)  # the lab keeps 20 changes: "2" is long gone
+    with start_lab(flux=False) as small:
+        backend = KubeBackend.from_kubeconfig(small.config.kubeconfig, context="lab-admin")
+        collector = await watching(small.config)
+        try:
+            assert collector.watcher.lists["nodes"] == 1
+            with caplog.at_level(logging.INFO, logger="dapper.backends.clients.kube.watch"):
+                collector.watcher.resume("nodes", "2")
+                await until(lambda: collector.watcher.lists["nodes"] == 2, "a re-list")
+            assert "resourceVersion 2 is gone" in caplog.text
+            assert collector.watcher.reason == ""
+            backend.cordon(NODE)  # and the new watch follows changes again
+            await until(
+                lambda: any(
+                    n["metadata"]["name"] == NODE and n["spec"].get("unschedulable")
+                    for n in (collector.watcher.cache() or {}).get("nodes", [])
+                ),
+                "the cordon after the re-list",
+            )
+        finally:
+            backend.close()
+            await collector.close()
+    assert watch_threads() == []
+
+
+async def test_api_down_falls_back_to_lists_then_recovers(lab: RunningLab) -> None:
+    collector = await watching(lab.config)
+    try:
+        await collector.refresh("kubernetes")
+        lists = count_lists(collector)
+        changes = len(collector.changes)  # type: ignore[attr-defined]
+        lab.world.inject("api-down:kubernetes")
+        try:
+            await until(lambda: not collector.watching("kubernetes"), "the watches to fail")
+            await until(lambda: len(collector.changes) > changes, "a health change notification")  # type: ignore[attr-defined]
+            assert collector.interval("kubernetes") == 2.0
+            snap = await collector.refresh("kubernetes")
+            kube = snap.source("kubernetes")
+            assert kube.health is Health.DEGRADED and "connection refused" in kube.reason
+            assert lists, "a watcher out of sync falls back to list calls"
+            assert len(snap.nodes) == 7, "the last good data stays"
+        finally:
+            lab.world.clear("api-down:kubernetes")
+        await until(lambda: collector.watching("kubernetes"), "the watches to recover")
+        assert collector.watcher.reason == ""
+        lists.clear()
+        snap = await collector.refresh("kubernetes")
+        assert snap.source("kubernetes").health is Health.OK and lists == []
+    finally:
+        await collector.close()
+    assert watch_threads() == []
+
+
+async def test_read_only_watches_and_one_shot_never_starts_them(lab: RunningLab) -> None:
+    one_shot = Collector(lab.readonly_config, timeout=3.0)
+    try:
+        snap = await one_shot.refresh_all()
+        assert snap.source("kubernetes").health is Health.OK
+        assert one_shot.watcher is None and watch_threads() == []
+    finally:
+        await one_shot.close()
+    collector = await watching(lab.readonly_config)  # watches are reads: allowed read-only
+    try:
+        assert collector.watcher.reason == ""
+        assert len(watch_threads()) == 6  # five kinds and the notifier
+    finally:
+        await collector.close()
+    assert watch_threads() == []
+
+
+def test_close_cuts_open_streams_and_joins_threads(lab: RunningLab) -> None:
+    from dapper.backends.clients.kube_watch import KubeWatcher
+
+    backend = KubeBackend.from_kubeconfig(lab.config.kubeconfig, context="lab-admin")
+    changed = threading.Event()
+    watcher = KubeWatcher(lambda: backend, on_change=changed.set, timeout_seconds=600)
+    watcher.start()
+    try:
+        assert changed.wait(10)
+        deadline = time.monotonic() + 10
+        while not watcher.healthy and time.monotonic() < deadline:
+            changed.wait(0.05)
+        assert watcher.healthy
+    finally:
+        watcher.close(timeout=5)
+        backend.close()
+    assert watch_threads() == [] and not watcher.healthy
+
+
+async def test_fresh_refresh_reads_its_own_writes_through_a_relist(
+    lab: RunningLab, admin: KubeBackend
+) -> None:
+    collector = await watching(lab.config)
+    try:
+        await collector.refresh("kubernetes")
+        before = dict(collector.watcher.lists)
+        admin.cordon(NODE)
+        snap = await collector.refresh("kubernetes", fresh=True)  # no waiting for the watch
+        assert node(snap, NODE).unschedulable
+        assert collector.watcher.lists == {k: n + 1 for k, n in before.items()}
+        assert collector.watching("kubernetes") and collector.watcher.reason == ""
+        admin.uncordon(NODE)  # and the restarted watches follow changes again
+        await until(
+            lambda: (
+                not any(
+                    n["metadata"]["name"] == NODE and n["spec"].get("unschedulable")
+                    for n in collector.watcher.cache()["nodes"]
+                )
+            ),
+            "the uncordon after the re-list",
+        )
+    finally:
+        await collector.close()
+    assert watch_threads() == []

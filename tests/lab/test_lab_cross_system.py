@@ -1,0 +1,134 @@
+"""The lab's consequences cross protocols: each step through a different real client.
+
+This is the node-replacement path in miniature: clone a VM (Proxmox), boot it into Talos
+maintenance mode (Talos, insecure), configure it (Talos) and watch it join Kubernetes;
+then reset a node (Talos) and watch it leave etcd and Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from dapper.backends.clients.kube import KubeBackend
+from dapper.backends.clients.proxmox import ProxmoxBackend
+from dapper.backends.clients.talos import TalosClient
+from dapper.lab.runtime import RunningLab, start_lab
+from dapper.lab.world import Timings
+
+
+@pytest.fixture
+def lab() -> Iterator[RunningLab]:
+    running = start_lab(flux=False, timings=Timings(boot=0.05, task=0.05, clone=0.05))
+    yield running
+    running.stop()
+
+
+def eventually(check: Callable[[], object], timeout: float = 10.0) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+WORKER_CONFIG = b"""version: v1alpha1
+machine:
+  type: worker
+  network:
+    hostname: talos-node-large-4
+cluster:
+  controlPlane:
+    endpoint: https://10.100.0.40:6443
+"""
+
+
+def test_clone_boot_configure_join(lab: RunningLab) -> None:
+    cfg = lab.config
+    pve = ProxmoxBackend.from_config(cfg.proxmox)
+    kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
+    newid = pve.next_vmid()
+    pve.wait_task(pve.clone(104, newid, "talos-node-large-4"), timeout=10)
+    pve.wait_task(pve.start(newid), timeout=10)
+    ip = lab.world.machine_of_vm(newid).ip
+
+    async def talos_steps() -> str:
+        async with TalosClient.from_config(
+            cfg.talosconfig,
+            cfg.talos_context,
+            maintenance_endpoint=cfg.talos_maintenance_endpoint,
+        ) as talos:
+            await asyncio.sleep(0.2)  # boot
+            version = await talos.version(ip, maintenance=True)
+            await talos.apply_configuration(ip, WORKER_CONFIG, maintenance=True)
+            return version.tag
+
+    assert asyncio.run(talos_steps()).startswith("v1.11")
+    node = eventually(
+        lambda: next((n for n in kube.nodes() if n.name == "talos-node-large-4"), None)
+    )
+    assert node.internal_ip == ip
+    eventually(
+        lambda: next(n for n in kube.nodes() if n.name == "talos-node-large-4").ready == "True"
+    )
+    assert any(v.vmid == newid and v.status == "running" for v in pve.vms())
+    kube.close()
+    pve.close()
+
+
+def test_reset_leaves_etcd_and_kubernetes(lab: RunningLab) -> None:
+    cfg = lab.config
+    kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
+    assert "talos-control-3" in {n.name for n in kube.nodes()}
+
+    async def reset() -> int:
+        async with TalosClient.from_config(cfg.talosconfig, cfg.talos_context) as talos:
+            await talos.reset("10.100.0.52", graceful=True, reboot=True)
+            members = await talos.etcd_members("10.100.0.50")
+            return len(members)
+
+    assert asyncio.run(reset()) == 2
+    assert "talos-control-3" not in {n.name for n in kube.nodes()}
+    machine = lab.world.machine("10.100.0.52")
+    assert machine.maintenance and machine.config is None
+    kube.close()
+
+
+def test_stopped_vm_reaches_talos_and_kubernetes(lab: RunningLab) -> None:
+    cfg = lab.config
+    pve = ProxmoxBackend.from_config(cfg.proxmox)
+    kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
+    pve.wait_task(pve.stop(106), timeout=10)
+
+    async def machine_stage() -> str:
+        async with TalosClient.from_config(cfg.talosconfig, cfg.talos_context) as talos:
+            return (await talos.machine("10.100.0.56")).stage
+
+    assert asyncio.run(machine_stage()) == "unreachable"
+    assert next(n for n in kube.nodes() if n.name == "talos-node-large-3").ready != "True"
+    pve.wait_task(pve.start(106), timeout=10)
+    eventually(
+        lambda: next(n for n in kube.nodes() if n.name == "talos-node-large-3").ready == "True"
+    )
+    kube.close()
+    pve.close()
+
+
+def test_drain_evicts_and_pods_move(lab: RunningLab) -> None:
+    cfg = lab.config
+    kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
+    before = {p.name for p in kube.pods("talos-control-1") if p.owner_kind == "ReplicaSet"}
+    assert before, "coredns runs on the first control plane"
+    kube.drain("talos-control-1", deadline=time.monotonic() + 10)
+    after = kube.pods("talos-control-1")
+    assert not [p for p in after if p.owner_kind == "ReplicaSet"]
+    moved = [
+        p for p in kube.pods() if p.namespace == "kube-system" and p.name.startswith("coredns")
+    ]
+    assert len(moved) == 2 and all(p.node != "talos-control-1" for p in moved)
+    kube.close()

@@ -1,0 +1,74 @@
+"""`dapper-tui status`: one snapshot, exit 0 healthy / 1 degraded / 2 unusable config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dapper.cli.main import main
+from dapper.lab.runtime import start_lab
+from dapper.lab.world import Timings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    running = start_lab(repo=REPO, timings=Timings(boot=0.05, task=0.05, reconcile_interval=30))
+    running.flux.reconcile_now(timeout=30)
+    yield running
+    running.stop()
+
+
+def test_status_json_on_a_healthy_lab(lab, capsys) -> None:
+    code = main(["--config", str(lab.files.config_readonly), "status", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out["faults"]
+    assert out["healthy"] is True and out["mode"] == "LAB"
+    assert out["summary"]["nodes"] == {"good": 7, "total": 7, "faults": 0}
+    assert len(out["gpus"]) == 4 and out["read_only"] is True
+    assert {s["source"]: s["health"] for s in out["sources"]} == dict.fromkeys(
+        ("kubernetes", "talos", "proxmox", "git"), "ok"
+    )
+
+
+def test_status_text_and_exit_1_when_degraded(lab, capsys) -> None:
+    lab.world.inject("api-down:proxmox")
+    try:
+        code = main(["--config", str(lab.files.config_readonly), "status", "--timeout", "2"])
+    finally:
+        lab.world.clear("api-down:proxmox")
+    out = capsys.readouterr().out
+    assert code == 1
+    assert (
+        out.splitlines()[0].startswith("LAB LAB  READ-ONLY") or "READ-ONLY" in out.splitlines()[0]
+    )
+    assert "proxmox degraded (connection refused" in out
+    assert "Traceback" not in out
+
+
+def test_status_exit_2_on_unusable_config(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "config.toml"
+    bad.write_text("kubeconfig = [unclosed\n")
+    assert main(["--config", str(bad), "status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config: ") and "not valid TOML" in err and len(err.splitlines()) == 1
+    assert main(["--config", str(tmp_path / "missing.toml"), "status"]) == 2
+    capsys.readouterr()
+    no_files = tmp_path / "nofiles.toml"
+    no_files.write_text(
+        f'kubeconfig = "{tmp_path}/none"\nrepo_path = "{tmp_path}"\n'
+        '[proxmox]\nurl = "https://127.0.0.1:1"\ntoken_id = "a@pam!b"\n'
+        'token_secret_env = "DAPPER_TEST_UNSET"\n'
+    )
+    assert main(["--config", str(no_files), "status"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert f"config: kubeconfig: {tmp_path}/none does not exist" in lines
+    assert all(line.startswith("config: ") for line in lines)
+
+
+def test_status_with_no_config_runs_on_a_fresh_lab(capsys) -> None:
+    code = main(["status", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["cluster"] == "LAB" and len(out["nodes"]) == 7

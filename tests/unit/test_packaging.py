@@ -1,0 +1,37 @@
+"""The package layout: every package folder is installed under dapper.*, nothing generic."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MAPPED = {
+    "tui": "dapper.tui",
+    "backends": "dapper.backends",
+    "actions": "dapper.actions",
+    "lab": "dapper.lab",
+    "cli": "dapper.cli",
+}
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert meta["package-dir"] == {v: k for k, v in MAPPED.items()}
+    listed = set(meta["packages"])
+    found = set()
+    for folder, package in MAPPED.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([package, *rel.parts]))
+    assert found == listed, (
+        f"pyproject packages differ: missing {found - listed}, extra {listed - found}"
+    )
+
+
+def test_console_script_and_namespace_import() -> None:
+    import dapper.backends.model
+    import dapper.cli.main
+
+    assert dapper.backends.model.ClusterSnapshot
+    assert callable(dapper.cli.main.main)
