@@ -85,6 +85,10 @@ class Collector:
 
             self.operations = Operations(self)
 
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return SOURCES
+
     def interval(self, source: str) -> float:
         if self.watching(source):
             return max(INTERVALS[source], WATCHED_INTERVAL)
