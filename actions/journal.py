@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dapper.backends.config import state_dir
+from dapper.backends.private_files import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class Journal:
     @classmethod
     def create(cls, run_id: str, base: Path | None = None) -> Journal:
         d = runs_dir(base)
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(d.parent)
+        private_dir(d)
         return cls(d / f"{run_id}.jsonl")
 
     @classmethod
@@ -85,7 +87,7 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps({"time": round(time.time(), 3), **record}, sort_keys=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_private(self.path)
         try:
             os.write(fd, (line + "\n").encode())
             os.fsync(fd)
