@@ -10,16 +10,16 @@ A backend built read-only refuses every write with ReadOnlyError before any netw
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import logging
 import os
 import shutil
+import ssl
 import tempfile
-import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dapper.backends.clients import kube_parse as parse
@@ -53,25 +53,33 @@ WATCH_KINDS = ("nodes", "pods", "kustomizations", "diskpools", "events")
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
-_private_dir_lock = threading.Lock()
-_private_dir: str | None = None
+
+def _scratch_dir() -> str:
+    """A fresh 0700 directory for the client library to unpack kubeconfig CA/cert/key data
+    into, on a memory filesystem when there is one. It lives only while the kubeconfig is
+    loaded (see `_load_tls_into_memory`), so no exit, SIGKILL included, leaves a key behind."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    try:
+        return tempfile.mkdtemp(prefix="dapper-kube-", dir=base)
+    except OSError:
+        return tempfile.mkdtemp(prefix="dapper-kube-")
 
 
-def _credential_dir() -> str:
-    """Where the client may write CA/cert/key data from the kubeconfig: a 0700 directory
-    on a memory filesystem when there is one, removed at exit, so keys never hit disk."""
-    global _private_dir
-    with _private_dir_lock:
-        if _private_dir is None:
-            base = os.environ.get("XDG_RUNTIME_DIR") or (
-                "/dev/shm" if os.path.isdir("/dev/shm") else None
-            )
-            try:
-                _private_dir = tempfile.mkdtemp(prefix="dapper-kube-", dir=base)
-            except OSError:
-                _private_dir = tempfile.mkdtemp(prefix="dapper-kube-")
-            atexit.register(shutil.rmtree, _private_dir, True)
-        return _private_dir
+def _load_tls_into_memory(cfg: Any) -> ssl.SSLContext | None:
+    """Read the CA, client certificate and key that `cfg` names into memory, and clear the
+    paths, so the files can go at once: the CA becomes `ca_cert_data`, the client pair an
+    SSL context the connection pool uses instead of re-reading files per connection."""
+    from urllib3.util.ssl_ import create_urllib3_context
+
+    if cfg.ssl_ca_cert:
+        cfg.ca_cert_data = Path(cfg.ssl_ca_cert).read_text()
+        cfg.ssl_ca_cert = None
+    if not cfg.cert_file:
+        return None
+    context = create_urllib3_context()
+    context.load_cert_chain(cfg.cert_file, cfg.key_file)
+    cfg.cert_file = cfg.key_file = None
+    return context
 
 
 def rfc3339_nano(t_ns: int | None = None) -> str:
@@ -110,23 +118,30 @@ class KubeBackend:
         from kubernetes import client, config
 
         cfg = client.Configuration()
+        scratch = _scratch_dir()
         try:
             config.load_kube_config(
                 config_file=os.fspath(path) if path else None,
                 context=context,
                 client_configuration=cfg,
                 persist_config=False,
-                temp_file_path=_credential_dir(),
+                temp_file_path=scratch,
             )
-        except Exception as exc:  # ConfigException, OSError, YAML errors
+            client_tls = _load_tls_into_memory(cfg)
+        except Exception as exc:  # ConfigException, OSError, YAML errors, ssl.SSLError
             log.debug("loading kubeconfig %s failed", path, exc_info=True)
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BackendError(
                 f"kubeconfig {path or '(default)'}: {first}", code="CONFIG"
             ) from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         # connect retries ride out a restarting server; reads and writes are not retried
         cfg.retries = Retry(total=2, connect=2, read=0, redirect=0, status=0, other=0)
-        return cls(client.ApiClient(cfg), read_only=read_only, timeout=timeout, server=cfg.host)
+        api = client.ApiClient(cfg)
+        if client_tls is not None:
+            api.rest_client.pool_manager.connection_pool_kw["ssl_context"] = client_tls
+        return cls(api, read_only=read_only, timeout=timeout, server=cfg.host)
 
     def close(self) -> None:
         self._api.close()
