@@ -82,6 +82,23 @@ def _load_tls_into_memory(cfg: Any) -> ssl.SSLContext | None:
     return context
 
 
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _refuse_writes(api_client: Any) -> None:
+    """Guard the HTTP layer every request goes through: a read-only client can send only
+    reads, whichever method of ours (or of the client library) asked."""
+    rest = api_client.rest_client
+    send = rest.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() not in _READ_METHODS:
+            raise ReadOnlyError(f"kubernetes {method.upper()} {url.split('?')[0]}")
+        return send(method, url, *args, **kwargs)
+
+    rest.request = request
+
+
 def rfc3339_nano(t_ns: int | None = None) -> str:
     """Go's time.RFC3339Nano in UTC: fractional seconds without trailing zeros."""
     t_ns = time.time_ns() if t_ns is None else t_ns
@@ -99,6 +116,8 @@ class KubeBackend:
     ) -> None:
         self._api = api_client
         self.read_only = read_only
+        if read_only:
+            _refuse_writes(api_client)
         self.timeout = timeout
         self.server = server
         self._diskpool_version: str | None = None
@@ -161,6 +180,8 @@ class KubeBackend:
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, _request_timeout=(self.timeout, self.timeout), **kwargs)
+        except ReadOnlyError:
+            raise
         except Exception as exc:
             raise from_exception(exc, what, self.server) from None
 

@@ -275,7 +275,10 @@ class ProxmoxBackend:
         return api
 
     def call(self, method: str, path: str, **params: Any) -> Any:
-        """One API call (`path` relative to /api2/json); failures become BackendError."""
+        """One API call (`path` relative to /api2/json); failures become BackendError.
+        Every writer ends here, so a read-only client refuses any method but GET here."""
+        if self.read_only and method.lower() != "get":
+            raise ReadOnlyError(f"proxmox {method.upper()} /{path.strip('/')}")
         resource = self._api()(path.strip("/"))
         try:
             return getattr(resource, method)(**params)

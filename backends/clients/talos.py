@@ -52,6 +52,23 @@ MACHINES_AT_ONCE = 32
 # refresh re-reads them this often, and re-reads them at once when the version changes.
 STATIC_TTL = 60.0
 
+# The RPCs that change nothing on a machine; a read-only client refuses every other name.
+READ_METHODS = frozenset(
+    {
+        "Version",
+        "Hostname",
+        "ServiceList",
+        "Memory",
+        "LoadAvg",
+        "SystemStat",
+        "EtcdMemberList",
+        "EtcdStatus",
+        "Disks",
+        "Logs",
+        "Dmesg",
+    }
+)
+
 APPLY_MODES = {
     "reboot": machine_pb2.ApplyConfigurationRequest.REBOOT,
     "auto": machine_pb2.ApplyConfigurationRequest.AUTO,
@@ -357,9 +374,16 @@ class TalosClient:
             raise BackendError(f"{node or msg.metadata.hostname}: {msg.metadata.error}")
         return msg
 
+    def _allowed(self, method: str) -> None:
+        """Every RPC passes here: a read-only client sends only reads, by method name."""
+        if self.read_only and method not in READ_METHODS:
+            raise ReadOnlyError(f"talos {method}")
+
     async def _unary(
         self, node: str | None, service: str, method: str, req: Any, *, maintenance: bool = False
     ) -> Any:
+        self._allowed(method)
+
         async def go(ch: Channel, meta: dict[str, str]) -> Any:
             stub = (
                 storage_grpc.StorageServiceStub(ch)
@@ -372,6 +396,7 @@ class TalosClient:
 
     async def _stream(self, node: str | None, method: str, req: Any) -> AsyncIterator[bytes]:
         """Chunks of a server stream of common.Data (whole stream bounded by the timeout)."""
+        self._allowed(method)
 
         async def go(ch: Channel, meta: dict[str, str]) -> list[bytes]:
             stub = machine_grpc.MachineServiceStub(ch)
