@@ -179,8 +179,9 @@ class GitRepo:
         return mine != _entry_id(commit.parents[0].tree, path)
 
     def ahead_behind(self, remote: str = "origin", branch: str = "main") -> tuple[int, int]:
-        """(local-only, remote-only) commit counts against the remote-tracking branch."""
-        local = self._ref_target(f"refs/heads/{branch}")
+        """(local-only, remote-only) commit counts of HEAD against the remote-tracking
+        branch: what a commit made now would sit on, even on a detached HEAD."""
+        local = None if self.repo.head_is_unborn else self.repo.head.target
         theirs = self._ref_target(f"refs/remotes/{remote}/{branch}")
         if local is None or theirs is None:
             return (0, 0) if theirs is None and local is None else (int(local is not None), 0)
