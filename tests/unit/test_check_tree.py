@@ -180,7 +180,7 @@ def test_no_kustomize_is_one_line_and_other_checks_still_run(
     assert rc == 1
     assert sum("no kustomize or kubectl on PATH" in line for line in out) == 1
     assert any(line.startswith(f"{HR}:10: HelmRelease default/podinfo") for line in out)
-    assert out[-1] == "checked 5 Flux Kustomizations, 2 problems"
+    assert out[-1] == "checked 5 Flux Kustomizations, 1 problem, 1 warning"
 
 
 @pytest.mark.skipif(not HAS_KUBECTL, reason="no kustomize or kubectl")
