@@ -25,6 +25,7 @@ from dapper.actions.events import Confirm, Event, EventSink, Kind, Prompt, StepS
 from dapper.actions.journal import Journal, RunRecord, new_run_id
 from dapper.actions.lock import LockedError, RepoLock
 from dapper.actions.params import Param, ParamError, redact, resolve
+from dapper.actions.run_target import RunTarget, current_target
 from dapper.backends.clients.gitrepo import GitError, GitRepo
 from dapper.backends.config import Config
 from dapper.backends.errors import BackendError, ReadOnlyError
@@ -342,6 +343,17 @@ class Engine:
             ctx = self._context(runbook, run_id, params)
         except OPERATOR_ERRORS as exc:
             return self._finish(None, run_id, False, reason_of(exc))
+        then = RunTarget.from_json(record.target)
+        now = current_target(ctx, cluster=runbook.needs_cluster)
+        if then.differs_from(now):
+            ctx.close()
+            return self._finish(
+                None,
+                run_id,
+                False,
+                f"run {run_id} was made against {then.describe()}; this configuration "
+                f"points at {now.describe()}: resume it with the configuration it ran with",
+            )
         ctx.journal, ctx.record = journal, record
         ctx.outputs = {k: dict(v) for k, v in record.outputs.items()}
         lock = RepoLock(ctx.repo.repo.path, run_id)
@@ -435,6 +447,7 @@ class Engine:
                 operator=operator(ctx.repo),
                 repo=str(ctx.repo.root),
                 head=ctx.repo.head()[1],
+                target=current_target(ctx, cluster=runbook.needs_cluster).to_json(),
             )
         for step in steps:
             try:

@@ -46,6 +46,7 @@ class RunRecord:
     host: str = ""
     repo: str = ""
     head: str = ""
+    target: dict[str, str] = field(default_factory=dict)
     started: float = 0.0
     steps: dict[str, str] = field(default_factory=dict)  # step -> last phase
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> outputs
@@ -103,6 +104,7 @@ class Journal:
         operator: str,
         repo: str,
         head: str,
+        target: dict[str, str] | None = None,
     ) -> None:
         self.append(
             {
@@ -114,6 +116,7 @@ class Journal:
                 "host": socket.gethostname(),
                 "repo": repo,
                 "head": head,
+                "target": target or {},
             }
         )
 
@@ -151,6 +154,7 @@ def read_run(path: Path) -> RunRecord:
             rec.host = item.get("host", "")
             rec.repo = item.get("repo", "")
             rec.head = item.get("head", "")
+            rec.target = item.get("target") or {}
             rec.started = item.get("time", 0.0)
         elif kind == "step":
             step = item.get("step", "")

@@ -443,6 +443,13 @@ class GitRepo:
         log.info("replayed %s onto %s/%s as %s", sha[:12], remote, branch, str(new)[:12])
         return str(new)
 
+    def remote_url(self, name: str = "origin") -> str:
+        """The remote's URL, or "" when there is no such remote."""
+        try:
+            return str(self.repo.remotes[name].url or "")
+        except (KeyError, ValueError):
+            return ""
+
     def _remote(self, name: str) -> pygit2.Remote:
         try:
             return self.repo.remotes[name]

@@ -279,6 +279,11 @@ class KubeBackend:
     def kustomizations(self, namespace: str | None = None) -> list[Kustomization]:
         return [parse.kustomization(o) for o in self.kustomization_objects(namespace)]
 
+    def namespace_uid(self, name: str) -> str:
+        """The uid of a Namespace; kube-system's names a cluster for as long as it lives."""
+        doc = self._json(f"get namespace {name}", self._core().read_namespace, name)
+        return str((doc.get("metadata") or {}).get("uid") or "")
+
     def kustomization(self, namespace: str, name: str) -> Kustomization:
         return parse.kustomization(self._get_custom("Kustomization", namespace, name))
 

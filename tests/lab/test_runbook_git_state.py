@@ -11,6 +11,7 @@ import pygit2
 import pytest
 from dapper.actions import registry
 from dapper.actions.engine import Engine, RunResult
+from dapper.actions.events import Event, Kind, StepState
 from dapper.actions.journal import list_runs
 from dapper.backends.clients.gitrepo import GitRepo
 from dapper.lab.runtime import RunningLab, start_lab
@@ -84,3 +85,40 @@ def test_ahead_behind_counts_from_head(tmp_path: Path) -> None:
     assert git.ahead_behind() == (0, 1)
     work.set_head("refs/heads/main")
     assert work.head.target == second and git.ahead_behind() == (0, 0)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_refuses_another_cluster_and_repository(tmp_path: Path) -> None:
+    """A run journaled against one lab (repository and cluster) is not finished against
+    a second one: one line naming both, and the second lab sees no write."""
+    first = start_lab(directory=tmp_path / "first", timings=Timings(reconcile_interval=600.0))
+    try:
+
+        def crash(event: Event) -> None:
+            if event.kind == Kind.STEP and event.step == "edit" and event.state == StepState.DONE:
+                raise _Crash()
+
+        params = {"file": CF_FILE, "keys": "api-token", "reconcile-timeout": "5"}
+        with pytest.raises(_Crash):
+            Engine(first.config, emit=crash).run(registry.get("secret-rotate"), params, yes=True)
+        run = list_runs()[0]
+        assert run.status == "unfinished" and run.target["cluster_uid"]
+    finally:
+        first.stop()
+
+    second = start_lab(directory=tmp_path / "second", timings=Timings(reconcile_interval=600.0))
+    try:
+        before = state(second)
+        result = Engine(second.config).resume(run.run_id, registry.get("secret-rotate"), yes=True)
+        assert not result.ok and "\n" not in result.reason
+        assert result.reason.startswith(f"run {run.run_id} was made against https://127.0.0.1:")
+        assert "this configuration points at https://127.0.0.1:" in result.reason
+        assert str(first.remote.bare_path) in result.reason
+        assert str(second.remote.bare_path) in result.reason
+        assert state(second) == before
+        assert list_runs()[0].status == "unfinished"  # still the first lab's to finish
+    finally:
+        second.stop()
