@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dapper.actions.events import Confirm, Event, EventSink, Kind, Prompt, StepState
-from dapper.actions.journal import Journal, RunRecord, new_run_id
+from dapper.actions.journal import Journal, JournalError, RunRecord, new_run_id
 from dapper.actions.lock import LockedError, RepoLock
 from dapper.actions.params import Param, ParamError, redact, resolve
 from dapper.actions.run_target import RunTarget, current_target
@@ -330,9 +330,11 @@ class Engine:
     ) -> RunResult:
         try:
             journal = Journal.open(run_id, self.journal_base)
+            record = journal.read()
         except FileNotFoundError as exc:
             return self._finish(None, run_id, False, str(exc))
-        record = journal.read()
+        except JournalError as exc:
+            return self._finish(None, run_id, False, exc.reason)
         if record.finished and record.ok:
             return self._finish(None, run_id, True, "already finished")
         if self.config.read_only:

@@ -74,7 +74,10 @@ def _confirm(out: TextIO) -> Any:
 def _list(base: Any, out: TextIO) -> int:
     from dapper.actions.journal import list_runs
 
-    runs = list_runs(base)
+    problems: list[str] = []
+    runs = list_runs(base, problems)
+    for line in problems:
+        print(f"runbook: skipped unreadable journal {line}", file=sys.stderr)
     if not runs:
         out.write("no runbook runs yet\n")
         return 0
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
 def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
     from dapper.actions import registry
     from dapper.actions.engine import Engine
-    from dapper.actions.journal import Journal
+    from dapper.actions.journal import Journal, JournalError
     from dapper.actions.params import ParamError, parse_pairs
     from dapper.backends.errors import ReadOnlyError
 
@@ -138,6 +141,9 @@ def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
                 record = Journal.open(args.run_id).read()
             except FileNotFoundError as exc:
                 print(f"runbook: {exc}", file=sys.stderr)
+                return 2
+            except JournalError as exc:
+                print(f"runbook: {exc.reason}", file=sys.stderr)
                 return 2
             result = engine.resume(
                 args.run_id, registry.get(record.runbook), confirm=confirm, yes=args.yes
