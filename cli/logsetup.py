@@ -39,6 +39,9 @@ def setup_logging(*, console: bool = False, level: int = logging.INFO) -> Path:
         stream.setLevel(logging.WARNING)
         stream.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         root.addHandler(stream)
+    # Library warnings (urllib3's InsecureRequestWarning on every unverified request) go to
+    # the log like everything else, never onto the console's screen.
+    logging.captureWarnings(True)
     for noisy in ("urllib3", "kubernetes", "hpack", "grpclib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return path
