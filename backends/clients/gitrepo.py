@@ -22,6 +22,7 @@ from typing import Any
 
 import pygit2
 from dapper.backends.errors import BackendError, ReadOnlyError
+from dapper.backends.safe_text import clean
 from pygit2.enums import CredentialType, FileMode, FileStatus, SortMode
 
 log = logging.getLogger("dapper.backends.clients.gitrepo")
@@ -472,11 +473,11 @@ def _entry_id(tree: pygit2.Tree, path: str) -> pygit2.Oid | None:
 
 
 def _info(commit: pygit2.Commit) -> CommitInfo:
-    message = commit.message
+    message = clean(commit.message)  # anyone who can push writes this text
     summary = message.strip().splitlines()[0] if message.strip() else ""
     return CommitInfo(
         sha=str(commit.id),
-        author=f"{commit.author.name} <{commit.author.email}>",
+        author=clean(f"{commit.author.name} <{commit.author.email}>"),
         time=commit.author.time,
         summary=summary,
         trailers=parse_trailers(message),

@@ -33,6 +33,7 @@ from dapper.backends.clients.kube_models import (
 )
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.model import Event, Kustomization, Node, PodRef, StoragePool
+from dapper.backends.safe_text import clean_json
 
 log = logging.getLogger("dapper.backends.clients.kube")
 
@@ -188,7 +189,7 @@ class KubeBackend:
     def _json(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
         resp = self._call(what, fn, *args, _preload_content=False, **kwargs)
         try:
-            return json.loads(resp.data)
+            return json.loads(clean_json(resp.data))
         except ValueError:
             raise BackendError(f"{what}: the server did not answer JSON", code="PROTOCOL") from None
 
@@ -608,7 +609,7 @@ class KubeBackend:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
-        return parse.secret(json.loads(resp.data))
+        return parse.secret(json.loads(clean_json(resp.data)))
 
 
 def workload_info(obj: dict) -> WorkloadInfo:

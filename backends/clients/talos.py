@@ -37,6 +37,7 @@ from dapper.backends.clients.talosconfig import (
 )
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.model import EtcdMember, TalosMachine, TalosService
+from dapper.backends.safe_text import clean
 from google.protobuf import empty_pb2
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -369,7 +370,7 @@ class TalosClient:
     def _first(resp: Any, node: str | None) -> Any:
         if not resp.messages:
             raise BackendError(f"{node or 'endpoint'}: empty response")
-        msg = resp.messages[0]
+        msg = _cleaned(resp.messages[0])
         if msg.HasField("metadata") and msg.metadata.error:
             raise BackendError(f"{node or msg.metadata.hostname}: {msg.metadata.error}")
         return msg
@@ -736,3 +737,27 @@ class TalosClient:
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BackendError(f"{node}: kubeconfig stream is not a tar.gz") from exc
         raise BackendError(f"{node}: kubeconfig stream holds no kubeconfig file")
+
+
+def _cleaned(message: Any) -> Any:
+    """Every string field of a response (nested and repeated too) made safe, in place: a
+    machine's hostname, service messages and errors are untrusted text."""
+    for field, value in message.ListFields():
+        repeated = _repeated(field)
+        if field.type == field.TYPE_STRING:
+            if repeated:
+                value[:] = [clean(v) for v in value]
+            else:
+                setattr(message, field.name, clean(value))
+        elif field.type == field.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                continue
+            for item in value if repeated else (value,):
+                _cleaned(item)
+    return message
+
+
+def _repeated(field: Any) -> bool:
+    """protobuf 7 has `is_repeated`; older releases only `label`."""
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
