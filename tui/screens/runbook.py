@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dapper.tui.screens.runbook_run import PromptScreen, RunScreen
@@ -36,8 +37,8 @@ log = logging.getLogger("dapper.tui.runbook")
 def engine_config(app: Any) -> Any | None:
     """The configuration runbooks run with: the connected Collector's (the lab's, when the
     console started one), else the app's own when it names a repository."""
-    cfg = getattr(getattr(app, "collector", None), "config", None)
-    if cfg is not None and getattr(cfg, "repo_path", ""):
+    cfg: Any = getattr(getattr(app, "collector", None), "config", None)
+    if cfg is not None and cfg.repo_path:
         return cfg
     return app.config if app.config.repo_path else None
 
@@ -71,7 +72,7 @@ def palette_entries(app: Any) -> Iterator[tuple[str, str, Callable[[], Any]]]:
 
     for rb in registry.all_runbooks():
         words = rb.title or rb.name
-        yield f"Runbook: {words}", how, lambda n=rb.name: open_runbooks(app, runbook=n)
+        yield f"Runbook: {words}", how, partial(open_runbooks, app, runbook=rb.name)
     yield "Runbooks: list runs", "b", lambda: open_runbooks(app)
     if not app.writable:
         return
@@ -87,7 +88,7 @@ def palette_entries(app: Any) -> Iterator[tuple[str, str, Callable[[], Any]]]:
             yield (
                 f"Runbook: resume {r.run_id}",
                 f"{r.runbook}, {r.status}",
-                lambda rid=r.run_id: open_runbooks(app, resume=rid),
+                partial(open_runbooks, app, resume=r.run_id),
             )
 
 
@@ -174,7 +175,8 @@ class RunbooksScreen(Screen):
         from dapper.actions.params import preload_choices
 
         runbooks = {rb.name: rb for rb in registry.all_runbooks()}
-        context, cache = self._choice_context(), {}
+        context = self._choice_context()
+        cache: dict[int, ChoiceList] = {}
         choices = {n: preload_choices(rb.params, context, cache) for n, rb in runbooks.items()}
         for name, found in choices.items():
             for param, loaded in found.items():
