@@ -334,7 +334,7 @@ class Orchard(ChoicesProvider):
     heading = "FRUIT  ·  WHERE IT GROWS"
 
     def choices(self, ctx: ChoiceContext) -> list[Choice]:
-        assert (ctx.repo_path / ".git").exists()
+        assert (ctx.repo_path / ".git").exists() and ctx.snapshot is not None  # the console's
         return [
             Choice("apple", detail=("orchard",)),
             Choice("pear", "Pear", ("orchard", "ripe in October")),

@@ -160,14 +160,21 @@ class RunbooksScreen(Screen):
             self.query_one("#rb-about", Static).update(Text(about, style="yellow"))
             self.set_timer(1.0, self._try_load)
             return
-        self.run_worker(self._load, thread=True, name="runbooks-load", exit_on_error=False)
+        context = self._choice_context()
+        self.run_worker(
+            partial(self._load, context), thread=True, name="runbooks-load", exit_on_error=False
+        )
 
     def _choice_context(self) -> ChoiceContext:
+        """What providers may read: the repository and the console's latest snapshot
+        (immutable, so a worker thread may read it). Built on the UI thread."""
         from dapper.actions.params import ChoiceContext
 
-        return ChoiceContext.of(self.config)
+        return ChoiceContext.of(self.config, snapshot=getattr(self.app, "snapshot", None))
 
-    def _load(self) -> tuple[dict[str, Runbook], dict[str, dict[str, ChoiceList]], list[Any]]:
+    def _load(
+        self, context: ChoiceContext
+    ) -> tuple[dict[str, Runbook], dict[str, dict[str, ChoiceList]], list[Any]]:
         """Worker thread: the runbooks, the choices of their pickers (plain data; a failing
         provider becomes its one-line reason) and the journal's runs."""
         from dapper.actions import registry
@@ -175,7 +182,6 @@ class RunbooksScreen(Screen):
         from dapper.actions.params import preload_choices
 
         runbooks = {rb.name: rb for rb in registry.all_runbooks()}
-        context = self._choice_context()
         cache: dict[int, ChoiceList] = {}
         choices = {n: preload_choices(rb.params, context, cache) for n, rb in runbooks.items()}
         for name, found in choices.items():
