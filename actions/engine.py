@@ -21,10 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dapper.actions.events import Confirm, Event, EventSink, Kind, Prompt, StepState
+from dapper.actions.events import (
+    Confirm,
+    Event,
+    EventSink,
+    Kind,
+    Prompt,
+    PromptRequest,
+    StepState,
+)
 from dapper.actions.journal import Journal, JournalError, RunRecord, new_run_id
 from dapper.actions.lock import LockedError, RepoLock
-from dapper.actions.params import Param, ParamError, redact, resolve
+from dapper.actions.params import REDACTED, Param, ParamError, redact, resolve
 from dapper.actions.run_target import RunTarget, current_target
 from dapper.backends.clients.gitrepo import GitError, GitRepo
 from dapper.backends.config import Config
@@ -116,10 +124,16 @@ class Step:
 
 
 class Runbook:
-    """A named list of steps over typed parameters; `preflight` runs before the preview."""
+    """A named list of steps over typed parameters; `preflight` runs before the preview.
+
+    `title` (a few words, lower case: the palette says "Runbook: <title>") and `summary`
+    (one line: what it does) are what the front ends list; they know runbooks only
+    through these and `params`.
+    """
 
     name: str = ""
     title: str = ""
+    summary: str = ""
     params: tuple[Param, ...] = ()
     needs_cluster: bool = True
 
@@ -131,7 +145,8 @@ class Runbook:
 
         standard_preflight(ctx, cluster=self.needs_cluster)
 
-    def summary(self, ctx: RunContext) -> str:
+    def commit_subject(self, ctx: RunContext) -> str:
+        """The subject of the run's commit, after `runbook(<name>): `."""
         return self.title
 
 
@@ -339,8 +354,8 @@ class Engine:
             return self._finish(None, run_id, True, "already finished")
         if self.config.read_only:
             return self._finish(None, run_id, False, ReadOnlyError("resume a run").reason)
-        given = {k: v for k, v in record.params.items() if v != "<redacted>"}
         try:
+            given = self._journaled_params(runbook, record)
             params = resolve(runbook.params, given)
             ctx = self._context(runbook, run_id, params)
         except OPERATOR_ERRORS as exc:
@@ -369,6 +384,19 @@ class Engine:
         finally:
             lock.release()
             ctx.close()
+
+    def _journaled_params(self, runbook: Runbook, record: RunRecord) -> dict[str, Any]:
+        """The parameters a run was started with. Secret ones were never journaled: ask
+        for them again (masked) when the run had one, or let `resolve` say it is missing."""
+        given = {k: v for k, v in record.params.items() if v != REDACTED}
+        for p in runbook.params:
+            if p.secret and record.params.get(p.name) == REDACTED and self.prompt is not None:
+                question = f"{p.prompt} (secret, not journaled: type it again)"
+                try:
+                    given[p.name] = self.prompt(PromptRequest(question, secret=True))
+                except EOFError as exc:
+                    raise ParamError(f"{p.name} is secret and not journaled: {exc}") from None
+        return given
 
     # -- the loop --------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """`dapper-tui runbook run|resume|list`: the runbook engine at a plain terminal.
 
 Prints the engine's events as lines, shows the preview and asks before anything changes
-(`--yes` skips the question, `--dry-run` stops after the preview). Typed secret values
+(`--yes` skips the question, `--dry-run` stops after the preview). `list` and `run NAME
+--help` describe the runbooks from their declarations (cli/runbook_params.py); required
+parameters not passed with `--param` are asked for at a terminal. Typed secret values
 are read with getpass, twice. Without a configuration the run happens on a freshly
 started lab (its scratch clone, never your checkout), which is stopped afterwards; such
 a run cannot be resumed later, so `resume` without a configuration is refused.
@@ -71,9 +73,22 @@ def _confirm(out: TextIO) -> Any:
     return confirm
 
 
+def _list_runbooks(out: TextIO) -> None:
+    from dapper.actions import registry
+
+    runbooks = registry.all_runbooks()
+    width = max((len(rb.name) for rb in runbooks), default=0)
+    out.write("runbooks (`dapper-tui runbook run NAME --help` shows one's parameters):\n")
+    for rb in runbooks:
+        tail = f": {rb.summary}" if rb.summary else ""
+        out.write(f"  {rb.name:<{width}}  {rb.title}{tail}\n")
+    out.write("\n")
+
+
 def _list(base: Any, out: TextIO) -> int:
     from dapper.actions.journal import list_runs
 
+    _list_runbooks(out)
     problems: list[str] = []
     runs = list_runs(base, problems)
     for line in problems:
@@ -104,6 +119,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
     except ConfigError as exc:
         print(f"runbook: {exc}", file=sys.stderr)
         return 2
+    if args.runbook_command == "run" and (args.help or not args.name):
+        return _help(args.name, config, out)
     lab = None
     no_config = config.lab and not config.source  # a lab's own config.toml is a config
     if no_config and args.runbook_command == "resume":
@@ -126,12 +143,33 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
             lab.stop()
 
 
+def _help(name: str | None, config: Any, out: TextIO) -> int:
+    """`runbook run [NAME] --help`: one runbook described (with the choices its pickers
+    offer when a configuration names the repository), or the list of runbooks."""
+    from dapper.actions import registry
+    from dapper.actions.params import ChoiceContext
+    from dapper.cli.runbook_params import describe
+
+    if not name:
+        _list_runbooks(out)
+        return 0
+    try:
+        runbook = registry.get(name)
+    except registry.UnknownRunbook as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return 2
+    has_repo = bool(config.repo_path) and not (config.lab and not config.source)
+    describe(runbook, out, ChoiceContext.of(config) if has_repo else None)
+    return 0
+
+
 def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
     from dapper.actions import registry
     from dapper.actions.engine import Engine
     from dapper.actions.journal import Journal, JournalError
-    from dapper.actions.params import ParamError, parse_pairs
+    from dapper.actions.params import ChoiceContext, ParamError, parse_pairs, resolve
     from dapper.backends.errors import ReadOnlyError
+    from dapper.cli.runbook_params import MissingParams, complete
 
     engine = Engine(config, emit=Printer(out), prompt=_prompt)
     confirm = _confirm(out)
@@ -150,18 +188,18 @@ def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
             )
         else:
             runbook = registry.get(args.name)
-            given = parse_pairs(args.param)
-            if args.name == "secret-rotate" and not given.get("file"):
-                from pathlib import Path
-
-                from dapper.actions.rb_secret_rotate import describe_files
-
-                out.write("secret-rotate needs --param file=PATH --param keys=K1,K2; files:\n")
-                for line in describe_files(Path(config.repo_path)):
-                    out.write(f"  {line}\n")
+            context = ChoiceContext.of(config)
+            try:
+                given = complete(runbook, parse_pairs(args.param), out, context)
+            except MissingParams as exc:
+                out.write(f"{exc}\n")
                 return 2
+            resolve(runbook.params, given)  # one clear line (exit 2) before anything starts
             result = engine.run(runbook, given, confirm=confirm, yes=args.yes, dry_run=args.dry_run)
     except (ParamError, registry.UnknownRunbook) as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return 2
+    except EOFError as exc:
         print(f"runbook: {exc}", file=sys.stderr)
         return 2
     except ReadOnlyError as exc:
