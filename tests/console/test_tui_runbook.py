@@ -457,3 +457,30 @@ def test_snapshot_of_a_finished_rotation(snap_compare: Any, lab: Any, monkeypatc
 
     app = make_app(lab, still=True)
     assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+
+
+async def test_a_malformed_journal_is_one_line_and_hides_no_run(lab: Any) -> None:
+    from dapper.actions.journal import Journal, runs_dir
+
+    good = Journal.create("20260101-000000-aaaaaa")
+    good.start(
+        run_id="20260101-000000-aaaaaa",
+        runbook="rekey",
+        params={},
+        operator="op",
+        repo=lab.config.repo_path,
+        head="",
+    )
+    (runs_dir() / "20260101-000001-bbbbbb.jsonl").write_bytes(b"[1]\n")
+    app = make_app(lab)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen), "the runbooks screen")
+        screen: RunbooksScreen = app.screen  # type: ignore[assignment]
+        await until(pilot, lambda: screen.loaded, "runbooks to load")
+        assert list(screen.runs) == ["20260101-000000-aaaaaa"]
+        await until(pilot, lambda: len(app._notifications) > 0, "the notification")
+        shown = [n.message for n in app._notifications]
+        assert shown == [
+            "skipped unreadable journal 20260101-000001-bbbbbb.jsonl: line 1 is not a JSON object"
+        ]

@@ -188,7 +188,9 @@ class RunbooksScreen(Screen):
             for param, loaded in found.items():
                 if loaded.error:
                     log.warning("choices of %s %s: %s", name, param, loaded.error)
-        return runbooks, choices, list_runs()
+        problems: list[str] = []
+        runs = list_runs(problems=problems)
+        return runbooks, choices, runs, problems
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.name != "runbooks-load":
@@ -201,8 +203,9 @@ class RunbooksScreen(Screen):
                 Text(f"cannot load runbooks: {_one_line(reason)}", style="bold red")
             )
         elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
-            self.runbooks, self.choices, runs = event.worker.result
+            self.runbooks, self.choices, runs, problems = event.worker.result
             self._loaded(runs)
+            self._skipped(problems)
 
     def _loaded(self, runs: list[Any]) -> None:
         self.loaded = True
@@ -282,10 +285,23 @@ class RunbooksScreen(Screen):
     def reload_runs(self) -> None:
         from dapper.actions.journal import list_runs
 
+        problems: list[str] = []
         try:
-            self._show_runs(list_runs())
+            self._show_runs(list_runs(problems=problems))
         except OSError:
             log.warning("cannot read the runbook journal", exc_info=True)
+        self._skipped(problems)
+
+    def _skipped(self, problems: list[str]) -> None:
+        """One line for journals that could not be read; the other runs are listed."""
+        if not problems:
+            return
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        self.notify(
+            f"skipped unreadable journal {_one_line(problems[0])}{more}",
+            severity="warning",
+            markup=False,
+        )
 
     # -- actions ---------------------------------------------------------------------------
 
