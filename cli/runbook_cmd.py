@@ -12,25 +12,42 @@ a run cannot be resumed later, so `resume` without a configuration is refused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
+import signal
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from dapper.cli.hangup import StopOnHangup
 from dapper.cli.logsetup import setup_logging
+
+if TYPE_CHECKING:
+    from dapper.actions.engine import RunResult
 
 log = logging.getLogger("dapper.cli.runbook")
 
 
 class Printer:
-    """Turns engine events into terminal lines."""
+    """Turns engine events into terminal lines. A terminal that went away (SIGHUP, a closed
+    pipe) must not stop the run between a side effect and its journal entry: lines are
+    then dropped (the log file keeps the run's story)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self._skipped: set[str] = set()
+        self.gone = False
 
     def __call__(self, event: Any) -> None:
+        if self.gone:
+            return
+        try:
+            self._print(event)
+        except OSError:  # EIO after a hangup, EPIPE: the operator is no longer there
+            self.gone = True
+
+    def _print(self, event: Any) -> None:
         from dapper.actions.events import Kind, StepState
 
         step_state = event.state if event.kind == Kind.STEP else None
@@ -164,15 +181,47 @@ def _help(name: str | None, config: Any, out: TextIO) -> int:
 
 
 def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
-    from dapper.actions import registry
     from dapper.actions.engine import Engine
+
+    hangup = StopOnHangup()
+    engine = Engine(config, emit=Printer(out), prompt=_prompt, cancelled=hangup.stopping)
+    confirm = _confirm(out)
+    with hangup:
+        result = _start(args, config, out, engine, confirm)
+    if isinstance(result, int):
+        return result
+    if result.cancelled and hangup.signal_name:
+        resumable = result.reason.startswith("aborted at")
+        _say(
+            f"run {result.run_id}: stopped on {hangup.signal_name} at a safe point; resume it "
+            f"with: dapper-tui runbook resume {result.run_id}"
+            if resumable
+            else f"run {result.run_id}: stopped on {hangup.signal_name}: nothing changed"
+        )
+        return 128 + int(getattr(signal, hangup.signal_name))
+    if result.ok:
+        out.write(f"run {result.run_id}: {result.reason}\n")
+        return 0
+    _say(f"run {result.run_id}: {result.reason}")
+    return 1
+
+
+def _say(line: str) -> None:
+    """A line on stderr, if there still is a terminal to say it on."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
+
+
+def _start(
+    args: argparse.Namespace, config: Any, out: TextIO, engine: Any, confirm: Any
+) -> RunResult | int:
+    """The run's result, or the exit code when it could not start (said in one line)."""
+    from dapper.actions import registry
     from dapper.actions.journal import Journal, JournalError
     from dapper.actions.params import ChoiceContext, ParamError, parse_pairs, resolve
     from dapper.backends.errors import ReadOnlyError
     from dapper.cli.runbook_params import MissingParams, complete
 
-    engine = Engine(config, emit=Printer(out), prompt=_prompt)
-    confirm = _confirm(out)
     try:
         if args.runbook_command == "resume":
             try:
@@ -205,8 +254,4 @@ def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
     except ReadOnlyError as exc:
         print(f"runbook: {exc.reason}", file=sys.stderr)
         return 1
-    if result.ok:
-        out.write(f"run {result.run_id}: {result.reason}\n")
-        return 0
-    print(f"run {result.run_id}: {result.reason}", file=sys.stderr)
-    return 1
+    return result
