@@ -241,7 +241,13 @@ class EditStep(Step):
             raise StepFailed(f"from-command timed out after {COMMAND_TIMEOUT:g}s") from None
         if proc.returncode != 0:
             raise StepFailed(f"from-command exited with status {proc.returncode} for {key}")
-        value = proc.stdout.decode(errors="strict").rstrip("\r\n")
+        try:
+            value = proc.stdout.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise StepFailed(
+                f"from-command printed bytes that are not UTF-8 for {key} (at byte "
+                f"{exc.start}); a Secret value here must be text: nothing changed"
+            ) from None
         if not value:
             raise StepFailed(f"from-command printed nothing for {key}")
         return value
@@ -377,8 +383,11 @@ class SecretRotate(Runbook):
         ),
         Param(
             "from-command",
-            help="command printing the value ($DAPPER_SECRET_KEY names it)",
+            # The command line often carries the secret itself (`echo ...`, a token to a
+            # password manager): it is masked, never journaled, never shown.
+            help="command printing the value ($DAPPER_SECRET_KEY names it); kept secret",
             default="",
+            secret=True,
             shown_when=("source", "command"),
         ),
         Param("restart", "bool", help="rollout restart consumers without Reloader", default=False),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pygit2
 import pytest
@@ -58,11 +59,6 @@ def hostile_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab
         world.vm_stop(104)
         # Talos: a service state as ServiceList reports it
         world.machine("talos-node-large-2").service_overrides["kubelet"] = f"Stuck{ESCAPES}"
-        # Git: a commit whose author and message carry escapes
-        repo = pygit2.Repository(lab.config.repo_path)
-        sig = pygit2.Signature(f"mallory{ESCAPES}", "m@example.invalid")
-        tree = repo[repo.head.target].peel(pygit2.Tree).id
-        repo.create_commit("HEAD", sig, sig, f"evil {ESCAPES}\n", tree, [repo.head.target])
         yield lab
 
 
@@ -106,10 +102,14 @@ def test_status_json_decodes_to_no_control_character(
         assert seen in joined, seen
 
 
-def test_git_history_is_cleaned(hostile_lab: RunningLab) -> None:
+def test_git_history_is_cleaned(tmp_path: Path) -> None:
+    """Anyone who can push writes commit text: a scratch repository of the test's own."""
     from dapper.backends.clients.gitrepo import GitRepo
 
-    newest = GitRepo.open(hostile_lab.config.repo_path).log(n=1)[0]
+    repo = pygit2.init_repository(str(tmp_path / "repo"), initial_head="main")
+    sig = pygit2.Signature(f"mallory{ESCAPES}", "m@example.invalid")
+    repo.create_commit("HEAD", sig, sig, f"evil {ESCAPES}\n", repo.TreeBuilder().write(), [])
+    newest = GitRepo.open(tmp_path / "repo").log(n=1)[0]
     assert newest.summary == "evil ␛[2J␛]0;PWNED␇\ufffd31m\ufffd␍␈[/]"
     assert newest.author.startswith("mallory␛[2J")
 
