@@ -55,6 +55,7 @@ class KubeWorld:
             )
 
     def seed(self) -> None:
+        """Namespaces, a Node per spec, control-plane static pods, DaemonSets, CoreDNS."""
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "flux-system"):
             self.store.create(
                 {

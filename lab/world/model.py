@@ -1,8 +1,8 @@
 """The lab world's facts as plain data: the host's PCI devices, VMs, Talos machines, etcd
 members, the nodes the lab starts with, and the audit trail of writes.
 
-No behaviour lives here; the area modules (kube, pve, talos, faults) change these under
-the world's lock.
+Only how each fact reports itself (a VM's config, a machine's services) lives here; the
+area modules (kube, pve, talos, faults) change these under the world's lock.
 """
 
 from __future__ import annotations
