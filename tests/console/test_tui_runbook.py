@@ -1,6 +1,6 @@
 """Runbooks from the console, end to end on the lab (Textual Pilot, real engine, real lab).
 
-The console is built as the CLI builds it (test_tui_support.make_app); its repository is
+The console is built as the CLI builds it (tests/console/tui_lab.make_app); its repository is
 the lab's scratch clone. Each test checks what the lab saw: the commit on the bare remote
 with its trailers, the live Secret's hashes (never plaintext), the Kustomizations'
 applied revision, and the recorded Kubernetes writes.
@@ -26,8 +26,10 @@ from dapper.lab.runtime import start_lab
 from dapper.lab.world import Timings
 from dapper.tui.screens.runbook import PromptScreen, RunbooksScreen, RunScreen
 from dapper.tui.widgets.runbook_form import ParamForm
-from test_tui_support import make_app
 from textual.widgets import Button, DataTable, Input, OptionList, SelectionList
+
+from tests.console.tui_lab import make_app
+from tests.waiting import eventually_async
 
 CF_FILE = "kubernetes/apps/network/external-dns/cloudflare/secret.sops.yaml"
 CF_SECRET = ("network", "external-dns-cloudflare-secret")
@@ -68,11 +70,7 @@ def live_hashes(lab: Any, ns_name: tuple[str, str]) -> dict[str, str]:
 
 
 async def until(pilot: Any, cond: Any, what: str, timeout: float = WAIT) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if cond():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    await eventually_async(cond, timeout=timeout, interval=0.02, message=what, pause=pilot.pause)
 
 
 async def open_form(pilot: Any, app: Any, runbook: str) -> RunbooksScreen:
