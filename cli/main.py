@@ -21,6 +21,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Kept in step with lab/fault_targets.FORMS by a test (the CLI does not import the lab).
+FAULT_HELP = """faults (--fault KIND:TARGET):
+  node-notready:<node>                 the kubelet stops posting status
+  vm-stopped:<vmid or name>            the VM is stopped on Proxmox
+  api-down:<kubernetes|proxmox|talos>  the API refuses connections
+  api-slow:<api>[:seconds]             the API answers late (default 3 s)
+  etcd-unhealthy:<control-plane node>  that etcd member reports unhealthy
+  ks-failing:<namespace>/<name>        a Flux Kustomization fails to build
+  pool-degraded:<DiskPool name>        a Mayastor pool reports Degraded
+  gpu-gone:<PCI address>               a passed-through GPU falls off the bus
+"""
+MAX_LAB_NODES = 2000
+
+
+def _node_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= count <= MAX_LAB_NODES:
+        raise argparse.ArgumentTypeError(f"{count} is not between 1 and {MAX_LAB_NODES}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dapper-tui",
@@ -30,11 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--read-only", action="store_true", help="refuse every change")
     sub = parser.add_subparsers(dest="command")
 
-    lab = sub.add_parser("lab", help="run the lab alone and write client configs")
+    lab = sub.add_parser(
+        "lab",
+        help="run the lab alone and write client configs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=FAULT_HELP,
+    )
     lab.add_argument("--dir", help="where to write kubeconfig, talosconfig, proxmox.env")
-    lab.add_argument("--nodes", type=int, default=7, help="world size (default: the real 7)")
     lab.add_argument(
-        "--fault", action="append", default=[], help="inject a fault, e.g. vm-stopped:104"
+        "--nodes", type=_node_count, default=7, help="world size, 1-2000 (default: the real 7)"
+    )
+    lab.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:TARGET",
+        help="inject a fault (repeatable); the kinds are listed below",
     )
     lab.add_argument("--repo", help="the checkout whose kubernetes/ the lab reconciles")
 

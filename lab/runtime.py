@@ -19,7 +19,7 @@ from dapper.backends.config import Config, ProxmoxConfig
 from dapper.lab.clientfiles import LabFiles, kubeconfig_text, write_client_files
 from dapper.lab.credentials import LabCredentials
 from dapper.lab.pki import Pki
-from dapper.lab.world import Timings, World
+from dapper.lab.world import Timings, World, WorldError
 
 if TYPE_CHECKING:
     from dapper.lab.flux_twin import FluxTwin
@@ -131,15 +131,18 @@ def start_lab(
     if directory is None:
         tmp = tempfile.mkdtemp(prefix="dapper-lab-")
         directory = Path(tmp)
+    if nodes < 1:
+        raise WorldError(f"the lab needs at least one node, not {nodes}")
     world = World(nodes=nodes, timings=timings)
     pki = Pki()
     creds = LabCredentials()
     started: list = []
     try:
-        servers = _start_servers(world, pki, creds, started)
-        _publish_endpoints(world, servers)
         repo = repo or find_repo()
         apps = default_scale_apps(nodes) if scale_apps is None else scale_apps
+        _check_faults(world, faults, repo if flux else None, apps)
+        servers = _start_servers(world, pki, creds, started)
+        _publish_endpoints(world, servers)
         parts = (
             _start_flux(world, repo, directory, apps)
             if flux and repo is not None
@@ -169,6 +172,17 @@ def start_lab(
     )
     log.info("lab started in %.0f ms at %s", (time.perf_counter() - t0) * 1000, directory)
     return lab
+
+
+def _check_faults(world: World, faults: tuple[str, ...], repo: Path | None, apps: int) -> None:
+    """Refuse an unknown fault or target before any server starts or file is written."""
+    if not faults:
+        return
+    from dapper.lab.fault_targets import FaultTargets, check_fault
+
+    targets = FaultTargets.of(world, repo, apps)
+    for fault in faults:
+        check_fault(fault, targets)
 
 
 def _start_servers(world: World, pki: Pki, creds: LabCredentials, started: list) -> LabServers:
