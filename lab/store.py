@@ -108,6 +108,11 @@ class ObjectStore:
     # -- reading -----------------------------------------------------------------------
 
     @property
+    def lock(self) -> threading.RLock:
+        """Held across a read-decide-write that must see no other write in between."""
+        return self._lock  # type: ignore[return-value]
+
+    @property
     def resource_version(self) -> int:
         with self._lock:
             return self._rv
@@ -146,7 +151,9 @@ class ObjectStore:
 
     # -- writing -----------------------------------------------------------------------
 
-    def _commit(self, type_: str, key: Key, obj: dict) -> dict:
+    def _commit(self, type_: str, key: Key, obj: dict, dry_run: bool = False) -> dict:
+        if dry_run:  # dryRun=All: the answer the write would get, nothing stored or watched
+            return clone(obj)  # type: ignore[return-value]
         self._rv += 1
         of_type = self._by_type.setdefault(key[:2], {})
         if type_ != "DELETED":
@@ -165,7 +172,7 @@ class ObjectStore:
             listener(event)
         return clone(obj)  # type: ignore[return-value]
 
-    def create(self, obj: dict, *, rt: ResourceType | None = None) -> dict:
+    def create(self, obj: dict, *, rt: ResourceType | None = None, dry_run: bool = False) -> dict:
         rt = rt or self.kinds_of(obj)
         obj = clone(obj)  # type: ignore[assignment]
         meta = obj.setdefault("metadata", {})
@@ -186,9 +193,9 @@ class ObjectStore:
             obj.setdefault("apiVersion", rt.api_version)
             obj.setdefault("kind", rt.kind)
             meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("creationTimestamp", now_rfc3339())
+            meta["creationTimestamp"] = meta.get("creationTimestamp") or now_rfc3339()
             meta["generation"] = 1
-            return self._commit("ADDED", key, obj)
+            return self._commit("ADDED", key, obj, dry_run)
 
     def replace(
         self,
@@ -197,6 +204,7 @@ class ObjectStore:
         rt: ResourceType | None = None,
         status_only: bool = False,
         check_rv: bool = True,
+        dry_run: bool = False,
     ) -> dict:
         """Update (PUT). With status_only, only .status changes (the status subresource);
         otherwise .status is kept as stored, as the real API server does for CRDs with status."""
@@ -237,7 +245,7 @@ class ObjectStore:
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if new == old:
                 return clone(old)  # type: ignore[return-value]
-            return self._commit("MODIFIED", key, new)
+            return self._commit("MODIFIED", key, new, dry_run)
 
     def mutate(
         self,
@@ -247,13 +255,16 @@ class ObjectStore:
         fn: Callable[[dict], None],
         *,
         status_only: bool = False,
+        dry_run: bool = False,
     ) -> dict:
         """Read-modify-write under the lock: `fn` edits a copy in place."""
         with self._lock:
             obj = self.get(rt, ns, name)
             fn(obj)
             obj["metadata"].pop("resourceVersion", None)
-            return self.replace(obj, rt=rt, status_only=status_only, check_rv=False)
+            return self.replace(
+                obj, rt=rt, status_only=status_only, check_rv=False, dry_run=dry_run
+            )
 
     def upsert(self, obj: dict, *, rt: ResourceType | None = None) -> dict:
         """Create, or replace spec/metadata keeping status (what `apply` means to the lab).
@@ -273,13 +284,13 @@ class ObjectStore:
                 merged["status"] = existing["status"]
             return self.replace(merged, rt=rt, check_rv=False)
 
-    def delete(self, rt: ResourceType, ns: str, name: str) -> dict:
+    def delete(self, rt: ResourceType, ns: str, name: str, *, dry_run: bool = False) -> dict:
         key = (rt.group, rt.plural, ns if rt.namespaced else "", name)
         with self._lock:
             obj = self._objects.get(key)
             if obj is None:
                 raise NotFound(_what(rt, ns, name))
-            return self._commit("DELETED", key, obj)
+            return self._commit("DELETED", key, obj, dry_run)
 
     # -- watching ----------------------------------------------------------------------
 
