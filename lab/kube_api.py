@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from dapper.lab.kinds import CUSTOM_GROUPS, RESOURCE_TYPES, ResourceType, by_kind
 from dapper.lab.kube_apply import record_update, server_side_apply
+from dapper.lab.kube_authz import USERS, permits
 from dapper.lab.kube_controllers import emit_event
 from dapper.lab.kube_eviction import check_eviction
 from dapper.lab.kube_openapi import unknown_fields
@@ -17,7 +18,6 @@ from dapper.lab.kube_selectors import parse_field_selector, parse_label_selector
 from dapper.lab.store import Conflict, NotFound, StoreError
 from dapper.lab.world import World
 
-USERS = {"admin": "dapper-lab-admin", "readonly": "dapper-lab-readonly"}
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
@@ -153,10 +153,9 @@ def forbidden(identity: str, verb: str, r: Route) -> StoreError:
 
 
 def authorize(identity: str, verb: str, r: Route) -> None:
-    """admin may do anything; readonly is like the `view` ClusterRole: reads, no Secrets."""
-    if identity == "admin":
-        return
-    if verb in WRITE_VERBS or r.sub == "eviction" or (r.rt.kind == "Secret"):
+    """admin may do anything; readonly is like the `view` ClusterRole: reads, no Secrets
+    (the rule is kube_authz.permits, which also answers `kubectl auth can-i`)."""
+    if not permits(identity, verb, r.rt.group, r.rt.plural, r.sub or ""):
         raise forbidden(identity, verb, r)
 
 

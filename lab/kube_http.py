@@ -21,6 +21,9 @@ from dapper.lab.kube_api import (
     write_options,
 )
 from dapper.lab.kube_apply import parse_apply_body
+from dapper.lab.kube_authz import AUTHZ_GROUP, access_review, rules_review
+from dapper.lab.kube_protobuf import PROTOBUF
+from dapper.lab.kube_protobuf import decode as decode_protobuf
 from dapper.lab.kube_selectors import parse_field_selector, parse_label_selector
 from dapper.lab.kube_tables import to_table
 from dapper.lab.store import Gone, StoreError
@@ -109,6 +112,12 @@ class KubeHandler(LabHandler):
             self._json(
                 200, self._maybe_table(r, doc["items"], doc["metadata"]["resourceVersion"], doc)
             )
+            return
+        if r.rt.group == AUTHZ_GROUP and verb == "create":
+            review = access_review if r.rt.kind == "SelfSubjectAccessReview" else rules_review
+            ctype = self.headers.get("Content-Type", "")
+            spec = decode_protobuf(body) if ctype.startswith(PROTOBUF) else parse_body(body)
+            self._json(201, review(who, spec))  # type: ignore[arg-type]
             return
         if verb == "get":
             obj = api.get(r)

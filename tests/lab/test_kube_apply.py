@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -15,8 +14,8 @@ from dapper.lab.kinds import by_kind
 from kubernetes import client, config
 from tests.lab.kube_lab import Lab, running_lab, writes
 
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-pytestmark = pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
+KUBECTL = shutil.which("kubectl") or ""
+pytestmark = pytest.mark.skipif(not KUBECTL, reason="kubectl is not installed")
 
 CONFIGMAP = """apiVersion: v1
 kind: ConfigMap
@@ -35,17 +34,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
 
 
-def kubectl(lab: Lab, *args: str, stdin: str = "", ok: bool = True) -> subprocess.CompletedProcess:
+def kubectl_as(
+    lab: Lab, *args: str, stdin: str = "", readonly: bool = False
+) -> subprocess.CompletedProcess:
+    """kubectl as a user runs it: its own HOME (discovery cache), the lab's kubeconfig."""
     home = lab.tmp / "home"
     home.mkdir(exist_ok=True)
-    proc = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(lab.admin), "--request-timeout=20s", *args],
+    config = lab.readonly if readonly else lab.admin
+    return subprocess.run(
+        [KUBECTL, "--kubeconfig", str(config), "--request-timeout=20s", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
         env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
     )
+
+
+def kubectl(lab: Lab, *args: str, stdin: str = "", ok: bool = True) -> subprocess.CompletedProcess:
+    proc = kubectl_as(lab, *args, stdin=stdin)
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
