@@ -14,6 +14,7 @@ from dapper.lab.kube_api import KubeApi
 from dapper.lab.kube_controllers import LabControllers
 from dapper.lab.kube_discovery import crd_objects
 from dapper.lab.kube_http import KubeHandler
+from dapper.lab.kube_leases import NodeLeases
 from dapper.lab.pki import Pki, server_ssl_context
 from dapper.lab.world import World
 
@@ -29,6 +30,7 @@ class KubeApiServer(HttpsServer):
         self.credentials = credentials
         self.api = KubeApi(world)
         self._controllers = LabControllers(world.store)
+        self.leases = NodeLeases(world.store)
 
     def start(self) -> int:
         for crd in crd_objects():
@@ -36,6 +38,7 @@ class KubeApiServer(HttpsServer):
                 crd, rt=by_kind("apiextensions.k8s.io", "CustomResourceDefinition")
             )
         self._controllers.start()
+        self.leases.start()
         self.start_serving()
         return self.port
 
@@ -44,4 +47,5 @@ class KubeApiServer(HttpsServer):
 
     def stop(self) -> None:
         self.stop_serving()
+        self.leases.stop()
         self._controllers.stop()
