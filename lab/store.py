@@ -103,6 +103,7 @@ class ObjectStore:
         self._rv = 1
         self._history: deque[WatchEvent] = deque(maxlen=self.HISTORY)
         self._listeners: list[Callable[[WatchEvent], None]] = []
+        self._defaulters: list[Callable[[ResourceType, dict, bool], None]] = []
         self.closed = False
 
     # -- reading -----------------------------------------------------------------------
@@ -151,6 +152,18 @@ class ObjectStore:
 
     # -- writing -----------------------------------------------------------------------
 
+    def add_defaulter(self, fn: Callable[[ResourceType, dict, bool], None]) -> None:
+        """`fn(rt, obj, created)` fills in what the API server and kubelet would before a
+        write is stored, as admission defaulting does; it runs under the lock and may
+        replace top-level parts of `obj` but must not change what they point to in place
+        (an update shares unchanged parts with the stored version)."""
+        with self._lock:
+            self._defaulters.append(fn)
+
+    def _default(self, rt: ResourceType, obj: dict, created: bool) -> None:
+        for fn in self._defaulters:
+            fn(rt, obj, created)
+
     def _commit(self, type_: str, key: Key, obj: dict, dry_run: bool = False) -> dict:
         if dry_run:  # dryRun=All: the answer the write would get, nothing stored or watched
             return clone(obj)  # type: ignore[return-value]
@@ -195,6 +208,7 @@ class ObjectStore:
             meta.setdefault("uid", str(uuid.uuid4()))
             meta["creationTimestamp"] = meta.get("creationTimestamp") or now_rfc3339()
             meta["generation"] = 1
+            self._default(rt, obj, True)
             return self._commit("ADDED", key, obj, dry_run)
 
     def replace(
@@ -241,6 +255,7 @@ class ObjectStore:
                     new["metadata"].pop("namespace", None)
                 else:
                     new["metadata"]["namespace"] = ns
+            self._default(rt, new, False)
             # an identical write is no change: no event, no new resourceVersion
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if new == old:
