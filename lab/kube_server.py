@@ -13,6 +13,7 @@ from dapper.lab.kinds import by_kind
 from dapper.lab.kube_api import KubeApi
 from dapper.lab.kube_controllers import LabControllers
 from dapper.lab.kube_discovery import crd_objects
+from dapper.lab.kube_events import EventHistory
 from dapper.lab.kube_http import KubeHandler
 from dapper.lab.kube_leases import NodeLeases
 from dapper.lab.pki import Pki, server_ssl_context
@@ -31,6 +32,7 @@ class KubeApiServer(HttpsServer):
         self.api = KubeApi(world)
         self._controllers = LabControllers(world.store)
         self.leases = NodeLeases(world.store)
+        self.events = EventHistory(world.store, seed=world.timings.event_history)
 
     def start(self) -> int:
         for crd in crd_objects():
@@ -39,6 +41,7 @@ class KubeApiServer(HttpsServer):
             )
         self._controllers.start()
         self.leases.start()
+        self.events.start()
         self.start_serving()
         return self.port
 
@@ -48,4 +51,5 @@ class KubeApiServer(HttpsServer):
     def stop(self) -> None:
         self.stop_serving()
         self.leases.stop()
+        self.events.stop()
         self._controllers.stop()
