@@ -212,16 +212,28 @@ def _store_entries(obj: dict, entries: list[dict]) -> None:
 
 
 def conflict_error(conflicts: list[tuple[str, str, Path]]) -> StoreError:
-    """The 409 the API server sends: one cause per field, naming its manager."""
-    lines = [f'conflict with "{m}" using {v}: {_dotted(p)}' for m, v, p in conflicts]
-    if len(lines) == 1:
-        message = f"Apply failed with 1 conflict: {lines[0]}"
+    """The 409 the API server sends: the message structured-merge-diff words, one
+    FieldManagerConflict cause per field naming its manager."""
+    if len(conflicts) == 1:
+        manager, version, path = conflicts[0]
+        text = f'conflict with "{manager}" using {version}: {_dotted(path)}'
     else:
-        message = f"Apply failed with {len(lines)} conflicts: " + "\n".join(lines)
-    err = StoreError(409, "Conflict", message)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for manager, version, path in conflicts:
+            groups.setdefault((manager, version), []).append(_dotted(path))
+        text = "\n".join(
+            f'conflicts with "{m}" using {v}:\n' + "\n".join(f"- {f}" for f in fields)
+            for (m, v), fields in groups.items()
+        )
+    plural = "conflict" if len(conflicts) == 1 else "conflicts"
+    err = StoreError(409, "Conflict", f"Apply failed with {len(conflicts)} {plural}: {text}")
     err.causes = [  # type: ignore[attr-defined]
-        {"type": "FieldManagerConflict", "message": line, "field": _dotted(p)}
-        for line, (_, _, p) in zip(lines, conflicts, strict=True)
+        {
+            "reason": "FieldManagerConflict",
+            "message": f'conflict with "{m}" using {v}',
+            "field": _dotted(p),
+        }
+        for m, v, p in conflicts
     ]
     err.details = {}  # type: ignore[attr-defined]
     return err

@@ -3,6 +3,7 @@ explain against the lab API server, as a new user would run them (issue 15 point
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 from dapper.lab.kinds import by_kind
+from kubernetes.client.exceptions import ApiException
 
 from kubernetes import client, config
 from tests.lab.kube_lab import Lab, running_lab, writes
@@ -95,6 +97,28 @@ def test_server_side_apply_conflicts_name_the_other_manager(lab: Lab) -> None:
     assert proc.returncode != 0
     assert 'conflict with "kubectl" using v1: .data.colour' in proc.stderr
     assert live(lab, "ssa")["data"]["colour"] == "red"
+    # the Status a client reads: reason Conflict, one FieldManagerConflict cause per field
+    api = client.CoreV1Api(config.new_client_from_config(str(lab.admin)))
+    body = {"metadata": {"name": "ssa"}, "data": {"colour": "blue", "size": "small"}}
+    with pytest.raises(ApiException) as caught:
+        api.patch_namespaced_config_map(
+            "ssa",
+            "default",
+            body,
+            field_manager="script",
+            _content_type="application/apply-patch+yaml",
+        )
+    status = json.loads(caught.value.body)
+    assert (caught.value.status, status["reason"]) == (409, "Conflict")
+    assert status["message"].startswith('Apply failed with 2 conflicts: conflicts with "kubectl"')
+    assert status["details"]["causes"] == [
+        {
+            "reason": "FieldManagerConflict",
+            "message": 'conflict with "kubectl" using v1',
+            "field": f,
+        }
+        for f in (".data.colour", ".data.size")
+    ]
     kubectl(
         lab,
         "apply",
