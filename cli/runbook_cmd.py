@@ -110,7 +110,7 @@ def _list(base: Any, out: TextIO) -> int:
     problems: list[str] = []
     runs = list_runs(base, problems)
     for line in problems:
-        print(f"runbook: skipped unreadable journal {line}", file=sys.stderr)
+        print(f"dapper-tui runbook: skipped unreadable journal {line}", file=sys.stderr)
     if not runs:
         out.write("no runbook runs yet\n")
         return 0
@@ -158,14 +158,14 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
     try:
         config = load_config(args.config, read_only=args.read_only or None)
     except ConfigError as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc}", file=sys.stderr)
         return 2
     if args.runbook_command == "run" and (args.help or not args.name):
         return _help(args.name, config, out)
     lab = None
     no_config = config.lab and not config.source  # a lab's own config.toml is a config
     if no_config and args.runbook_command == "resume":
-        print(f"runbook: {_why_not_resumable(args.run_id)}", file=sys.stderr)
+        print(f"dapper-tui runbook: {_why_not_resumable(args.run_id)}", file=sys.stderr)
         return 2
     if no_config:
         from dapper.lab.runtime import start_lab
@@ -193,7 +193,7 @@ def _help(name: str | None, config: Any, out: TextIO) -> int:
     try:
         runbook = registry.get(name)
     except registry.UnknownRunbook as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc}", file=sys.stderr)
         return 2
     has_repo = bool(config.repo_path) and not (config.lab and not config.source)
     describe(runbook, out, ChoiceContext.of(config) if has_repo else None)
@@ -247,10 +247,10 @@ def _start(
             try:
                 record = Journal.open(args.run_id).read()
             except FileNotFoundError as exc:
-                print(f"runbook: {exc}", file=sys.stderr)
+                print(f"dapper-tui runbook: {exc}", file=sys.stderr)
                 return 2
             except JournalError as exc:
-                print(f"runbook: {exc.reason}", file=sys.stderr)
+                print(f"dapper-tui runbook: {exc.reason}", file=sys.stderr)
                 return 2
             result = engine.resume(
                 args.run_id, registry.get(record.runbook), confirm=confirm, yes=args.yes
@@ -266,12 +266,12 @@ def _start(
             resolve(runbook.params, given)  # one clear line (exit 2) before anything starts
             result = engine.run(runbook, given, confirm=confirm, yes=args.yes, dry_run=args.dry_run)
     except (ParamError, registry.UnknownRunbook) as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc}", file=sys.stderr)
         return 2
     except EOFError as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc}", file=sys.stderr)
         return 2
     except ReadOnlyError as exc:
-        print(f"runbook: {exc.reason}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc.reason}", file=sys.stderr)
         return 1
     return result

@@ -55,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, read_only=True)
     except ConfigError as exc:
-        print(f"config: {exc}", file=sys.stderr)
+        print(f"dapper-tui status: {exc}", file=sys.stderr)
         return 2
     from dapper.backends.configcheck import static_problems
 
     unusable = static_problems(cfg)
     if unusable:
         for line in unusable:
-            print(f"config: {line}", file=sys.stderr)
+            print(f"dapper-tui status: {line}", file=sys.stderr)
         return 2
     lab = None
     if cfg.lab and not cfg.source:

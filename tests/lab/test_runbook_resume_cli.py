@@ -21,7 +21,7 @@ def test_resume_without_config_refuses_in_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        "runbook: no run 20250101-000000-abcdef (dapper-tui runbook list shows the runs)"
+        "dapper-tui runbook: no run 20250101-000000-abcdef (dapper-tui runbook list shows the runs)"
     ]
 
     kept = Journal.create("20250101-000000-aaaaaa")  # made with a config: its repo exists

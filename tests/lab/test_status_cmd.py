@@ -53,7 +53,8 @@ def test_status_exit_2_on_unusable_config(tmp_path: Path, capsys) -> None:
     bad.write_text("kubeconfig = [unclosed\n")
     assert main(["--config", str(bad), "status"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("config: ") and "not valid TOML" in err and len(err.splitlines()) == 1
+    assert err.startswith("dapper-tui status: ") and "not valid TOML" in err
+    assert len(err.splitlines()) == 1
     assert main(["--config", str(tmp_path / "missing.toml"), "status"]) == 2
     capsys.readouterr()
     no_files = tmp_path / "nofiles.toml"
@@ -64,8 +65,8 @@ def test_status_exit_2_on_unusable_config(tmp_path: Path, capsys) -> None:
     )
     assert main(["--config", str(no_files), "status"]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert f"config: kubeconfig: {tmp_path}/none does not exist" in lines
-    assert all(line.startswith("config: ") for line in lines)
+    assert f"dapper-tui status: kubeconfig: {tmp_path}/none does not exist" in lines
+    assert all(line.startswith("dapper-tui status: ") for line in lines)
 
 
 def test_status_with_no_config_runs_on_a_fresh_lab(capsys) -> None:
