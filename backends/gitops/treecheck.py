@@ -30,6 +30,7 @@ from dapper.backends.gitops.kustomize_build import (
     group_of,
     version_of,
 )
+from dapper.backends.gitops.nodelabels import forbidden_node_labels
 from dapper.backends.gitops.sopscheck import (
     ENC_RE,
     SopsConfigError,
@@ -138,6 +139,7 @@ def run_checks(repo: str | Path, use_kustomize: bool = True, jobs: int = 2) -> C
     add(check_sops(tree, root))
     add(check_plaintext(tree))
     add(Problem(f, line, ERROR, reason) for f, line, reason in version_mismatches(root))
+    add(Problem(f, line, ERROR, reason) for f, line, reason in forbidden_node_labels(source))
     report.problems.sort(key=lambda p: (p.file == "", p.file, p.line, p.reason))
     return report
 

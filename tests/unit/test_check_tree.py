@@ -221,3 +221,34 @@ def test_cli_refuses_a_directory_without_a_tree(tmp_path: Path, capsys) -> None:
     assert main(["check", "--repo", str(tmp_path)]) == 1
     assert "no kubernetes/ directory" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_node_labels_nodeRestriction_forbids(tree_dir: Path) -> None:  # noqa: F811
+    talos = tree_dir / "kubernetes/bootstrap/talos"
+    (talos / "patches").mkdir(parents=True)
+    (talos / "talconfig.yaml").write_text(
+        "clusterName: k\nnodes:\n  - hostname: w1\n    nodeLabels:\n"
+        "      topology.kubernetes.io/zone: a\n      node-role.kubernetes.io/worker: ''\n"
+    )
+    (talos / "patches/storage.yaml").write_text(
+        "machine:\n  nodeLabels:\n    openebs.io/engine: mayastor\n"
+        "    node.kubernetes.io/instance-type: storage\n    node-role.home.arpa/storage: ssd\n"
+        "    example.k8s.io/tier: fast\n  kubelet:\n    extraArgs:\n"
+        "      node-labels: kubelet.kubernetes.io/ok=1,node-restriction.kubernetes.io/x=1\n"
+    )
+    errors = _errors(tree_dir)
+    talconfig = _find(
+        errors, "kubernetes/bootstrap/talos/talconfig.yaml", "node-role.kubernetes.io"
+    )
+    assert talconfig.line == 6 and "NodeRestriction" in talconfig.reason
+    patch = "kubernetes/bootstrap/talos/patches/storage.yaml"
+    assert _find(errors, patch, "example.k8s.io/tier").line == 6
+    assert _find(errors, patch, "node-restriction.kubernetes.io/x").line == 9
+    allowed = (
+        "topology.kubernetes.io/zone",
+        "openebs.io",
+        "instance-type",
+        "home.arpa/",
+        "kubelet.",
+    )
+    assert not [p for p in errors if any(f"label {a}" in p.reason for a in allowed)]
