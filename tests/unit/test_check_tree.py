@@ -252,3 +252,19 @@ def test_node_labels_nodeRestriction_forbids(tree_dir: Path) -> None:  # noqa: F
         "kubelet.",
     )
     assert not [p for p in errors if any(f"label {a}" in p.reason for a in allowed)]
+
+
+def test_diskpool_on_a_kernel_device_name(tree_dir: Path) -> None:  # noqa: F811
+    app = tree_dir / "kubernetes/apps/default/podinfo/app"
+    (app / "pools.yaml").write_text(
+        "---\napiVersion: openebs.io/v1beta3\nkind: DiskPool\nmetadata:\n  name: a\nspec:\n"
+        "  node: a\n  disks:\n    - /dev/disk/by-id/wwn-0x5002538000000001\n---\n"
+        "apiVersion: openebs.io/v1beta3\nkind: DiskPool\nmetadata:\n  name: b\nspec:\n"
+        "  node: b\n  disks:\n    - /dev/nvme0n1\n    - aio:///dev/sdb\n"
+    )
+    errors = _errors(tree_dir)
+    rel = "kubernetes/apps/default/podinfo/app/pools.yaml"
+    nvme = _find(errors, rel, "disk /dev/nvme0n1 is a kernel device name")
+    assert nvme.line == 18 and "DiskPool b" in nvme.reason and "by-id" in nvme.reason
+    assert _find(errors, rel, "aio:///dev/sdb").line == 19
+    assert not [p for p in errors if "DiskPool a" in p.reason]
