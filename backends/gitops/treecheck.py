@@ -24,6 +24,7 @@ from typing import Any
 
 from dapper.backends.gitops import fluxschemas
 from dapper.backends.gitops.diskpools import diskpool_problems
+from dapper.backends.gitops.filerefs import missing_file_refs
 from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree
 from dapper.backends.gitops.kustomize_build import (
     KUSTOMIZATION_FILES,
@@ -142,6 +143,7 @@ def run_checks(repo: str | Path, use_kustomize: bool = True, jobs: int = 2) -> C
     add(Problem(f, line, ERROR, reason) for f, line, reason in version_mismatches(root))
     add(Problem(f, line, ERROR, reason) for f, line, reason in forbidden_node_labels(source))
     add(Problem(f, line, ERROR, reason) for f, line, reason in diskpool_problems(_docs(tree)))
+    add(Problem(f, line, ERROR, reason) for f, line, reason in missing_file_refs(source))
     report.problems.sort(key=lambda p: (p.file == "", p.file, p.line, p.reason))
     return report
 

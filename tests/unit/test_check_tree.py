@@ -268,3 +268,18 @@ def test_diskpool_on_a_kernel_device_name(tree_dir: Path) -> None:  # noqa: F811
     assert nvme.line == 18 and "DiskPool b" in nvme.reason and "by-id" in nvme.reason
     assert _find(errors, rel, "aio:///dev/sdb").line == 19
     assert not [p for p in errors if "DiskPool a" in p.reason]
+
+
+def test_file_references_that_do_not_exist(tree_dir: Path) -> None:  # noqa: F811
+    _edit(tree_dir, HR, "  interval: 30m\n", "  # see docs/nowhere.md and ./helm-values.yaml\n"
+          "  interval: 30m  # values: app/helm-values.yaml (https://x.io/a/b.yaml)\n")  # fmt: skip
+    (tree_dir / "README.md").write_text(
+        "# t\n\nRead `kubernetes/components/common/namespace.yaml` and lab/keys/gone.txt.\n"
+        "```sh\nls run-dir/kubeconfig.yaml\n```\n"
+    )
+    errors = _errors(tree_dir)
+    p = _find(errors, HR, "docs/nowhere.md")
+    assert p.line == 6 and "comment refers to" in p.reason and "does not exist" in p.reason
+    assert _find(errors, "README.md", "lab/keys/gone.txt").line == 3
+    refs = [p for p in errors if "refers to" in p.reason]
+    assert len(refs) == 2, [str(p) for p in refs]
