@@ -14,6 +14,7 @@ import tarfile
 import time
 
 from dapper.backends.clients.talos_pb import machine_pb2, storage_pb2
+from dapper.lab.disk_links import wwn
 from dapper.lab.world import EtcdMemberState, LabVm, Machine
 
 PLATFORM = ("nocloud", "cloud")
@@ -93,6 +94,7 @@ def disks(m: Machine) -> storage_pb2.Disks:
             device_name=dev,
             name=dev.rsplit("/", 1)[-1],
             serial=f"LAB{_seed(m.hostname + dev):08X}",
+            wwid=f"naa.{wwn(m.hostname, dev)}" if wwn(m.hostname, dev) else "",
             type=storage_pb2.Disk.HDD if dev.startswith("/dev/vd") else storage_pb2.Disk.SSD,
             system_disk=i == 0,
             subsystem="/sys/class/block",

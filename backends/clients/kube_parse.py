@@ -138,14 +138,25 @@ def _taint(t: dict) -> str:
     return f"{key}:{t.get('effect', '')}"
 
 
+# node-role.kubernetes.io/* is what kubectl shows, but a kubelet (and so Talos nodeLabels)
+# may not set it (NodeRestriction); the tree's Talos patches set node-role.home.arpa/*.
+ROLE_LABEL_PREFIXES = ("node-role.kubernetes.io/", "node-role.home.arpa/")
+
+
+def node_roles(labels: dict) -> list[str]:
+    """Roles from either role-label namespace (and the legacy kubernetes.io/role)."""
+    roles = {k.split("/", 1)[1] for k in labels if k.startswith(ROLE_LABEL_PREFIXES)}
+    if labels.get("kubernetes.io/role"):
+        roles.add(labels["kubernetes.io/role"])
+    return sorted(r for r in roles if r)
+
+
 def node(obj: dict, pods: tuple[PodRef, ...] = ()) -> Node:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     labels = meta.get("labels") or {}
-    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
-    if labels.get("kubernetes.io/role") and labels["kubernetes.io/role"] not in roles:
-        roles.append(labels["kubernetes.io/role"])
+    roles = node_roles(labels)
     ready = _condition(obj, "Ready")
     addrs = {a.get("type"): a.get("address", "") for a in status.get("addresses") or []}
     cap = status.get("capacity") or {}
