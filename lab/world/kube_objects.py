@@ -195,15 +195,15 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int) -> dict:
             {
                 "openebs.io/engine": "mayastor",
                 "node.kubernetes.io/instance-type": "mayastor-storage",
-                "node-role.kubernetes.io/storage": "ssd",
-                "node-role.kubernetes.io/worker": "worker",
+                "node-role.home.arpa/storage": "ssd",
+                "node-role.home.arpa/worker": "worker",
             }
         )
         capacity["hugepages-2Mi"] = "2Gi"
     if spec.gpu:
         labels.update(
             {
-                "node-role.kubernetes.io/gpu": "p100",
+                "node-role.home.arpa/gpu": "p100",
                 "nvidia.feature.node.kubernetes.io/gpu": "true",
                 "feature.node.kubernetes.io/pci-0302_10de.present": "true",
             }
