@@ -73,6 +73,18 @@ class GitData:
     depends_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+@dataclass
+class SnapshotParts:
+    """The join's inputs, filled by each source's `feed` (see sources.Source): the four
+    systems the cross-system join reads, and faults reported by sources that only report."""
+
+    kube: KubeData = field(default_factory=KubeData)
+    proxmox: ProxmoxData = field(default_factory=ProxmoxData)
+    talos: TalosData = field(default_factory=TalosData)
+    git: GitData = field(default_factory=GitData)
+    faults: list[Fault] = field(default_factory=list)
+
+
 def _hex(value: str) -> str:
     v = (value or "").lower()
     return v[2:] if v.startswith("0x") else v
@@ -92,12 +104,15 @@ def join(
     mode: str,
     read_only: bool,
     taken_at: float,
-    kube: KubeData | None,
-    proxmox: ProxmoxData | None,
-    talos: TalosData | None,
-    git: GitData | None,
+    kube: KubeData | None = None,
+    proxmox: ProxmoxData | None = None,
+    talos: TalosData | None = None,
+    git: GitData | None = None,
     sources: tuple[SourceHealth, ...],
+    extra_faults: tuple[Fault, ...] = (),
 ) -> ClusterSnapshot:
+    """One ClusterSnapshot from what each system said (a missing one joins as empty);
+    `extra_faults` come from sources that only report (see SnapshotParts)."""
     kube = kube or KubeData()
     proxmox = proxmox or ProxmoxData()
     talos = talos or TalosData()
@@ -173,7 +188,8 @@ def join(
         events=tuple(sorted(kube.events, key=lambda e: e.time, reverse=True)),
         sources=sources,
     )
-    return replace(snapshot, faults=tuple(find_faults(snapshot) + _missing_devices(proxmox)))
+    faults = find_faults(snapshot) + _missing_devices(proxmox) + list(extra_faults)
+    return replace(snapshot, faults=tuple(faults))
 
 
 def _missing_devices(proxmox: ProxmoxData) -> list[Fault]:
