@@ -44,12 +44,6 @@ def find_run_commit(repo: GitRepo, run_id: str, ref: str | None = None, n: int =
     return ""
 
 
-def count_run_commits(repo: GitRepo, run_id: str, ref: str | None = None) -> int:
-    r = repo.repo
-    target = r.head.target if ref is None else r.references[ref].resolve().target
-    return sum(1 for c in r.walk(target) if f"{TRAILER_RUN}: {run_id}" in c.message)
-
-
 def contains(repo: GitRepo, ref: str, sha: str) -> bool:
     """Whether `ref` exists and is `sha` or a descendant of it."""
     found = repo.repo.references.get(ref)
@@ -66,11 +60,11 @@ def remote_contains(repo: GitRepo, remote: str, branch: str, sha: str) -> bool:
 
 
 def _changed_paths(r: pygit2.Repository, old: pygit2.Oid, new: pygit2.Oid) -> set[str]:
-    diff = r.diff(r[old].peel(pygit2.Tree), r[new].peel(pygit2.Tree))
+    diff = r[old].peel(pygit2.Tree).diff_to_tree(r[new].peel(pygit2.Tree))
     out: set[str] = set()
-    for patch in diff:
-        out.add(patch.delta.old_file.path)
-        out.add(patch.delta.new_file.path)
+    for delta in diff.deltas:
+        out.add(delta.old_file.path)
+        out.add(delta.new_file.path)
     return out
 
 
@@ -83,6 +77,8 @@ def replay_on_remote(repo: GitRepo, remote: str, branch: str, sha: str) -> str:
     if theirs_ref is None:
         raise GitError(f"{remote} has no branch {branch}")
     theirs = theirs_ref.resolve().target
+    if not isinstance(theirs, pygit2.Oid):
+        raise GitError(f"{remote}/{branch} does not resolve to a commit")
     commit = r[pygit2.Oid(hex=sha)].peel(pygit2.Commit)
     if str(r.head.target) != sha or len(commit.parents) != 1:
         raise GitError("cannot replay the run's commit: HEAD moved; rebase by hand")

@@ -189,7 +189,8 @@ class GitRepo:
 
     def _ref_target(self, name: str) -> pygit2.Oid | None:
         ref = self.repo.references.get(name)
-        return None if ref is None else ref.resolve().target
+        target = None if ref is None else ref.resolve().target
+        return target if isinstance(target, pygit2.Oid) else None  # a resolved ref is an Oid
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from dapper.backends.model import (
     StoragePool,
 )
 
-_SUFFIX = {
+_SUFFIX: dict[str, Decimal | int] = {
     "Ki": 2**10,
     "Mi": 2**20,
     "Gi": 2**30,

@@ -22,6 +22,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from dapper.backends.gitops.treesource import norm
@@ -117,7 +118,9 @@ def describe(obj: dict[str, Any]) -> str:
 
 
 def _split_selector(sel: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in sel:
         if ch == "(":
             depth += 1
@@ -295,7 +298,7 @@ def content_hash(obj: dict[str, Any]) -> str:
         if "immutable" in obj:
             enc["immutable"] = obj["immutable"]
     digest = hashlib.sha256(_go_json(enc).encode()).hexdigest()[:10]
-    return digest.translate(str.maketrans({"0": "g", "1": "h", "3": "k", "a": "m", "e": "t"}))
+    return digest.translate(str.maketrans("013ae", "ghkmt"))
 
 
 def _unquote(value: str) -> str:
@@ -671,9 +674,7 @@ class Renderer:
             if kind == "Ingress":
                 specs.append(("Secret", "spec/tls/secretName"))
             for ref_kind, fpath in specs:
-                _rename_at(
-                    d.obj, fpath.split("/"), lambda v, rk=ref_kind, n=ns: renames.get((rk, n, v))
-                )
+                _rename_at(d.obj, fpath.split("/"), partial(_renamed, renames, ref_kind, ns))
 
 
 def _s(v: Any) -> str:
@@ -697,6 +698,13 @@ def _line_of(cache: DocCache, file: str, needle: str, default: int) -> int:
         return default
     idx = text.find(needle)
     return text.count("\n", 0, idx) + 1 if idx >= 0 else default
+
+
+def _renamed(
+    renames: dict[tuple[str, str, str], str], kind: str, namespace: str, name: str
+) -> str | None:
+    """The generated name of `kind` `namespace/name`, if a generator renamed it."""
+    return renames.get((kind, namespace, name))
 
 
 def _rename_at(node: Any, parts: list[str], lookup: Callable[[str], str | None]) -> None:

@@ -20,11 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from dapper.backends.config import Config
 from dapper.backends.errors import BackendError
 from dapper.backends.model import ClusterSnapshot, Health, SourceHealth
+from dapper.backends.protocols import ClusterOperations
 from dapper.backends.snapshot.join import join
 from dapper.backends.snapshot.registry import REGISTRY, SourceRegistry
 from dapper.backends.snapshot.sources import (
@@ -89,7 +91,7 @@ class Collector:
         self._closed = False
         self._change_callbacks: list[Callable[[str], None]] = []
         self.snapshot = self._join()
-        self.operations: Operations | None = None
+        self.operations: ClusterOperations | None = None  # the console's protocol
         if not config.read_only:
             from dapper.backends.operations import Operations
 
@@ -124,7 +126,7 @@ class Collector:
                 if name in self._watched or self._closed:
                     continue
                 self._watched.add(name)
-                source.start_watch(lambda name=name: self._changed(name), **options)
+                source.start_watch(partial(self._changed, name), **options)
 
     def on_change(self, callback: Callable[[str], None]) -> None:
         """`callback(source)` runs on a watcher thread when a watched source's data or
@@ -224,3 +226,13 @@ class Collector:
                 await source.close()
             except Exception:  # closing one source must not leave the others open
                 log.exception("closing source %s failed", name)
+
+
+if TYPE_CHECKING:
+    from dapper.backends.protocols import SnapshotFeed
+
+    def _satisfies_the_console_protocols(
+        collector: Collector, operations: Operations
+    ) -> tuple[SnapshotFeed, ClusterOperations]:
+        """Never called: mypy proves here that the console's protocols fit these classes."""
+        return collector, operations
