@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dapper.backends.errors import ReadOnlyError
-from dapper.backends.snapshot.sources import SourceName
+from dapper.backends.model import SourceName
 
 if TYPE_CHECKING:
     from dapper.backends.snapshot.collector import Collector

@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from dapper.backends.config import Config
 from dapper.backends.errors import BackendError
-from dapper.backends.model import ClusterSnapshot, Health, SourceHealth
+from dapper.backends.model import ClusterSnapshot, Health, SourceHealth, SourceName
 from dapper.backends.protocols import ClusterOperations
 from dapper.backends.snapshot.join import join
 from dapper.backends.snapshot.registry import REGISTRY, SourceRegistry
 from dapper.backends.snapshot.sources import (
     Source,
     SourceContext,
-    SourceName,
     WatchableSource,
     feed_all,
 )

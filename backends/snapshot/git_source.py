@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dapper.backends.model import SourceName
 from dapper.backends.snapshot.join import GitData, SnapshotParts
-from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext, SourceName
+from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
 
 
 class GitSource:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from dapper.backends.model import PodRef
+from dapper.backends.model import PodRef, SourceName
 from dapper.backends.snapshot.join import KubeData, SnapshotParts
-from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext, SourceName
+from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
 
 if TYPE_CHECKING:
     from dapper.backends.clients.kube import KubeBackend

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from dapper.backends.model import SourceName
 from dapper.backends.snapshot.join import HostPci, ProxmoxData, SnapshotParts
-from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext, SourceName
+from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
 
 if TYPE_CHECKING:
     from dapper.backends.clients.proxmox import ProxmoxBackend

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dapper.backends.model import SourceName
 from dapper.backends.snapshot.git_source import GitSource
 from dapper.backends.snapshot.kubernetes_source import KubernetesSource
 from dapper.backends.snapshot.proxmox_source import ProxmoxSource
-from dapper.backends.snapshot.sources import SourceFactory, SourceName
+from dapper.backends.snapshot.sources import SourceFactory
 from dapper.backends.snapshot.talos_source import TalosSource
 
 BUILTIN: tuple[tuple[str, SourceFactory], ...] = (

@@ -12,7 +12,6 @@ import asyncio
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from dapper.backends.config import Config
@@ -23,15 +22,6 @@ T = TypeVar("T")
 # Client libraries are imported on first use, from worker threads; two threads importing
 # requests/urllib3 at once can see a half-initialised module, so imports take turns.
 IMPORTS = threading.Lock()
-
-
-class SourceName(StrEnum):
-    """The built-in sources; a StrEnum so each equals the plain name shown to operators."""
-
-    KUBERNETES = "kubernetes"
-    TALOS = "talos"
-    PROXMOX = "proxmox"
-    GIT = "git"
 
 
 @dataclass(frozen=True)

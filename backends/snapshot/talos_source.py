@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dapper.backends.errors import BackendError
+from dapper.backends.model import SourceName
 from dapper.backends.snapshot.join import KubeData, SnapshotParts, TalosData
-from dapper.backends.snapshot.sources import IMPORTS, SourceContext, SourceName
+from dapper.backends.snapshot.sources import IMPORTS, SourceContext
 
 if TYPE_CHECKING:
     from dapper.backends.clients.talos import TalosClient

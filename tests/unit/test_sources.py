@@ -9,7 +9,7 @@ import json
 import pytest
 from dapper.backends.config import Config
 from dapper.backends.errors import BackendError
-from dapper.backends.model import Fault, Health
+from dapper.backends.model import Fault, Health, SourceName
 from dapper.backends.protocols import SnapshotFeed
 from dapper.backends.snapshot.collector import SOURCES, Collector
 from dapper.backends.snapshot.join import SnapshotParts
@@ -18,7 +18,6 @@ from dapper.backends.snapshot.snapshot_json import snapshot_to_json
 from dapper.backends.snapshot.sources import (
     Source,
     SourceContext,
-    SourceName,
     WatchableSource,
 )
 
