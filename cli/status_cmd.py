@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         lab = start_lab(read_only=True)
         cfg = lab.readonly_config
         if lab.flux is not None:
-            lab.flux.reconcile_now(timeout=max(args.timeout, 30))
+            # RunningLab.flux is typed `object` until the lab's split (branch i9-lab) types it.
+            lab.flux.reconcile_now(timeout=max(args.timeout, 30))  # type: ignore[attr-defined]
     try:
         snapshot = asyncio.run(_collect(cfg, args.timeout))
     finally:
