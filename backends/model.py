@@ -16,6 +16,16 @@ class Health(StrEnum):
     UNKNOWN = "unknown"  # never fetched yet
 
 
+class SourceName(StrEnum):
+    """The built-in sources (snapshot/registry.py); a StrEnum, so each equals the plain
+    name operators see and that SourceHealth.source, panes and refresh() use."""
+
+    KUBERNETES = "kubernetes"
+    TALOS = "talos"
+    PROXMOX = "proxmox"
+    GIT = "git"
+
+
 @dataclass(frozen=True)
 class SourceHealth:
     """How one source (kubernetes, talos, proxmox, git) fared on its last fetch."""

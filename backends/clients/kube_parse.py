@@ -18,10 +18,11 @@ from dapper.backends.model import (
     Kustomization,
     Node,
     PodRef,
+    SourceName,
     StoragePool,
 )
 
-_SUFFIX = {
+_SUFFIX: dict[str, Decimal | int] = {
     "Ki": 2**10,
     "Mi": 2**20,
     "Gi": 2**30,
@@ -197,7 +198,7 @@ def event(obj: dict) -> Event:
     parts = [inv.get("kind", ""), inv.get("namespace", ""), inv.get("name", "")]
     return Event(
         time=when,
-        source="kubernetes",
+        source=SourceName.KUBERNETES,
         severity="warning" if obj.get("type") == "Warning" else "info",
         object="/".join(p for p in parts if p),
         reason=obj.get("reason", "") or "",

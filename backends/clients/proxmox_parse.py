@@ -83,12 +83,6 @@ def parse_hostpci(value: str) -> HostPci:
     return HostPci(addresses, mapping, tuple(options))
 
 
-def format_hostpci(address: str, **options: str | int) -> str:
-    """The inverse for one host address: `0000:81:00.0,pcie=1`."""
-    opts = "".join(f",{k.replace('_', '-')}={v}" for k, v in options.items())
-    return f"{address}{opts}"
-
-
 def parse_net_mac(value: str) -> str:
     """The MAC of a netN value (`virtio=BC:24:11:…,bridge=vmbr0` or `macaddr=…`), lower case."""
     for key, val in split_property_string(value):

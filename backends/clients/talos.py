@@ -129,10 +129,6 @@ class TalosEtcdStatus:
     is_learner: bool = False
     errors: tuple[str, ...] = ()
 
-    @property
-    def is_leader(self) -> bool:
-        return self.member_id != 0 and self.member_id == self.leader
-
 
 @dataclass(frozen=True)
 class TalosDisk:
@@ -150,6 +146,17 @@ class ApplyResult:
     warnings: tuple[str, ...] = ()
 
 
+# (hostname, system stat, disks) of a machine; a part that failed is its exception.
+StaticFacts = tuple[
+    str | BaseException, TalosSystemStat | BaseException, tuple[TalosDisk, ...] | BaseException
+]
+
+
+def _value(read: T | BaseException) -> T | None:
+    """A read gathered with return_exceptions: its value, or None when it failed."""
+    return None if isinstance(read, BaseException) else read
+
+
 class TalosChannel(Channel):
     """A grpclib Channel that can close its connection completely before its loop ends.
 
@@ -160,14 +167,15 @@ class TalosChannel(Channel):
 
     def __init__(self, host: str, port: int, *, ssl: ssl.SSLContext) -> None:
         super().__init__(host, port, ssl=ssl)
-        self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self._transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
-        proto = super()._protocol_factory()
+        proto: Any = super()._protocol_factory()
         made = proto.connection_made
 
         def connection_made(transport: asyncio.BaseTransport) -> None:
-            self._transports.add(transport)
+            if isinstance(transport, asyncio.Transport):
+                self._transports.add(transport)
             made(transport)
 
         proto.connection_made = connection_made
@@ -233,7 +241,8 @@ class TalosClient:
         self._channels: dict[tuple[asyncio.AbstractEventLoop, str, bool], TalosChannel] = {}
         self._next_endpoint = 0
         self._writer: _Writer | None = None if read_only else _Writer(self)
-        self._static: dict[str, tuple[float, str, Any]] = {}  # node -> (when, version, facts)
+        # node -> (when read, Talos version, facts)
+        self._static: dict[str, tuple[float, str, StaticFacts]] = {}
 
     @classmethod
     def from_config(
@@ -547,9 +556,8 @@ class TalosClient:
         for r in reads:
             if isinstance(r, BaseException) and not isinstance(r, BackendError):
                 raise r
-        services, memory, load, hostname, stat, disks = (
-            None if isinstance(r, BaseException) else r for r in reads
-        )
+        services, memory, load = _value(dynamic[0]), _value(dynamic[1]), _value(dynamic[2])
+        hostname, stat, disks = _value(facts[0]), _value(facts[1]), _value(facts[2])
         members: tuple[EtcdMember, ...] = ()
         if services and any(s.id == "etcd" for s in services):
             try:
@@ -571,20 +579,21 @@ class TalosClient:
             error=errors[0] if errors else "",
         )
 
-    async def _static_facts(self, node: str, version: str) -> tuple[Any, Any, Any]:
+    async def _static_facts(self, node: str, version: str) -> StaticFacts:
         """(hostname, system stat, disks), re-read after STATIC_TTL or a version change.
         A part that fails comes back as its BackendError and is not cached."""
         cached = self._static.get(node)
-        fresh = cached is not None and cached[1] == version
-        if fresh and time.monotonic() - cached[0] < STATIC_TTL:
+        if (
+            cached is not None
+            and cached[1] == version
+            and time.monotonic() - cached[0] < STATIC_TTL
+        ):
             return cached[2]
-        facts = tuple(
-            await asyncio.gather(
-                self.hostname(node),
-                self.system_stat(node),
-                self.disks(node),
-                return_exceptions=True,
-            )
+        facts: StaticFacts = await asyncio.gather(
+            self.hostname(node),
+            self.system_stat(node),
+            self.disks(node),
+            return_exceptions=True,
         )
         for r in facts:
             if isinstance(r, BaseException) and not isinstance(r, BackendError):

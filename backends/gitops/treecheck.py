@@ -540,24 +540,26 @@ def check_sops(tree: FluxTree, root: Path) -> Iterator[Problem]:
         if path.endswith((".sops.yaml", ".sops.yml")):
             continue
         try:
-            docs = tree.cache.docs(path)
+            file_docs = tree.cache.docs(path)
         except TreeError:
             continue
-        for d in docs:
-            if d.obj.get("kind") == "Secret" and (d.obj.get("data") or d.obj.get("stringData")):
+        for doc in file_docs:
+            plaintext = doc.obj.get("data") or doc.obj.get("stringData")
+            if doc.obj.get("kind") == "Secret" and plaintext:
                 yield Problem(
-                    path, d.line, ERROR,
-                    f"{describe(d.obj)} is a plaintext Secret: Secrets belong in *.sops.yaml "
+                    path, doc.line, ERROR,
+                    f"{describe(doc.obj)} is a plaintext Secret: Secrets belong in *.sops.yaml "
                     "files encrypted with sops",
                 )  # fmt: skip
     for ks in tree.kustomizations:
         if ks.key in tree.errors:
             continue
-        for d in tree.render(ks):
-            if d.obj.get("kind") == "Secret" and Path(d.file).name in KUSTOMIZATION_FILES:
+        for doc in tree.render(ks):
+            if doc.obj.get("kind") == "Secret" and Path(doc.file).name in KUSTOMIZATION_FILES:
                 yield Problem(
-                    d.file, _line_in(tree, d.file, "secretGenerator", d.line), ERROR,
-                    f"secretGenerator makes plaintext {describe(d.obj)}: use a *.sops.yaml Secret",
+                    doc.file, _line_in(tree, doc.file, "secretGenerator", doc.line), ERROR,
+                    f"secretGenerator makes plaintext {describe(doc.obj)}: "
+                    "use a *.sops.yaml Secret",
                 )  # fmt: skip
 
 

@@ -224,7 +224,7 @@ def test_cli_refuses_a_directory_without_a_tree(tmp_path: Path, capsys) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_node_labels_nodeRestriction_forbids(tree_dir: Path) -> None:  # noqa: F811
+def test_node_labels_nodeRestriction_forbids(tree_dir: Path) -> None:
     talos = tree_dir / "kubernetes/bootstrap/talos"
     (talos / "patches").mkdir(parents=True)
     (talos / "talconfig.yaml").write_text(
@@ -255,7 +255,7 @@ def test_node_labels_nodeRestriction_forbids(tree_dir: Path) -> None:  # noqa: F
     assert not [p for p in errors if any(f"label {a}" in p.reason for a in allowed)]
 
 
-def test_diskpool_on_a_kernel_device_name(tree_dir: Path) -> None:  # noqa: F811
+def test_diskpool_on_a_kernel_device_name(tree_dir: Path) -> None:
     app = tree_dir / "kubernetes/apps/default/podinfo/app"
     (app / "pools.yaml").write_text(
         "---\napiVersion: openebs.io/v1beta3\nkind: DiskPool\nmetadata:\n  name: a\nspec:\n"
@@ -271,7 +271,7 @@ def test_diskpool_on_a_kernel_device_name(tree_dir: Path) -> None:  # noqa: F811
     assert not [p for p in errors if "DiskPool a" in p.reason]
 
 
-def test_file_references_that_do_not_exist(tree_dir: Path) -> None:  # noqa: F811
+def test_file_references_that_do_not_exist(tree_dir: Path) -> None:
     _edit(tree_dir, HR, "  interval: 30m\n", "  # see docs/nowhere.md and ./helm-values.yaml\n"
           "  interval: 30m  # values: app/helm-values.yaml (https://x.io/a/b.yaml)\n")  # fmt: skip
     (tree_dir / "README.md").write_text(

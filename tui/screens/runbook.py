@@ -174,9 +174,9 @@ class RunbooksScreen(Screen):
 
     def _load(
         self, context: ChoiceContext
-    ) -> tuple[dict[str, Runbook], dict[str, dict[str, ChoiceList]], list[Any]]:
+    ) -> tuple[dict[str, Runbook], dict[str, dict[str, ChoiceList]], list[Any], list[str]]:
         """Worker thread: the runbooks, the choices of their pickers (plain data; a failing
-        provider becomes its one-line reason) and the journal's runs."""
+        provider becomes its one-line reason), the journal's runs and unreadable journals."""
         from dapper.actions import registry
         from dapper.actions.journal import list_runs
         from dapper.actions.params import preload_choices
