@@ -25,7 +25,6 @@ from dapper.backends.model import (
     Vm,
 )
 from dapper.tui import format as fmt
-from dapper.tui.panes import workload
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
 from rich.table import Table
@@ -130,6 +129,13 @@ class _Doc:
 
     def render(self) -> Group:
         return Group(*self.parts)
+
+
+def workload(p: PodRef) -> str:
+    """The workload a pod belongs to: a ReplicaSet's Deployment name, else its owner or name."""
+    if p.owner_kind == "ReplicaSet" and "-" in p.owner_name:
+        return p.owner_name.rsplit("-", 1)[0]
+    return p.owner_name or p.name
 
 
 def plain(renderable: RenderableType, width: int = 80) -> str:
@@ -529,15 +535,3 @@ def event_detail(e: Event, snapshot: ClusterSnapshot, now: float) -> Group:
     doc.section("Message")
     doc.paragraph(e.message or "-")
     return doc.render()
-
-
-def detail_view(pane: str, row: Any, snapshot: ClusterSnapshot, now: float) -> Group:
-    builders = {
-        "nodes": node_detail,
-        "vms": vm_detail,
-        "gpus": gpu_detail,
-        "pools": pool_detail,
-        "flux": ks_detail,
-        "events": event_detail,
-    }
-    return builders[pane](row, snapshot, now)
