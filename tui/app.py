@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+from functools import partial
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -366,7 +367,7 @@ class DapperApp(App[int]):
             yield (
                 f"Show {spec.title}",
                 f"pane {spec.key} (:{spec.aliases[0]})" + (f" · {spec.help}" if spec.help else ""),
-                lambda p=spec.id: (self._to_main(), main.action_show_pane(p)),
+                partial(self._show_pane, spec.id),
             )
         yield "Toggle faults only", "! (like k9s ctrl-z)", lambda: main.action_faults()
         yield "Filter the current pane", "/", lambda: main.action_prompt("filter")
@@ -385,7 +386,7 @@ class DapperApp(App[int]):
                 yield (
                     f"Detail {spec.noun} {key}",
                     "enter",
-                    lambda p=spec.id, k=key: self.open_detail(p, k),
+                    partial(self.open_detail, spec.id, key),
                 )
         if not self.writable:
             return
@@ -398,9 +399,10 @@ class DapperApp(App[int]):
                     yield (
                         f"{command.title(row)} {spec.noun} {target_name(row)}",
                         f"{command.key} on the {spec.title} pane (asks first)",
-                        lambda c=command.id, p=spec.id, k=key: self.request_command(c, p, k),
+                        partial(self.request_command, command.id, spec.id, key),
                     )
 
-    def _to_main(self) -> None:
+    def _show_pane(self, pane: str) -> None:
         while len(self.screen_stack) > 1:
             self.pop_screen()
+        self.main.action_show_pane(pane)
