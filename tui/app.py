@@ -12,8 +12,8 @@ import contextlib
 import logging
 import threading
 import time
-from functools import partial
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

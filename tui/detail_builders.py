@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from dapper.backends.model import (
     ClusterSnapshot,
@@ -22,6 +21,7 @@ from dapper.backends.model import (
     Node,
     PodRef,
     StoragePool,
+    TalosService,
     Vm,
 )
 from dapper.tui import format as fmt
@@ -348,11 +348,11 @@ def _talos(doc: _Doc, n: Node) -> None:
             doc.table(("HOST", "HEALTH", "ROLE", "DB", "ID", "ERRORS"), rows, right=(3,))
 
 
-def _service_ok(s: Any) -> bool:
+def _service_ok(s: TalosService) -> bool:
     return s.healthy if s.healthy is not None else s.state.lower() == "running"
 
 
-def _service_list(services: Sequence[Any]) -> Text:
+def _service_list(services: Sequence[TalosService]) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     for s in services:
         good = _service_ok(s)

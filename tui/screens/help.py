@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from dapper.tui.pane_registry import pane_registry
 from dapper.tui.pane_spec import PaneSpec
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def _group(t: Text, title: str, rows: Rows) -> None:
         t.append(f"{what}\n")
 
 
-def own_bindings(screen: Any, app: Any) -> Iterator[Binding]:
+def own_bindings(screen: Screen[Any], app: App[Any]) -> Iterator[Binding]:
     """Bindings of the console's own screen and app (not Textual's built-in ones, not the
     table's navigation), shown in the footer or not."""
     for active in screen.active_bindings.values():
@@ -65,7 +65,7 @@ def own_bindings(screen: Any, app: Any) -> Iterator[Binding]:
             yield binding
 
 
-def _more(screen: Any, app: Any) -> Rows:
+def _more(screen: Screen[Any], app: App[Any]) -> Rows:
     """Keys the groups above do not cover (e.g. one another part of the console binds)."""
     rows: Rows = []
     seen: set[str] = set()

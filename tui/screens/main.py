@@ -61,8 +61,9 @@ class MainScreen(Screen[None]):
     filter_text = reactive("", init=False)  # the active pane's filter
     faults_only = reactive(False, init=False)
     prompt_mode = reactive("", init=False)  # "", "filter" or "jump"
-    sort_label = reactive("", init=False)  # the active pane's sort (`s`; a header click
-    # sorts too, and shows on the next tick, as the table keeps its own sort)
+    # the active pane's sort after `s` (a header click sorts too, and shows on the next
+    # tick: the table keeps its own sort, the bar reads it from there)
+    sort_label = reactive("", init=False, always_update=True)
 
     def __init__(self, *, writable: bool) -> None:
         super().__init__(id="main")
