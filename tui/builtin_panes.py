@@ -412,7 +412,7 @@ NODES = register_builtin(
         grid=GridSlot(row=0, column=0, columns=2),
         help="Kubernetes nodes with their Talos machine and VM",
         commands=NODE_COMMANDS,
-        header=HeaderCount("nodes", lambda sm: sm.nodes),
+        header=HeaderCount("nodes", lambda sm, _s: sm.nodes),
     )
 )
 
@@ -433,7 +433,7 @@ VMS = register_builtin(
         grid=GridSlot(row=1, column=0),
         help="Proxmox VMs (templates left out)",
         commands=VM_COMMANDS,
-        header=HeaderCount("vms", lambda sm: sm.vms),
+        header=HeaderCount("vms", lambda sm, _s: sm.vms),
     )
 )
 
@@ -453,7 +453,7 @@ GPUS = register_builtin(
         detail=gpu_detail,
         grid=GridSlot(row=1, column=1),
         help="passed-through GPUs, their VM, node and pods",
-        header=HeaderCount("gpu", lambda sm: sm.gpus, allocation=True),
+        header=HeaderCount("gpu", lambda sm, _s: sm.gpus, allocation=True),
     )
 )
 
@@ -473,7 +473,7 @@ POOLS = register_builtin(
         detail=pool_detail,
         grid=GridSlot(row=2, column=2),
         help="storage pools and their disks",
-        header=HeaderCount("pools", lambda sm: sm.pools),
+        header=HeaderCount("pools", lambda sm, _s: sm.pools),
     )
 )
 
@@ -494,7 +494,7 @@ FLUX = register_builtin(
         grid=GridSlot(row=0, column=2, rows=2),
         help="Flux Kustomizations, their revision and readiness",
         commands=FLUX_COMMANDS,
-        header=HeaderCount("ks", lambda sm: sm.kustomizations),
+        header=HeaderCount("ks", lambda sm, _s: sm.kustomizations),
     )
 )
 

@@ -44,11 +44,12 @@ class GridSlot:
 
 @dataclass(frozen=True)
 class HeaderCount:
-    """The pane's `label good/total ✗errors` in the header, from the shared summary (the
-    one `dapper-tui status` prints). `allocation`: good may not exceed total (GPU units)."""
+    """The pane's `label good/total ✗errors` in the header. The built-in panes read the
+    shared summary (the counts `dapper-tui status` prints); a new pane may count from the
+    snapshot itself. `allocation`: good may not exceed total (GPU units)."""
 
     label: str
-    count: Callable[[Summary], Count]
+    count: Callable[[Summary, ClusterSnapshot], Count]
     allocation: bool = False
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 from dapper.backends.model import ClusterSnapshot, Health, Node, SourceHealth
+from dapper.backends.snapshot.summary import Count
 from dapper.tui.builtin_panes import NODES
 from dapper.tui.pane_registry import PaneRegistry, pane_registry
 from dapper.tui.pane_spec import GridSlot, HeaderCount
@@ -38,7 +39,7 @@ def test_a_registered_pane_changes_every_derived_view_until_unregistered() -> No
         order=9,
         aliases=("extra",),
         grid=GridSlot(row=1, column=3),
-        header=HeaderCount("extra", lambda sm: sm.nodes),
+        header=HeaderCount("extra", lambda _sm, s: Count(len(s.nodes), len(s.nodes))),
     )
     with registry.registered(extra):
         assert registry.key_range() == "1-9" and registry.jump_names() == ("nodes", "extra")
@@ -68,3 +69,20 @@ def test_header_counts_follow_the_panes_that_declare_one() -> None:
     ]
     text = header_text(snapshot, mode="LAB", read_only=False, now=101.0).plain
     assert "nodes 1/2 · vms ? · gpu ? · pools 0/0 · ks 0/0" in text  # ? : proxmox is failing
+
+
+def test_a_registered_pane_can_count_in_the_header_from_the_snapshot() -> None:
+    snapshot = ClusterSnapshot("LAB", "LAB", False, taken_at=100.0, nodes=(Node("a"),))
+    unready = replace(
+        NODES,
+        id="unready",
+        key="8",
+        order=8,
+        aliases=("unready",),
+        header=HeaderCount("unready", lambda _sm, s: Count(0, len(s.nodes), len(s.nodes))),
+    )
+    with pane_registry().registered(unready):
+        assert [i.label for i in health_counts(snapshot)][-1] == "unready"
+        text = header_text(snapshot, mode="LAB", read_only=False, now=101.0).plain
+        assert text.endswith("ks 0/0 · unready 0/1 ✗1")
+    assert "unready" not in header_text(snapshot, mode="LAB", read_only=False, now=101.0).plain

@@ -36,7 +36,7 @@ def health_counts(snapshot: ClusterSnapshot) -> list[HeaderItem]:
     items = []
     for spec in pane_registry().ordered():
         if spec.header is not None:
-            c = spec.header.count(sm)
+            c = spec.header.count(sm, snapshot)
             items.append(
                 HeaderItem(
                     spec.header.label,
