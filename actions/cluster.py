@@ -40,6 +40,10 @@ class KubeCluster:
     def close(self) -> None:
         self.kube.close()
 
+    def identity(self) -> tuple[str, str]:
+        """(API server URL, kube-system namespace uid): which cluster this is."""
+        return self.kube.server, self.kube.namespace_uid("kube-system")
+
     def ping(self) -> None:
         """Reachable, authorised, and Flux is installed (its root Kustomization answers)."""
         self.kube.kustomization(*FLUX_ROOT)

@@ -21,10 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dapper.actions.events import Confirm, Event, EventSink, Kind, Prompt, StepState
-from dapper.actions.journal import Journal, RunRecord, new_run_id
+from dapper.actions.events import (
+    Confirm,
+    Event,
+    EventSink,
+    Kind,
+    Prompt,
+    PromptRequest,
+    StepState,
+)
+from dapper.actions.journal import Journal, JournalError, RunRecord, new_run_id
 from dapper.actions.lock import LockedError, RepoLock
-from dapper.actions.params import Param, ParamError, redact, resolve
+from dapper.actions.params import REDACTED, Param, ParamError, redact, resolve
+from dapper.actions.run_target import RunTarget, current_target
 from dapper.backends.clients.gitrepo import GitError, GitRepo
 from dapper.backends.config import Config
 from dapper.backends.errors import BackendError, ReadOnlyError
@@ -115,10 +124,16 @@ class Step:
 
 
 class Runbook:
-    """A named list of steps over typed parameters; `preflight` runs before the preview."""
+    """A named list of steps over typed parameters; `preflight` runs before the preview.
+
+    `title` (a few words, lower case: the palette says "Runbook: <title>") and `summary`
+    (one line: what it does) are what the front ends list; they know runbooks only
+    through these and `params`.
+    """
 
     name: str = ""
     title: str = ""
+    summary: str = ""
     params: tuple[Param, ...] = ()
     needs_cluster: bool = True
 
@@ -130,7 +145,8 @@ class Runbook:
 
         standard_preflight(ctx, cluster=self.needs_cluster)
 
-    def summary(self, ctx: RunContext) -> str:
+    def commit_subject(self, ctx: RunContext) -> str:
+        """The subject of the run's commit, after `runbook(<name>): `."""
         return self.title
 
 
@@ -329,19 +345,32 @@ class Engine:
     ) -> RunResult:
         try:
             journal = Journal.open(run_id, self.journal_base)
+            record = journal.read()
         except FileNotFoundError as exc:
             return self._finish(None, run_id, False, str(exc))
-        record = journal.read()
+        except JournalError as exc:
+            return self._finish(None, run_id, False, exc.reason)
         if record.finished and record.ok:
             return self._finish(None, run_id, True, "already finished")
         if self.config.read_only:
             return self._finish(None, run_id, False, ReadOnlyError("resume a run").reason)
-        given = {k: v for k, v in record.params.items() if v != "<redacted>"}
         try:
+            given = self._journaled_params(runbook, record)
             params = resolve(runbook.params, given)
             ctx = self._context(runbook, run_id, params)
         except OPERATOR_ERRORS as exc:
             return self._finish(None, run_id, False, reason_of(exc))
+        then = RunTarget.from_json(record.target)
+        now = current_target(ctx, cluster=runbook.needs_cluster)
+        if then.differs_from(now):
+            ctx.close()
+            return self._finish(
+                None,
+                run_id,
+                False,
+                f"run {run_id} was made against {then.describe()}; this configuration "
+                f"points at {now.describe()}: resume it with the configuration it ran with",
+            )
         ctx.journal, ctx.record = journal, record
         ctx.outputs = {k: dict(v) for k, v in record.outputs.items()}
         lock = RepoLock(ctx.repo.repo.path, run_id)
@@ -355,6 +384,19 @@ class Engine:
         finally:
             lock.release()
             ctx.close()
+
+    def _journaled_params(self, runbook: Runbook, record: RunRecord) -> dict[str, Any]:
+        """The parameters a run was started with. Secret ones were never journaled: ask
+        for them again (masked) when the run had one, or let `resolve` say it is missing."""
+        given = {k: v for k, v in record.params.items() if v != REDACTED}
+        for p in runbook.params:
+            if p.secret and record.params.get(p.name) == REDACTED and self.prompt is not None:
+                question = f"{p.prompt} (secret, not journaled: type it again)"
+                try:
+                    given[p.name] = self.prompt(PromptRequest(question, secret=True))
+                except EOFError as exc:
+                    raise ParamError(f"{p.name} is secret and not journaled: {exc}") from None
+        return given
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -435,6 +477,7 @@ class Engine:
                 operator=operator(ctx.repo),
                 repo=str(ctx.repo.root),
                 head=ctx.repo.head()[1],
+                target=current_target(ctx, cluster=runbook.needs_cluster).to_json(),
             )
         for step in steps:
             try:

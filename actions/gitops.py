@@ -65,64 +65,6 @@ def remote_contains(repo: GitRepo, remote: str, branch: str, sha: str) -> bool:
     return contains(repo, f"refs/remotes/{remote}/{branch}", sha)
 
 
-def _changed_paths(r: pygit2.Repository, old: pygit2.Oid, new: pygit2.Oid) -> set[str]:
-    diff = r.diff(r[old].peel(pygit2.Tree), r[new].peel(pygit2.Tree))
-    out: set[str] = set()
-    for patch in diff:
-        out.add(patch.delta.old_file.path)
-        out.add(patch.delta.new_file.path)
-    return out
-
-
-def replay_on_remote(repo: GitRepo, remote: str, branch: str, sha: str) -> str:
-    """Re-create commit `sha` on top of the remote's head (it must be HEAD's tip and the
-    remote's new commits must not touch its paths); moves the branch and work tree."""
-    repo.fetch(remote, branch)
-    r = repo.repo
-    theirs_ref = r.references.get(f"refs/remotes/{remote}/{branch}")
-    if theirs_ref is None:
-        raise GitError(f"{remote} has no branch {branch}")
-    theirs = theirs_ref.resolve().target
-    commit = r[pygit2.Oid(hex=sha)].peel(pygit2.Commit)
-    if str(r.head.target) != sha or len(commit.parents) != 1:
-        raise GitError("cannot replay the run's commit: HEAD moved; rebase by hand")
-    base = commit.parents[0].id
-    ours = _changed_paths(r, base, commit.id)
-    if r.descendant_of(base, theirs) or base == theirs:
-        return sha  # nothing new on the remote
-    merge_base = r.merge_base(base, theirs)
-    if merge_base is None:
-        raise GitError(f"{remote}/{branch} shares no history with the local branch")
-    if merge_base != base:
-        raise GitError(
-            f"local {branch} has commits {remote} lacks besides this run's; rebase by hand"
-        )
-    theirs_changed = _changed_paths(r, base, theirs)
-    overlap = sorted(ours & theirs_changed)
-    if overlap:
-        raise GitError(
-            f"{remote}/{branch} moved and changed the same files ({', '.join(overlap[:3])}); "
-            "rebase by hand"
-        )
-    index = pygit2.Index()
-    index.read_tree(r[theirs].peel(pygit2.Tree))
-    for path in sorted(ours):
-        try:
-            entry = commit.tree[path]
-        except KeyError:
-            if path in index:
-                index.remove(path)
-            continue
-        index.add(pygit2.IndexEntry(path, entry.id, entry.filemode))
-    tree = index.write_tree(r)
-    new = r.create_commit(None, commit.author, commit.committer, commit.message, tree, [theirs])
-    r.checkout_tree(r[new].peel(pygit2.Tree), strategy=pygit2.enums.CheckoutStrategy.SAFE)
-    r.references.create(f"refs/heads/{branch}", new, force=True)
-    r.index.read()
-    log.info("replayed %s onto %s/%s as %s", sha[:12], remote, branch, str(new)[:12])
-    return str(new)
-
-
 def commit_paths(
     repo: GitRepo, paths: list[str], runbook: str, summary: str, run_id: str, who: str
 ) -> str:
@@ -141,6 +83,6 @@ def push(repo: GitRepo, remote: str, branch: str, sha: str) -> str:
         if "non-fast-forward" not in exc.reason and "you do not have" not in exc.reason:
             raise
         log.info("push rejected (%s); trying to replay on the remote head", exc.reason)
-    new = replay_on_remote(repo, remote, branch, sha)
+    new = repo.replay_onto_remote(remote, branch, sha)
     repo.push(remote, branch)
     return new

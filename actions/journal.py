@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dapper.backends.config import state_dir
+from dapper.backends.private_files import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class RunRecord:
     host: str = ""
     repo: str = ""
     head: str = ""
+    target: dict[str, str] = field(default_factory=dict)
     started: float = 0.0
     steps: dict[str, str] = field(default_factory=dict)  # step -> last phase
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> outputs
@@ -73,7 +75,8 @@ class Journal:
     @classmethod
     def create(cls, run_id: str, base: Path | None = None) -> Journal:
         d = runs_dir(base)
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(d.parent)
+        private_dir(d)
         return cls(d / f"{run_id}.jsonl")
 
     @classmethod
@@ -85,7 +88,7 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps({"time": round(time.time(), 3), **record}, sort_keys=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_private(self.path)
         try:
             os.write(fd, (line + "\n").encode())
             os.fsync(fd)
@@ -101,6 +104,7 @@ class Journal:
         operator: str,
         repo: str,
         head: str,
+        target: dict[str, str] | None = None,
     ) -> None:
         self.append(
             {
@@ -112,6 +116,7 @@ class Journal:
                 "host": socket.gethostname(),
                 "repo": repo,
                 "head": head,
+                "target": target or {},
             }
         )
 
@@ -125,34 +130,80 @@ class Journal:
         return read_run(self.path)
 
 
-def _lines(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open() as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a crash: stop there
-                log.warning("%s: line %d is incomplete; ignoring the rest", path, number)
+class JournalError(Exception):
+    """A journal file that cannot be read as one: one line naming the file and why."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path.name}: {why}")
+        self.path = path
+        self.reason = f"journal {path}: {why}"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each record; a last line cut short by a crash ends it."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JournalError(path, f"not UTF-8 (byte {exc.start})") from None
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    lines = [(n, line) for n, line in lines if line]
+    for index, (number, line) in enumerate(lines):
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            if index == len(lines) - 1:  # the line a crash cut short
+                log.warning("%s: line %d is incomplete; ignoring it", path, number)
                 return
+            raise JournalError(path, f"line {number} is not JSON") from None
+        if not isinstance(item, dict):
+            raise JournalError(path, f"line {number} is not a JSON object")
+        yield number, item
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "type": str,
+    "runbook": str,
+    "params": dict,
+    "operator": str,
+    "host": str,
+    "repo": str,
+    "head": str,
+    "target": dict,
+    "time": (int, float),
+    "step": str,
+    "phase": str,
+    "outputs": dict,
+    "reason": str,
+}
+
+
+def _checked(path: Path, number: int, item: dict[str, Any]) -> dict[str, Any]:
+    """`item` when each known field has its type (null means absent), else JournalError."""
+    for key, kind in _FIELD_TYPES.items():
+        value = item.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise JournalError(path, f"line {number}: {key} has the wrong type")
+    return item
 
 
 def read_run(path: Path) -> RunRecord:
+    """The run in `path`; JournalError when the file is not a journal we can trust."""
     rec = RunRecord(run_id=path.stem, path=path)
-    for item in _lines(path):
+    for number, raw in _lines(path):
+        item = _checked(path, number, raw)
         kind = item.get("type")
         if kind == "start":
-            rec.runbook = item.get("runbook", "")
-            rec.params = item.get("params", {})
-            rec.operator = item.get("operator", "")
-            rec.host = item.get("host", "")
-            rec.repo = item.get("repo", "")
-            rec.head = item.get("head", "")
-            rec.started = item.get("time", 0.0)
+            rec.runbook = item.get("runbook") or ""
+            rec.params = item.get("params") or {}
+            rec.operator = item.get("operator") or ""
+            rec.host = item.get("host") or ""
+            rec.repo = item.get("repo") or ""
+            rec.head = item.get("head") or ""
+            rec.target = item.get("target") or {}
+            rec.started = item.get("time") or 0.0
         elif kind == "step":
-            step = item.get("step", "")
-            rec.steps[step] = item.get("phase", "")
+            step = item.get("step") or ""
+            rec.steps[step] = item.get("phase") or ""
             if item.get("outputs"):
                 rec.outputs.setdefault(step, {}).update(item["outputs"])
             if item.get("reason"):
@@ -162,16 +213,25 @@ def read_run(path: Path) -> RunRecord:
         elif kind == "end":
             rec.finished = True
             rec.ok = bool(item.get("ok"))
-            rec.reason = item.get("reason", "")
+            rec.reason = item.get("reason") or ""
     return rec
 
 
-def list_runs(base: Path | None = None) -> list[RunRecord]:
-    """Every run, newest first."""
+def list_runs(base: Path | None = None, problems: list[str] | None = None) -> list[RunRecord]:
+    """Every readable run, newest first. A malformed journal is skipped (logged, and one
+    line per file added to `problems` when given), so it never hides the others."""
     d = runs_dir(base)
     if not d.is_dir():
         return []
-    runs = [read_run(p) for p in d.glob("*.jsonl")]
+    runs = []
+    for path in d.glob("*.jsonl"):
+        try:
+            runs.append(read_run(path))
+        except (JournalError, OSError) as exc:
+            line = str(exc) if isinstance(exc, JournalError) else f"{path.name}: {exc.strerror}"
+            log.warning("skipping journal %s", line)
+            if problems is not None:
+                problems.append(line)
     # ids sort by the second only; two runs in one second are ordered by their start
     runs.sort(key=lambda r: (r.started, r.run_id), reverse=True)
     return runs

@@ -35,6 +35,17 @@ def check_clean(ctx: RunContext) -> None:
         raise StepFailed(f"uncommitted changes in the tree: {shown}; commit or stash them first")
 
 
+def check_branch(ctx: RunContext) -> None:
+    """Commits land on the configured branch only: a detached HEAD or another branch would
+    commit where the push cannot follow (found at push time, after the edits)."""
+    branch, sha = ctx.repo.head()
+    want = ctx.config.repo_branch
+    if not branch:
+        raise StepFailed(f"HEAD is detached at {sha[:7]}; check out {want} first")
+    if branch != want:
+        raise StepFailed(f"on branch {branch}, not the configured {want}; check out {want} first")
+
+
 def check_remote(ctx: RunContext) -> None:
     try:
         ctx.repo.fetch(ctx.config.repo_remote, ctx.config.repo_branch)
@@ -74,6 +85,7 @@ def key_file(ctx: RunContext) -> str:
 
 
 def standard_preflight(ctx: RunContext, *, cluster: bool = True) -> None:
+    check_branch(ctx)
     check_clean(ctx)
     identities(ctx)
     check_remote(ctx)

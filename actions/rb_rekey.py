@@ -386,7 +386,8 @@ class RekeyReconcileStep(ReconcileStep):
 
 class Rekey(Runbook):
     name = "rekey"
-    title = "Re-key the tree to a new age key"
+    title = "re-key the tree"
+    summary = "Re-encrypt every SOPS file to a new age key, and give the cluster that key"
     params = (
         Param(
             "keep-old-recipient",
@@ -400,7 +401,7 @@ class Rekey(Runbook):
     def __init__(self, *, cluster_key_first: bool = True) -> None:
         self.cluster_key_first = cluster_key_first
 
-    def summary(self, ctx: RunContext) -> str:
+    def commit_subject(self, ctx: RunContext) -> str:
         r = ctx.out("new-key", "recipient", "") or "a new age key"
         return f"re-encrypt the tree to {r}"
 
@@ -409,7 +410,7 @@ class Rekey(Runbook):
             owning_kustomizations, "reconcile-timeout", repatch=self.cluster_key_first
         )
         head = [SyncStep(), NewKeyStep(), SopsConfigStep(), ReencryptStep()]
-        git = [CommitStep(self.summary), PushStep()]
+        git = [CommitStep(self.commit_subject), PushStep()]
         if self.cluster_key_first:
             return [*head, ClusterKeyStep(), *git, reconcile]
         return [*head, *git, reconcile, ClusterKeyStep()]  # the wrong order, for the test

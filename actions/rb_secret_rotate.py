@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from dapper.actions.choices import SecretKeysOf, SopsSecretFiles
 from dapper.actions.common_steps import (
     CommitStep,
     PushStep,
@@ -91,7 +92,9 @@ class _Target:
     def __init__(self, ctx: RunContext) -> None:
         rel = str(ctx.params["file"] or "").strip()
         if not rel:
-            raise StepFailed("parameter file= is required (see `dapper-tui runbook files`)")
+            raise StepFailed(
+                "parameter file= is required (see `dapper-tui runbook run secret-rotate --help`)"
+            )
         self.rel = Path(rel).as_posix()
         self.path = ctx.root / self.rel
         if not self.path.is_file():
@@ -238,7 +241,13 @@ class EditStep(Step):
             raise StepFailed(f"from-command timed out after {COMMAND_TIMEOUT:g}s") from None
         if proc.returncode != 0:
             raise StepFailed(f"from-command exited with status {proc.returncode} for {key}")
-        value = proc.stdout.decode(errors="strict").rstrip("\r\n")
+        try:
+            value = proc.stdout.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise StepFailed(
+                f"from-command printed bytes that are not UTF-8 for {key} (at byte "
+                f"{exc.start}); a Secret value here must be text: nothing changed"
+            ) from None
         if not value:
             raise StepFailed(f"from-command printed nothing for {key}")
         return value
@@ -336,26 +345,50 @@ class RestartStep(Step):
 
 class SecretRotate(Runbook):
     name = "secret-rotate"
-    title = "Rotate values of a SOPS-encrypted Secret"
+    title = "rotate a secret"
+    summary = "Rotate values of a SOPS-encrypted Secret, through Git and Flux"
     params = (
-        Param("file", help="the SOPS file, relative to the repository root", required=True),
-        Param("keys", "list", help="key names to rotate, comma-separated", required=True),
+        Param(
+            "file",
+            help="the SOPS file, relative to the repository root",
+            hint="↑↓ chooses the SOPS file (its Kustomization and key names shown; no values)",
+            required=True,
+            provider=SopsSecretFiles(),
+        ),
+        Param(
+            "keys",
+            "list",
+            help="key names to rotate, comma-separated",
+            hint="space selects the keys to rotate",
+            required=True,
+            provider=SecretKeysOf("file"),
+        ),
         Param(
             "source",
             help="where new values come from",
             default="generate",
             choices=("generate", "typed", "command"),
         ),
-        Param("length", help="generated length: N or key:N,...", default="32"),
+        Param(
+            "length",
+            help="generated length: N or key:N,...",
+            default="32",
+            shown_when=("source", "generate"),
+        ),
         Param(
             "alphabet",
             help="generated alphabet: urlsafe|alnum|hex or key:name,...",
             default="urlsafe",
+            shown_when=("source", "generate"),
         ),
         Param(
             "from-command",
-            help="command printing the value ($DAPPER_SECRET_KEY names it)",
+            # The command line often carries the secret itself (`echo ...`, a token to a
+            # password manager): it is masked, never journaled, never shown.
+            help="command printing the value ($DAPPER_SECRET_KEY names it); kept secret",
             default="",
+            secret=True,
+            shown_when=("source", "command"),
         ),
         Param("restart", "bool", help="rollout restart consumers without Reloader", default=False),
         Param("reconcile-timeout", "int", help="seconds to wait for Flux", default=300),
@@ -367,7 +400,7 @@ class SecretRotate(Runbook):
         super().preflight(ctx)
         target(ctx)
 
-    def summary(self, ctx: RunContext) -> str:
+    def commit_subject(self, ctx: RunContext) -> str:
         t = target(ctx)
         return f"rotate {', '.join(t.keys)} in {t.rel}"
 
@@ -375,25 +408,9 @@ class SecretRotate(Runbook):
         return [
             SyncStep(),
             EditStep(),
-            CommitStep(self.summary),
+            CommitStep(self.commit_subject),
             PushStep(),
             ReconcileStep(lambda c: [target(c).owner], "reconcile-timeout"),
             SecretLiveStep(),
             RestartStep(),
         ]
-
-
-def secret_file_choices(root: Path) -> list[SecretFile]:
-    """The files a rotation can target, as plain data: path, owning Kustomization, the
-    Secret it becomes and its key NAMES (nothing is decrypted). The CLI's list and the
-    console's picker both come from here."""
-    return secret_files(load_tree(root), root)
-
-
-def describe_files(root: Path) -> list[str]:
-    """Lines for choosing a file: path, owning Kustomization, key names (never values)."""
-    lines = []
-    for f in secret_file_choices(root):
-        owner = f"{f.owner[0]}/{f.owner[1]}" if f.owner else "(no Kustomization)"
-        lines.append(f"{f.path}  [{owner}]  keys: {', '.join(f.keys)}")
-    return lines

@@ -1,4 +1,9 @@
-"""The runbooks by name: what `dapper-tui runbook run NAME` and the console can start."""
+"""The runbooks by name: what `dapper-tui runbook run NAME` and the console can start.
+
+Front ends list `all_runbooks()` and render each from its own declaration (title,
+summary, params); adding a runbook is one entry here. Tests may `register` a runbook
+for their duration and `unregister` it after.
+"""
 
 from __future__ import annotations
 
@@ -35,3 +40,17 @@ def get(name: str) -> Runbook:
         return RUNBOOKS[name]()
     except KeyError:
         raise UnknownRunbook(name) from None
+
+
+def all_runbooks() -> list[Runbook]:
+    """Every registered runbook, in registration order."""
+    return [factory() for factory in RUNBOOKS.values()]
+
+
+def register(name: str, factory: Callable[[], Runbook]) -> None:
+    """Add a runbook under `name` (replacing one of that name)."""
+    RUNBOOKS[name] = factory
+
+
+def unregister(name: str) -> None:
+    RUNBOOKS.pop(name, None)

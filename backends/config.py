@@ -6,10 +6,12 @@ environment variable or a file named by the config, at the moment it is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import get_type_hints
 
 ENV_CONFIG = "DAPPER_TUI_CONFIG"
 ENV_READ_ONLY = "DAPPER_TUI_READ_ONLY"
@@ -90,11 +92,41 @@ def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _pick(section: dict, cls: type) -> dict:
+_TYPE_WORDS = {str: "a string", bool: "true or false", dict: "a table"}
+
+
+def _toml_type(value: object) -> str:
+    """What TOML type the operator wrote, in TOML's words."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return f'the string "{value}"' if len(value) < 20 else "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _pick(section: dict, cls: type, prefix: str = "") -> dict:
+    """`section`'s keys, each known to `cls` and of its field's type (one line otherwise).
+
+    TOML types are strict here: `read_only = "false"` must not quietly mean true.
+    """
+    hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(section) - known)
     if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        names = ", ".join(prefix + k for k in unknown)
+        raise ConfigError(f"unknown config key(s): {names}")
+    for key, value in section.items():
+        expected = hints[key]
+        expected = dict if dataclasses.is_dataclass(expected) else expected
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+            want = _TYPE_WORDS.get(expected, expected.__name__)
+            raise ConfigError(f"{prefix}{key} must be {want}, not {_toml_type(value)}")
     return dict(section)
 
 
@@ -127,16 +159,23 @@ def load_config(
         raise ConfigError(f"cannot read {cfg_path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from exc
-    prox_section = data.pop("proxmox", {}) or {}
+    prox_section = data.pop("proxmox", {})
+    if not isinstance(prox_section, dict):
+        raise ConfigError(f"{cfg_path}: proxmox must be a table, not {_toml_type(prox_section)}")
     if "token_secret" in prox_section:  # before the unknown-key check: say why, not what
         raise ConfigError(
             f"{cfg_path}: proxmox.token_secret must not be in the config; "
             "use token_secret_env or token_secret_file"
         )
-    prox = _expand_paths(_pick(prox_section, ProxmoxConfig), ("token_secret_file", "ca_file"))
-    top = _expand_paths(
-        _pick(data, Config), ("kubeconfig", "talosconfig", "repo_path", "sops_age_key_file")
-    )
+    try:
+        prox = _expand_paths(
+            _pick(prox_section, ProxmoxConfig, "proxmox."), ("token_secret_file", "ca_file")
+        )
+        top = _expand_paths(
+            _pick(data, Config), ("kubeconfig", "talosconfig", "repo_path", "sops_age_key_file")
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from None
     lab = bool(top.pop("lab", False))  # a config written by `dapper-tui lab`
     for k in ("source", "proxmox"):
         top.pop(k, None)

@@ -58,6 +58,13 @@ def static_problems(cfg: Config) -> list[str]:
     return problems
 
 
+def insecure_warnings(cfg: Config) -> list[str]:
+    """The APIs whose certificates go unverified: named, though they do not fail the check."""
+    from dapper.backends.tls_posture import insecure_tls
+
+    return [f"warning: {line}" for line in insecure_tls(cfg)]
+
+
 def check_config(cfg: Config, *, timeout: float = 5.0) -> list[str]:
     """Problems with `cfg`, one line each; empty when everything answered."""
     problems = static_problems(cfg)

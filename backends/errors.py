@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dapper.backends.safe_text import clean
+
 
 class BackendError(Exception):
     """A backend call failed; `reason` is one line for the operator, details go to logging.
@@ -11,6 +13,7 @@ class BackendError(Exception):
     """
 
     def __init__(self, reason: str, *, code: str = "") -> None:
+        reason = clean(reason)  # reasons quote servers' messages: untrusted text
         super().__init__(reason)
         self.reason = reason
         self.code = code

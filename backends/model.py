@@ -265,6 +265,8 @@ class ClusterSnapshot:
     events: tuple[Event, ...] = ()
     sources: tuple[SourceHealth, ...] = ()
     faults: tuple[Fault, ...] = field(default=())
+    # One line per API whose server certificate is not verified (see tls_posture).
+    insecure_tls: tuple[str, ...] = ()
 
     def source(self, name: str) -> SourceHealth:
         for s in self.sources:

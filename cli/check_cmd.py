@@ -6,6 +6,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dapper.backends.gitops.treecheck import CheckReport
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +32,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         for problem in report.problems:
             print(problem)
-        n = len(report.problems)
-        print(
-            f"checked {report.kustomizations} Flux Kustomizations, "
-            f"{n} problem{'' if n == 1 else 's'}"
-        )
+        print(f"checked {report.kustomizations} Flux Kustomizations, {_counts(report)}")
     return 0 if report.ok else 1
+
+
+def _counts(report: CheckReport) -> str:
+    """ "3 problems", or "0 problems, 1 warning": warnings never fail the check."""
+    from dapper.backends.gitops.treecheck import WARNING
+
+    warnings = sum(p.severity == WARNING for p in report.problems)
+    errors = len(report.problems) - warnings
+    text = f"{errors} problem{'' if errors == 1 else 's'}"
+    return text + (f", {warnings} warning{'' if warnings == 1 else 's'}" if warnings else "")

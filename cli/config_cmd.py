@@ -30,10 +30,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"proxmox     {p.url or '-'} token={p.token_id or '-'} secret from {where}")
         print(f"repo        {cfg.repo_path or '.'} remote={cfg.repo_remote}")
         return 0
-    from dapper.backends.configcheck import check_config
+    from dapper.backends.configcheck import check_config, insecure_warnings
 
     problems = check_config(cfg)
-    for line in problems:
+    for line in [*problems, *insecure_warnings(cfg)]:
         print(line)
     if not problems:
         print("config ok")

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 from pathlib import Path
 
 from dapper.backends.config import state_dir
+from dapper.backends.private_files import open_private, private_dir
 
 
 def log_path() -> Path:
     return state_dir() / "dapper-tui.log"
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose every file is created 0600: logs name the cluster's insides."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        fd = open_private(Path(self.baseFilename))
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
+
+
 def setup_logging(*, console: bool = False, level: int = logging.INFO) -> Path:
     """Route every logger to the rotating log file; the console never shows a traceback."""
     path = log_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3)
+    file_handler = PrivateRotatingFileHandler(path, maxBytes=5_000_000, backupCount=3)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
     if console:
@@ -29,6 +39,9 @@ def setup_logging(*, console: bool = False, level: int = logging.INFO) -> Path:
         stream.setLevel(logging.WARNING)
         stream.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         root.addHandler(stream)
+    # Library warnings (urllib3's InsecureRequestWarning on every unverified request) go to
+    # the log like everything else, never onto the console's screen.
+    logging.captureWarnings(True)
     for noisy in ("urllib3", "kubernetes", "hpack", "grpclib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return path

@@ -51,9 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     runbook = sub.add_parser("runbook", help="run, resume or list runbooks")
     rb = runbook.add_subparsers(dest="runbook_command", required=True)
-    rb.add_parser("list", help="past and unfinished runs")
-    rb_run = rb.add_parser("run", help="run a runbook")
-    rb_run.add_argument("name")
+    rb.add_parser("list", help="the runbooks, then past and unfinished runs")
+    # --help is the runbook's own: its title, summary, parameters and their choices
+    rb_run = rb.add_parser(
+        "run", help="run a runbook (NAME --help: its parameters)", add_help=False
+    )
+    rb_run.add_argument("name", nargs="?")
+    rb_run.add_argument("-h", "--help", action="store_true", help="describe the runbook")
     rb_run.add_argument("--param", action="append", default=[], metavar="K=V")
     rb_run.add_argument("--yes", action="store_true", help="do not ask before changing anything")
     rb_run.add_argument("--dry-run", action="store_true", help="check and preview only")

@@ -1,7 +1,9 @@
 """`dapper-tui runbook run|resume|list`: the runbook engine at a plain terminal.
 
 Prints the engine's events as lines, shows the preview and asks before anything changes
-(`--yes` skips the question, `--dry-run` stops after the preview). Typed secret values
+(`--yes` skips the question, `--dry-run` stops after the preview). `list` and `run NAME
+--help` describe the runbooks from their declarations (cli/runbook_params.py); required
+parameters not passed with `--param` are asked for at a terminal. Typed secret values
 are read with getpass, twice. Without a configuration the run happens on a freshly
 started lab (its scratch clone, never your checkout), which is stopped afterwards; such
 a run cannot be resumed later, so `resume` without a configuration is refused.
@@ -10,25 +12,42 @@ a run cannot be resumed later, so `resume` without a configuration is refused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
+import signal
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from dapper.cli.hangup import StopOnHangup
 from dapper.cli.logsetup import setup_logging
+
+if TYPE_CHECKING:
+    from dapper.actions.engine import RunResult
 
 log = logging.getLogger("dapper.cli.runbook")
 
 
 class Printer:
-    """Turns engine events into terminal lines."""
+    """Turns engine events into terminal lines. A terminal that went away (SIGHUP, a closed
+    pipe) must not stop the run between a side effect and its journal entry: lines are
+    then dropped (the log file keeps the run's story)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self._skipped: set[str] = set()
+        self.gone = False
 
     def __call__(self, event: Any) -> None:
+        if self.gone:
+            return
+        try:
+            self._print(event)
+        except OSError:  # EIO after a hangup, EPIPE: the operator is no longer there
+            self.gone = True
+
+    def _print(self, event: Any) -> None:
         from dapper.actions.events import Kind, StepState
 
         step_state = event.state if event.kind == Kind.STEP else None
@@ -71,10 +90,26 @@ def _confirm(out: TextIO) -> Any:
     return confirm
 
 
+def _list_runbooks(out: TextIO) -> None:
+    from dapper.actions import registry
+
+    runbooks = registry.all_runbooks()
+    width = max((len(rb.name) for rb in runbooks), default=0)
+    out.write("runbooks (`dapper-tui runbook run NAME --help` shows one's parameters):\n")
+    for rb in runbooks:
+        tail = f": {rb.summary}" if rb.summary else ""
+        out.write(f"  {rb.name:<{width}}  {rb.title}{tail}\n")
+    out.write("\n")
+
+
 def _list(base: Any, out: TextIO) -> int:
     from dapper.actions.journal import list_runs
 
-    runs = list_runs(base)
+    _list_runbooks(out)
+    problems: list[str] = []
+    runs = list_runs(base, problems)
+    for line in problems:
+        print(f"runbook: skipped unreadable journal {line}", file=sys.stderr)
     if not runs:
         out.write("no runbook runs yet\n")
         return 0
@@ -101,6 +136,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
     except ConfigError as exc:
         print(f"runbook: {exc}", file=sys.stderr)
         return 2
+    if args.runbook_command == "run" and (args.help or not args.name):
+        return _help(args.name, config, out)
     lab = None
     no_config = config.lab and not config.source  # a lab's own config.toml is a config
     if no_config and args.runbook_command == "resume":
@@ -123,15 +160,68 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
             lab.stop()
 
 
-def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
+def _help(name: str | None, config: Any, out: TextIO) -> int:
+    """`runbook run [NAME] --help`: one runbook described (with the choices its pickers
+    offer when a configuration names the repository), or the list of runbooks."""
     from dapper.actions import registry
-    from dapper.actions.engine import Engine
-    from dapper.actions.journal import Journal
-    from dapper.actions.params import ParamError, parse_pairs
-    from dapper.backends.errors import ReadOnlyError
+    from dapper.actions.params import ChoiceContext
+    from dapper.cli.runbook_params import describe
 
-    engine = Engine(config, emit=Printer(out), prompt=_prompt)
+    if not name:
+        _list_runbooks(out)
+        return 0
+    try:
+        runbook = registry.get(name)
+    except registry.UnknownRunbook as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return 2
+    has_repo = bool(config.repo_path) and not (config.lab and not config.source)
+    describe(runbook, out, ChoiceContext.of(config) if has_repo else None)
+    return 0
+
+
+def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
+    from dapper.actions.engine import Engine
+
+    hangup = StopOnHangup()
+    engine = Engine(config, emit=Printer(out), prompt=_prompt, cancelled=hangup.stopping)
     confirm = _confirm(out)
+    with hangup:
+        result = _start(args, config, out, engine, confirm)
+    if isinstance(result, int):
+        return result
+    if result.cancelled and hangup.signal_name:
+        resumable = result.reason.startswith("aborted at")
+        _say(
+            f"run {result.run_id}: stopped on {hangup.signal_name} at a safe point; resume it "
+            f"with: dapper-tui runbook resume {result.run_id}"
+            if resumable
+            else f"run {result.run_id}: stopped on {hangup.signal_name}: nothing changed"
+        )
+        return 128 + int(getattr(signal, hangup.signal_name))
+    if result.ok:
+        out.write(f"run {result.run_id}: {result.reason}\n")
+        return 0
+    _say(f"run {result.run_id}: {result.reason}")
+    return 1
+
+
+def _say(line: str) -> None:
+    """A line on stderr, if there still is a terminal to say it on."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
+
+
+def _start(
+    args: argparse.Namespace, config: Any, out: TextIO, engine: Any, confirm: Any
+) -> RunResult | int:
+    """The run's result, or the exit code when it could not start (said in one line)."""
+    from dapper.actions import registry
+    from dapper.actions.journal import Journal, JournalError
+    from dapper.actions.params import ChoiceContext, ParamError, parse_pairs, resolve
+    from dapper.backends.errors import ReadOnlyError
+    from dapper.cli.runbook_params import MissingParams, complete
+
     try:
         if args.runbook_command == "resume":
             try:
@@ -139,30 +229,29 @@ def _run(args: argparse.Namespace, config: Any, out: TextIO) -> int:
             except FileNotFoundError as exc:
                 print(f"runbook: {exc}", file=sys.stderr)
                 return 2
+            except JournalError as exc:
+                print(f"runbook: {exc.reason}", file=sys.stderr)
+                return 2
             result = engine.resume(
                 args.run_id, registry.get(record.runbook), confirm=confirm, yes=args.yes
             )
         else:
             runbook = registry.get(args.name)
-            given = parse_pairs(args.param)
-            if args.name == "secret-rotate" and not given.get("file"):
-                from pathlib import Path
-
-                from dapper.actions.rb_secret_rotate import describe_files
-
-                out.write("secret-rotate needs --param file=PATH --param keys=K1,K2; files:\n")
-                for line in describe_files(Path(config.repo_path)):
-                    out.write(f"  {line}\n")
+            context = ChoiceContext.of(config)
+            try:
+                given = complete(runbook, parse_pairs(args.param), out, context)
+            except MissingParams as exc:
+                out.write(f"{exc}\n")
                 return 2
+            resolve(runbook.params, given)  # one clear line (exit 2) before anything starts
             result = engine.run(runbook, given, confirm=confirm, yes=args.yes, dry_run=args.dry_run)
     except (ParamError, registry.UnknownRunbook) as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return 2
+    except EOFError as exc:
         print(f"runbook: {exc}", file=sys.stderr)
         return 2
     except ReadOnlyError as exc:
         print(f"runbook: {exc.reason}", file=sys.stderr)
         return 1
-    if result.ok:
-        out.write(f"run {result.run_id}: {result.reason}\n")
-        return 0
-    print(f"run {result.run_id}: {result.reason}", file=sys.stderr)
-    return 1
+    return result

@@ -31,6 +31,7 @@ def render_text(s: ClusterSnapshot) -> str:
             for src in s.sources
         ),
     ]
+    lines += [f"! insecure {line}" for line in s.insecure_tls]
     for f in s.faults:
         mark = "✗" if f.severity == "error" else "!"
         lines.append(f"{mark} {f.pane:<6} {f.subject}  {f.message}")

@@ -113,7 +113,10 @@ class FluxTwin:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the Flux source and root objects and begin reconciling."""
+        """Create the Flux source and root objects and begin reconciling (again, after a
+        stop: a test stops Flux to hold a runbook in its wait, then lets it answer)."""
+        with self._cv:
+            self._stopping = False
         self.world.ensure_namespace("flux-system")
         self._seed_sops_age()
         self.store.upsert(self._git_repository(), rt=GIT_RT)

@@ -20,7 +20,7 @@ from dapper.backends.clients.proxmox_parse import (
     parse_net_mac,
     parse_upid,
 )
-from dapper.lab import pve_world as view
+from dapper.lab import pve_view as view
 from dapper.lab.pve_tasks import TaskManager
 from dapper.lab.world import PVE_HOST, LabVm, World, WorldError
 

@@ -21,7 +21,7 @@ from dapper.lab.https_server import HttpsServer, LabHandler
 from dapper.lab.pki import Pki, server_ssl_context
 from dapper.lab.pve_api import ADMIN_ROLE, AUDITOR_ROLE, PveApi, PveError, PveToken
 from dapper.lab.pve_tasks import TaskManager
-from dapper.lab.pve_world import host_uptime
+from dapper.lab.pve_view import host_uptime
 from dapper.lab.world import PVE_HOST, World
 
 log = logging.getLogger(__name__)

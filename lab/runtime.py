@@ -13,12 +13,20 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dapper.backends.config import Config, ProxmoxConfig
-from dapper.lab.clientfiles import LabFiles, write_client_files
+from dapper.lab.clientfiles import LabFiles, kubeconfig_text, write_client_files
 from dapper.lab.credentials import LabCredentials
 from dapper.lab.pki import Pki
 from dapper.lab.world import Timings, World
+
+if TYPE_CHECKING:
+    from dapper.lab.flux_twin import FluxTwin
+    from dapper.lab.git_remote import LabGitRemote
+    from dapper.lab.kube_server import KubeApiServer
+    from dapper.lab.pve_server import PveServer
+    from dapper.lab.talos_server import TalosLabServer
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +59,8 @@ class RunningLab:
     config: Config
     readonly_config: Config
     servers: list = field(default_factory=list)
-    remote: object | None = None
-    flux: object | None = None
+    remote: LabGitRemote | None = None
+    flux: FluxTwin | None = None
     _tmp: str | None = None
 
     @property
@@ -80,6 +88,29 @@ class RunningLab:
         self.stop()
 
 
+@dataclass
+class LabServers:
+    """The three API servers of a lab, started in this order and stopped in reverse."""
+
+    kube: KubeApiServer
+    pve: PveServer
+    talos: TalosLabServer
+
+    @property
+    def kube_url(self) -> str:
+        return f"https://127.0.0.1:{self.kube.port}"
+
+
+@dataclass
+class FluxParts:
+    """The Git remote and Flux twin (both None without a checkout); `scratch` is the
+    working copy the console's Git actions use."""
+
+    remote: LabGitRemote | None
+    twin: FluxTwin | None
+    scratch: str
+
+
 def start_lab(
     *,
     repo: Path | None = None,
@@ -95,113 +126,144 @@ def start_lab(
     removed on stop). Without a checkout holding kubernetes/, the Flux twin is skipped.
     `scale_apps` synthetic Flux apps are added to the real tree's (default: 3 per node
     above the real 7, so a big lab has proportionally many Kustomizations and pods)."""
-    from dapper.lab.clientfiles import kubeconfig_text
-    from dapper.lab.kube_server import KubeApiServer
-    from dapper.lab.pve_server import PveServer
-    from dapper.lab.talos_server import TalosLabServer
-
     t0 = time.perf_counter()
-    tmp = None
+    tmp: str | None = None
     if directory is None:
         tmp = tempfile.mkdtemp(prefix="dapper-lab-")
         directory = Path(tmp)
     world = World(nodes=nodes, timings=timings)
     pki = Pki()
     creds = LabCredentials()
-    servers: list = []
+    started: list = []
     try:
-        kube = KubeApiServer(world, pki, creds)
-        kube_port = kube.start()
-        servers.append(kube)
-        kube_url = f"https://127.0.0.1:{kube_port}"
-        pve = PveServer(world, pki)
-        pve.start()
-        servers.append(pve)
-        talos = TalosLabServer(
-            world,
-            pki,
-            kubeconfig=lambda: kubeconfig_text(kube_url, pki.https_ca.cert_pem, creds).encode(),
-        )
-        talos.start()
-        servers.append(talos)
-        world.endpoints.update(
-            kubernetes=kube_url,
-            proxmox=pve.url,
-            talos=talos.endpoint,
-            talos_maintenance=talos.maintenance_endpoint,
-        )
+        servers = _start_servers(world, pki, creds, started)
+        _publish_endpoints(world, servers)
         repo = repo or find_repo()
-        remote = None
-        twin = None
-        scratch = str(repo or "")
-        if flux and repo is not None:
-            from dapper.lab.flux_twin import FluxTwin
-            from dapper.lab.git_remote import LabGitRemote
-
-            remote = LabGitRemote.create(repo, directory / "git")
-            scratch = str(remote.scratch_path)
-            from dapper.backends.sops.file import parse_identities
-
-            apps = default_scale_apps(nodes) if scale_apps is None else scale_apps
-            twin = FluxTwin(world, remote, parse_identities(LAB_KEY.read_text()), scale_apps=apps)
-            twin.start()
-        files = write_client_files(
-            directory,
-            kube_url=kube_url,
-            pve_url=pve.url,
-            pve_admin=(pve.admin_token.token_id, pve.admin_token.secret),
-            pve_auditor=(pve.auditor_token.token_id, pve.auditor_token.secret),
-            talos_endpoint=talos.endpoint,
-            talos_maintenance_endpoint=talos.maintenance_endpoint,
-            talos_nodes=[s.ip for s in world.specs],
-            pki=pki,
-            creds=creds,
-            repo_path=scratch,
-            age_key_text=LAB_KEY.read_text(),
+        apps = default_scale_apps(nodes) if scale_apps is None else scale_apps
+        parts = (
+            _start_flux(world, repo, directory, apps)
+            if flux and repo is not None
+            else FluxParts(None, None, str(repo or ""))
         )
+        files = _write_files(directory, world, servers, pki, creds, parts.scratch)
         for fault in faults:
             world.inject(fault)
     except BaseException:
-        for server in reversed(servers):
+        for server in reversed(started):
             server.stop()
         world.close()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-    def lab_config(ro: bool) -> Config:
-        return Config(
-            cluster_name="LAB",
-            lab=True,
-            kubeconfig=str(files.kubeconfig),
-            kube_context="lab-readonly" if ro else "lab-admin",
-            talosconfig=str(files.talosconfig),
-            talos_context="lab-reader" if ro else "lab-admin",
-            talos_maintenance_endpoint=talos.maintenance_endpoint,
-            proxmox=ProxmoxConfig(
-                url=pve.url,
-                token_id=(pve.auditor_token if ro else pve.admin_token).token_id,
-                token_secret_env="",
-                token_secret_file=str(files.pve_auditor_secret if ro else files.pve_admin_secret),
-                ca_file=str(files.ca),
-            ),
-            repo_path=scratch,
-            sops_age_key_file=str(files.age_key),
-            read_only=ro,
-            source=str(files.config_readonly if ro else files.config),
-        )
-
     lab = RunningLab(
         world=world,
         pki=pki,
         credentials=creds,
         files=files,
-        config=lab_config(read_only),
-        readonly_config=lab_config(True),
-        servers=servers,
-        remote=remote,
-        flux=twin,
+        config=_lab_config(files, servers, parts.scratch, read_only),
+        readonly_config=_lab_config(files, servers, parts.scratch, True),
+        servers=started,
+        remote=parts.remote,
+        flux=parts.twin,
         _tmp=tmp,
     )
     log.info("lab started in %.0f ms at %s", (time.perf_counter() - t0) * 1000, directory)
     return lab
+
+
+def _start_servers(world: World, pki: Pki, creds: LabCredentials, started: list) -> LabServers:
+    """Kubernetes, Proxmox and Talos on loopback; each is added to `started` once it runs,
+    so a failure stops exactly the ones already up."""
+    from dapper.lab.kube_server import KubeApiServer
+    from dapper.lab.pve_server import PveServer
+    from dapper.lab.talos_server import TalosLabServer
+
+    kube = KubeApiServer(world, pki, creds)
+    kube.start()
+    started.append(kube)
+    kube_url = f"https://127.0.0.1:{kube.port}"
+    pve = PveServer(world, pki)
+    pve.start()
+    started.append(pve)
+    talos = TalosLabServer(
+        world,
+        pki,
+        kubeconfig=lambda: kubeconfig_text(kube_url, pki.https_ca.cert_pem, creds).encode(),
+    )
+    talos.start()
+    started.append(talos)
+    return LabServers(kube, pve, talos)
+
+
+def _publish_endpoints(world: World, servers: LabServers) -> None:
+    """Where each API listens, for the twins and tests that need to say so."""
+    world.endpoints.update(
+        kubernetes=servers.kube_url,
+        proxmox=servers.pve.url,
+        talos=servers.talos.endpoint,
+        talos_maintenance=servers.talos.maintenance_endpoint,
+    )
+
+
+def _start_flux(world: World, repo: Path, directory: Path, apps: int) -> FluxParts:
+    """The Git remote (a bare clone of `repo` under `directory`) and the Flux twin
+    reconciling it with `apps` synthetic apps added."""
+    from dapper.backends.sops.file import parse_identities
+    from dapper.lab.flux_twin import FluxTwin
+    from dapper.lab.git_remote import LabGitRemote
+
+    remote = LabGitRemote.create(repo, directory / "git")
+    twin = FluxTwin(world, remote, parse_identities(LAB_KEY.read_text()), scale_apps=apps)
+    twin.start()
+    return FluxParts(remote, twin, str(remote.scratch_path))
+
+
+def _write_files(
+    directory: Path,
+    world: World,
+    servers: LabServers,
+    pki: Pki,
+    creds: LabCredentials,
+    scratch: str,
+) -> LabFiles:
+    """The kubeconfig, talosconfig, PVE token files, CA, age key and dapper configs."""
+    pve, talos = servers.pve, servers.talos
+    return write_client_files(
+        directory,
+        kube_url=servers.kube_url,
+        pve_url=pve.url,
+        pve_admin=(pve.admin_token.token_id, pve.admin_token.secret),
+        pve_auditor=(pve.auditor_token.token_id, pve.auditor_token.secret),
+        talos_endpoint=talos.endpoint,
+        talos_maintenance_endpoint=talos.maintenance_endpoint,
+        talos_nodes=[s.ip for s in world.specs],
+        pki=pki,
+        creds=creds,
+        repo_path=scratch,
+        age_key_text=LAB_KEY.read_text(),
+    )
+
+
+def _lab_config(files: LabFiles, servers: LabServers, scratch: str, ro: bool) -> Config:
+    """The dapper Config pointing the real backends at the lab (admin or read-only)."""
+    pve = servers.pve
+    return Config(
+        cluster_name="LAB",
+        lab=True,
+        kubeconfig=str(files.kubeconfig),
+        kube_context="lab-readonly" if ro else "lab-admin",
+        talosconfig=str(files.talosconfig),
+        talos_context="lab-reader" if ro else "lab-admin",
+        talos_maintenance_endpoint=servers.talos.maintenance_endpoint,
+        proxmox=ProxmoxConfig(
+            url=pve.url,
+            token_id=(pve.auditor_token if ro else pve.admin_token).token_id,
+            token_secret_env="",
+            token_secret_file=str(files.pve_auditor_secret if ro else files.pve_admin_secret),
+            ca_file=str(files.ca),
+        ),
+        repo_path=scratch,
+        sops_age_key_file=str(files.age_key),
+        read_only=ro,
+        source=str(files.config_readonly if ro else files.config),
+    )

@@ -22,6 +22,7 @@ from typing import Any
 
 import pygit2
 from dapper.backends.errors import BackendError, ReadOnlyError
+from dapper.backends.safe_text import clean
 from pygit2.enums import CredentialType, FileMode, FileStatus, SortMode
 
 log = logging.getLogger("dapper.backends.clients.gitrepo")
@@ -179,8 +180,9 @@ class GitRepo:
         return mine != _entry_id(commit.parents[0].tree, path)
 
     def ahead_behind(self, remote: str = "origin", branch: str = "main") -> tuple[int, int]:
-        """(local-only, remote-only) commit counts against the remote-tracking branch."""
-        local = self._ref_target(f"refs/heads/{branch}")
+        """(local-only, remote-only) commit counts of HEAD against the remote-tracking
+        branch: what a commit made now would sit on, even on a detached HEAD."""
+        local = None if self.repo.head_is_unborn else self.repo.head.target
         theirs = self._ref_target(f"refs/remotes/{remote}/{branch}")
         if local is None or theirs is None:
             return (0, 0) if theirs is None and local is None else (int(local is not None), 0)
@@ -393,6 +395,62 @@ class GitRepo:
         log.info("fast-forwarded %s to %s", branch, str(theirs)[:12])
         return str(theirs)
 
+    def replay_onto_remote(self, remote: str, branch: str, sha: str) -> str:
+        """Re-create commit `sha` on top of the remote's head (it must be HEAD's tip and the
+        remote's new commits must not touch its paths); moves the branch and work tree."""
+        self._refuse("git replay onto the remote")
+        self.fetch(remote, branch)
+        r = self.repo
+        theirs_ref = r.references.get(f"refs/remotes/{remote}/{branch}")
+        if theirs_ref is None:
+            raise GitError(f"{remote} has no branch {branch}")
+        theirs = theirs_ref.resolve().target
+        commit = r[pygit2.Oid(hex=sha)].peel(pygit2.Commit)
+        if str(r.head.target) != sha or len(commit.parents) != 1:
+            raise GitError("cannot replay the run's commit: HEAD moved; rebase by hand")
+        base = commit.parents[0].id
+        ours = _changed_paths(r, base, commit.id)
+        if r.descendant_of(base, theirs) or base == theirs:
+            return sha  # nothing new on the remote
+        merge_base = r.merge_base(base, theirs)
+        if merge_base is None:
+            raise GitError(f"{remote}/{branch} shares no history with the local branch")
+        if merge_base != base:
+            raise GitError(
+                f"local {branch} has commits {remote} lacks besides this run's; rebase by hand"
+            )
+        theirs_changed = _changed_paths(r, base, theirs)
+        overlap = sorted(ours & theirs_changed)
+        if overlap:
+            raise GitError(
+                f"{remote}/{branch} moved and changed the same files ({', '.join(overlap[:3])}); "
+                "rebase by hand"
+            )
+        index = pygit2.Index()
+        index.read_tree(r[theirs].peel(pygit2.Tree))
+        for path in sorted(ours):
+            try:
+                entry = commit.tree[path]
+            except KeyError:
+                if path in index:
+                    index.remove(path)
+                continue
+            index.add(pygit2.IndexEntry(path, entry.id, entry.filemode))
+        tree = index.write_tree(r)
+        new = r.create_commit(None, commit.author, commit.committer, commit.message, tree, [theirs])
+        r.checkout_tree(r[new].peel(pygit2.Tree), strategy=pygit2.enums.CheckoutStrategy.SAFE)
+        r.references.create(f"refs/heads/{branch}", new, force=True)
+        r.index.read()
+        log.info("replayed %s onto %s/%s as %s", sha[:12], remote, branch, str(new)[:12])
+        return str(new)
+
+    def remote_url(self, name: str = "origin") -> str:
+        """The remote's URL, or "" when there is no such remote."""
+        try:
+            return str(self.repo.remotes[name].url or "")
+        except (KeyError, ValueError):
+            return ""
+
     def _remote(self, name: str) -> pygit2.Remote:
         try:
             return self.repo.remotes[name]
@@ -415,13 +473,22 @@ def _entry_id(tree: pygit2.Tree, path: str) -> pygit2.Oid | None:
 
 
 def _info(commit: pygit2.Commit) -> CommitInfo:
-    message = commit.message
+    message = clean(commit.message)  # anyone who can push writes this text
     summary = message.strip().splitlines()[0] if message.strip() else ""
     return CommitInfo(
         sha=str(commit.id),
-        author=f"{commit.author.name} <{commit.author.email}>",
+        author=clean(f"{commit.author.name} <{commit.author.email}>"),
         time=commit.author.time,
         summary=summary,
         trailers=parse_trailers(message),
         parents=tuple(str(p) for p in commit.parent_ids),
     )
+
+
+def _changed_paths(r: pygit2.Repository, old: pygit2.Oid, new: pygit2.Oid) -> set[str]:
+    diff = r.diff(r[old].peel(pygit2.Tree), r[new].peel(pygit2.Tree))
+    out: set[str] = set()
+    for patch in diff:
+        out.add(patch.delta.old_file.path)
+        out.add(patch.delta.new_file.path)
+    return out

@@ -10,16 +10,16 @@ A backend built read-only refuses every write with ReadOnlyError before any netw
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import logging
 import os
 import shutil
+import ssl
 import tempfile
-import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dapper.backends.clients import kube_parse as parse
@@ -33,6 +33,7 @@ from dapper.backends.clients.kube_models import (
 )
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.model import Event, Kustomization, Node, PodRef, StoragePool
+from dapper.backends.safe_text import clean_json
 
 log = logging.getLogger("dapper.backends.clients.kube")
 
@@ -53,25 +54,50 @@ WATCH_KINDS = ("nodes", "pods", "kustomizations", "diskpools", "events")
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
-_private_dir_lock = threading.Lock()
-_private_dir: str | None = None
+
+def _scratch_dir() -> str:
+    """A fresh 0700 directory for the client library to unpack kubeconfig CA/cert/key data
+    into, on a memory filesystem when there is one. It lives only while the kubeconfig is
+    loaded (see `_load_tls_into_memory`), so no exit, SIGKILL included, leaves a key behind."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    try:
+        return tempfile.mkdtemp(prefix="dapper-kube-", dir=base)
+    except OSError:
+        return tempfile.mkdtemp(prefix="dapper-kube-")
 
 
-def _credential_dir() -> str:
-    """Where the client may write CA/cert/key data from the kubeconfig: a 0700 directory
-    on a memory filesystem when there is one, removed at exit, so keys never hit disk."""
-    global _private_dir
-    with _private_dir_lock:
-        if _private_dir is None:
-            base = os.environ.get("XDG_RUNTIME_DIR") or (
-                "/dev/shm" if os.path.isdir("/dev/shm") else None
-            )
-            try:
-                _private_dir = tempfile.mkdtemp(prefix="dapper-kube-", dir=base)
-            except OSError:
-                _private_dir = tempfile.mkdtemp(prefix="dapper-kube-")
-            atexit.register(shutil.rmtree, _private_dir, True)
-        return _private_dir
+def _load_tls_into_memory(cfg: Any) -> ssl.SSLContext | None:
+    """Read the CA, client certificate and key that `cfg` names into memory, and clear the
+    paths, so the files can go at once: the CA becomes `ca_cert_data`, the client pair an
+    SSL context the connection pool uses instead of re-reading files per connection."""
+    from urllib3.util.ssl_ import create_urllib3_context
+
+    if cfg.ssl_ca_cert:
+        cfg.ca_cert_data = Path(cfg.ssl_ca_cert).read_text()
+        cfg.ssl_ca_cert = None
+    if not cfg.cert_file:
+        return None
+    context = create_urllib3_context()
+    context.load_cert_chain(cfg.cert_file, cfg.key_file)
+    cfg.cert_file = cfg.key_file = None
+    return context
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _refuse_writes(api_client: Any) -> None:
+    """Guard the HTTP layer every request goes through: a read-only client can send only
+    reads, whichever method of ours (or of the client library) asked."""
+    rest = api_client.rest_client
+    send = rest.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() not in _READ_METHODS:
+            raise ReadOnlyError(f"kubernetes {method.upper()} {url.split('?')[0]}")
+        return send(method, url, *args, **kwargs)
+
+    rest.request = request
 
 
 def rfc3339_nano(t_ns: int | None = None) -> str:
@@ -91,6 +117,8 @@ class KubeBackend:
     ) -> None:
         self._api = api_client
         self.read_only = read_only
+        if read_only:
+            _refuse_writes(api_client)
         self.timeout = timeout
         self.server = server
         self._diskpool_version: str | None = None
@@ -110,23 +138,30 @@ class KubeBackend:
         from kubernetes import client, config
 
         cfg = client.Configuration()
+        scratch = _scratch_dir()
         try:
             config.load_kube_config(
                 config_file=os.fspath(path) if path else None,
                 context=context,
                 client_configuration=cfg,
                 persist_config=False,
-                temp_file_path=_credential_dir(),
+                temp_file_path=scratch,
             )
-        except Exception as exc:  # ConfigException, OSError, YAML errors
+            client_tls = _load_tls_into_memory(cfg)
+        except Exception as exc:  # ConfigException, OSError, YAML errors, ssl.SSLError
             log.debug("loading kubeconfig %s failed", path, exc_info=True)
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BackendError(
                 f"kubeconfig {path or '(default)'}: {first}", code="CONFIG"
             ) from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         # connect retries ride out a restarting server; reads and writes are not retried
         cfg.retries = Retry(total=2, connect=2, read=0, redirect=0, status=0, other=0)
-        return cls(client.ApiClient(cfg), read_only=read_only, timeout=timeout, server=cfg.host)
+        api = client.ApiClient(cfg)
+        if client_tls is not None:
+            api.rest_client.pool_manager.connection_pool_kw["ssl_context"] = client_tls
+        return cls(api, read_only=read_only, timeout=timeout, server=cfg.host)
 
     def close(self) -> None:
         self._api.close()
@@ -146,13 +181,15 @@ class KubeBackend:
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, _request_timeout=(self.timeout, self.timeout), **kwargs)
+        except ReadOnlyError:
+            raise
         except Exception as exc:
             raise from_exception(exc, what, self.server) from None
 
     def _json(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
         resp = self._call(what, fn, *args, _preload_content=False, **kwargs)
         try:
-            return json.loads(resp.data)
+            return json.loads(clean_json(resp.data))
         except ValueError:
             raise BackendError(f"{what}: the server did not answer JSON", code="PROTOCOL") from None
 
@@ -242,6 +279,11 @@ class KubeBackend:
 
     def kustomizations(self, namespace: str | None = None) -> list[Kustomization]:
         return [parse.kustomization(o) for o in self.kustomization_objects(namespace)]
+
+    def namespace_uid(self, name: str) -> str:
+        """The uid of a Namespace; kube-system's names a cluster for as long as it lives."""
+        doc = self._json(f"get namespace {name}", self._core().read_namespace, name)
+        return str((doc.get("metadata") or {}).get("uid") or "")
 
     def kustomization(self, namespace: str, name: str) -> Kustomization:
         return parse.kustomization(self._get_custom("Kustomization", namespace, name))
@@ -567,7 +609,7 @@ class KubeBackend:
             _content_type="application/merge-patch+json",
             _preload_content=False,
         )
-        return parse.secret(json.loads(resp.data))
+        return parse.secret(json.loads(clean_json(resp.data)))
 
 
 def workload_info(obj: dict) -> WorkloadInfo:

@@ -26,6 +26,7 @@ from typing import Any
 
 from dapper.backends.clients.kube import WATCH_KINDS
 from dapper.backends.errors import BackendError
+from dapper.backends.safe_text import clean_json
 
 log = logging.getLogger("dapper.backends.clients.kube.watch")
 
@@ -297,7 +298,7 @@ class KubeWatcher:
             if self._stop.is_set():
                 return
             for line in _lines(resp):
-                self._apply(kind, json.loads(line))
+                self._apply(kind, json.loads(clean_json(line)))
             clean = True
         except _Gone:
             raise _Gone(rv) from None

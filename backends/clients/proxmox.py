@@ -35,6 +35,7 @@ from dapper.backends.clients.proxmox_parse import (
 from dapper.backends.config import Config, ProxmoxConfig
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.model import Gpu, Vm, VmDevice
+from dapper.backends.safe_text import clean_tree
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
@@ -275,10 +276,13 @@ class ProxmoxBackend:
         return api
 
     def call(self, method: str, path: str, **params: Any) -> Any:
-        """One API call (`path` relative to /api2/json); failures become BackendError."""
+        """One API call (`path` relative to /api2/json); failures become BackendError.
+        Every writer ends here, so a read-only client refuses any method but GET here."""
+        if self.read_only and method.lower() != "get":
+            raise ReadOnlyError(f"proxmox {method.upper()} /{path.strip('/')}")
         resource = self._api()(path.strip("/"))
         try:
-            return getattr(resource, method)(**params)
+            return clean_tree(getattr(resource, method)(**params))
         except (ResourceException, AuthenticationError, requests.RequestException) as exc:
             reason, code = error_reason(exc, where=self.where, timeout=self.timeout)
             log.debug("proxmox %s %s failed: %s", method.upper(), path, exc, exc_info=True)

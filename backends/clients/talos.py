@@ -37,6 +37,7 @@ from dapper.backends.clients.talosconfig import (
 )
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.model import EtcdMember, TalosMachine, TalosService
+from dapper.backends.safe_text import clean
 from google.protobuf import empty_pb2
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -51,6 +52,23 @@ MACHINES_AT_ONCE = 32
 # Hostname, CPU count and disks change only with a reconfiguration or a reboot; a
 # refresh re-reads them this often, and re-reads them at once when the version changes.
 STATIC_TTL = 60.0
+
+# The RPCs that change nothing on a machine; a read-only client refuses every other name.
+READ_METHODS = frozenset(
+    {
+        "Version",
+        "Hostname",
+        "ServiceList",
+        "Memory",
+        "LoadAvg",
+        "SystemStat",
+        "EtcdMemberList",
+        "EtcdStatus",
+        "Disks",
+        "Logs",
+        "Dmesg",
+    }
+)
 
 APPLY_MODES = {
     "reboot": machine_pb2.ApplyConfigurationRequest.REBOOT,
@@ -352,14 +370,21 @@ class TalosClient:
     def _first(resp: Any, node: str | None) -> Any:
         if not resp.messages:
             raise BackendError(f"{node or 'endpoint'}: empty response")
-        msg = resp.messages[0]
+        msg = _cleaned(resp.messages[0])
         if msg.HasField("metadata") and msg.metadata.error:
             raise BackendError(f"{node or msg.metadata.hostname}: {msg.metadata.error}")
         return msg
 
+    def _allowed(self, method: str) -> None:
+        """Every RPC passes here: a read-only client sends only reads, by method name."""
+        if self.read_only and method not in READ_METHODS:
+            raise ReadOnlyError(f"talos {method}")
+
     async def _unary(
         self, node: str | None, service: str, method: str, req: Any, *, maintenance: bool = False
     ) -> Any:
+        self._allowed(method)
+
         async def go(ch: Channel, meta: dict[str, str]) -> Any:
             stub = (
                 storage_grpc.StorageServiceStub(ch)
@@ -372,6 +397,7 @@ class TalosClient:
 
     async def _stream(self, node: str | None, method: str, req: Any) -> AsyncIterator[bytes]:
         """Chunks of a server stream of common.Data (whole stream bounded by the timeout)."""
+        self._allowed(method)
 
         async def go(ch: Channel, meta: dict[str, str]) -> list[bytes]:
             stub = machine_grpc.MachineServiceStub(ch)
@@ -711,3 +737,27 @@ class TalosClient:
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BackendError(f"{node}: kubeconfig stream is not a tar.gz") from exc
         raise BackendError(f"{node}: kubeconfig stream holds no kubeconfig file")
+
+
+def _cleaned(message: Any) -> Any:
+    """Every string field of a response (nested and repeated too) made safe, in place: a
+    machine's hostname, service messages and errors are untrusted text."""
+    for field, value in message.ListFields():
+        repeated = _repeated(field)
+        if field.type == field.TYPE_STRING:
+            if repeated:
+                value[:] = [clean(v) for v in value]
+            else:
+                setattr(message, field.name, clean(value))
+        elif field.type == field.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                continue
+            for item in value if repeated else (value,):
+                _cleaned(item)
+    return message
+
+
+def _repeated(field: Any) -> bool:
+    """protobuf 7 has `is_repeated`; older releases only `label`."""
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED

@@ -407,7 +407,15 @@ def validate_object(obj: dict[str, Any]) -> list[str]:
     return [f"{_err_path(e)}: {_short(e.message)}" for e in errors[:3]]
 
 
+CORE_SCHEMAS_MISSING = (
+    "core Kubernetes kinds were not checked against their schemas: "
+    "install them with pip install 'dapper-tui[check]'"
+)
+
+
 def check_schemas(tree: FluxTree) -> Iterator[Problem]:
+    if _k8s_schema_dir() is None:  # the console's plain install leaves the 100 MB out
+        yield Problem("", 0, WARNING, CORE_SCHEMAS_MISSING)
     done: set[tuple[str, int, str]] = set()
     for ks in tree.kustomizations:
         if ks.key in tree.errors:

@@ -26,6 +26,7 @@ from dapper.backends.config import Config
 from dapper.backends.errors import BackendError
 from dapper.backends.model import ClusterSnapshot, Health, SourceHealth
 from dapper.backends.snapshot.join import GitData, HostPci, KubeData, ProxmoxData, TalosData, join
+from dapper.backends.tls_posture import insecure_tls
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Collector:
         self._watch_lock = threading.Lock()  # start_watches (a thread) against close()
         self._closed = False
         self._change_callbacks: list[Callable[[str], None]] = []
+        self._insecure_tls = insecure_tls(config)
         self.snapshot = self._join()
         self.operations: Any = None
         if not config.read_only:
@@ -310,7 +312,7 @@ class Collector:
             return ()
 
     def _join(self) -> ClusterSnapshot:
-        return join(
+        joined = join(
             cluster=self.config.cluster_name,
             mode=self.config.mode,
             read_only=self.config.read_only,
@@ -321,6 +323,7 @@ class Collector:
             git=self._data.get("git"),
             sources=tuple(self._health[s] for s in SOURCES),
         )
+        return replace(joined, insecure_tls=self._insecure_tls)
 
     async def close(self) -> None:
         with self._watch_lock:

@@ -16,8 +16,8 @@ API (errors are `SopsError` subclasses with one-line messages, see `sops_errors`
   (recipients, value selector, lastmodified, version). `identities` may be pyrage
   identities or `AGE-SECRET-KEY-1…` strings; None means `load_identities()`.
 - `encrypt_documents(docs, rule, *, indent=None) -> str`: the full ciphertext file text
-  with a fresh data key and fresh IVs (comments in encrypted parts are dropped, the
-  others kept in clear). `write_encrypted(path, text)` writes it atomically.
+  with a fresh data key and fresh IVs (comments in encrypted parts are encrypted as
+  sops encrypts them, the others kept in clear). `write_encrypted(path, text)` writes it atomically.
 - `load_sops_config(path)`, `find_creation_rule(repo_root_or_sops_yaml, file_path)
   -> CreationRule` (first rule whose path_regex matches the path relative to the
   `.sops.yaml` dir), `find_sops_config(start)`.
@@ -408,25 +408,40 @@ def _decrypt_comment_line(line: str, key: bytes, candidates: list[tuple[str, ...
     return newline
 
 
-def _strip_encrypted_comments(node: Any, selector: ValueSelector, path: tuple[str, ...]) -> None:
-    """Drop comments that sit in parts of the tree sops would encrypt (keep the rest)."""
-    if isinstance(node, CommentedMap | CommentedSeq):
-        ca = node.ca
-        if selector.should_encrypt(path):
-            ca.comment = None
-            ca.items.clear()
-            if hasattr(ca, "end"):
-                ca.end = []
-        elif isinstance(node, CommentedMap):
-            for key in list(ca.items):
-                if not isinstance(key, str) or selector.should_encrypt((*path, key)):
-                    del ca.items[key]
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            _strip_encrypted_comments(value, selector, (*path, str(key)))
-    elif isinstance(node, list):
-        for item in node:
-            _strip_encrypted_comments(item, selector, path)
+def _comment_path(container: Any, path: tuple[str, ...], item_key: Any) -> tuple[str, ...]:
+    """The path sops gives a comment: the mapping or list that holds it. ruamel attaches a
+    comment written above a nested collection's first entry to the parent's key, so such a
+    comment belongs to the child collection, as in sops's tree."""
+    nested = isinstance(container, CommentedMap) and isinstance(
+        container.get(item_key), CommentedMap | CommentedSeq
+    )
+    return (*path, item_key) if nested and isinstance(item_key, str) else path
+
+
+def _encrypt_comments(doc: Any, selector: ValueSelector, key: bytes) -> None:
+    """Encrypt, in place, every comment in a part of the tree sops encrypts, as sops does:
+    each line becomes `#ENC[…,type:comment]` authenticated with its collection's path
+    (comments are not part of the MAC). Comments in clear parts stay as they are."""
+    for container, path in _containers(doc):
+        for item_key, token in _comment_slots(container):
+            where = _comment_path(container, path, item_key)
+            if not selector.should_encrypt(where):
+                continue
+            aad = ":".join(where) + ":"
+            token.value = "".join(
+                _encrypt_comment_line(line, key, aad)
+                for line in token.value.splitlines(keepends=True)
+            )
+
+
+def _encrypt_comment_line(line: str, key: bytes, aad: str) -> str:
+    body = line.lstrip(" ")
+    if not body.startswith("#") or body.startswith("#ENC["):
+        return line  # a blank line, or a comment that is already ciphertext
+    indent = line[: len(line) - len(body)]
+    newline = "\n" if body.endswith("\n") else ""
+    text = body[1:].rstrip("\n")
+    return f"{indent}#{encrypt_value(Comment(text), key, aad)}{newline}"
 
 
 # --- decrypt --------------------------------------------------------------------------------
@@ -551,7 +566,7 @@ def encrypt_documents(
     seen: set[int] = set()
     for doc in work:
         _walk(doc, (), leaf, seen)
-        _strip_encrypted_comments(doc, selector, ())
+        _encrypt_comments(doc, selector, key)
     lastmodified = _utc_now()
     mac_enc = encrypt_value(mac.hexdigest(), key, lastmodified)
     age = [(r, wrap_data_key(key, r)) for r in rule.age]

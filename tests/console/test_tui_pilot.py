@@ -9,8 +9,9 @@ from dapper.tui.screens.confirm import ConfirmScreen, DialogScreen, TypedConfirm
 from dapper.tui.screens.detail import DetailScreen
 from dapper.tui.screens.help import HelpScreen
 from dapper.tui.screens.main import MainScreen
-from test_tui_support import make_app, running_lab, settle
 from textual.command import CommandPalette
+
+from tests.console.tui_lab import make_app, running_lab, settle
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Runbooks from the console, end to end on the lab (Textual Pilot, real engine, real lab).
 
-The console is built as the CLI builds it (test_tui_support.make_app); its repository is
+The console is built as the CLI builds it (tests/console/tui_lab.make_app); its repository is
 the lab's scratch clone. Each test checks what the lab saw: the commit on the bare remote
 with its trailers, the live Secret's hashes (never plaintext), the Kustomizations'
 applied revision, and the recorded Kubernetes writes.
@@ -16,15 +16,20 @@ from typing import Any
 
 import pygit2
 import pytest
+from dapper.actions import registry
+from dapper.actions.engine import Runbook, RunContext, Step
 from dapper.actions.journal import list_runs
+from dapper.actions.params import Choice, ChoiceContext, ChoicesProvider, Param
 from dapper.backends.clients.gitrepo import GitRepo, parse_trailers
 from dapper.backends.clients.kube import KubeBackend
 from dapper.lab.runtime import start_lab
 from dapper.lab.world import Timings
 from dapper.tui.screens.runbook import PromptScreen, RunbooksScreen, RunScreen
 from dapper.tui.widgets.runbook_form import ParamForm
-from test_tui_support import make_app
 from textual.widgets import Button, DataTable, Input, OptionList, SelectionList
+
+from tests.console.tui_lab import make_app
+from tests.waiting import eventually_async
 
 CF_FILE = "kubernetes/apps/network/external-dns/cloudflare/secret.sops.yaml"
 CF_SECRET = ("network", "external-dns-cloudflare-secret")
@@ -65,11 +70,7 @@ def live_hashes(lab: Any, ns_name: tuple[str, str]) -> dict[str, str]:
 
 
 async def until(pilot: Any, cond: Any, what: str, timeout: float = WAIT) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if cond():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    await eventually_async(cond, timeout=timeout, interval=0.02, message=what, pause=pilot.pause)
 
 
 async def open_form(pilot: Any, app: Any, runbook: str) -> RunbooksScreen:
@@ -322,6 +323,111 @@ def test_cancel_during_a_wait_stops_there_and_resumes(lab: Any) -> None:
     )
 
 
+# -- a runbook the console has never heard of renders from its declaration ------------------
+
+VARIETIES = {"apple": ("cox", "gala"), "pear": ("conference",), "quince": ()}
+
+
+class Orchard(ChoicesProvider):
+    heading = "FRUIT  ·  WHERE IT GROWS"
+
+    def choices(self, ctx: ChoiceContext) -> list[Choice]:
+        assert (ctx.repo_path / ".git").exists() and ctx.snapshot is not None  # the console's
+        return [
+            Choice("apple", detail=("orchard",)),
+            Choice("pear", "Pear", ("orchard", "ripe in October")),
+            Choice("quince", detail=("hedge",)),
+        ]
+
+
+class VarietiesOf(ChoicesProvider):
+    depends_on = ("fruit",)
+
+    def choices(self, ctx: ChoiceContext) -> list[Choice]:
+        return [Choice(v) for v in VARIETIES[str(ctx.values["fruit"])]]
+
+
+class Harvest(Step):
+    id = "harvest"
+    title = "Harvest"
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        token = hashlib.sha256(ctx.params["token"].encode()).hexdigest()
+        return {
+            "fruit": ctx.params["fruit"],
+            "varieties": list(ctx.params["varieties"]),
+            "count": ctx.params["count"],
+            "token-sha": token,
+        }
+
+
+class Harvesting(Runbook):
+    name = "harvest-test"
+    title = "harvest some fruit"
+    summary = "A test-only runbook: picked from a provider, a dependent pick, a secret"
+    needs_cluster = False
+    params = (
+        Param("fruit", required=True, hint="↑↓ picks the fruit", provider=Orchard()),
+        Param("varieties", "list", required=True, provider=VarietiesOf()),
+        Param(
+            "count",
+            "int",
+            default=1,
+            help="how many",
+            validate=lambda n: None if n >= 1 else "pick at least one",
+        ),
+        Param("token", secret=True, required=True, label="basket token"),
+    )
+
+    def preflight(self, ctx: RunContext) -> None:
+        pass
+
+    def steps(self, ctx: RunContext) -> list[Step]:
+        return [Harvest()]
+
+
+async def test_a_test_only_runbook_renders_and_runs_from_its_declaration(lab: Any) -> None:
+    secret = "basket-token-3a9f"
+    registry.register(Harvesting.name, Harvesting)
+    try:
+        app = make_app(lab)
+        async with app.run_test(size=(120, 40)) as pilot:
+            names = [name for name, _help, _cb in app.palette_commands()]
+            assert "Runbook: harvest some fruit" in names
+            screen = await open_form(pilot, app, Harvesting.name)
+            form = screen.form
+            assert form is not None
+            assert Harvesting.summary in str(screen.query_one("#rb-about").render())
+            fruits = form.query_one("#param-fruit", DataTable)
+            assert [str(k.value) for k in fruits.rows] == ["apple", "pear", "quince"]
+            assert str(fruits.get_row("pear")[0]) == "Pear\n  orchard\n  ripe in October"
+            varieties = form.query_one("#param-varieties", SelectionList)
+            await until(pilot, lambda: varieties.option_count == 2, "the apple varieties")
+            fruits.focus()
+            await pilot.press("down")  # pear: its one variety comes pre-selected
+            await until(pilot, lambda: varieties.selected == ["conference"], "pear's variety")
+            token = form.query_one("#param-token", Input)
+            assert token.password
+            token.value = secret
+            set_input(form, "count", "0")
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert isinstance(app.screen, RunbooksScreen)  # refused: "count: pick at least one"
+            set_input(form, "count", "2")
+            run = await start_run(pilot, app)
+            result = await confirm_and_finish(pilot, run)
+            assert result is not None and result.ok, run.query_one("#run-result").render()
+            assert secret not in run.run_log.text + preview_shown(run)
+    finally:
+        registry.unregister(Harvesting.name)
+    outputs = result.outputs["harvest"]
+    assert outputs["fruit"] == "pear" and outputs["varieties"] == ["conference"]
+    assert outputs["count"] == 2
+    assert outputs["token-sha"] == hashlib.sha256(secret.encode()).hexdigest()
+    record = list_runs()[0]
+    assert record.run_id == result.run_id and secret not in record.path.read_text()
+
+
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 SHA = re.compile(r"\b[0-9a-f]{40}\b|\b[0-9a-f]{12}\b")
 CLOCK = re.compile(r"\b\d\d:\d\d:\d\d\b")
@@ -349,3 +455,30 @@ def test_snapshot_of_a_finished_rotation(snap_compare: Any, lab: Any, monkeypatc
 
     app = make_app(lab, still=True)
     assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+
+
+async def test_a_malformed_journal_is_one_line_and_hides_no_run(lab: Any) -> None:
+    from dapper.actions.journal import Journal, runs_dir
+
+    good = Journal.create("20260101-000000-aaaaaa")
+    good.start(
+        run_id="20260101-000000-aaaaaa",
+        runbook="rekey",
+        params={},
+        operator="op",
+        repo=lab.config.repo_path,
+        head="",
+    )
+    (runs_dir() / "20260101-000001-bbbbbb.jsonl").write_bytes(b"[1]\n")
+    app = make_app(lab)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen), "the runbooks screen")
+        screen: RunbooksScreen = app.screen  # type: ignore[assignment]
+        await until(pilot, lambda: screen.loaded, "runbooks to load")
+        assert list(screen.runs) == ["20260101-000000-aaaaaa"]
+        await until(pilot, lambda: len(app._notifications) > 0, "the notification")
+        shown = [n.message for n in app._notifications]
+        assert shown == [
+            "skipped unreadable journal 20260101-000001-bbbbbb.jsonl: line 1 is not a JSON object"
+        ]

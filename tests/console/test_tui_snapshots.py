@@ -1,13 +1,14 @@
 """Pictures of the console (snap_compare) at 80x24 and 160x48, from the real lab.
 
 The lab runs with one failing Kustomization so the fault line and counts show something.
-Ages are frozen to the snapshot's own time and lab ports are masked (test_tui_support).
+Ages are frozen to the snapshot's own time and lab ports are masked (tests/console/tui_lab.py).
 """
 
 from __future__ import annotations
 
 import pytest
-from test_tui_support import make_app, running_lab, settle
+
+from tests.console.tui_lab import make_app, running_lab, settle
 
 NARROW, WIDE = (80, 24), (160, 48)
 

@@ -7,7 +7,8 @@ import threading
 import pytest
 from dapper.backends.clients.kube import KubeBackend
 from dapper.backends.snapshot import collector as collector_mod
-from test_tui_support import make_app, running_lab, settle
+
+from tests.console.tui_lab import make_app, running_lab, settle
 
 NODE = "talos-node-large-1"
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import base64
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from dapper.lab.flux_twin import GIT_RT, HR_RT, KS_RT, FluxTwin
 from dapper.lab.git_remote import LabGitRemote
 from dapper.lab.kinds import by_kind
 from dapper.lab.world import Timings, World, pod_gpu_request
+
+from tests.waiting import eventually
 
 MAIN = Path(__file__).resolve().parents[2]
 KEY_FILE = MAIN / "lab" / "keys" / "lab-only.agekey.txt"
@@ -227,14 +228,6 @@ def ready(obj: dict) -> dict:
     return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
-
-
 def make_lab(tmp_path: Path, **twin_kw) -> Lab:
     seed = tmp_path / "seed"
     seed.mkdir()
@@ -357,7 +350,11 @@ def test_pushed_secret_rotation_reaches_the_live_secret(lab: Lab) -> None:
     sha = lab.push({SECRET_PATH: _secret_text(root, "claim-two")}, "rotate plex claim")
     rev = f"main@sha1:{sha}"
     # no explicit reconcile: the twin notices the remote moved
-    wait_for(lambda: lab.ks("media", "plex")["status"].get("lastAppliedRevision") == rev)
+    eventually(
+        lambda: lab.ks("media", "plex")["status"].get("lastAppliedRevision") == rev,
+        timeout=15.0,
+        message="plex to apply the new revision",
+    )
     live = lab.world.store.get(SECRET_RT, "media", "plex-secret")
     assert base64.b64decode(live["data"]["PLEX_CLAIM"]).decode() == "claim-two"
     git = lab.world.store.get(GIT_RT, "flux-system", "flux-system")
@@ -409,12 +406,20 @@ def test_tampered_sops_file_is_a_decryption_failure(lab: Lab) -> None:
 
 def test_ks_failing_fault_is_a_failed_health_check(lab: Lab) -> None:
     lab.world.inject("ks-failing:media/plex")
-    wait_for(lambda: ready(lab.ks("media", "plex"))["status"] == "False")
+    eventually(
+        lambda: ready(lab.ks("media", "plex"))["status"] == "False",
+        timeout=15.0,
+        message="plex to fail",
+    )
     cond = ready(lab.ks("media", "plex"))
     assert cond["reason"] == "HealthCheckFailed"
     assert cond["message"].startswith("health check failed after 5m0s")
     lab.world.clear("ks-failing:media/plex")
-    wait_for(lambda: ready(lab.ks("media", "plex"))["status"] == "True")
+    eventually(
+        lambda: ready(lab.ks("media", "plex"))["status"] == "True",
+        timeout=15.0,
+        message="plex to recover",
+    )
     assert ready(lab.ks("media", "plex"))["reason"] == "ReconciliationSucceeded"
 
 
@@ -429,7 +434,11 @@ def test_requested_at_triggers_a_reconcile(lab: Lab) -> None:
     passes = lab.twin.passes
     stamp = "2025-10-06T13:31:00.123456789Z"
     _annotate(lab, "media", "plex", stamp)
-    wait_for(lambda: lab.ks("media", "plex")["status"].get("lastHandledReconcileAt") == stamp)
+    eventually(
+        lambda: lab.ks("media", "plex")["status"].get("lastHandledReconcileAt") == stamp,
+        timeout=15.0,
+        message="the requested reconcile to be handled",
+    )
     assert lab.twin.passes > passes
     cond = ready(lab.ks("media", "plex"))
     assert cond["status"] == "True"

@@ -11,8 +11,10 @@ from dapper.backends.clients.kube_drain import DrainBlocked
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.lab.kinds import by_kind
 from dapper.lab.pki import Pki
-from test_kube_support import DRAIN_NODE, REVISION, WORKER, FakeFlux, Lab, pods_of, running_lab
-from test_kube_support import writes as kube_writes
+
+from tests.lab.kube_lab import DRAIN_NODE, REVISION, WORKER, FakeFlux, Lab, pods_of, running_lab
+from tests.lab.kube_lab import writes as kube_writes
+from tests.waiting import eventually
 
 KS = by_kind("kustomize.toolkit.fluxcd.io", "Kustomization")
 
@@ -88,13 +90,12 @@ def test_events_include_cordon_and_notready(kube: KubeBackend, lab: Lab) -> None
     lab.world.clear("node-notready:talos-control-2")
     kube.uncordon("talos-control-2")
     wanted = {"NodeNotSchedulable", "NodeNotReady", "NodeReady", "NodeSchedulable"}
-    deadline = time.monotonic() + 5
-    reasons: set[str] = set()
+
+    def reasons() -> set[str]:
+        return {e.reason for e in kube.events() if e.object == "Node/talos-control-2"}
+
     # The lab's node controller emits these a moment after each change: wait for all four.
-    while time.monotonic() < deadline and not wanted <= reasons:
-        reasons = {e.reason for e in kube.events() if e.object == "Node/talos-control-2"}
-        time.sleep(0.02)
-    assert wanted <= reasons
+    eventually(lambda: wanted <= reasons(), timeout=5, message=lambda: f"{wanted}, got {reasons()}")
 
 
 def test_drain_moves_pods_and_skips_daemonsets(kube: KubeBackend, lab: Lab) -> None:

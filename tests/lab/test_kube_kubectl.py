@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_kube_support import DRAIN_NODE, WORKER, Lab, pods_of, running_lab, writes
+
+from tests.lab.kube_lab import DRAIN_NODE, WORKER, Lab, pods_of, running_lab, writes
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from dapper.lab.store import ObjectStore, WatchEvent
 from kubernetes.client.exceptions import ApiException
-from test_kube_support import DRAIN_NODE, WORKER, Lab, pods_of, running_lab, writes
 
 from kubernetes import client, config, watch
+from tests.lab.kube_lab import DRAIN_NODE, WORKER, Lab, pods_of, running_lab, writes
 
 FLUX = ("kustomize.toolkit.fluxcd.io", "v1")
 

@@ -4,11 +4,9 @@ is down, recovers, and leaves no thread behind."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from dapper.backends.clients.kube import KubeBackend
@@ -16,6 +14,8 @@ from dapper.backends.model import Health
 from dapper.backends.snapshot.collector import Collector
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.store import ObjectStore
+
+from tests.waiting import eventually, eventually_async
 
 NODE = "talos-node-large-1"
 FAST = {"backoff": (0.05, 0.3), "debounce": 0.02}
@@ -42,15 +42,6 @@ def watch_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("kube-watch")]
 
 
-async def until(cond: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 def count_lists(collector: Collector) -> list[str]:
     """Every list request the collector's backend makes from now on (watches excluded)."""
     backend = collector.kube()
@@ -72,7 +63,7 @@ async def watching(config, **options) -> Collector:
     collector.on_change(changes.append)
     collector.changes = changes  # type: ignore[attr-defined]
     collector.start_watches(**{**FAST, **options})
-    await until(lambda: collector.watching("kubernetes"), "the watches to sync")
+    await eventually_async(lambda: collector.watching("kubernetes"), message="the watches to sync")
     return collector
 
 
@@ -96,13 +87,16 @@ async def test_cordon_and_delete_reach_the_snapshot_without_a_list(
         changes = len(collector.changes)  # type: ignore[attr-defined]
 
         admin.cordon(NODE)
-        await until(lambda: len(collector.changes) > changes, "a change notification")  # type: ignore[attr-defined]
-        await until(
+        await eventually_async(
+            lambda: len(collector.changes) > changes,  # type: ignore[attr-defined]
+            message="a change notification",
+        )
+        await eventually_async(
             lambda: any(
                 n["metadata"]["name"] == NODE and n["spec"].get("unschedulable")
                 for n in collector.watcher.cache()["nodes"]
             ),
-            "the cordon in the watch cache",
+            message="the cordon in the watch cache",
         )
         snap = await collector.refresh("kubernetes")
         assert node(snap, NODE).unschedulable
@@ -111,11 +105,11 @@ async def test_cordon_and_delete_reach_the_snapshot_without_a_list(
         from kubernetes import client
 
         client.CoreV1Api(admin._api).delete_namespaced_pod(victim.name, victim.namespace)
-        await until(
+        await eventually_async(
             lambda: all(
                 p["metadata"]["name"] != victim.name for p in collector.watcher.cache()["pods"]
             ),
-            "the deleted pod to leave the cache",
+            message="the deleted pod to leave the cache",
         )
         snap = await collector.refresh("kubernetes")
         assert victim.name not in {p.name for p in pods(snap)}
@@ -138,16 +132,18 @@ async def test_gone_resource_version_lists_again(
             assert collector.watcher.lists["nodes"] == 1
             with caplog.at_level(logging.INFO, logger="dapper.backends.clients.kube.watch"):
                 collector.watcher.resume("nodes", "2")
-                await until(lambda: collector.watcher.lists["nodes"] == 2, "a re-list")
+                await eventually_async(
+                    lambda: collector.watcher.lists["nodes"] == 2, message="a re-list"
+                )
             assert "resourceVersion 2 is gone" in caplog.text
             assert collector.watcher.reason == ""
             backend.cordon(NODE)  # and the new watch follows changes again
-            await until(
+            await eventually_async(
                 lambda: any(
                     n["metadata"]["name"] == NODE and n["spec"].get("unschedulable")
                     for n in (collector.watcher.cache() or {}).get("nodes", [])
                 ),
-                "the cordon after the re-list",
+                message="the cordon after the re-list",
             )
         finally:
             backend.close()
@@ -163,8 +159,13 @@ async def test_api_down_falls_back_to_lists_then_recovers(lab: RunningLab) -> No
         changes = len(collector.changes)  # type: ignore[attr-defined]
         lab.world.inject("api-down:kubernetes")
         try:
-            await until(lambda: not collector.watching("kubernetes"), "the watches to fail")
-            await until(lambda: len(collector.changes) > changes, "a health change notification")  # type: ignore[attr-defined]
+            await eventually_async(
+                lambda: not collector.watching("kubernetes"), message="the watches to fail"
+            )
+            await eventually_async(
+                lambda: len(collector.changes) > changes,  # type: ignore[attr-defined]
+                message="a health change notification",
+            )
             assert collector.interval("kubernetes") == 2.0
             snap = await collector.refresh("kubernetes")
             kube = snap.source("kubernetes")
@@ -173,7 +174,9 @@ async def test_api_down_falls_back_to_lists_then_recovers(lab: RunningLab) -> No
             assert len(snap.nodes) == 7, "the last good data stays"
         finally:
             lab.world.clear("api-down:kubernetes")
-        await until(lambda: collector.watching("kubernetes"), "the watches to recover")
+        await eventually_async(
+            lambda: collector.watching("kubernetes"), message="the watches to recover"
+        )
         assert collector.watcher.reason == ""
         lists.clear()
         snap = await collector.refresh("kubernetes")
@@ -209,10 +212,7 @@ def test_close_cuts_open_streams_and_joins_threads(lab: RunningLab) -> None:
     watcher.start()
     try:
         assert changed.wait(10)
-        deadline = time.monotonic() + 10
-        while not watcher.healthy and time.monotonic() < deadline:
-            changed.wait(0.05)
-        assert watcher.healthy
+        eventually(lambda: watcher.healthy, interval=0.05, message="the watcher to be healthy")
     finally:
         watcher.close(timeout=5)
         backend.close()
@@ -232,14 +232,14 @@ async def test_fresh_refresh_reads_its_own_writes_through_a_relist(
         assert collector.watcher.lists == {k: n + 1 for k, n in before.items()}
         assert collector.watching("kubernetes") and collector.watcher.reason == ""
         admin.uncordon(NODE)  # and the restarted watches follow changes again
-        await until(
+        await eventually_async(
             lambda: (
                 not any(
                     n["metadata"]["name"] == NODE and n["spec"].get("unschedulable")
                     for n in collector.watcher.cache()["nodes"]
                 )
             ),
-            "the uncordon after the re-list",
+            message="the uncordon after the re-list",
         )
     finally:
         await collector.close()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import eventually
+
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
 
@@ -99,13 +101,13 @@ def test_kubectl_lists_the_nodes_and_the_kustomizations(lab_process) -> None:
         "talos-control-3",
     ]
     assert len(nodes) == 7
-    deadline = time.monotonic() + 30
-    while True:
+
+    def kustomizations() -> str | None:
         table = kubectl("get", "ks", "-A")
-        if ("cluster-apps" in table and "plex" in table) or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    assert "flux-system" in table and "cluster-apps" in table and "media" in table
+        return table if "cluster-apps" in table and "plex" in table else None
+
+    table = eventually(kustomizations, timeout=30, interval=0.3, message="the Flux twin's apps")
+    assert "flux-system" in table and "media" in table
     for verb in (
         ["cordon", "talos-node-large-1"],
         ["annotate", "node", "talos-node-large-1", "dapper.io/x=y"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from dapper.backends.clients.kube import KubeBackend
@@ -18,23 +18,14 @@ from dapper.backends.clients.talos import TalosClient
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings
 
+from tests.waiting import eventually
+
 
 @pytest.fixture
 def lab() -> Iterator[RunningLab]:
     running = start_lab(flux=False, timings=Timings(boot=0.05, task=0.05, clone=0.05))
     yield running
     running.stop()
-
-
-def eventually(check: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 WORKER_CONFIG = b"""version: v1alpha1
@@ -70,11 +61,15 @@ def test_clone_boot_configure_join(lab: RunningLab) -> None:
 
     assert asyncio.run(talos_steps()).startswith("v1.11")
     node = eventually(
-        lambda: next((n for n in kube.nodes() if n.name == "talos-node-large-4"), None)
+        lambda: next((n for n in kube.nodes() if n.name == "talos-node-large-4"), None),
+        interval=0.05,
+        message="the clone's Node to register",
     )
     assert node.internal_ip == ip
     eventually(
-        lambda: next(n for n in kube.nodes() if n.name == "talos-node-large-4").ready == "True"
+        lambda: next(n for n in kube.nodes() if n.name == "talos-node-large-4").ready == "True",
+        interval=0.05,
+        message="the clone's Node to be Ready",
     )
     assert any(v.vmid == newid and v.status == "running" for v in pve.vms())
     kube.close()
@@ -113,7 +108,9 @@ def test_stopped_vm_reaches_talos_and_kubernetes(lab: RunningLab) -> None:
     assert next(n for n in kube.nodes() if n.name == "talos-node-large-3").ready != "True"
     pve.wait_task(pve.start(106), timeout=10)
     eventually(
-        lambda: next(n for n in kube.nodes() if n.name == "talos-node-large-3").ready == "True"
+        lambda: next(n for n in kube.nodes() if n.name == "talos-node-large-3").ready == "True",
+        interval=0.05,
+        message="the restarted VM's Node to be Ready",
     )
     kube.close()
     pve.close()

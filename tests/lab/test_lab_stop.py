@@ -107,7 +107,7 @@ def test_kube_stop_cuts_keep_alive_silent_and_watch_connections(
     server = KubeApiServer(world, pki, creds)
     port = server.start()
     kubeconfig = tmp_path / "kubeconfig"
-    from test_kube_support import write_kubeconfig
+    from tests.lab.kube_lab import write_kubeconfig
 
     write_kubeconfig(kubeconfig, port, pki.https_ca.cert_pem, creds.kube_admin_token)
     auth = {"Authorization": f"Bearer {creds.kube_admin_token}"}

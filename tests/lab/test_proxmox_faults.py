@@ -14,8 +14,9 @@ from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.lab.pki import Pki
 from dapper.lab.pve_server import PveServer
 from dapper.lab.world import World
-from test_proxmox_support import backend
 from urllib3.exceptions import InsecureRequestWarning
+
+from tests.lab.pve_lab import backend
 
 
 def write_ca(path: Path, pem: bytes) -> str:

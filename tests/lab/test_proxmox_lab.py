@@ -14,7 +14,8 @@ from dapper.lab.pve_server import PveServer
 from dapper.lab.world import GPU_ADDRESSES, HBA_ADDRESSES, Timings, World
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
-from test_proxmox_support import backend
+
+from tests.lab.pve_lab import backend
 
 UPID = re.compile(r"^UPID:pve:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:(\w+):(\d+):([^:]+):$")
 FACT_MACS = {

@@ -99,10 +99,47 @@ def test_git_writers(tmp_path: Path) -> None:
         lambda: git.commit(["kubernetes/a.yaml"], "x"),
         lambda: git.push(),
         lambda: git.fetch_and_fast_forward(),
+        lambda: git.replay_onto_remote("origin", "main", "0" * 40),
     ):
         with pytest.raises(ReadOnlyError):
             call()
     assert repo.head_is_unborn
+
+
+# -- the raw paths below the public writers: nothing calls them so today, and the guard
+# must not depend on that --------------------------------------------------------------
+
+
+def test_raw_kubernetes_requests(lab: RunningLab) -> None:
+    kube = Collector(lab.readonly_config).kube()
+    patch = {"spec": {"suspend": True}}
+    with pytest.raises(ReadOnlyError):
+        kube._patch_custom("Kustomization", "flux-system", "cluster-apps", patch, "suspend")
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        with pytest.raises(ReadOnlyError, match=method):
+            kube._api.call_api(method, f"{kube.server}/api/v1/nodes/talos-node-large-1")
+
+
+def test_raw_proxmox_calls(lab: RunningLab) -> None:
+    pve = Collector(lab.readonly_config).proxmox()
+    for method in ("post", "put", "delete", "create", "set"):
+        with pytest.raises(ReadOnlyError):
+            pve.call(method, "/nodes/pve/qemu/104/config", cores=1)
+
+
+def test_raw_talos_rpcs(lab: RunningLab) -> None:
+    from google.protobuf import empty_pb2
+
+    talos = Collector(lab.readonly_config).talos()
+
+    async def go() -> None:
+        for method in ("ServiceRestart", "Reboot", "Reset", "Bootstrap", "EtcdLeaveCluster"):
+            with pytest.raises(ReadOnlyError, match=method):
+                await talos._unary("10.100.0.54", "machine", method, empty_pb2.Empty())
+        with pytest.raises(ReadOnlyError, match="Kubeconfig"):
+            [c async for c in talos._stream("10.100.0.50", "Kubeconfig", empty_pb2.Empty())]
+
+    asyncio.run(go())
 
 
 def test_no_operations_facade_and_no_runbook_run(lab: RunningLab) -> None:

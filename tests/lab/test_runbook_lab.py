@@ -125,6 +125,9 @@ def test_secret_rotate_from_the_cli(lab, capsys: pytest.CaptureFixture[str]) -> 
     assert "<secret: new value>" in out.out  # the preview, printed even with --yes
     assert value not in out.out + out.err
     assert value not in record.path.read_text()
+    # the command line may carry a secret itself: masked in the preview, not journaled
+    assert "rotated-$DAPPER_SECRET_KEY" not in out.out + out.err
+    assert "rotated-$DAPPER_SECRET_KEY" not in record.path.read_text()
 
     assert main(["runbook", "list"]) == 0
     assert f"{run_id}  secret-rotate" in capsys.readouterr().out

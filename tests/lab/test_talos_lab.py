@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,8 @@ from dapper.lab.world import DAPPER_NODES, Timings, World
 from google.protobuf import empty_pb2
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+
+from tests.waiting import eventually_async
 
 CP1, CP2, WORKER = "10.100.0.50", "10.100.0.51", "10.100.0.54"
 WORKER_CONFIG = b"""version: v1alpha1
@@ -67,14 +67,6 @@ def _client(
     return TalosClient.from_config(
         str(path), maintenance_endpoint=srv.maintenance_endpoint, timeout=3.0, **kw
     )
-
-
-async def _until(predicate, what: str, limit: float = 3.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_all_seven_nodes_through_one_endpoint(server, tmp_path) -> None:
@@ -194,7 +186,9 @@ async def test_read_only_client_refuses_writes_without_network(tmp_path, pki) ->
 
 async def test_maintenance_machine(server, world, tmp_path) -> None:
     world.talos_reset(WORKER)
-    await _until(lambda: world.reachable(world.machine(WORKER)), "reset machine to boot")
+    await eventually_async(
+        lambda: world.reachable(world.machine(WORKER)), message="reset machine to boot", timeout=3.0
+    )
     async with _client(server, tmp_path) as c:
         with pytest.raises(BackendError) as err:
             await c.version(WORKER)
@@ -218,7 +212,11 @@ async def test_maintenance_machine(server, world, tmp_path) -> None:
             await ch.aclose()
         result = await c.apply_configuration(WORKER, WORKER_CONFIG, maintenance=True)
         assert result.mode == "reboot"
-        await _until(lambda: world.reachable(world.machine(WORKER)), "configured machine")
+        await eventually_async(
+            lambda: world.reachable(world.machine(WORKER)),
+            message="configured machine",
+            timeout=3.0,
+        )
         assert await c.hostname(WORKER) == "talos-node-large-9"
         with pytest.raises(BackendError, match="not in maintenance"):
             await c.version(WORKER, maintenance=True)
@@ -309,7 +307,9 @@ async def test_api_down_refuses_connections_until_cleared(server, world, tmp_pat
         with pytest.raises(BackendError) as err:
             await c.hostname(CP1)
         assert err.value.code in {"UNAVAILABLE", "REFUSED", "LOST"}
-        await _until(lambda: not server.listening, "listeners to close")
+        await eventually_async(
+            lambda: not server.listening, message="listeners to close", timeout=3.0
+        )
         with pytest.raises(BackendError) as err:  # the open connection is dropped
             await c.hostname(CP1)
         assert err.value.code in {"REFUSED", "LOST"}
@@ -317,7 +317,7 @@ async def test_api_down_refuses_connections_until_cleared(server, world, tmp_pat
             await c.hostname(CP1)
         assert err.value.reason == f"connection refused: {server.endpoint}"
         world.clear("api-down:talos")
-        await _until(lambda: server.listening, "listeners to reopen")
+        await eventually_async(lambda: server.listening, message="listeners to reopen", timeout=3.0)
         assert await c.hostname(CP1) == "talos-control-1"
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from dapper.backends.gitops.treecheck import Problem, run_checks
 from dapper.cli.main import main
-from test_fluxtree_build import REPO, base_tree, tree_dir  # noqa: F401 (fixtures)
+
+REPO = Path(__file__).resolve().parents[2]
 
 HR = "kubernetes/apps/default/podinfo/app/helmrelease.yaml"
 PODINFO_KS = "kubernetes/apps/default/podinfo/ks.yaml"
@@ -35,20 +36,20 @@ def _find(problems: list[Problem], file: str, text: str) -> Problem:
 
 
 @pytest.mark.skipif(not HAS_KUBECTL, reason="no kustomize or kubectl")
-def test_clean_tree_passes_with_kustomize(tree_dir: Path) -> None:  # noqa: F811
+def test_clean_tree_passes_with_kustomize(tree_dir: Path) -> None:
     report = run_checks(tree_dir)
     assert report.ok, [str(p) for p in report.problems]
     assert report.problems == [] and report.kustomizations == 5
     assert report.kustomize_tool
 
 
-def test_missing_path(tree_dir: Path) -> None:  # noqa: F811
+def test_missing_path(tree_dir: Path) -> None:
     _edit(tree_dir, PODINFO_KS, "podinfo/app", "podinfo/nope")
     p = _find(_errors(tree_dir), PODINFO_KS, "does not exist")
     assert p.line == 1 and "./kubernetes/apps/default/podinfo/nope" in p.reason
 
 
-def test_depends_on_cycle_and_unknown_dependency(tree_dir: Path) -> None:  # noqa: F811
+def test_depends_on_cycle_and_unknown_dependency(tree_dir: Path) -> None:
     _edit(
         tree_dir,
         "kubernetes/apps/default/echo/ks.yaml",
@@ -63,31 +64,31 @@ def test_depends_on_cycle_and_unknown_dependency(tree_dir: Path) -> None:  # noq
     assert "no Kustomization defines" in ghost.reason and ghost.line == 14
 
 
-def test_unknown_chart_source(tree_dir: Path) -> None:  # noqa: F811
+def test_unknown_chart_source(tree_dir: Path) -> None:
     _edit(tree_dir, HR, "name: podinfo\n        namespace", "name: nowhere\n        namespace")
     p = _find(_errors(tree_dir), HR, "HelmRepository flux-system/nowhere is not defined")
     assert p.line == 11  # the sourceRef line
 
 
-def test_unknown_chart_ref(tree_dir: Path) -> None:  # noqa: F811
+def test_unknown_chart_ref(tree_dir: Path) -> None:
     hr = "kubernetes/apps/default/echo/app/helmrelease.yaml"
     _edit(tree_dir, hr, "name: app-template", "name: app-templat")
     _find(_errors(tree_dir), hr, "chartRef OCIRepository default/app-templat is not defined")
 
 
-def test_unpinned_chart(tree_dir: Path) -> None:  # noqa: F811
+def test_unpinned_chart(tree_dir: Path) -> None:
     _edit(tree_dir, HR, "version: 6.5.4", "version: '>=6.0.0'")
     p = _find(_errors(tree_dir), HR, "not pinned")
     assert "'>=6.0.0' is a range" in p.reason and p.line == 10
 
 
-def test_undefined_variable(tree_dir: Path) -> None:  # noqa: F811
+def test_undefined_variable(tree_dir: Path) -> None:
     _edit(tree_dir, HR, "tz: ${TIMEZONE}", "tz: ${TIMEZONE}\n    region: ${NOPE}")
     p = _find(_errors(tree_dir), HR, "undefined variable ${NOPE}")
     assert p.line == 21 and "default/podinfo" in p.reason
 
 
-def test_defaults_and_secret_keys_are_defined(tree_dir: Path) -> None:  # noqa: F811
+def test_defaults_and_secret_keys_are_defined(tree_dir: Path) -> None:
     _edit(
         tree_dir,
         HR,
@@ -97,7 +98,7 @@ def test_defaults_and_secret_keys_are_defined(tree_dir: Path) -> None:  # noqa: 
     assert not [p for p in _errors(tree_dir) if "undefined" in p.reason]
 
 
-def test_plaintext_secret(tree_dir: Path) -> None:  # noqa: F811
+def test_plaintext_secret(tree_dir: Path) -> None:
     app = tree_dir / "kubernetes/apps/default/podinfo/app"
     (app / "secret.yaml").write_text(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  token: hunter2\n"
@@ -110,7 +111,7 @@ def test_plaintext_secret(tree_dir: Path) -> None:  # noqa: F811
     assert p.line == 1 and "Secret creds" in p.reason
 
 
-def test_plaintext_secret_values_and_keys(tree_dir: Path) -> None:  # noqa: F811
+def test_plaintext_secret_values_and_keys(tree_dir: Path) -> None:
     _edit(tree_dir, HR, "tz: ${TIMEZONE}", "tz: ${TIMEZONE}\n    adminPassword: hunter2\n"
           "    existingSecret: podinfo-secret\n    apiToken: ${SECRET_DOMAIN}")  # fmt: skip
     cm = tree_dir / "kubernetes/apps/default/podinfo/app/helm-values.yaml"
@@ -122,13 +123,13 @@ def test_plaintext_secret_values_and_keys(tree_dir: Path) -> None:  # noqa: F811
     _find(errors, "kubernetes/apps/default/podinfo/app/helm-values.yaml", "PEM private key")
 
 
-def test_malformed_yaml(tree_dir: Path) -> None:  # noqa: F811
+def test_malformed_yaml(tree_dir: Path) -> None:
     _edit(tree_dir, HR, "  interval: 30m\n", "  interval: [30m\n")
     p = _find(_errors(tree_dir), HR, "malformed YAML")
     assert p.line >= 6
 
 
-def test_sops_file_outside_the_rules(tree_dir: Path) -> None:  # noqa: F811
+def test_sops_file_outside_the_rules(tree_dir: Path) -> None:
     _edit(tree_dir, ".sops.yaml", "path_regex: kubernetes/", "path_regex: kubernetes/apps/")
     p = _find(
         _errors(tree_dir),
@@ -138,7 +139,7 @@ def test_sops_file_outside_the_rules(tree_dir: Path) -> None:  # noqa: F811
     assert p.line == 1
 
 
-def test_sops_structure(tree_dir: Path) -> None:  # noqa: F811
+def test_sops_structure(tree_dir: Path) -> None:
     rel = "kubernetes/components/common/cluster-secrets.sops.yaml"
     path = tree_dir / rel
     text = path.read_text()
@@ -156,7 +157,7 @@ def test_sops_structure(tree_dir: Path) -> None:  # noqa: F811
     )
 
 
-def test_schema_problems(tree_dir: Path) -> None:  # noqa: F811
+def test_schema_problems(tree_dir: Path) -> None:
     _edit(tree_dir, PODINFO_KS, "interval: 30m", "interval: thirty")
     ns = tree_dir / "kubernetes/components/common/namespace.yaml"
     ns.write_text(ns.read_text() + "spec:\n  finalizers: kubernetes\n")
@@ -166,7 +167,7 @@ def test_schema_problems(tree_dir: Path) -> None:  # noqa: F811
 
 
 def test_no_kustomize_is_one_line_and_other_checks_still_run(
-    tree_dir: Path,  # noqa: F811
+    tree_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -180,11 +181,11 @@ def test_no_kustomize_is_one_line_and_other_checks_still_run(
     assert rc == 1
     assert sum("no kustomize or kubectl on PATH" in line for line in out) == 1
     assert any(line.startswith(f"{HR}:10: HelmRelease default/podinfo") for line in out)
-    assert out[-1] == "checked 5 Flux Kustomizations, 2 problems"
+    assert out[-1] == "checked 5 Flux Kustomizations, 1 problem, 1 warning"
 
 
 @pytest.mark.skipif(not HAS_KUBECTL, reason="no kustomize or kubectl")
-def test_kustomize_failure_is_reported(tree_dir: Path) -> None:  # noqa: F811
+def test_kustomize_failure_is_reported(tree_dir: Path) -> None:
     # A duplicate key kustomize rejects (the renderer too); kustomize's reason wins.
     _edit(
         tree_dir,
@@ -196,7 +197,7 @@ def test_kustomize_failure_is_reported(tree_dir: Path) -> None:  # noqa: F811
     assert "./kubernetes/apps/default/podinfo/app failed" in p.reason
 
 
-def test_json_output(tree_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_json_output(tree_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _edit(tree_dir, HR, "version: 6.5.4", "version: ''")
     rc = main(["check", "--repo", str(tree_dir), "--json"])
     data = json.loads(capsys.readouterr().out)

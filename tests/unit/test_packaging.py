@@ -35,3 +35,15 @@ def test_console_script_and_namespace_import() -> None:
 
     assert dapper.backends.model.ClusterSnapshot
     assert callable(dapper.cli.main.main)
+
+
+def test_every_dependency_has_an_upper_bound() -> None:
+    """A new major version of a library is a decision, not something an install picks."""
+    import re
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        specs += [s for s in extra if not s.startswith("dapper-tui")]
+    unbounded = [s for s in specs if not re.search(r"(<|==)", s)]
+    assert unbounded == []

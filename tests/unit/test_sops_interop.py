@@ -333,3 +333,73 @@ def test_plain_dicts_encrypt_too(work: Path) -> None:
     assert load_all(run_sops(work, "--decrypt", "plain/dict.yaml")) == [
         {"a": {"b": 1, "c": [True, 2.5]}, "d": "x"}
     ]
+
+
+# --- comments in encrypted parts -------------------------------------------------------------
+
+COMMENTED_TALSECRET = """\
+# Talos secret bundle: generated once per cluster.
+# Rotate only with a full rebuild.
+cluster:
+  # the cluster's identity
+  id: 8f9Q2x==
+  secret: c2VjcmV0
+secrets:
+  # join tokens
+  bootstraptoken: abcdef.0123456789abcdef
+"""
+
+COMMENTED_SECRET = """\
+# clear: outside stringData
+apiVersion: v1
+kind: Secret
+metadata:
+  name: s
+  namespace: default
+stringData:
+  # the tunnel's id, from the dashboard
+  TUNNEL_ID: abc
+  TOKEN: xyz
+"""
+
+COMMENTS = {
+    "talos/talsecret.sops.yaml": (
+        COMMENTED_TALSECRET,
+        [
+            "# Talos secret bundle: generated once per cluster.",
+            "# Rotate only with a full rebuild.",
+            "# the cluster's identity",
+            "# join tokens",
+        ],
+    ),
+    "kubernetes/apps/secret.sops.yaml": (
+        COMMENTED_SECRET,
+        ["# clear: outside stringData", "# the tunnel's id, from the dashboard"],
+    ),
+}
+
+
+def comment_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("#")]
+
+
+@pytest.mark.parametrize("rel", list(COMMENTS))
+def test_our_encrypted_comments_decrypt_with_sops(work: Path, rel: str) -> None:
+    source, comments = COMMENTS[rel]
+    text = sops.encrypt_documents(list(YAML().load_all(source)), sops.find_creation_rule(work, rel))
+    sops.write_encrypted(work / rel, text)
+    clear = [c for c in comment_lines(text) if not c.startswith("#ENC[")]
+    for comment in comments:  # encrypted where sops encrypts, clear where it does not
+        assert (comment in clear) == (comment == "# clear: outside stringData")
+    assert comment_lines(run_sops(work, "--decrypt", rel)) == comments
+
+
+@pytest.mark.parametrize("rel", list(COMMENTS))
+def test_sops_comments_survive_our_reencryption(work: Path, rel: str) -> None:
+    source, comments = COMMENTS[rel]
+    (work / rel).write_text(sops_encrypt(work, rel, source))
+    assert comment_lines(sops.dump_plaintext(sops.decrypt_file(work / rel, lab_ids()).documents))
+    sops.write_encrypted(work / rel, sops.reencrypt(work / rel, lab_ids()))  # a rekey
+    assert comment_lines(run_sops(work, "--decrypt", rel)) == comments
+    ours = sops.dump_plaintext(sops.decrypt_file(work / rel, lab_ids()).documents)
+    assert comment_lines(ours) == comments

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from dapper.tui.screens.runbook_run import PromptScreen, RunScreen
-from dapper.tui.widgets.runbook_form import FILE_PICKER, FormError, ParamForm
+from dapper.tui.widgets.runbook_form import FormError, ParamForm
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -27,16 +27,18 @@ from textual.widgets import Button, DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-log = logging.getLogger("dapper.tui.runbook")
+if TYPE_CHECKING:
+    from dapper.actions.engine import Runbook
+    from dapper.actions.params import ChoiceContext, ChoiceList
 
-TITLES = {"secret-rotate": "rotate a secret", "rekey": "rekey"}  # palette wording
+log = logging.getLogger("dapper.tui.runbook")
 
 
 def engine_config(app: Any) -> Any | None:
     """The configuration runbooks run with: the connected Collector's (the lab's, when the
     console started one), else the app's own when it names a repository."""
-    cfg = getattr(getattr(app, "collector", None), "config", None)
-    if cfg is not None and getattr(cfg, "repo_path", ""):
+    cfg: Any = getattr(getattr(app, "collector", None), "config", None)
+    if cfg is not None and cfg.repo_path:
         return cfg
     return app.config if app.config.repo_path else None
 
@@ -66,8 +68,11 @@ def palette_entries(app: Any) -> Iterator[tuple[str, str, Callable[[], Any]]]:
     how = "opens its form; nothing changes before you confirm the preview"
     if not app.writable:
         how = "read-only: preview only (dry run)"
-    for name, words in TITLES.items():
-        yield f"Runbook: {words}", how, lambda n=name: open_runbooks(app, runbook=n)
+    from dapper.actions import registry
+
+    for rb in registry.all_runbooks():
+        words = rb.title or rb.name
+        yield f"Runbook: {words}", how, partial(open_runbooks, app, runbook=rb.name)
     yield "Runbooks: list runs", "b", lambda: open_runbooks(app)
     if not app.writable:
         return
@@ -83,7 +88,7 @@ def palette_entries(app: Any) -> Iterator[tuple[str, str, Callable[[], Any]]]:
             yield (
                 f"Runbook: resume {r.run_id}",
                 f"{r.runbook}, {r.status}",
-                lambda rid=r.run_id: open_runbooks(app, resume=rid),
+                partial(open_runbooks, app, resume=r.run_id),
             )
 
 
@@ -112,10 +117,9 @@ class RunbooksScreen(Screen):
         self.initial = runbook
         self.resume_id = resume
         self.config: Any = None
-        self.runbooks: dict[str, Any] = {}
-        self.files: list[Any] = []
+        self.runbooks: dict[str, Runbook] = {}
+        self.choices: dict[str, dict[str, ChoiceList]] = {}  # runbook -> param -> choices
         self.runs: dict[str, Any] = {}
-        self.files_error = ""
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -156,22 +160,37 @@ class RunbooksScreen(Screen):
             self.query_one("#rb-about", Static).update(Text(about, style="yellow"))
             self.set_timer(1.0, self._try_load)
             return
-        self.run_worker(self._load, thread=True, name="runbooks-load", exit_on_error=False)
+        context = self._choice_context()
+        self.run_worker(
+            partial(self._load, context), thread=True, name="runbooks-load", exit_on_error=False
+        )
 
-    def _load(self) -> tuple[dict[str, Any], list[Any], list[Any]]:
-        """Worker thread: the runbooks, the SOPS files (plain data) and the journal's runs."""
+    def _choice_context(self) -> ChoiceContext:
+        """What providers may read: the repository and the console's latest snapshot
+        (immutable, so a worker thread may read it). Built on the UI thread."""
+        from dapper.actions.params import ChoiceContext
+
+        return ChoiceContext.of(self.config, snapshot=getattr(self.app, "snapshot", None))
+
+    def _load(
+        self, context: ChoiceContext
+    ) -> tuple[dict[str, Runbook], dict[str, dict[str, ChoiceList]], list[Any]]:
+        """Worker thread: the runbooks, the choices of their pickers (plain data; a failing
+        provider becomes its one-line reason) and the journal's runs."""
         from dapper.actions import registry
         from dapper.actions.journal import list_runs
-        from dapper.actions.rb_secret_rotate import secret_file_choices
+        from dapper.actions.params import preload_choices
 
-        runbooks = {name: registry.get(name) for name in registry.RUNBOOKS}
-        try:
-            files = secret_file_choices(Path(self.config.repo_path))
-        except Exception as exc:  # the other runbooks still work; say why the list is empty
-            log.warning("listing the SOPS files failed", exc_info=True)
-            self.files_error = _one_line(getattr(exc, "reason", "") or str(exc))
-            files = []
-        return runbooks, files, list_runs()
+        runbooks = {rb.name: rb for rb in registry.all_runbooks()}
+        cache: dict[int, ChoiceList] = {}
+        choices = {n: preload_choices(rb.params, context, cache) for n, rb in runbooks.items()}
+        for name, found in choices.items():
+            for param, loaded in found.items():
+                if loaded.error:
+                    log.warning("choices of %s %s: %s", name, param, loaded.error)
+        problems: list[str] = []
+        runs = list_runs(problems=problems)
+        return runbooks, choices, runs, problems
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.name != "runbooks-load":
@@ -184,8 +203,9 @@ class RunbooksScreen(Screen):
                 Text(f"cannot load runbooks: {_one_line(reason)}", style="bold red")
             )
         elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
-            self.runbooks, self.files, runs = event.worker.result
+            self.runbooks, self.choices, runs, problems = event.worker.result
             self._loaded(runs)
+            self._skipped(problems)
 
     def _loaded(self, runs: list[Any]) -> None:
         self.loaded = True
@@ -220,10 +240,13 @@ class RunbooksScreen(Screen):
             return
         holder = self.query_one("#rb-holder", Vertical)
         await holder.remove_children()
-        await holder.mount(ParamForm(rb, self.files, id="rb-form"))
-        about = Text.assemble((f"{name}: ", "bold"), rb.title, no_wrap=True, overflow="ellipsis")
-        if name in FILE_PICKER and not self.files:
-            about.append(f"  no SOPS files: {self.files_error or 'none found'}", style="bold red")
+        form = ParamForm(rb, self.choices.get(name), self._choice_context(), id="rb-form")
+        await holder.mount(form)
+        about = Text.assemble(
+            (f"{name}: ", "bold"), rb.summary or rb.title, no_wrap=True, overflow="ellipsis"
+        )
+        for problem in form.problems():
+            about.append(f"  {_one_line(problem)}", style="bold red")
         self.query_one("#rb-about", Static).update(about)
         self.query_one("#rb-right").border_title = f"Parameters of {name}"
 
@@ -262,10 +285,23 @@ class RunbooksScreen(Screen):
     def reload_runs(self) -> None:
         from dapper.actions.journal import list_runs
 
+        problems: list[str] = []
         try:
-            self._show_runs(list_runs())
+            self._show_runs(list_runs(problems=problems))
         except OSError:
             log.warning("cannot read the runbook journal", exc_info=True)
+        self._skipped(problems)
+
+    def _skipped(self, problems: list[str]) -> None:
+        """One line for journals that could not be read; the other runs are listed."""
+        if not problems:
+            return
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        self.notify(
+            f"skipped unreadable journal {_one_line(problems[0])}{more}",
+            severity="warning",
+            markup=False,
+        )
 
     # -- actions ---------------------------------------------------------------------------
 

@@ -9,8 +9,7 @@ poll, leaving the run resumable. A typed secret value is asked in a masked field
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from dapper.tui.screens.confirm import ConfirmScreen
 from dapper.tui.widgets.runbook_view import (
@@ -118,7 +117,7 @@ class RunScreen(Screen[bool]):
     ]
     # Every displayed line passes through `mask` (identity): snapshot tests mask run ids,
     # commit ids and times here.
-    mask: ClassVar[Callable[[str], str]] = staticmethod(_same)
+    mask = staticmethod(_same)
 
     def __init__(
         self,

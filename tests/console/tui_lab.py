@@ -1,6 +1,6 @@
 """Shared helpers for the console tests: a real lab, a real Collector, a frozen clock.
 
-Not a test module by itself (no tests); the test_tui_* modules import it.
+No tests here; the test_tui_* modules import it as tests.console.tui_lab.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 from dapper.backends.config import Config
 from dapper.tui.app import DapperApp
+
+from tests.waiting import eventually_async
 
 SETTLE_SECONDS = 30.0
 PORT = re.compile(r"127\.0\.0\.1:\d+")
@@ -128,14 +130,20 @@ def make_app(lab: Any, *, read_only: bool = False, still: bool = False) -> Dappe
 
 async def settle(pilot: Any, app: DapperApp, rounds: int = 1) -> None:
     """Wait until every source has been refreshed `rounds` times and the screen caught up."""
-    loops = int(SETTLE_SECONDS / 0.02)
-    for _ in range(loops):
-        await pilot.pause(0.02)
-        if app.collector is not None and all(
-            app.refreshes.get(s, 0) >= rounds for s in app.collector.SOURCES
-        ):
-            break
-    else:
-        raise AssertionError(f"sources did not refresh: {app.refreshes}")
+
+    def refreshed() -> bool:
+        collector = app.collector
+        return collector is not None and all(
+            app.refreshes.get(s, 0) >= rounds for s in collector.SOURCES
+        )
+
+    await pilot.pause(0.02)  # let the app take in what the test just did
+    await eventually_async(
+        refreshed,
+        timeout=SETTLE_SECONDS,
+        interval=0.02,
+        message=lambda: f"every source to refresh {rounds}x: {app.refreshes}",
+        pause=pilot.pause,
+    )
     await pilot.pause()
     await pilot.pause()

@@ -1,0 +1,111 @@
+"""Faults the lab can inject, so the console and the runbooks can be tried against them.
+
+A fault is a string `kind:argument` (see FAULT_KINDS). Injecting one changes the facts the
+other areas own (a VM stops, a Node goes NotReady, a GPU leaves the bus); the rest (an API
+down or slow, a failing Kustomization) is read by the servers and the Flux twin through
+`api_down`, `api_delay` and `failing_kustomization`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dapper.lab.world.kube import KubeWorld
+from dapper.lab.world.pve import ProxmoxWorld
+from dapper.lab.world.state import WorldError, WorldState
+from dapper.lab.world.talos import NOT_POSTING, TalosWorld
+
+FAULT_KINDS = (
+    "node-notready",  # node-notready:<node>
+    "vm-stopped",  # vm-stopped:<vmid or name>
+    "api-down",  # api-down:<kubernetes|proxmox|talos>
+    "api-slow",  # api-slow:<api>[:seconds]
+    "etcd-unhealthy",  # etcd-unhealthy:<node>
+    "ks-failing",  # ks-failing:<namespace>/<name>
+    "pool-degraded",  # pool-degraded:<pool>
+    "gpu-gone",  # gpu-gone:<pci address>
+)
+READY = ("KubeletReady", "kubelet is posting ready status")
+
+
+def parse_fault(fault: str) -> tuple[str, str]:
+    """(kind, argument) of a fault string, or WorldError naming the known kinds."""
+    kind, _, arg = fault.partition(":")
+    if kind not in FAULT_KINDS:
+        raise WorldError(f"unknown fault {fault!r}; known: {', '.join(FAULT_KINDS)}")
+    return kind, arg
+
+
+class FaultInjector:
+    """Turns faults on and off and tells subscribed servers (api-down closes listeners)."""
+
+    def __init__(
+        self, state: WorldState, kube: KubeWorld, talos: TalosWorld, pve: ProxmoxWorld
+    ) -> None:
+        self.state = state
+        self.kube = kube
+        self.talos = talos
+        self.pve = pve
+        self.lock = state.lock
+        self._listeners: list[Callable[[str, bool], None]] = []
+
+    def inject(self, fault: str) -> None:
+        """Turn a fault on; see FAULT_KINDS for the forms."""
+        kind, arg = parse_fault(fault)
+        with self.lock:
+            if kind == "vm-stopped":
+                self.pve.vm_stop(self.pve.vmid(arg))
+                return
+            self.state.faults.add(fault)
+            if kind == "node-notready":
+                self.kube.set_node_ready(arg, False, *NOT_POSTING)
+            elif kind == "etcd-unhealthy":
+                self.talos.set_etcd_health(arg, False)
+            elif kind == "pool-degraded":
+                self.kube.set_pool_state(arg, "Degraded")
+            elif kind == "gpu-gone":
+                if arg not in self.state.pci:
+                    raise WorldError(f"no PCI device {arg}")
+                self.state.pci[arg].present = False
+                self.kube.refresh_gpu_capacity()
+        self._notify(fault, True)
+
+    def clear(self, fault: str) -> None:
+        """Turn a fault off (for vm-stopped: start the VM again)."""
+        kind, _, arg = fault.partition(":")
+        with self.lock:
+            if kind == "vm-stopped":
+                self.pve.vm_start(self.pve.vmid(arg))
+                return
+            self.state.faults.discard(fault)
+            if kind == "node-notready":
+                self.kube.set_node_ready(arg, True, *READY)
+            elif kind == "etcd-unhealthy":
+                self.talos.set_etcd_health(arg, True)
+            elif kind == "pool-degraded":
+                self.kube.set_pool_state(arg, "Online")
+            elif kind == "gpu-gone":
+                self.state.pci[arg].present = True
+                self.kube.refresh_gpu_capacity()
+        self._notify(fault, False)
+
+    def on_fault(self, fn: Callable[[str, bool], None]) -> None:
+        """Servers subscribe to open/close their listeners on api-down."""
+        self._listeners.append(fn)
+
+    def _notify(self, fault: str, active: bool) -> None:
+        for fn in list(self._listeners):
+            fn(fault, active)
+
+    def api_down(self, api: str) -> bool:
+        return f"api-down:{api}" in self.state.faults
+
+    def api_delay(self, api: str) -> float:
+        for f in self.state.faults:
+            parts = f.split(":")
+            if parts[0] == "api-slow" and len(parts) > 1 and parts[1] == api:
+                return float(parts[2]) if len(parts) > 2 else 3.0
+        return 0.0
+
+    def failing_kustomization(self, namespace: str, name: str) -> bool:
+        return f"ks-failing:{namespace}/{name}" in self.state.faults

@@ -1,0 +1,348 @@
+"""The lab's Kubernetes: seeding the cluster's objects, scheduling pods, node readiness.
+
+Plays the kubelets, the scheduler and the ReplicaSet/StatefulSet/DaemonSet controllers as
+far as the console and the runbooks can see them. Objects live in the world's
+`ObjectStore`; every change is made under the world's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from dapper.lab.kinds import by_kind
+from dapper.lab.store import NotFound
+from dapper.lab.world.kube_objects import (
+    controller_of,
+    labels_match,
+    name_suffix,
+    node_conditions,
+    node_object,
+    pod_conditions,
+    pod_gpu_request,
+    pod_object,
+    pod_status,
+)
+from dapper.lab.world.model import GPU_ADDRESSES, GPU_REPLICAS, NodeSpec
+from dapper.lab.world.state import WorldState
+
+
+class KubeWorld:
+    """Kubernetes objects and their consequences: Nodes, pods, DaemonSets, pools, GPUs."""
+
+    def __init__(self, state: WorldState) -> None:
+        self.state = state
+        self.store = state.store
+        self.lock = state.lock
+
+    def node_object(self, spec: NodeSpec) -> dict:
+        return node_object(
+            spec, created=self.state.started - 41 * 86400, gpu_units=self.gpu_units()
+        )
+
+    def register_node(self, spec: NodeSpec) -> None:
+        """A machine's kubelet comes up: a new Node gets DaemonSet pods, a known one is Ready."""
+        if not self.node_exists(spec.hostname):
+            self.store.create(self.node_object(spec))
+            for ds in self.store.list(by_kind("apps", "DaemonSet"))[0]:
+                self.ensure_daemonset(
+                    ds["metadata"]["namespace"],
+                    ds["metadata"]["name"],
+                    node_selector=ds["spec"]["template"]["spec"].get("nodeSelector") or None,
+                )
+        else:
+            self.set_node_ready(
+                spec.hostname, True, "KubeletReady", "kubelet is posting ready status"
+            )
+
+    def seed(self) -> None:
+        """Namespaces, a Node per spec, control-plane static pods, DaemonSets, CoreDNS."""
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "flux-system"):
+            self.store.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns},
+                    "status": {"phase": "Active"},
+                }
+            )
+        for spec in self.state.specs:
+            self.store.create(self.node_object(spec))
+        for spec in self.state.specs:
+            self._seed_node_pods(spec)
+        self._seed_daemonsets()
+
+    def gpu_units(self) -> int:
+        return sum(1 for a in GPU_ADDRESSES if self.state.pci[a].present) * GPU_REPLICAS
+
+    def _seed_node_pods(self, spec: NodeSpec) -> None:
+        if spec.role == "controlplane":
+            for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+                self.store.create(
+                    pod_object(
+                        "kube-system",
+                        f"{comp}-{spec.hostname}",
+                        spec.hostname,
+                        owner=("Node", spec.hostname),
+                        labels={"k8s-app": comp, "tier": "control-plane"},
+                        cpu="200m",
+                        memory="512Mi",
+                    )
+                )
+
+    def _seed_daemonsets(self) -> None:
+        daemonsets = [
+            ("kube-system", "cilium", "100m", "256Mi", None),
+            ("kube-system", "spegel", "10m", "64Mi", None),
+        ]
+        for ns, name, cpu, mem, selector in daemonsets:
+            self.ensure_daemonset(ns, name, cpu=cpu, memory=mem, node_selector=selector)
+        cps = [s for s in self.state.specs if s.role == "controlplane"][:2]
+        for i, spec in enumerate(cps):
+            self.store.create(
+                pod_object(
+                    "kube-system",
+                    f"coredns-6d4b9c7f5-{name_suffix(self.state.rng)}",
+                    spec.hostname,
+                    owner=("ReplicaSet", "coredns-6d4b9c7f5"),
+                    labels={"k8s-app": "kube-dns"},
+                    cpu="100m",
+                    memory="128Mi",
+                    tolerate_control_plane=True,
+                    index=i,
+                )
+            )
+
+    # -- helpers used by the servers and the Flux twin -----------------------------------
+
+    def ensure_daemonset(
+        self,
+        ns: str,
+        name: str,
+        *,
+        cpu: str = "50m",
+        memory: str = "64Mi",
+        node_selector: dict[str, str] | None = None,
+        gpu: int = 0,
+        tolerate_control_plane: bool = True,
+    ) -> None:
+        """A DaemonSet object and one pod on every matching Ready node."""
+        with self.lock:
+            ds_rt = by_kind("apps", "DaemonSet")
+            if self.store.find(by_kind("", "Namespace"), "", ns) is None:
+                self.ensure_namespace(ns)
+            nodes = [
+                s
+                for s in self.state.specs
+                if self.node_exists(s.hostname)
+                and labels_match(self.node_labels(s.hostname), node_selector)
+                and (tolerate_control_plane or s.role != "controlplane")
+            ]
+            ds = {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "labels": {"app.kubernetes.io/name": name},
+                },
+                "spec": {
+                    "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                    "template": {
+                        "metadata": {"labels": {"app.kubernetes.io/name": name}},
+                        "spec": {"nodeSelector": node_selector or {}},
+                    },
+                },
+                "status": {
+                    "desiredNumberScheduled": len(nodes),
+                    "currentNumberScheduled": len(nodes),
+                    "numberReady": len(nodes),
+                    "numberAvailable": len(nodes),
+                    "updatedNumberScheduled": len(nodes),
+                    "numberMisscheduled": 0,
+                },
+            }
+            self.store.upsert(ds, rt=ds_rt)
+            existing = {
+                p["spec"].get("nodeName")
+                for p in self.pods(namespace=ns)
+                if controller_of(p) == ("DaemonSet", name)
+            }
+            for s in nodes:
+                if s.hostname not in existing:
+                    self.store.create(
+                        pod_object(
+                            ns,
+                            f"{name}-{name_suffix(self.state.rng)}",
+                            s.hostname,
+                            owner=("DaemonSet", name),
+                            labels={"app.kubernetes.io/name": name},
+                            cpu=cpu,
+                            memory=memory,
+                            gpu=gpu,
+                            tolerate_control_plane=True,
+                        )
+                    )
+
+    def ensure_namespace(self, ns: str) -> None:
+        rt = by_kind("", "Namespace")
+        if self.store.find(rt, "", ns) is None:
+            self.store.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns},
+                    "status": {"phase": "Active"},
+                },
+                rt=rt,
+            )
+
+    def node_exists(self, name: str) -> bool:
+        return self.store.find(by_kind("", "Node"), "", name) is not None
+
+    def node_labels(self, name: str) -> dict[str, str]:
+        node = self.store.find(by_kind("", "Node"), "", name)
+        return (node or {}).get("metadata", {}).get("labels", {}) or {}
+
+    def pods(self, *, node: str | None = None, namespace: str | None = None) -> list[dict]:
+        items, _ = self.store.list(by_kind("", "Pod"), namespace)
+        return [p for p in items if node is None or p.get("spec", {}).get("nodeName") == node]
+
+    def node_ready(self, name: str) -> bool:
+        node = self.store.find(by_kind("", "Node"), "", name)
+        if not node:
+            return False
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
+
+    def schedule(self, pod: dict) -> str | None:
+        """Pick a node for a pod the way a small scheduler would: Ready, schedulable,
+        tolerated, selector-matching, with room for its GPU request; fewest pods first."""
+        spec = pod.get("spec", {})
+        gpu = pod_gpu_request(pod)
+        selector = spec.get("nodeSelector") or {}
+        tolerates_cp = any(
+            t.get("key") == "node-role.kubernetes.io/control-plane" or t.get("operator") == "Exists"
+            for t in spec.get("tolerations", []) or []
+        )
+        nodes, _ = self.store.list(by_kind("", "Node"))
+        candidates = []
+        for node in nodes:
+            name = node["metadata"]["name"]
+            if node.get("spec", {}).get("unschedulable") or not self.node_ready(name):
+                continue
+            taints = node.get("spec", {}).get("taints") or []
+            if any(t.get("effect") == "NoSchedule" for t in taints) and not tolerates_cp:
+                continue
+            if not labels_match(node["metadata"].get("labels", {}), selector):
+                continue
+            if gpu:
+                cap = int(node.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", 0))
+                used = sum(pod_gpu_request(p) for p in self.pods(node=name))
+                if used + gpu > cap:
+                    continue
+            candidates.append((len(self.pods(node=name)), name))
+        return min(candidates)[1] if candidates else None
+
+    def set_node_ready(self, name: str, ready: bool, reason: str, message: str) -> None:
+        rt = by_kind("", "Node")
+        if self.store.find(rt, "", name) is None:
+            return
+
+        def edit(node: dict) -> None:
+            status = "True" if ready else "Unknown"
+            node["status"]["conditions"] = node_conditions(ready, reason, message, status)
+            taints = [
+                t
+                for t in node.get("spec", {}).get("taints", []) or []
+                if t.get("key") != "node.kubernetes.io/unreachable"
+            ]
+            if not ready:
+                taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"})
+            node.setdefault("spec", {})["taints"] = taints
+
+        self.store.mutate(rt, "", name, edit)
+        for pod in self.pods(node=name):
+
+            def mark(p: dict, ready: bool = ready) -> None:
+                p.setdefault("status", {})["conditions"] = pod_conditions(ready)
+                for cs in p["status"].get("containerStatuses", []):
+                    cs["ready"] = ready
+
+            self.store.mutate(
+                by_kind("", "Pod"), pod["metadata"]["namespace"], pod["metadata"]["name"], mark
+            )
+
+    def set_pool_state(self, name: str, state: str) -> None:
+        rt = by_kind("openebs.io", "DiskPool")
+        items, _ = self.store.list(rt)
+        for pool in items:
+            if pool["metadata"]["name"] == name:
+
+                def edit(p: dict) -> None:
+                    p.setdefault("status", {})["pool_status"] = state
+
+                self.store.mutate(rt, pool["metadata"]["namespace"], name, edit, status_only=True)
+
+    def refresh_gpu_capacity(self) -> None:
+        units = self.gpu_units()
+        for spec in self.state.specs:
+            if spec.gpu and self.node_exists(spec.hostname):
+
+                def edit(node: dict) -> None:
+                    node["status"]["capacity"]["nvidia.com/gpu"] = str(units)
+                    node["status"]["allocatable"]["nvidia.com/gpu"] = str(units)
+
+                self.store.mutate(by_kind("", "Node"), "", spec.hostname, edit)
+
+    def delete_node(self, name: str) -> None:
+        """The Node goes; its pods go; controllers re-create what they own elsewhere."""
+        with self.lock:
+            for pod in self.pods(node=name):
+                self.store.delete(
+                    by_kind("", "Pod"), pod["metadata"]["namespace"], pod["metadata"]["name"]
+                )
+                self.replace_pod(pod)
+            with contextlib.suppress(NotFound):
+                self.store.delete(by_kind("", "Node"), "", name)
+
+    def replace_pod(self, pod: dict) -> dict | None:
+        """What a ReplicaSet/StatefulSet controller does when its pod is gone: a new one,
+        scheduled elsewhere (or Pending). DaemonSet and mirror pods are not replaced."""
+        kind, owner = controller_of(pod)
+        if kind not in ("ReplicaSet", "StatefulSet", "Deployment"):
+            return None
+        meta = pod["metadata"]
+        name = meta["name"] if kind == "StatefulSet" else f"{owner}-{name_suffix(self.state.rng)}"
+        new = pod_object(
+            meta["namespace"],
+            name,
+            "",
+            owner=(kind, owner),
+            labels=meta.get("labels", {}),
+            gpu=pod_gpu_request(pod),
+            node_selector=pod.get("spec", {}).get("nodeSelector"),
+        )
+        new["spec"] = {**pod.get("spec", {}), "nodeName": ""}
+        node = self.schedule(new)
+        new["spec"]["nodeName"] = node or ""
+        new["status"] = pod_status(bool(node), node is not None)
+        return self.store.create(new)
+
+    def reschedule_pending(self) -> None:
+        for pod in self.pods():
+            if not pod["spec"].get("nodeName"):
+                node = self.schedule(pod)
+                if node:
+
+                    def bind(p: dict, node: str = node) -> None:
+                        p["spec"]["nodeName"] = node
+                        p["status"] = pod_status(True, True)
+
+                    self.store.mutate(
+                        by_kind("", "Pod"),
+                        pod["metadata"]["namespace"],
+                        pod["metadata"]["name"],
+                        bind,
+                    )

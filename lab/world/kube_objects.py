@@ -1,0 +1,245 @@
+"""Kubernetes objects as the lab's kubelets and controllers would write them.
+
+Pure builders (no world state): Nodes, Pods with their status and conditions, and the
+small selector and owner helpers the scheduler uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from dapper.lab.store import now_rfc3339
+from dapper.lab.world.model import KUBERNETES_VERSION, TALOS_VERSION, NodeSpec
+
+
+def name_suffix(rng: random.Random) -> str:
+    return "".join(rng.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+
+
+def controller_of(pod: dict) -> tuple[str, str]:
+    refs = pod.get("metadata", {}).get("ownerReferences") or []
+    return (refs[0].get("kind", ""), refs[0].get("name", "")) if refs else ("", "")
+
+
+def labels_match(labels: dict[str, str], selector: dict[str, str] | None) -> bool:
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def node_conditions(ready: bool, reason: str, message: str, status: str | None = None) -> list:
+    now = now_rfc3339()
+    conds = [
+        {
+            "type": t,
+            "status": "False",
+            "reason": r,
+            "message": msg,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        for t, r, msg in (
+            (
+                "MemoryPressure",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        )
+    ]
+    if not ready:
+        for c in conds:
+            c.update(status="Unknown", reason="NodeStatusUnknown", message=message)
+    conds.append(
+        {
+            "type": "Ready",
+            "status": status or ("True" if ready else "False"),
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+    )
+    return conds
+
+
+def pod_conditions(ready: bool) -> list:
+    now = now_rfc3339()
+    s = "True" if ready else "False"
+    return [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": s, "lastTransitionTime": now},
+        {"type": "Ready", "status": s, "lastTransitionTime": now},
+    ]
+
+
+def pod_status(scheduled: bool, ready: bool) -> dict:
+    if not scheduled:
+        return {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/0 nodes are available",
+                    "lastTransitionTime": now_rfc3339(),
+                }
+            ],
+        }
+    return {
+        "phase": "Running",
+        "conditions": pod_conditions(ready),
+        "startTime": now_rfc3339(),
+        "containerStatuses": [
+            {
+                "name": "app",
+                "ready": ready,
+                "restartCount": 0,
+                "image": "lab/app:latest",
+                # required by typed clients (V1ContainerStatus.imageID)
+                "imageID": "docker.io/lab/app@sha256:" + "0" * 64,
+                "started": True,
+            }
+        ],
+    }
+
+
+def pod_gpu_request(pod: dict) -> int:
+    total = 0
+    for c in pod.get("spec", {}).get("containers", []) or []:
+        res = c.get("resources", {}) or {}
+        val = (res.get("limits") or {}).get("nvidia.com/gpu") or (res.get("requests") or {}).get(
+            "nvidia.com/gpu"
+        )
+        total += int(val or 0)
+    return total
+
+
+def pod_object(
+    ns: str,
+    name: str,
+    node: str,
+    *,
+    owner: tuple[str, str] = ("", ""),
+    labels: dict[str, str] | None = None,
+    cpu: str = "50m",
+    memory: str = "64Mi",
+    gpu: int = 0,
+    node_selector: dict[str, str] | None = None,
+    tolerate_control_plane: bool = False,
+    index: int = 0,
+    runtime_class: str | None = None,
+) -> dict:
+    """A Pod as the kubelet would report it running on `node` (or Pending when node is '')."""
+    resources: dict = {"requests": {"cpu": cpu, "memory": memory}}
+    if gpu:
+        resources["limits"] = {"nvidia.com/gpu": str(gpu)}
+    spec: dict = {
+        "nodeName": node,
+        "containers": [{"name": "app", "image": "lab/app:latest", "resources": resources}],
+        "restartPolicy": "Always",
+    }
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if tolerate_control_plane:
+        spec["tolerations"] = [{"operator": "Exists"}]
+    if runtime_class or gpu:
+        spec["runtimeClassName"] = runtime_class or "nvidia"
+    meta: dict = {"name": name, "namespace": ns, "labels": dict(labels or {})}
+    if owner[0]:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "v1" if owner[0] == "Node" else "apps/v1",
+                "kind": owner[0],
+                "name": owner[1],
+                "uid": hashlib.md5(f"{ns}/{owner[1]}".encode()).hexdigest(),
+                "controller": True,
+            }
+        ]
+    if owner[0] == "Node":
+        meta["annotations"] = {
+            "kubernetes.io/config.mirror": hashlib.md5(name.encode()).hexdigest()
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": spec,
+        "status": pod_status(bool(node), bool(node)),
+    }
+
+
+def node_object(spec: NodeSpec, *, created: float, gpu_units: int) -> dict:
+    """A Node as the kubelet registers it, Ready, labelled for its role, GPUs and storage."""
+    labels = {
+        "kubernetes.io/hostname": spec.hostname,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+    }
+    capacity = {
+        "cpu": str(spec.cores),
+        "memory": f"{spec.memory_mib * 1024}Ki",
+        "pods": "250",
+        "ephemeral-storage": "62914560Ki",
+    }
+    taints = []
+    if spec.role == "controlplane":
+        labels["node-role.kubernetes.io/control-plane"] = ""
+        taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+    if spec.storage:
+        labels.update(
+            {
+                "openebs.io/engine": "mayastor",
+                "node.kubernetes.io/instance-type": "mayastor-storage",
+                "node-role.kubernetes.io/storage": "ssd",
+                "node-role.kubernetes.io/worker": "worker",
+            }
+        )
+        capacity["hugepages-2Mi"] = "2Gi"
+    if spec.gpu:
+        labels.update(
+            {
+                "node-role.kubernetes.io/gpu": "p100",
+                "nvidia.feature.node.kubernetes.io/gpu": "true",
+                "feature.node.kubernetes.io/pci-0302_10de.present": "true",
+            }
+        )
+        capacity["nvidia.com/gpu"] = str(gpu_units)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": spec.hostname,
+            "labels": labels,
+            "annotations": {"talos.dev/owned-labels": "[]"},
+            "creationTimestamp": now_rfc3339(created),
+        },
+        "spec": {"podCIDR": "10.69.0.0/24", "taints": taints}
+        if taints
+        else {"podCIDR": "10.69.0.0/24"},
+        "status": {
+            "capacity": capacity,
+            "allocatable": dict(capacity),
+            "addresses": [
+                {"type": "InternalIP", "address": spec.ip},
+                {"type": "Hostname", "address": spec.hostname},
+            ],
+            "conditions": node_conditions(True, "KubeletReady", "kubelet is posting ready status"),
+            "nodeInfo": {
+                "kubeletVersion": KUBERNETES_VERSION,
+                "kubeProxyVersion": KUBERNETES_VERSION,
+                "osImage": f"Talos ({TALOS_VERSION})",
+                "kernelVersion": "6.12.48-talos",
+                "containerRuntimeVersion": "containerd://2.1.4",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "machineID": hashlib.md5(spec.hostname.encode()).hexdigest(),
+                "systemUUID": hashlib.md5(spec.mac.encode()).hexdigest(),
+                "bootID": hashlib.md5(spec.ip.encode()).hexdigest(),
+            },
+        },
+    }

@@ -1,0 +1,175 @@
+"""The lab world's facts as plain data: the host's PCI devices, VMs, Talos machines, etcd
+members, the nodes the lab starts with, and the audit trail of writes.
+
+Only how each fact reports itself (a VM's config, a machine's services) lives here; the
+area modules (kube, pve, talos, faults) change these under the world's lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+TALOS_VERSION = "v1.11.2"
+KUBERNETES_VERSION = "v1.33.4"
+PVE_HOST = "pve"
+GIB = 1024**3
+MIB = 1024**2
+SSD_BYTES = 3_840_755_982_336  # a 3.84 TB SSD
+GPU_REPLICAS = 4  # nvidia-device-plugin time-slicing
+
+APIS = ("kubernetes", "proxmox", "talos")
+
+
+@dataclass
+class PciDevice:
+    address: str  # 0000:81:00.0
+    vendor_id: str  # 0x10de
+    device_id: str  # 0x15f8
+    vendor_name: str
+    device_name: str
+    class_id: str  # 0x030200
+    subsystem_vendor: str = ""
+    subsystem_device: str = ""
+    iommugroup: int = 0
+    present: bool = True
+
+
+@dataclass
+class LabVm:
+    vmid: int
+    name: str
+    cores: int
+    memory_mib: int
+    disk_gib: int
+    macs: list[str]
+    hostpci: dict[str, str] = field(default_factory=dict)  # hostpci0 -> "0000:81:00.0,pcie=1"
+    status: str = "stopped"  # running, stopped
+    started_at: float | None = None
+    template: bool = False
+    tags: list[str] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)  # other config keys, verbatim
+    lock: str = ""  # clone/create in progress
+
+    def config(self) -> dict[str, str | int]:
+        """The VM's config as PVE's qemu/{vmid}/config returns it."""
+        cfg: dict[str, str | int] = {
+            "name": self.name,
+            "cores": self.cores,
+            "sockets": 1,
+            "memory": str(self.memory_mib),
+            "cpu": "host",
+            "machine": "q35",
+            "bios": "ovmf",
+            "ostype": "l26",
+            "agent": "1",
+            "scsihw": "virtio-scsi-single",
+            "boot": "order=virtio0;ide2",
+            "virtio0": f"local-zfs:vm-{self.vmid}-disk-0,iothread=1,size={self.disk_gib}G",
+            "ide2": "local:iso/talos-nocloud-amd64.iso,media=cdrom",
+            "digest": hashlib.sha1(f"{self.vmid}{self.name}{self.hostpci}".encode()).hexdigest(),
+        }
+        for i, mac in enumerate(self.macs):
+            cfg[f"net{i}"] = f"virtio={mac.upper()},bridge=vmbr0,tag=100"
+        cfg.update(self.hostpci)
+        if self.tags:
+            cfg["tags"] = ";".join(self.tags)
+        if self.template:
+            cfg["template"] = 1
+        cfg.update(self.extra)
+        return cfg
+
+
+@dataclass
+class Machine:
+    """A Talos machine: what apid knows, plus the lab's view of whether it answers."""
+
+    ip: str
+    vmid: int
+    hostname: str
+    role: str = ""  # controlplane, worker; "" while in maintenance
+    version: str = TALOS_VERSION
+    maintenance: bool = True
+    config: bytes | None = None
+    booted: bool = False  # the VM is running and Talos has started
+    disks: list[tuple[str, int, str]] = field(default_factory=list)  # (dev, bytes, model)
+    service_overrides: dict[str, str] = field(default_factory=dict)
+
+    def services(self) -> list[tuple[str, str, bool]]:
+        """(id, state, healthy) as ServiceList reports them."""
+        if self.maintenance:
+            names = ["apid", "machined", "udevd"]
+        else:
+            names = ["apid", "containerd", "cri", "kubelet", "machined", "udevd"]
+            if self.role == "controlplane":
+                names += ["etcd", "trustd"]
+        out = []
+        for n in sorted(names):
+            state = self.service_overrides.get(n, "Running")
+            out.append((n, state, state == "Running"))
+        return out
+
+
+@dataclass
+class EtcdMemberState:
+    id: int
+    hostname: str
+    ip: str
+    healthy: bool = True
+    is_learner: bool = False
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """A mutating request that the lab carried out; read-only tests assert there are none."""
+
+    time: float
+    api: str
+    op: str
+    identity: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    hostname: str
+    ip: str
+    vmid: int
+    role: str  # controlplane, worker
+    mac: str
+    gpu: bool = False
+    storage: bool = False
+
+    @property
+    def cores(self) -> int:
+        return 4 if self.role == "controlplane" else 16
+
+    @property
+    def memory_mib(self) -> int:
+        return 16 * 1024 if self.role == "controlplane" else 128 * 1024
+
+
+DAPPER_NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("talos-control-1", "10.100.0.50", 100, "controlplane", "bc:24:11:2e:9f:34"),
+    NodeSpec("talos-control-2", "10.100.0.51", 101, "controlplane", "bc:24:11:b6:57:d5"),
+    NodeSpec("talos-control-3", "10.100.0.52", 102, "controlplane", "bc:24:11:38:d5:d7"),
+    NodeSpec("talos-node-gpu-1", "10.100.0.53", 103, "worker", "bc:24:11:d3:ff:c2", True, True),
+    NodeSpec("talos-node-large-1", "10.100.0.54", 104, "worker", "bc:24:11:7d:6d:e5", False, True),
+    NodeSpec("talos-node-large-2", "10.100.0.55", 105, "worker", "bc:24:11:e0:17:19", False, True),
+    NodeSpec("talos-node-large-3", "10.100.0.56", 106, "worker", "bc:24:11:2e:71:24", False, True),
+)
+
+GPU_ADDRESSES = ("0000:81:00.0", "0000:82:00.0", "0000:83:00.0", "0000:84:00.0")
+HBA_ADDRESSES = ("0000:03:00.0", "0000:04:00.0", "0000:05:00.0", "0000:06:00.0")
+
+
+def node_specs(count: int) -> list[NodeSpec]:
+    """The real 7 nodes, then extra storage workers for scaled-up labs."""
+    specs = list(DAPPER_NODES[: max(count, 0)])
+    rng = random.Random(7)
+    for i in range(len(specs), count):
+        n = i - len(DAPPER_NODES) + 4  # talos-node-large-4 onwards
+        ip = f"10.{101 + i // 250}.{(i // 250) % 250}.{10 + i % 240}"
+        mac = "bc:24:11:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(3))
+        specs.append(NodeSpec(f"talos-node-large-{n}", ip, 100 + i, "worker", mac, False, True))
+    return specs

@@ -1,0 +1,138 @@
+"""What every area of the lab world shares: the facts, one lock and one clock.
+
+The Kubernetes, Proxmox, Talos and fault areas each hold this `WorldState` and change it
+only under `lock`, so a request served by one API never sees half of another's change.
+Delayed effects (a boot, a clone finishing) are queued on the `Clock`, whose thread runs
+them in time order until `close()`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dapper.lab.store import ObjectStore
+from dapper.lab.world.model import (
+    EtcdMemberState,
+    LabVm,
+    Machine,
+    NodeSpec,
+    PciDevice,
+    WriteRecord,
+    node_specs,
+)
+
+log = logging.getLogger("dapper.lab.world")
+
+
+class WorldError(Exception):
+    """An action the world refuses; `code` hints the protocol status (404, 409, 412...)."""
+
+    def __init__(self, message: str, code: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Timings:
+    """How long things take in the lab; short by default so tests stay quick."""
+
+    task: float = 0.15  # a PVE task from running to stopped
+    boot: float = 0.3  # VM start to Talos API up / Node Ready
+    shutdown: float = 0.1
+    clone: float = 0.3
+    reconcile_interval: float = 5.0  # the Flux twin's periodic reconcile
+    reconcile_delay: float = 0.05  # from requestedAt to reconcile start
+
+
+class Clock:
+    """Wall time for timestamps and a timer thread for delayed effects, one per world.
+
+    Timers run on the clock's own thread, outside the lock (each takes it as needed); a
+    timer that raises is logged and the clock keeps going.
+    """
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._wake = threading.Condition(lock)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="lab-world", daemon=True)
+
+    def now(self) -> float:
+        """Seconds since the epoch, for the timestamps the APIs report."""
+        return time.time()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run `fn` on the clock's thread after `delay` seconds (0: as soon as possible)."""
+        with self._lock:
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
+            self._wake.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and (
+                    not self._timers or self._timers[0][0] > time.monotonic()
+                ):
+                    wait = self._timers[0][0] - time.monotonic() if self._timers else None
+                    self._wake.wait(wait)
+                if self._closed:
+                    return
+                _, _, fn = heapq.heappop(self._timers)
+            try:
+                fn()
+            except Exception:  # a failed timer must not kill the world
+                log.exception("lab world timer failed")
+
+    def stop(self) -> None:
+        """Stop running timers; pending ones are dropped."""
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+
+    def join(self) -> None:
+        """Wait for the thread to end (unless called from a timer, on that thread)."""
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2)
+
+
+class WorldState:
+    """The facts of the twin: Kubernetes objects, PCI devices, VMs, machines, etcd, faults."""
+
+    def __init__(self, nodes: int, timings: Timings | None, seed: int) -> None:
+        self.lock = threading.RLock()
+        self.clock = Clock(self.lock)
+        self.timings = timings or Timings()
+        self.rng = random.Random(seed)
+        self.store = ObjectStore()
+        self.specs: list[NodeSpec] = node_specs(nodes)
+        self.pci: dict[str, PciDevice] = {}
+        self.vms: dict[int, LabVm] = {}
+        self.machines: dict[str, Machine] = {}  # by IP
+        self.etcd: dict[int, EtcdMemberState] = {}
+        self.faults: set[str] = set()  # the active faults, as injected ("api-down:talos")
+        self.writes: list[WriteRecord] = []
+        self.endpoints: dict[str, str] = {}  # filled by the runtime: kubernetes url, ca pem...
+        self.started = self.clock.now()
+
+    def later(self, delay: float, fn: Callable[[], None]) -> None:
+        self.clock.later(delay, fn)
+
+    def record_write(self, api: str, op: str, identity: str) -> None:
+        """Audit a mutating request; read-only tests assert there are none."""
+        with self.lock:
+            self.writes.append(WriteRecord(self.clock.now(), api, op, identity))
+
+    def spec_of(self, hostname: str) -> NodeSpec | None:
+        return next((s for s in self.specs if s.hostname == hostname), None)

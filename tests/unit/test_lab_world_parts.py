@@ -1,0 +1,75 @@
+"""The lab world's pure parts: fault strings, Talos machine configs, node specs, pod shapes."""
+
+from __future__ import annotations
+
+import pytest
+from dapper.lab.world import DAPPER_NODES, WorldError, node_specs, pod_gpu_request, pod_object
+from dapper.lab.world.faults import FAULT_KINDS, parse_fault
+from dapper.lab.world.kube_objects import controller_of, labels_match
+from dapper.lab.world.talos import machine_config, parse_machine_config
+
+
+@pytest.mark.parametrize(
+    ("fault", "parsed"),
+    [
+        ("api-slow:kubernetes:2", ("api-slow", "kubernetes:2")),
+        ("ks-failing:media/plex", ("ks-failing", "media/plex")),
+        ("gpu-gone:0000:83:00.0", ("gpu-gone", "0000:83:00.0")),
+    ],
+)
+def test_faults_split_at_the_first_colon(fault: str, parsed: tuple[str, str]) -> None:
+    assert parse_fault(fault) == parsed
+
+
+def test_an_unknown_fault_names_the_known_kinds() -> None:
+    with pytest.raises(WorldError) as err:
+        parse_fault("disk-full:pve")
+    assert err.value.code == 400
+    assert all(kind in str(err.value) for kind in FAULT_KINDS)
+
+
+def test_machine_configs_round_trip_and_init_is_a_control_plane() -> None:
+    assert parse_machine_config(machine_config("talos-node-large-9", "worker")) == (
+        "talos-node-large-9",
+        "worker",
+    )
+    assert parse_machine_config(b"machine:\n  type: init\n") == ("", "controlplane")
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"machine: [unclosed\n", "failed to parse config"),
+        (b"cluster: {}\n", "not a Talos machine config"),
+        (b"machine:\n  type: router\n", "invalid machine type 'router'"),
+    ],
+)
+def test_what_is_not_a_machine_config_is_refused(data: bytes, error: str) -> None:
+    with pytest.raises(WorldError, match=error):
+        parse_machine_config(data)
+
+
+def test_node_specs_are_the_real_seven_then_stable_storage_workers() -> None:
+    assert node_specs(3) == list(DAPPER_NODES[:3])
+    big = node_specs(9)
+    assert big[:7] == list(DAPPER_NODES)
+    assert [(s.hostname, s.ip, s.vmid, s.role, s.storage) for s in big[7:]] == [
+        ("talos-node-large-4", "10.101.0.17", 107, "worker", True),
+        ("talos-node-large-5", "10.101.0.18", 108, "worker", True),
+    ]
+    assert big == node_specs(9)  # the random MACs are seeded
+
+
+def test_pods_report_their_gpus_owner_and_pending_state() -> None:
+    pod = pod_object("ml", "train-0", "", owner=("StatefulSet", "train"), gpu=2)
+    assert pod_gpu_request(pod) == 2
+    assert pod["spec"]["runtimeClassName"] == "nvidia"
+    assert controller_of(pod) == ("StatefulSet", "train")
+    assert pod["status"]["phase"] == "Pending"
+    assert controller_of(pod_object("ml", "bare", "n1")) == ("", "")
+
+
+def test_an_empty_selector_matches_every_node() -> None:
+    assert labels_match({"a": "1"}, None)
+    assert labels_match({"a": "1", "b": "2"}, {"a": "1"})
+    assert not labels_match({"a": "1"}, {"a": "2"})
