@@ -14,8 +14,9 @@ from dapper.tui.pane_spec import Column, GridSlot, PaneSpec
 from dapper.tui.screens.detail import DetailScreen
 from dapper.tui.screens.help import HelpScreen
 from rich.text import Text
-from test_tui_support import make_app, running_lab, settle
 from textual.command import CommandPalette
+
+from tests.console.tui_lab import make_app, running_lab, settle
 
 
 def _gpu_nodes(snapshot: ClusterSnapshot) -> tuple[Node, ...]:
