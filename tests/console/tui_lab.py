@@ -77,18 +77,36 @@ class QuietCollector:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.SOURCES = inner.SOURCES
+        self.config = inner.config
         self.operations = inner.operations
 
     @property
     def snapshot(self) -> Any:
         return _stable(self.inner.snapshot)
 
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return self.inner.source_names
+
     def interval(self, source: str) -> float:
         return 3600.0
 
-    async def refresh(self, source: str) -> Any:
+    async def refresh(self, source: str, *, fresh: bool = False) -> Any:
         await self.inner.refresh(source)
         return self.snapshot
+
+    async def refresh_all(self) -> Any:
+        await self.inner.refresh_all()
+        return self.snapshot
+
+    def start_watches(self, **options: Any) -> None:
+        """No watches: a still picture refreshes each source once, on its timer."""
+
+    def on_change(self, callback: Any) -> None:
+        pass
+
+    def watching(self, source: str) -> bool:
+        return False
 
     async def close(self) -> None:
         await self.inner.close()

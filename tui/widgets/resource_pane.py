@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from dapper.backends.model import ClusterSnapshot, Health
 from dapper.tui import format as fmt
-from dapper.tui.panes import PaneSpec
+from dapper.tui.pane_spec import PaneSpec
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
