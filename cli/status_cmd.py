@@ -12,9 +12,8 @@ import json
 import sys
 
 from dapper.backends.config import ConfigError, load_config
-from dapper.backends.model import ClusterSnapshot
+from dapper.backends.model import ClusterSnapshot, summarize
 from dapper.backends.snapshot.snapshot_json import snapshot_to_json
-from dapper.backends.snapshot.summary import summarize
 from dapper.cli.logsetup import setup_logging
 
 

@@ -332,7 +332,11 @@ def _talos(doc: _Doc, n: Node) -> None:
         doc.section("etcd members", f"{len(t.etcd_members)}")
         rows = []
         for m in t.etcd_members:
-            health = {True: ("healthy", OK), False: ("unhealthy", BAD)}.get(m.healthy, ("?", WARN))
+            health = (
+                ("?", WARN)
+                if m.healthy is None
+                else (("healthy", OK) if m.healthy else ("unhealthy", BAD))
+            )
             role = "leader" if m.leader else ("learner" if m.is_learner else "")
             rows.append(
                 (

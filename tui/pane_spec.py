@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dapper.backends.model import ClusterSnapshot
-from dapper.backends.snapshot.summary import Count, Summary
+from dapper.backends.model import ClusterSnapshot, Count, Summary
 from dapper.tui.pane_commands import PaneCommand
 from rich.console import RenderableType
 from rich.text import Text

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from dapper.backends.model import ClusterSnapshot, Health, Node, SourceHealth
-from dapper.backends.snapshot.summary import Count
+from dapper.backends.model import ClusterSnapshot, Count, Health, Node, SourceHealth
 from dapper.tui.builtin_panes import NODES
 from dapper.tui.pane_registry import PaneRegistry, pane_registry
 from dapper.tui.pane_spec import GridSlot, HeaderCount

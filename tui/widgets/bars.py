@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dapper.backends.model import ClusterSnapshot, Fault, Health
-from dapper.backends.snapshot.summary import summarize
+from dapper.backends.model import ClusterSnapshot, Fault, Health, summarize
 from dapper.tui import format as fmt
 from dapper.tui.pane_registry import pane_registry
 from dapper.tui.pane_spec import PaneSpec
