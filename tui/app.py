@@ -25,11 +25,13 @@ from dapper.tui.commands import DapperCommands
 from dapper.tui.messages import CommandRequested, OpenDetail, SourceChanged
 from dapper.tui.pane_commands import PaneCommand, target_name
 from dapper.tui.pane_registry import pane_registry
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.bars import header_text
 from rich.text import Text
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.timer import Timer
 
@@ -42,7 +44,7 @@ log = logging.getLogger("dapper.tui")
 RETRY_CONNECT = 15.0
 
 
-class DapperApp(App[int]):
+class DapperApp(SurvivesErrors, App[int]):
     """The console. `connect()` returns a started SnapshotFeed; `clock()` gives "now" for ages.
 
     Screens watch `snapshot` (every new join) and `now` (once a second, for ages).
@@ -70,8 +72,13 @@ class DapperApp(App[int]):
         config: Config,
         connect: Callable[[], Awaitable[SnapshotFeed]],
         clock: Callable[[], float] = time.time,
+        *,
+        survive_errors: bool = True,
     ) -> None:
         super().__init__()
+        # An operator mid-incident keeps the console when a handler fails; the pilot tests
+        # turn this off so a bug still fails them.
+        self.survive_errors = survive_errors
         self.config = config
         self.clock = clock
         self.writable = not config.read_only
@@ -97,6 +104,37 @@ class DapperApp(App[int]):
         self.refreshes: dict[str, int] = {}  # completed refreshes per source (tests wait on it)
 
     # -- lifecycle ----------------------------------------------------------------------
+
+    # -- untrusted text and unexpected errors -----------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notifications never interpret markup: they quote names, messages and what the
+        operator typed, and `[/]` in any of them must show as itself, not crash."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An error no handler survived ends the console: in one line (see `_fatal_error`),
+        with the traceback in the log file, never on the terminal."""
+        log.error("the console stops on an unexpected error", exc_info=error)
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        """When the console must stop, it says so in one line; the log has the details."""
+        self.bell()
+        error = self._exception
+        reason = fmt.one_line(str(error) or type(error).__name__) if error else "unknown"
+        self._exit_renderables.append(
+            Text(f"dapper-tui: stopped on an internal error: {reason} (details in the log file)")
+        )
+        self._close_messages_no_wait()
 
     def get_default_screen(self) -> MainScreen:
         from dapper.tui.screens.main import MainScreen

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import ssl
 import tarfile
 import time
@@ -52,6 +53,9 @@ MACHINES_AT_ONCE = 32
 # Hostname, CPU count and disks change only with a reconfiguration or a reboot; a
 # refresh re-reads them this often, and re-reads them at once when the version changes.
 STATIC_TTL = 60.0
+
+# What a node may be named in the `node` header: a hostname or an IP address.
+_NODE_ADDRESS = re.compile(r"[A-Za-z0-9.:_\[\]-]{1,253}")
 
 # The RPCs that change nothing on a machine; a read-only client refuses every other name.
 READ_METHODS = frozenset(
@@ -352,6 +356,9 @@ class TalosClient:
         maintenance: bool,
         fn: Callable[[Channel, dict[str, str]], Awaitable[T]],
     ) -> T:
+        if node is not None and not _NODE_ADDRESS.fullmatch(node):
+            # a name from the cluster (untrusted) that no gRPC header may carry
+            raise BackendError(f"{node}: not a node address Talos can be asked about")
         last: BackendError | None = None
         for endpoint, meta in self._routes(node, maintenance):
             try:

@@ -112,8 +112,11 @@ class QuietCollector:
         await self.inner.close()
 
 
-def make_app(lab: Any, *, read_only: bool = False, still: bool = False) -> DapperApp:
-    """A DapperApp wired to `lab` exactly as the CLI wires it (config -> Collector)."""
+def make_app(
+    lab: Any, *, read_only: bool = False, still: bool = False, survive_errors: bool = False
+) -> DapperApp:
+    """A DapperApp wired to `lab` exactly as the CLI wires it (config -> Collector). Unlike
+    the CLI's, a failing handler fails the test (`survive_errors` off) unless asked."""
     config: Config = lab.readonly_config if read_only else lab.config
     clock = FrozenClock()
 
@@ -123,7 +126,9 @@ def make_app(lab: Any, *, read_only: bool = False, still: bool = False) -> Dappe
         collector = Collector(config)
         return QuietCollector(collector) if still else collector
 
-    app = DapperApp(config, connect, clock=clock if still else time.time)
+    app = DapperApp(
+        config, connect, clock=clock if still else time.time, survive_errors=survive_errors
+    )
     clock.app = app
     return app
 

@@ -6,6 +6,7 @@ from dapper.backends.model import ClusterSnapshot
 from dapper.tui.app import DapperApp
 from dapper.tui.messages import CommandRequested
 from dapper.tui.pane_registry import pane_registry
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.bars import TextLine, key_bar_text
 from rich.console import RenderableType
 from rich.text import Text
@@ -17,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(SurvivesErrors, Screen[None]):
     DEFAULT_CSS = """
     DetailScreen #detail-scroll { scrollbar-size-vertical: 1; }
     """

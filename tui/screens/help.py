@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dapper.tui.pane_registry import pane_registry
 from dapper.tui.pane_spec import PaneSpec
+from dapper.tui.survive import SurvivesErrors
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -140,7 +141,7 @@ def help_text(app: DapperApp) -> Text:
     return t
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(SurvivesErrors, ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close")]
 
     def __init__(self, body: Text) -> None:
@@ -149,7 +150,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog help"):
-            yield Static(self.body)
+            yield Static(self.body, markup=False)
 
     def on_mount(self) -> None:
         dialog = self.query_one(VerticalScroll)

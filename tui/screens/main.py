@@ -13,6 +13,7 @@ from dapper.backends.model import ClusterSnapshot
 from dapper.tui.app import DapperApp
 from dapper.tui.pane_registry import pane_registry
 from dapper.tui.screens.help import own_bindings
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.bars import TextLine, fault_line_text, key_bar_text, pane_bar_text
 from dapper.tui.widgets.resource_pane import ResourcePane
 from rich.text import Text
@@ -43,7 +44,7 @@ KEY_BAR_ACTIONS = (
 )
 
 
-class MainScreen(Screen[None]):
+class MainScreen(SurvivesErrors, Screen[None]):
     BINDINGS = [
         Binding("tab", "cycle_pane(1)", "Next pane", show=False),
         Binding("shift+tab", "cycle_pane(-1)", "Previous pane", show=False),

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from dapper.tui.screens.confirm import ConfirmScreen
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.runbook_view import (
     ConfirmAsked,
     EngineEvent,
@@ -46,7 +47,7 @@ def _one_line(text: str) -> str:
 # -- the typed-value prompt ------------------------------------------------------------------
 
 
-class PromptScreen(ModalScreen[str | None]):
+class PromptScreen(SurvivesErrors, ModalScreen[str | None]):
     """One question from the engine; a secret answer is typed into a masked field."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -86,7 +87,7 @@ class PromptScreen(ModalScreen[str | None]):
 # -- one run -----------------------------------------------------------------------------------
 
 
-class RunScreen(Screen[bool]):
+class RunScreen(SurvivesErrors, Screen[bool]):
     """One run of a runbook (new or resumed) driven by the engine in a worker thread."""
 
     DEFAULT_CSS = """

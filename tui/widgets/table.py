@@ -12,6 +12,7 @@ from typing import Any
 from dapper.backends.model import ClusterSnapshot
 from dapper.tui.messages import CommandRequested, OpenDetail
 from dapper.tui.pane_spec import Column, PaneSpec, fault_subjects, fit_columns, is_fault
+from dapper.tui.survive import SurvivesErrors
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
@@ -20,7 +21,7 @@ from textual.widgets import DataTable
 FIXED_WIDTH = 12  # columns whose max_width is at most this always take exactly that width
 
 
-class ResourceTable(DataTable):
+class ResourceTable(SurvivesErrors, DataTable):
     """The table of one pane. Command keys are bound on the instance, and only when writable."""
 
     BINDINGS = [
