@@ -65,6 +65,10 @@ def header_text(
     if read_only:
         t.append(" ")
         t.append(" READ-ONLY ", style="bold magenta on bright_white")
+    if snapshot.insecure_tls:  # which APIs, in status and config check; here, that it is so
+        apis = ",".join(line.split(":", 1)[0] for line in snapshot.insecure_tls)
+        t.append(" ")
+        t.append(f" TLS UNVERIFIED: {apis} ", style="bold white on red")
     fetched = snapshot.taken_at > 0
     t.append(" ")
     if status:
