@@ -8,8 +8,10 @@ inside its worker, after the first frame.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -152,6 +154,18 @@ class DapperApp(SurvivesErrors, App[int]):
     def on_mount(self) -> None:
         self.connect_feed()
         self.set_interval(1.0, self._tick)
+        if not self.is_headless:  # a real terminal: its SSH session can drop
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self.hang_up)
+
+    def hang_up(self) -> None:
+        """SIGHUP (the SSH session dropped) or SIGTERM: leave as `q` would. A runbook in
+        progress is told to stop at its next safe point and stays resumable; the process
+        waits for it (cli/console_cmd.py) before it ends."""
+        log.warning("the terminal hung up: leaving; a runbook in progress stops resumable")
+        self.exit(return_code=129)
 
     async def on_unmount(self) -> None:
         self._shutting_down = True

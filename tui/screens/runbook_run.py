@@ -9,6 +9,7 @@ poll, leaving the run resumable. A typed secret value is asked in a masked field
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from dapper.tui.screens.confirm import ConfirmScreen
@@ -32,6 +33,33 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Static
 
 log = logging.getLogger("dapper.tui.runbook")
+
+
+class RunsInFlight:
+    """Engine threads still working. When the console goes away (q, SIGHUP from a dropped
+    SSH session) a run is told to stop at its next safe point; the process waits for that
+    (`wait`) instead of ending the thread between a change and its journal entry."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """True once no run is in flight; False if one still is after `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout=timeout)
+
+
+IN_FLIGHT = RunsInFlight()
 
 NARROW = 110  # below this width the run view stacks preview over log
 
@@ -189,6 +217,10 @@ class RunScreen(SurvivesErrors, Screen[bool]):
     # -- the worker thread ----------------------------------------------------------------
 
     def _work(self) -> None:
+        with IN_FLIGHT:
+            self._run_engine()
+
+    def _run_engine(self) -> None:
         from dapper.actions import registry
         from dapper.actions.engine import Engine
         from dapper.backends.errors import ReadOnlyError
