@@ -11,13 +11,7 @@ from dapper.tui.screens.help import HelpScreen
 from dapper.tui.screens.main import MainScreen
 from textual.command import CommandPalette
 
-from tests.console.tui_lab import make_app, running_lab, settle
-
-
-@pytest.fixture(scope="module")
-def lab():
-    with running_lab() as lab:
-        yield lab
+from tests.console.tui_lab import make_app, settle
 
 
 def table(app, pane):
