@@ -222,12 +222,12 @@ class RunScreen(SurvivesErrors, Screen[bool]):
 
     def _run_engine(self) -> None:
         from dapper.actions import registry
-        from dapper.actions.engine import Engine
+        from dapper.actions.protocols import runner_for
         from dapper.backends.errors import ReadOnlyError
 
         b = self.bridge
         try:
-            engine = Engine(self.config, emit=b.emit, prompt=b.prompt, cancelled=b.cancelled)
+            engine = runner_for(self.config, emit=b.emit, prompt=b.prompt, cancelled=b.cancelled)
             rb = registry.get(self.runbook)
             if self.resume_id:
                 result = engine.resume(self.resume_id, rb, confirm=b.confirm)
