@@ -41,6 +41,12 @@ def version(m: Machine) -> machine_pb2.Version:
     )
 
 
+# Talos services whose restart through the API is allowed (APIRestartAllowed): kubelet
+# and every system extension service (named ext-<name>).
+def restartable(service_id: str) -> bool:
+    return service_id == "kubelet" or service_id.startswith("ext-")
+
+
 def services(m: Machine) -> machine_pb2.ServiceList:
     out = machine_pb2.ServiceList()
     for sid, state, healthy in m.services():

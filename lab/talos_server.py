@@ -11,11 +11,18 @@ os:reader) and are checked per method as Talos does; a denial is PermissionDenie
 "not authorized".
 
 Maintenance mode is served by a second listener: TLS with the apid certificate but no
-client-certificate requirement (talosctl --insecure does not verify it either). It answers
-Version, ApplyConfiguration and Disks for machines that are in maintenance mode and
-nothing else; the mTLS listener refuses machines in maintenance with Unavailable, as
-apid's proxy would fail its TLS handshake with them. Two listeners, not a per-call
-decision, because the real difference is at the TLS layer (client cert or none).
+client-certificate requirement (talosctl --insecure does not verify it either). As Talos's
+maintenance server does, it gives every caller the reader role at most, serves Disks and
+ApplyConfiguration (AUTO, REBOOT and TRY only), answers the admin-only calls it has
+(Version, Reset, Upgrade) with Unimplemented "API is not implemented in maintenance mode"
+and every other MachineService method with Unimplemented "method X not implemented"; the
+mTLS listener refuses machines in maintenance with Unavailable, as apid's proxy would fail
+its TLS handshake with them. Two listeners, not a per-call decision, because the real
+difference is at the TLS layer (client cert or none).
+
+A method path the twin does not serve is answered as Go gRPC answers it: UNIMPLEMENTED
+with a gRPC content-type (grpclib's own answer has none, which clients report as a
+protocol error instead of the status).
 
 A machine whose VM is stopped (or still booting) fails like a proxied dial: Unavailable.
 The fault `api-down:talos` closes both listeners (connection refused) until cleared;
@@ -50,7 +57,9 @@ from dapper.lab import talos_facts as facts
 from dapper.lab.https_server import LabServer
 from dapper.lab.pki import Pki, server_ssl_context
 from dapper.lab.world import Machine, World, WorldError
-from grpclib.const import Status
+from google.protobuf import empty_pb2
+from grpclib.const import Cardinality, Status
+from grpclib.const import Handler as GrpcHandler
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
@@ -95,7 +104,11 @@ WRITES = frozenset(
         "Reset",
     }
 )
-MAINTENANCE_METHODS = frozenset({"Version", "ApplyConfiguration", "Disks"})
+# What Talos's maintenance server serves to a caller without a client certificate.
+MAINTENANCE_METHODS = frozenset({"ApplyConfiguration", "Disks"})
+# Implemented there but behind assertAdminRole, which an insecure caller never passes.
+MAINTENANCE_ADMIN_ONLY = frozenset({"Version", "Reset", "Upgrade", "MetaWrite", "MetaDelete"})
+NOT_IN_MAINTENANCE = "API is not implemented in maintenance mode"
 APPLY_MODE_NAMES = {
     machine_pb2.ApplyConfigurationRequest.REBOOT: "reboot",
     machine_pb2.ApplyConfigurationRequest.AUTO: "auto",
@@ -122,11 +135,34 @@ class _Call:
     maintenance: bool
 
 
+class _MethodTable(dict[str, GrpcHandler]):
+    """The server's method table: a path it does not serve gets a handler that answers
+    UNIMPLEMENTED the way Go gRPC does, as a proper gRPC status."""
+
+    def get(self, path: str, default: Any = None) -> GrpcHandler:  # type: ignore[override]
+        found = super().get(path)
+        if found is not None:
+            return found
+        service, _, method = path.lstrip("/").partition("/")
+        served = {p.lstrip("/").partition("/")[0] for p in self}
+        text = (
+            f"unknown method {method} for service {service}"
+            if service in served
+            else f"unknown service {service}"
+        )
+
+        async def unimplemented(stream: Stream) -> None:
+            raise GRPCError(Status.UNIMPLEMENTED, text)
+
+        return GrpcHandler(unimplemented, Cardinality.UNARY_UNARY, empty_pb2.Empty, empty_pb2.Empty)
+
+
 class _Server(Server):
     """grpclib's Server, but close() also drops open connections (apid going away does)."""
 
     def __init__(self, handlers: list[Any]) -> None:
         super().__init__(handlers)
+        self._mapping = _MethodTable(self._mapping)
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
         self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
@@ -153,6 +189,11 @@ class _Server(Server):
         """Drop what a polite close left half-open (TLS shutdown waiting on the peer)."""
         for transport in list(self.transports):
             transport.abort()
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q for the printable text the lab deals in."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _peer_subject(stream: Stream) -> tuple[tuple[str, ...], str]:
@@ -345,10 +386,10 @@ class TalosLabServer(LabServer):
             await asyncio.sleep(delay)
         orgs, cn = _peer_subject(stream)
         if maintenance:
+            if method in MAINTENANCE_ADMIN_ONLY:
+                raise GRPCError(Status.UNIMPLEMENTED, NOT_IN_MAINTENANCE)
             if method not in MAINTENANCE_METHODS:
-                raise GRPCError(
-                    Status.UNIMPLEMENTED, f"{method} is not available in maintenance mode"
-                )
+                raise GRPCError(Status.UNIMPLEMENTED, f"method {method} not implemented")
         elif not set(orgs) & METHOD_ROLES[method]:
             raise GRPCError(Status.PERMISSION_DENIED, "not authorized")
         md = stream.metadata
@@ -470,30 +511,33 @@ class TalosLabServer(LabServer):
     def _member(self, m: Machine):
         return next((e for e in self.world.etcd.values() if e.ip == m.ip), None)
 
-    def _require_controlplane(self, m: Machine) -> None:
+    @staticmethod
+    def _require_controlplane(m: Machine, api: str) -> None:
+        """Talos's checkControlplane: the etcd and kubeconfig calls exist on control planes."""
         if m.role != "controlplane":
-            raise GRPCError(
-                Status.FAILED_PRECONDITION, f"etcd is not running on {m.hostname} (a worker)"
-            )
+            raise GRPCError(Status.UNIMPLEMENTED, f"{api} is only available on control plane nodes")
 
     def etcd_members(self, m: Machine, _req: Any) -> machine_pb2.EtcdMembers:
-        self._require_controlplane(m)
+        self._require_controlplane(m, "member list")
         return facts.etcd_members(list(self.world.etcd.values()))
 
     def etcd_status(self, m: Machine, _req: Any) -> machine_pb2.EtcdStatus:
-        self._require_controlplane(m)
+        self._require_controlplane(m, "etcd status")
         me = self._member(m)
         if me is None:
-            raise GRPCError(Status.FAILED_PRECONDITION, f"{m.hostname} is not an etcd member")
+            raise GRPCError(
+                Status.UNKNOWN,
+                "failed to query etcd status: dial tcp 127.0.0.1:2379: connect: connection refused",
+            )
         return facts.etcd_status(me, list(self.world.etcd.values()))
 
     def etcd_remove(self, m: Machine, req: Any) -> machine_pb2.EtcdRemoveMemberByID:
-        self._require_controlplane(m)
+        self._require_controlplane(m, "etcd remove member")
         self.world.etcd_remove_member(req.member_id)
         return machine_pb2.EtcdRemoveMemberByID()
 
     def etcd_leave(self, m: Machine, _req: Any) -> machine_pb2.EtcdLeaveCluster:
-        self._require_controlplane(m)
+        self._require_controlplane(m, "etcd leave")
         self.world.etcd_leave(m.ip)
         return machine_pb2.EtcdLeaveCluster()
 
@@ -514,9 +558,18 @@ class TalosLabServer(LabServer):
         return machine_pb2.ApplyConfiguration(mode=chosen, mode_details=details)
 
     def service_restart(self, m: Machine, req: Any) -> machine_pb2.ServiceRestart:
-        if req.id not in {sid for sid, _, _ in m.services()}:
-            raise GRPCError(Status.NOT_FOUND, f"service {req.id!r} not found")
-        return machine_pb2.ServiceRestart(resp=f"Service {req.id!r} restarted")
+        """Talos's APIRestart: a service not defined, or one that does not allow a restart
+        through the API (only kubelet and extension services do), is a plain error
+        (gRPC Unknown) with Talos's text; a service not running is started instead."""
+        states = {sid: state for sid, state, _ in m.services()}
+        if req.id not in states:
+            raise GRPCError(Status.UNKNOWN, f"service {_go_quote(req.id)} not defined")
+        if states[req.id] == "Running" and not facts.restartable(req.id):
+            raise GRPCError(
+                Status.UNKNOWN,
+                f"service {_go_quote(req.id)} doesn't support restart operation via API",
+            )
+        return machine_pb2.ServiceRestart(resp=f"Service {_go_quote(req.id)} restarted")
 
     def reset(self, m: Machine, req: Any) -> machine_pb2.Reset:
         self.world.talos_reset(m.ip, graceful=req.graceful)
@@ -535,8 +588,7 @@ class TalosLabServer(LabServer):
         return machine_pb2.Bootstrap()
 
     def kubeconfig(self, m: Machine, _req: Any) -> list[bytes]:
-        if m.role != "controlplane":
-            raise GRPCError(Status.FAILED_PRECONDITION, "kubeconfig is served by control planes")
+        self._require_controlplane(m, "kubeconfig")
         blob = facts.kubeconfig_tar(self.kubeconfig_bytes())
         return [blob[i : i + 16384] for i in range(0, len(blob), 16384)]
 
@@ -553,8 +605,7 @@ class _MachineService(machine_grpc.MachineServiceBase):
 
     async def _d(self, stream: Stream, method: str, fn: Handler) -> None:
         if self._m:
-            await stream.recv_message()
-            raise GRPCError(Status.UNIMPLEMENTED, f"{method} is not available in maintenance mode")
+            raise GRPCError(Status.UNIMPLEMENTED, f"method {method} not implemented")
         await self._s.data_stream(stream, method, fn)
 
     async def Version(self, stream: Stream) -> None:

@@ -6,9 +6,10 @@ become BackendError with a one-line reason; a client built read-only has no writ
 refuses every mutating call with ReadOnlyError before touching the network.
 
 Maintenance mode (a fresh machine before its config is applied) speaks TLS without a
-client certificate and without server verification (talosctl --insecure). The client
-dials the node itself on :50000, or, when `maintenance_endpoint` is given (the lab, where
-every machine sits behind one loopback port), that endpoint with `node` metadata.
+client certificate and without server verification (talosctl --insecure), and answers
+only Disks and ApplyConfiguration to such a caller (Version is Unimplemented there). The
+client dials the node itself on :50000, or, when `maintenance_endpoint` is given, that
+endpoint with `node` metadata.
 """
 
 from __future__ import annotations
@@ -636,17 +637,23 @@ class TalosClient:
         return tuple(out)
 
     async def _not_running(self, node: str, exc: BackendError) -> TalosMachine:
-        """A machine the secure path cannot reach: in maintenance mode, or unreachable."""
-        if exc.code == "UNAVAILABLE":
+        """A machine the secure path cannot reach: in maintenance mode, or unreachable.
+
+        Maintenance mode serves Disks and ApplyConfiguration to a caller without a client
+        certificate, and nothing that tells its version (Version needs the admin role,
+        which such a caller never has: Unimplemented). A machine that lists its disks
+        over the insecure path is in maintenance mode. Through apid the configured path
+        fails with Unavailable; dialled directly, with the TLS verification of the
+        maintenance server's self-signed certificate.
+        """
+        if exc.code in {"UNAVAILABLE", "TLS"}:
             try:
-                version = await self.version(node, maintenance=True)
                 disks = await self.disks(node, maintenance=True)
             except BackendError:
                 log.debug("maintenance probe of %s failed", node, exc_info=True)
             else:
                 return TalosMachine(
                     node=node,
-                    version=version.tag,
                     stage="maintenance",
                     maintenance=True,
                     disks=tuple(d.device for d in disks),

@@ -7,9 +7,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpclib.client
 import pytest
 from dapper.backends.clients.talos import TalosChannel, TalosClient
-from dapper.backends.clients.talos_pb import machine_grpc, machine_pb2
+from dapper.backends.clients.talos_pb import machine_grpc, machine_pb2, storage_grpc
 from dapper.backends.clients.talosconfig import (
     client_ssl_context,
     insecure_ssl_context,
@@ -193,20 +194,32 @@ async def test_maintenance_machine(server, world, tmp_path) -> None:
         with pytest.raises(BackendError) as err:
             await c.version(WORKER)
         assert err.value.code == "UNAVAILABLE" and "maintenance" in err.value.reason
+        # Talos answers Version only to an admin, which an insecure caller never is
+        with pytest.raises(BackendError) as err:
+            await c.version(WORKER, maintenance=True)
+        assert err.value.code == "UNIMPLEMENTED"
+        assert "API is not implemented in maintenance mode" in err.value.reason
         m = await c.machine(WORKER)
-        assert (m.stage, m.maintenance, m.version) == ("maintenance", True, "v1.11.2")
+        assert (m.stage, m.maintenance, m.version, m.error) == ("maintenance", True, "", "")
         assert "/dev/sda" in m.disks
-        # insecure (no client certificate) path: only Version, Disks, ApplyConfiguration
+        # insecure (no client certificate) path: only Disks and ApplyConfiguration
         host, port = split_endpoint(server.maintenance_endpoint)
         ch = TalosChannel(host, port, ssl=insecure_ssl_context())
         try:
             stub = machine_grpc.MachineServiceStub(ch)
-            for call in (stub.Hostname, stub.ServiceList, stub.Memory):
+            for call, name in (
+                (stub.Hostname, "Hostname"),
+                (stub.ServiceList, "ServiceList"),
+                (stub.Memory, "Memory"),
+            ):
                 with pytest.raises(GRPCError) as gerr:
                     await call(empty_pb2.Empty(), metadata={"node": WORKER})
                 assert gerr.value.status is Status.UNIMPLEMENTED
+                assert gerr.value.message == f"method {name} not implemented"
             with pytest.raises(GRPCError) as gerr:  # a configured machine wants a cert
-                await stub.Version(empty_pb2.Empty(), metadata={"node": CP1})
+                await storage_grpc.StorageServiceStub(ch).Disks(
+                    empty_pb2.Empty(), metadata={"node": CP1}
+                )
             assert gerr.value.status is Status.UNAVAILABLE
         finally:
             await ch.aclose()
@@ -219,7 +232,51 @@ async def test_maintenance_machine(server, world, tmp_path) -> None:
         )
         assert await c.hostname(WORKER) == "talos-node-large-9"
         with pytest.raises(BackendError, match="not in maintenance"):
-            await c.version(WORKER, maintenance=True)
+            await c.disks(WORKER, maintenance=True)
+
+
+async def test_unserved_methods_carry_a_grpc_status(server, tmp_path) -> None:
+    """A path the twin does not serve is UNIMPLEMENTED, not a content-type protocol error."""
+    ctx = load_talosconfig(_write(server, tmp_path))
+    host, port = split_endpoint(server.endpoint)
+    ch = TalosChannel(host, port, ssl=client_ssl_context(ctx))
+    try:
+        for path, text in (
+            ("/machine.MachineService/Containers", "unknown method Containers for service"),
+            ("/machine.LifecycleService/Upgrade", "unknown service machine.LifecycleService"),
+        ):
+            method = grpclib.client.UnaryUnaryMethod(ch, path, empty_pb2.Empty, empty_pb2.Empty)
+            with pytest.raises(GRPCError) as gerr:
+                await method(empty_pb2.Empty())
+            assert gerr.value.status is Status.UNIMPLEMENTED and text in gerr.value.message
+    finally:
+        await ch.aclose()
+
+
+async def test_status_codes_as_talos_sends_them(server, world, tmp_path) -> None:
+    async with _client(server, tmp_path) as c:
+        for call, api in (
+            (lambda: c.etcd_members(WORKER), "member list"),
+            (lambda: c.etcd_status(WORKER), "etcd status"),
+            (lambda: c.etcd_leave_cluster(WORKER), "etcd leave"),
+            (lambda: c.etcd_remove_member(WORKER, 1), "etcd remove member"),
+            (lambda: c.kubeconfig(WORKER), "kubeconfig"),
+        ):
+            with pytest.raises(BackendError) as err:
+                await call()
+            assert err.value.code == "UNIMPLEMENTED"
+            assert f"{api} is only available on control plane nodes" in err.value.reason
+        assert await c.service_restart(WORKER, "kubelet") == 'Service "kubelet" restarted'
+        with pytest.raises(BackendError) as err:
+            await c.service_restart(CP1, "etcd")
+        assert err.value.code == "UNKNOWN"
+        assert err.value.reason.endswith(
+            'service "etcd" doesn\'t support restart operation via API'
+        )
+        with pytest.raises(BackendError) as err:
+            await c.service_restart(WORKER, "nope")
+        assert err.value.code == "UNKNOWN" and 'service "nope" not defined' in err.value.reason
+    assert [w.op for w in world.writes] == [f"ServiceRestart {WORKER}"]
 
 
 async def test_stopped_vm_is_unreachable(server, world, tmp_path) -> None:
@@ -251,7 +308,7 @@ async def test_etcd_remove_member_by_id(server, tmp_path) -> None:
         with pytest.raises(BackendError) as err:
             await c.etcd_remove_member(CP1, gone.id)
         assert err.value.code == "NOT_FOUND" and gone.id_hex in err.value.reason
-        with pytest.raises(BackendError, match="etcd is not running"):
+        with pytest.raises(BackendError, match="only available on control plane nodes"):
             await c.etcd_members(WORKER)
 
 
