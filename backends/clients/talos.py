@@ -15,6 +15,7 @@ endpoint with `node` metadata.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import logging
 import ssl
@@ -193,13 +194,21 @@ class _Writer:
         self._c = client
 
     async def apply_configuration(
-        self, node: str, data: bytes, mode: str, maintenance: bool, dry_run: bool
+        self,
+        node: str,
+        data: bytes,
+        mode: str,
+        maintenance: bool,
+        dry_run: bool,
+        try_timeout: float | None = None,
     ) -> ApplyResult:
         if mode not in APPLY_MODES:
             raise BackendError(f"unknown apply mode {mode!r}; one of {', '.join(APPLY_MODES)}")
         req = machine_pb2.ApplyConfigurationRequest(
             data=data, mode=APPLY_MODES[mode], dry_run=dry_run
         )
+        if try_timeout is not None:
+            req.try_mode_timeout.FromTimedelta(datetime.timedelta(seconds=try_timeout))
         msg = await self._c._unary(
             node, "machine", "ApplyConfiguration", req, maintenance=maintenance
         )
@@ -309,7 +318,7 @@ class TalosClient:
     def _error(self, exc: BaseException, endpoint: str, node: str | None) -> BackendError:
         where = node or endpoint
         if isinstance(exc, GRPCError):
-            msg = (exc.message or "").splitlines()[0] if exc.message else ""
+            msg = _one_line(exc.message or "")
             if exc.status is Status.PERMISSION_DENIED:
                 roles = ",".join(self.roles) or "no role"
                 return BackendError(f"not authorized ({roles})", code=exc.status.name)
@@ -693,20 +702,40 @@ class TalosClient:
         *,
         maintenance: bool = False,
         dry_run: bool = False,
+        try_timeout: float | None = None,
     ) -> ApplyResult:
+        """Apply a machine config. In maintenance mode (no client certificate) Talos
+        takes only auto, reboot and try; `try_timeout` is how long a `try` stays."""
         return await self._w("apply-config").apply_configuration(
-            node, data, mode, maintenance, dry_run
+            node, data, mode, maintenance, dry_run, try_timeout
         )
 
     async def bootstrap(self, node: str) -> None:
         await self._w("bootstrap").unary(node, "Bootstrap", machine_pb2.BootstrapRequest())
 
     async def reset(
-        self, node: str, *, graceful: bool = True, reboot: bool = False, wipe: str = "all"
+        self,
+        node: str,
+        *,
+        graceful: bool = True,
+        reboot: bool = False,
+        wipe: str = "all",
+        partitions: Iterable[tuple[str, bool]] = (),
+        user_disks: Iterable[str] = (),
     ) -> None:
+        """Talos answers once the input is checked and resets afterwards; `reboot=False`
+        powers the machine off. `partitions` (label, wipe) limits the system-disk wipe
+        (only EPHEMERAL keeps STATE: the machine boots configured)."""
         if wipe not in WIPE_MODES:
             raise BackendError(f"unknown wipe mode {wipe!r}; one of {', '.join(WIPE_MODES)}")
-        req = machine_pb2.ResetRequest(graceful=graceful, reboot=reboot, mode=WIPE_MODES[wipe])
+        req = machine_pb2.ResetRequest(
+            graceful=graceful,
+            reboot=reboot,
+            mode=WIPE_MODES[wipe],
+            user_disks_to_wipe=list(user_disks),
+        )
+        for label, wiped in partitions:
+            req.system_partitions_to_wipe.add(label=label, wipe=wiped)
         await self._w("reset").unary(node, "Reset", req)
 
     async def reboot(self, node: str, mode: str = "default") -> None:
@@ -722,6 +751,13 @@ class TalosClient:
     async def etcd_remove_member(self, node: str, member_id: int) -> None:
         req = machine_pb2.EtcdRemoveMemberByIDRequest(member_id=member_id)
         await self._w("etcd remove-member").unary(node, "EtcdRemoveMemberByID", req)
+
+    async def etcd_forfeit_leadership(self, node: str) -> str:
+        """Hand etcd leadership away from `node`; the new leader's name ("" when `node`
+        was not the leader)."""
+        req = machine_pb2.EtcdForfeitLeadershipRequest()
+        msg = await self._w("etcd forfeit-leadership").unary(node, "EtcdForfeitLeadership", req)
+        return str(msg.member)
 
     async def etcd_leave_cluster(self, node: str) -> None:
         req = machine_pb2.EtcdLeaveClusterRequest()
@@ -744,6 +780,19 @@ class TalosClient:
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BackendError(f"{node}: kubeconfig stream is not a tar.gz") from exc
         raise BackendError(f"{node}: kubeconfig stream holds no kubeconfig file")
+
+
+def _one_line(message: str) -> str:
+    """A Talos error message on one line. Talos's texts span lines: go-multierror lists
+    each validation problem on a line of its own after '1 error occurred:', and a change
+    that cannot apply live appends its diff; the problems are kept, the diff is not."""
+    kept: list[str] = []
+    for line in message.splitlines():
+        if line.strip() == "diff:":
+            break
+        if line.strip():
+            kept.append(line.strip().removeprefix("* "))
+    return " ".join(kept)
 
 
 def _cleaned(message: Any) -> Any:
