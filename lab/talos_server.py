@@ -56,7 +56,9 @@ from dapper.backends.clients.talosconfig import join_endpoint, render_talosconfi
 from dapper.lab import talos_facts as facts
 from dapper.lab.https_server import LabServer
 from dapper.lab.pki import Pki, server_ssl_context
-from dapper.lab.world import Machine, World, WorldError
+from dapper.lab.talos_config import ConfigError
+from dapper.lab.world import EtcdError, Machine, World, WorldError
+from dapper.lab.world.talos import cluster_machine_config
 from google.protobuf import empty_pb2
 from grpclib.const import Cardinality, Status
 from grpclib.const import Handler as GrpcHandler
@@ -87,6 +89,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "Shutdown": OPERATE,
     "EtcdRemoveMemberByID": ADMIN,
     "EtcdLeaveCluster": ADMIN,
+    "EtcdForfeitLeadership": ADMIN,
     "Bootstrap": ADMIN,
     "ApplyConfiguration": ADMIN,
     "Reset": ADMIN,
@@ -99,6 +102,7 @@ WRITES = frozenset(
         "Shutdown",
         "EtcdRemoveMemberByID",
         "EtcdLeaveCluster",
+        "EtcdForfeitLeadership",
         "Bootstrap",
         "ApplyConfiguration",
         "Reset",
@@ -109,6 +113,13 @@ MAINTENANCE_METHODS = frozenset({"ApplyConfiguration", "Disks"})
 # Implemented there but behind assertAdminRole, which an insecure caller never passes.
 MAINTENANCE_ADMIN_ONLY = frozenset({"Version", "Reset", "Upgrade", "MetaWrite", "MetaDelete"})
 NOT_IN_MAINTENANCE = "API is not implemented in maintenance mode"
+APPLY_MODES_BY_NAME = {
+    "reboot": machine_pb2.ApplyConfigurationRequest.REBOOT,
+    "auto": machine_pb2.ApplyConfigurationRequest.AUTO,
+    "no-reboot": machine_pb2.ApplyConfigurationRequest.NO_REBOOT,
+    "staged": machine_pb2.ApplyConfigurationRequest.STAGED,
+    "try": machine_pb2.ApplyConfigurationRequest.TRY,
+}
 APPLY_MODE_NAMES = {
     machine_pb2.ApplyConfigurationRequest.REBOOT: "reboot",
     machine_pb2.ApplyConfigurationRequest.AUTO: "auto",
@@ -121,7 +132,22 @@ _WORLD_CODES = {
     409: Status.ALREADY_EXISTS,
     412: Status.FAILED_PRECONDITION,
     400: Status.INVALID_ARGUMENT,
+    501: Status.UNIMPLEMENTED,
 }
+# EtcdError kinds: the gRPC code Talos sends (a plain Go error reaches the client as Unknown).
+_ETCD_CODES = {
+    "notfound": Status.NOT_FOUND,
+    "exists": Status.ALREADY_EXISTS,
+    "precondition": Status.FAILED_PRECONDITION,
+    "unknown": Status.UNKNOWN,
+}
+
+
+def _world_status(exc: WorldError) -> Status:
+    if isinstance(exc, EtcdError):
+        return _ETCD_CODES.get(exc.kind, Status.UNKNOWN)
+    return _WORLD_CODES.get(exc.code, Status.INTERNAL)
+
 
 Handler = Callable[[Machine, Any], Any]
 
@@ -233,6 +259,9 @@ class TalosLabServer(LabServer):
             next(iter(world.machines), ""),
         )
         self._kubeconfig = kubeconfig
+        with world.lock:  # the cluster's machines trust this OS CA: a config must carry it
+            if not world.cluster_os_ca:
+                world.cluster_os_ca = pki.talos_ca.cert_pem.decode()
         hosts = [h for m in world.machines.values() for h in (m.ip, m.hostname)]
         pair = pki.talos_server(hosts)
         self._mtls = server_ssl_context(pair, client_ca_pem=pki.talos_ca.cert_pem, alpn=["h2"])
@@ -369,6 +398,12 @@ class TalosLabServer(LabServer):
             pair.key_pem,
         )
 
+    def machine_config(self, hostname: str, role: str = "worker", **kw: Any) -> bytes:
+        """A valid machine config for this lab's cluster (its OS CA and token)."""
+        kw.setdefault("os_ca_pem", self.world.cluster_os_ca)
+        kw.setdefault("token", self.world.cluster_token)
+        return cluster_machine_config(hostname, role, **kw)
+
     def kubeconfig_bytes(self) -> bytes:
         if self._kubeconfig is not None:
             return self._kubeconfig()
@@ -446,10 +481,17 @@ class TalosLabServer(LabServer):
                     f"connection error: {addr}: authentication handshake failed "
                     f"({m.hostname} is in maintenance mode)",
                 )
+            if not call.maintenance and not m.joins:
+                raise GRPCError(
+                    Status.UNAVAILABLE,
+                    f"connection error: {addr}: authentication handshake failed: tls: failed "
+                    "to verify certificate: x509: certificate signed by unknown authority "
+                    f"({m.hostname} carries another cluster's OS CA)",
+                )
             try:
                 result = fn(m, req)
             except WorldError as exc:
-                raise GRPCError(_WORLD_CODES.get(exc.code, Status.INTERNAL), str(exc)) from None
+                raise GRPCError(_world_status(exc), str(exc)) from None
             if call.method in WRITES:
                 self.world.record_write("talos", f"{call.method} {m.ip}", call.identity)
             return result
@@ -519,17 +561,22 @@ class TalosLabServer(LabServer):
 
     def etcd_members(self, m: Machine, _req: Any) -> machine_pb2.EtcdMembers:
         self._require_controlplane(m, "member list")
-        return facts.etcd_members(list(self.world.etcd.values()))
+        cluster = self.world.talos.cluster_of(m)
+        if not self.world.talos.members(cluster):
+            raise GRPCError(
+                Status.UNKNOWN, "failed to create etcd client: no controlplane endpoints"
+            )
+        return facts.etcd_members(self.world.talos.members(cluster))
 
     def etcd_status(self, m: Machine, _req: Any) -> machine_pb2.EtcdStatus:
         self._require_controlplane(m, "etcd status")
         me = self._member(m)
-        if me is None:
+        if me is None or m.etcd_service != "Running":
             raise GRPCError(
                 Status.UNKNOWN,
                 "failed to query etcd status: dial tcp 127.0.0.1:2379: connect: connection refused",
             )
-        return facts.etcd_status(me, list(self.world.etcd.values()))
+        return facts.etcd_status(me, self.world.talos.leader(me.cluster))
 
     def etcd_remove(self, m: Machine, req: Any) -> machine_pb2.EtcdRemoveMemberByID:
         self._require_controlplane(m, "etcd remove member")
@@ -541,21 +588,32 @@ class TalosLabServer(LabServer):
         self.world.etcd_leave(m.ip)
         return machine_pb2.EtcdLeaveCluster()
 
+    def etcd_forfeit(self, m: Machine, _req: Any) -> machine_pb2.EtcdForfeitLeadership:
+        self._require_controlplane(m, "etcd forfeit leadership")
+        return machine_pb2.EtcdForfeitLeadership(member=self.world.etcd_forfeit_leadership(m.ip))
+
     def apply(self, m: Machine, req: Any) -> machine_pb2.ApplyConfiguration:
+        """ApplyConfiguration with Talos's codes: maintenance mode answers a config that
+        does not load with a plain error (Unknown) and one that does not validate with
+        InvalidArgument 'configuration validation failed: ...'; a configured machine
+        answers both, and a change that cannot apply live in NO_REBOOT/TRY, with
+        InvalidArgument and the bare text."""
         mode = APPLY_MODE_NAMES.get(req.mode, "auto")
-        if req.dry_run:
-            details = "Dry run summary: configuration would be applied"
-        else:
-            details = self.world.talos_apply_config(m.ip, bytes(req.data), mode)
-        chosen = req.mode
-        if req.mode == machine_pb2.ApplyConfigurationRequest.AUTO:
-            rebooting = "reboot" in details.lower() and "without" not in details.lower()
-            chosen = (
-                machine_pb2.ApplyConfigurationRequest.REBOOT
-                if rebooting
-                else machine_pb2.ApplyConfigurationRequest.NO_REBOOT
+        timeout = req.try_mode_timeout.ToTimedelta().total_seconds() or None
+        try:
+            out = self.world.talos_apply_config(
+                m.ip, bytes(req.data), mode, dry_run=req.dry_run, try_timeout=timeout
             )
-        return machine_pb2.ApplyConfiguration(mode=chosen, mode_details=details)
+        except ConfigError as exc:
+            text = str(exc)
+            if m.maintenance and exc.stage == "parse":
+                raise GRPCError(Status.UNKNOWN, f"failed to parse config: {text}") from None
+            if m.maintenance:
+                text = f"configuration validation failed: {text}"
+            raise GRPCError(Status.INVALID_ARGUMENT, text) from None
+        return machine_pb2.ApplyConfiguration(
+            mode=APPLY_MODES_BY_NAME[out.mode], mode_details=out.details, warnings=out.warnings
+        )
 
     def service_restart(self, m: Machine, req: Any) -> machine_pb2.ServiceRestart:
         """Talos's APIRestart: a service not defined, or one that does not allow a restart
@@ -572,7 +630,24 @@ class TalosLabServer(LabServer):
         return machine_pb2.ServiceRestart(resp=f"Service {_go_quote(req.id)} restarted")
 
     def reset(self, m: Machine, req: Any) -> machine_pb2.Reset:
-        self.world.talos_reset(m.ip, graceful=req.graceful)
+        """Reset checks its input, answers, and runs a moment later (Talos runs the
+        sequence in a goroutine); its input errors are plain errors (Unknown)."""
+        wipe = {
+            machine_pb2.ResetRequest.ALL: "all",
+            machine_pb2.ResetRequest.SYSTEM_DISK: "system-disk",
+            machine_pb2.ResetRequest.USER_DISKS: "user-disks",
+        }[req.mode]
+        try:
+            self.world.talos_reset(
+                m.ip,
+                graceful=req.graceful,
+                reboot=req.reboot,
+                wipe=wipe,
+                partitions=tuple((p.label, p.wipe) for p in req.system_partitions_to_wipe),
+                user_disks=tuple(req.user_disks_to_wipe),
+            )
+        except WorldError as exc:
+            raise GRPCError(Status.UNKNOWN, str(exc)) from None
         return machine_pb2.Reset(actor_id=f"reset-{m.hostname}")
 
     def reboot(self, m: Machine, _req: Any) -> machine_pb2.Reboot:
@@ -666,6 +741,14 @@ class _MachineService(machine_grpc.MachineServiceBase):
             "EtcdRemoveMemberByID",
             self._s.etcd_remove,
             machine_pb2.EtcdRemoveMemberByIDResponse,
+        )
+
+    async def EtcdForfeitLeadership(self, stream: Stream) -> None:
+        await self._u(
+            stream,
+            "EtcdForfeitLeadership",
+            self._s.etcd_forfeit,
+            machine_pb2.EtcdForfeitLeadershipResponse,
         )
 
     async def EtcdLeaveCluster(self, stream: Stream) -> None:

@@ -2,7 +2,7 @@
 
 This is the node-replacement path in miniature: clone a VM (Proxmox), boot it into Talos
 maintenance mode (Talos, insecure), configure it (Talos) and watch it join Kubernetes;
-then reset a node (Talos) and watch it leave etcd and Kubernetes.
+then reset a node (Talos) and watch it leave etcd and its Node be cordoned and drained.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dapper.backends.clients.proxmox import ProxmoxBackend
 from dapper.backends.clients.talos import TalosClient
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings
+from dapper.lab.world.talos import cluster_machine_config
 
 from tests.waiting import eventually
 
@@ -28,15 +29,11 @@ def lab() -> Iterator[RunningLab]:
     running.stop()
 
 
-WORKER_CONFIG = b"""version: v1alpha1
-machine:
-  type: worker
-  network:
-    hostname: talos-node-large-4
-cluster:
-  controlPlane:
-    endpoint: https://10.100.0.40:6443
-"""
+def worker_config(lab: RunningLab, hostname: str) -> bytes:
+    """A valid worker config carrying the lab cluster's OS CA and token."""
+    return cluster_machine_config(
+        hostname, "worker", os_ca_pem=lab.world.cluster_os_ca, token=lab.world.cluster_token
+    )
 
 
 def test_clone_boot_configure_join(lab: RunningLab) -> None:
@@ -56,7 +53,9 @@ def test_clone_boot_configure_join(lab: RunningLab) -> None:
         ) as talos:
             await asyncio.sleep(0.2)  # boot
             disks = await talos.disks(ip, maintenance=True)  # what maintenance mode serves
-            await talos.apply_configuration(ip, WORKER_CONFIG, maintenance=True)
+            await talos.apply_configuration(
+                ip, worker_config(lab, "talos-node-large-4"), maintenance=True
+            )
             return disks[0].device
 
     assert asyncio.run(talos_steps()) == "/dev/vda"
@@ -81,16 +80,22 @@ def test_reset_leaves_etcd_and_kubernetes(lab: RunningLab) -> None:
     kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
     assert "talos-control-3" in {n.name for n in kube.nodes()}
 
-    async def reset() -> int:
+    async def reset() -> None:
         async with TalosClient.from_config(cfg.talosconfig, cfg.talos_context) as talos:
             await talos.reset("10.100.0.52", graceful=True, reboot=True)
-            members = await talos.etcd_members("10.100.0.50")
-            return len(members)
 
-    assert asyncio.run(reset()) == 2
-    assert "talos-control-3" not in {n.name for n in kube.nodes()}
+    async def members() -> int:
+        async with TalosClient.from_config(cfg.talosconfig, cfg.talos_context) as talos:
+            return len(await talos.etcd_members("10.100.0.50"))
+
+    asyncio.run(reset())  # answers at once; the reset runs after
     machine = lab.world.machine("10.100.0.52")
-    assert machine.maintenance and machine.config is None
+    eventually(lambda: machine.maintenance, interval=0.05, message="the reset to run")
+    assert asyncio.run(members()) == 2
+    # a graceful reset cordons and drains its Node but does not delete it
+    node = next(n for n in kube.nodes() if n.name == "talos-control-3")
+    assert node.unschedulable and node.ready != "True"
+    assert machine.config is None
     kube.close()
 
 
