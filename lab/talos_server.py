@@ -270,6 +270,9 @@ class TalosLabServer(LabServer):
         self._thread: threading.Thread | None = None
         self._servers: list[_Server] = []
         self._stopped = False
+        self.machine_port = 0  # one port on every machine's own loopback address
+        self._own: dict[str, _Server] = {}  # machine IP -> the listener at its address
+        world.talos.on_new_machine.append(self._machine_appeared)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -340,8 +343,49 @@ class TalosLabServer(LabServer):
             raise
         return sock
 
+    def _machine_appeared(self, machine: Machine) -> None:
+        """A new machine (a clone booting): open its own address (from the world's lock)."""
+        loop = self._loop
+        if self._stopped or loop is None or not self._servers:
+            return
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._listen_at(machine.ip), loop)
+
+    def address_of(self, node: str) -> str:
+        """host:port where `node` (IP or hostname) answers at its own address."""
+        with self.world.lock:
+            m = self.world.machine(node)
+            return join_endpoint(self.world.talos.lab_address(m), self.machine_port)
+
+    async def _listen_at(self, ip: str) -> None:
+        """The machine's own address: what talosctl --insecure dials in maintenance mode."""
+        if ip in self._own:
+            return
+        with self.world.lock:
+            m = self.world.machines.get(ip)
+            if m is None:
+                return
+            host = self.world.talos.lab_address(m)
+        family = socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, self.machine_port))
+        except OSError:
+            sock.close()
+            log.warning("cannot listen at %s:%s for %s", host, self.machine_port, ip)
+            return
+        self.machine_port = sock.getsockname()[1]
+        server = _Server(
+            [_MachineService(self, True, pinned=ip), _StorageService(self, True, pinned=ip)]
+        )
+        await server.start(sock=sock, ssl=self._insecure)
+        self._own[ip] = server
+        self._servers.append(server)
+
     async def _listen(self) -> None:
-        """Open both listeners (again, after api-down, on the same ports)."""
+        """Open both listeners (again, after api-down, on the same ports), and one at each
+        machine's own address."""
         for maintenance in (False, True):
             sock = self._bind(self.maintenance_port if maintenance else self.port)
             if maintenance:
@@ -353,6 +397,10 @@ class TalosLabServer(LabServer):
             )
             await server.start(sock=sock, ssl=self._insecure if maintenance else self._mtls)
             self._servers.append(server)
+        with self.world.lock:
+            ips = list(self.world.machines)
+        for ip in ips:
+            await self._listen_at(ip)
 
     @property
     def listening(self) -> bool:
@@ -369,6 +417,7 @@ class TalosLabServer(LabServer):
             server.abort_connections()
         await asyncio.sleep(0)
         self._servers = []
+        self._own = {}
 
     def api_down_changed(self, down: bool) -> None:
         loop = self._loop
@@ -412,7 +461,9 @@ class TalosLabServer(LabServer):
 
     # -- dispatch --------------------------------------------------------------------------
 
-    async def _admit(self, stream: Stream, method: str, maintenance: bool) -> _Call:
+    async def _admit(
+        self, stream: Stream, method: str, maintenance: bool, pinned: str | None = None
+    ) -> _Call:
         """Faults, roles and targets of one call; raises the gRPC error the caller sees."""
         if self.world.api_down("talos"):
             raise GRPCError(Status.UNAVAILABLE, "apid is not running")
@@ -440,6 +491,8 @@ class TalosLabServer(LabServer):
         else:
             targets = (None,)
         identity = cn or ",".join(orgs) or ("maintenance" if maintenance else "anonymous")
+        if pinned is not None:  # a machine's own address: it answers for itself only
+            return _Call(method, identity, (pinned,), False, maintenance)
         return _Call(method, identity, targets, bool(listed) and not node, maintenance)
 
     def _resolve(self, call: _Call, target: str | None) -> Machine:
@@ -506,10 +559,17 @@ class TalosLabServer(LabServer):
         )
 
     async def unary(
-        self, stream: Stream, method: str, maintenance: bool, fn: Handler, response: type
+        self,
+        stream: Stream,
+        method: str,
+        maintenance: bool,
+        fn: Handler,
+        response: type,
+        *,
+        pinned: str | None = None,
     ) -> None:
         req = await stream.recv_message()
-        call = await self._admit(stream, method, maintenance)
+        call = await self._admit(stream, method, maintenance, pinned)
         resp = response()
         for target in call.targets:
             try:
@@ -669,14 +729,16 @@ class TalosLabServer(LabServer):
 
 
 class _MachineService(machine_grpc.MachineServiceBase):
-    """MachineService methods, each a thin mapping onto TalosLabServer's dispatch."""
+    """MachineService methods, each a thin mapping onto TalosLabServer's dispatch.
+    `pinned`: the machine whose own address this listener is (metadata is ignored)."""
 
-    def __init__(self, srv: TalosLabServer, maintenance: bool) -> None:
+    def __init__(self, srv: TalosLabServer, maintenance: bool, pinned: str | None = None) -> None:
         self._s = srv
         self._m = maintenance
+        self._pinned = pinned
 
     async def _u(self, stream: Stream, method: str, fn: Handler, response: type) -> None:
-        await self._s.unary(stream, method, self._m, fn, response)
+        await self._s.unary(stream, method, self._m, fn, response, pinned=self._pinned)
 
     async def _d(self, stream: Stream, method: str, fn: Handler) -> None:
         if self._m:
@@ -784,11 +846,17 @@ class _MachineService(machine_grpc.MachineServiceBase):
 
 
 class _StorageService(storage_grpc.StorageServiceBase):
-    def __init__(self, srv: TalosLabServer, maintenance: bool) -> None:
+    def __init__(self, srv: TalosLabServer, maintenance: bool, pinned: str | None = None) -> None:
         self._s = srv
         self._m = maintenance
+        self._pinned = pinned
 
     async def Disks(self, stream: Stream) -> None:
         await self._s.unary(
-            stream, "Disks", self._m, lambda m, _r: facts.disks(m), storage_pb2.DisksResponse
+            stream,
+            "Disks",
+            self._m,
+            lambda m, _r: facts.disks(m),
+            storage_pb2.DisksResponse,
+            pinned=self._pinned,
         )

@@ -8,7 +8,8 @@ refuses every mutating call with ReadOnlyError before touching the network.
 Maintenance mode (a fresh machine before its config is applied) speaks TLS without a
 client certificate and without server verification (talosctl --insecure), and answers
 only Disks and ApplyConfiguration to such a caller (Version is Unimplemented there). The
-client dials the node itself on :50000, or, when `maintenance_endpoint` is given, that
+client dials the node's own address on `maintenance_port` (50000; a new VM's address
+comes from the Proxmox guest agent), or, when `maintenance_endpoint` is given, that
 endpoint with `node` metadata.
 """
 
@@ -232,11 +233,13 @@ class TalosClient:
         read_only: bool = False,
         timeout: float = 5.0,
         maintenance_endpoint: str | None = None,
+        maintenance_port: int = DEFAULT_PORT,
     ) -> None:
         self.context = context
         self.read_only = read_only
         self.timeout = timeout
         self.maintenance_endpoint = maintenance_endpoint
+        self.maintenance_port = maintenance_port
         self.roles = certificate_roles(context.crt_pem)
         self._ssl = client_ssl_context(context)
         self._insecure = insecure_ssl_context()
@@ -254,12 +257,14 @@ class TalosClient:
         *,
         timeout: float = 5.0,
         maintenance_endpoint: str | None = None,
+        maintenance_port: int = DEFAULT_PORT,
     ) -> TalosClient:
         return cls(
             load_talosconfig(path, context),
             read_only=read_only,
             timeout=timeout,
             maintenance_endpoint=maintenance_endpoint,
+            maintenance_port=maintenance_port,
         )
 
     async def __aenter__(self) -> TalosClient:
@@ -308,7 +313,7 @@ class TalosClient:
                 return [(self.maintenance_endpoint, {"node": node} if node else {})]
             if not node:
                 raise BackendError("maintenance mode needs a node to dial")
-            return [(join_endpoint(*split_endpoint(node, DEFAULT_PORT)), {})]
+            return [(join_endpoint(*split_endpoint(node, self.maintenance_port)), {})]
         eps = list(self.context.endpoints)
         start = self._next_endpoint % len(eps)
         self._next_endpoint += 1

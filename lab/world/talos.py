@@ -97,6 +97,9 @@ class TalosWorld:
         self.kube = kube
         self.lock = state.lock
         self.stop_vm: Callable[[int], None] | None = None  # set by the World (Proxmox)
+        # called (under the lock) when a new machine appears, e.g. the Talos server
+        # opening the machine's own address
+        self.on_new_machine: list[Callable[[Machine], None]] = []
 
     # -- the machines the lab starts with --------------------------------------------------
 
@@ -138,6 +141,22 @@ class TalosWorld:
                 return m
         return None
 
+    def lab_address(self, machine: Machine) -> str:
+        """The loopback address standing in for `machine`'s own LAN address (stable)."""
+        taken = self.state.lab_addresses
+        if machine.ip not in taken:
+            used = set(taken.values())
+            last = next(n for n in range(2, 255) if f"{self.state.loopback_prefix}{n}" not in used)
+            taken[machine.ip] = f"{self.state.loopback_prefix}{last}"
+        return taken[machine.ip]
+
+    def machine_at(self, address: str) -> Machine | None:
+        """The machine whose own (loopback) address this is."""
+        for ip, alias in self.state.lab_addresses.items():
+            if alias == address:
+                return self.state.machines.get(ip)
+        return None
+
     def reachable(self, machine: Machine) -> bool:
         vm = self.state.vms.get(machine.vmid)
         return bool(vm and vm.status == "running" and machine.booted)
@@ -158,6 +177,8 @@ class TalosWorld:
                 disks=[("/dev/vda", vm.disk_gib * GIB, "QEMU HARDDISK")],
             )
             self.state.machines[machine.ip] = machine
+            for hook in list(self.on_new_machine):
+                hook(machine)
 
     def boot_later(self, vmid: int) -> None:
         self.state.later(self.state.timings.boot, lambda: self.booted(vmid))

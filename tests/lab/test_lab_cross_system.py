@@ -15,6 +15,7 @@ import pytest
 from dapper.backends.clients.kube import KubeBackend
 from dapper.backends.clients.proxmox import ProxmoxBackend
 from dapper.backends.clients.talos import TalosClient
+from dapper.backends.errors import BackendError
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings
 from dapper.lab.world.talos import cluster_machine_config
@@ -73,6 +74,55 @@ def test_clone_boot_configure_join(lab: RunningLab) -> None:
     assert any(v.vmid == newid and v.status == "running" for v in pve.vms())
     kube.close()
     pve.close()
+
+
+def test_new_vm_is_found_by_its_guest_agent_and_configured_at_its_own_address(
+    lab: RunningLab,
+) -> None:
+    """The runbooks' discovery path: Proxmox's guest agent names the address, and the
+    machine answers there without a client certificate (no shared endpoint, no metadata)."""
+    cfg = lab.config
+    pve = ProxmoxBackend.from_config(cfg.proxmox)
+    newid = pve.next_vmid()
+    pve.wait_task(pve.clone(104, newid, "talos-node-large-5"), timeout=10)
+    with pytest.raises(BackendError, match="not running"):
+        pve.guest_addresses(newid)
+    pve.wait_task(pve.start(newid), timeout=10)
+    addresses = eventually(
+        lambda: _agent(pve, newid), interval=0.05, message="the guest agent to answer"
+    )
+    assert len(addresses) == 1
+    port = int(lab.world.endpoints["talos_machine_port"])
+
+    async def talos_steps() -> str:
+        async with TalosClient.from_config(
+            cfg.talosconfig, cfg.talos_context, maintenance_port=port
+        ) as talos:
+            with pytest.raises(BackendError) as err:  # Talos answers Version to admins only
+                await talos.version(addresses[0], maintenance=True)
+            assert err.value.code == "UNIMPLEMENTED"
+            disks = await talos.disks(addresses[0], maintenance=True)
+            await talos.apply_configuration(
+                addresses[0], worker_config(lab, "talos-node-large-5"), maintenance=True
+            )
+            return disks[0].device
+
+    assert asyncio.run(talos_steps()) == "/dev/vda"
+    kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
+    eventually(
+        lambda: any(n.name == "talos-node-large-5" for n in kube.nodes()),
+        interval=0.05,
+        message="the new machine's Node",
+    )
+    kube.close()
+    pve.close()
+
+
+def _agent(pve: ProxmoxBackend, vmid: int) -> tuple[str, ...] | None:
+    try:
+        return pve.guest_addresses(vmid) or None
+    except BackendError:
+        return None
 
 
 def test_reset_leaves_etcd_and_kubernetes(lab: RunningLab) -> None:

@@ -432,3 +432,28 @@ async def test_machine_reports_each_members_health(server, world, tmp_path) -> N
     async with _client(server, tmp_path) as c:
         m = await c.machine(CP1)
     assert [e.hostname for e in m.etcd_members if e.leader] == ["talos-control-1"]
+
+
+async def test_each_machine_answers_at_its_own_address(server, world, tmp_path) -> None:
+    """Maintenance mode as on the wire: the machine's own address, no client certificate;
+    `node` metadata routes nothing there."""
+    world.talos_reset(WORKER)
+    await _in_maintenance(world, WORKER)
+    own = server.address_of(WORKER)
+    host, port = split_endpoint(own)
+    assert host != "127.0.0.1" and host.startswith("127.")
+    async with _client(server, tmp_path) as c:
+        c.maintenance_endpoint = None
+        c.maintenance_port = port
+        assert "/dev/vda" in [d.device for d in await c.disks(host, maintenance=True)]
+        ch = TalosChannel(host, port, ssl=insecure_ssl_context())
+        try:  # metadata naming another machine still reaches this one
+            stub = storage_grpc.StorageServiceStub(ch)
+            resp = await stub.Disks(empty_pb2.Empty(), metadata={"node": CP1})
+            assert len(resp.messages[0].disks) == 2  # the worker's, not CP1's one disk
+        finally:
+            await ch.aclose()
+        cp_host, _ = split_endpoint(server.address_of(CP1))
+        with pytest.raises(BackendError) as err:  # a configured machine wants a cert
+            await c.disks(cp_host, maintenance=True)
+        assert err.value.code == "UNAVAILABLE" and "certificate required" in err.value.reason
