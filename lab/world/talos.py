@@ -577,10 +577,19 @@ class TalosWorld:
             self._add_etcd_member(m, cluster=cluster)
             m.etcd_data = True
             m.etcd_service = "Running"
-            if cluster == MAIN_CLUSTER:  # the API server comes up: the others join now
+            if cluster == MAIN_CLUSTER:  # the API server comes up; the others' retries succeed
+                self.join(m)
                 for other in self.state.machines.values():
-                    if other is not m and not other.maintenance and self.reachable(other):
-                        self.join(other)
+                    if other is not m and not other.maintenance:
+                        self.state.later(
+                            self.state.timings.boot, lambda ip=other.ip: self._retry_join(ip)
+                        )
+
+    def _retry_join(self, ip: str) -> None:
+        """A waiting kubelet or etcd tries again (Talos retries every few seconds)."""
+        with self.lock:
+            m = self.state.machines.get(ip)
+            if m is not None and not m.maintenance and self.reachable(m):
                 self.join(m)
 
     def _remove_check(self, member_id: int) -> None:

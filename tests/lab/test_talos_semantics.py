@@ -418,3 +418,36 @@ async def test_invalid_wipe_combinations_are_refused(server, world, tmp_path) ->
             "reset user disk failed: device /dev/vda is the system disk",
         )
     assert world.writes == [] and not world.machine(WORKER).maintenance
+
+
+async def test_before_bootstrap_etcd_waits_and_no_node_registers(server, world, tmp_path) -> None:
+    """A cluster before Bootstrap. The lab has no bare stage yet (issue 13), so the test
+    takes the seeded cluster's etcd away (no data on any control plane, no Nodes) and
+    reboots every machine: that is the state a fresh cluster's machines boot into."""
+    with world.lock:
+        world.etcd.clear()
+        for m in world.machines.values():
+            m.etcd_data = False
+            world.kube.delete_node(m.hostname)
+    async with _client(server, tmp_path) as c:
+        for ip in list(world.machines):
+            await c.reboot(ip)
+        for ip in list(world.machines):
+            m = world.machine(ip)
+            await eventually_async(lambda m=m: world.reachable(m), message="boot", timeout=3.0)
+        assert {s.id: s.state for s in await c.services(CP2)}["etcd"] == "Preparing"
+        await _refused(c.etcd_status(CP1), "UNKNOWN", "connection refused")
+        assert not any(world.kube.node_exists(m.hostname) for m in world.machines.values())
+        await c.bootstrap(CP1)
+        assert [e.hostname for e in await c.etcd_members(CP1)] == ["talos-control-1"]
+        assert world.kube.node_exists("talos-control-1")
+        await eventually_async(  # the other kubelets' retries succeed now
+            lambda: world.kube.node_exists("talos-node-large-1"), message="Node", timeout=3.0
+        )
+        await _refused(c.bootstrap(CP1), "ALREADY_EXISTS", "etcd data directory is not empty")
+        # the waiting control planes join as learners, then are promoted
+        await eventually_async(
+            lambda: len(world.etcd) == 3 and not any(e.is_learner for e in world.etcd.values()),
+            message="the other control planes to join",
+            timeout=3.0,
+        )
