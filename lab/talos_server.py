@@ -20,12 +20,19 @@ mTLS listener refuses machines in maintenance with Unavailable, as apid's proxy 
 its TLS handshake with them. Two listeners, not a per-call decision, because the real
 difference is at the TLS layer (client cert or none).
 
+Each machine also answers at its own address, as a real one does on <ip>:50000: a
+loopback address per machine (`World.talos.lab_address`, which the Proxmox twin's guest
+agent reports) with one insecure listener each, on the shared `machine_port`. There the
+machine answers for itself only (`node` metadata routes nothing), so a maintenance
+machine is found and configured as talosctl --insecure does it; the shared maintenance
+listener, which routes on `node`, stays for the console's collector.
+
 A method path the twin does not serve is answered as Go gRPC answers it: UNIMPLEMENTED
 with a gRPC content-type (grpclib's own answer has none, which clients report as a
 protocol error instead of the status).
 
 A machine whose VM is stopped (or still booting) fails like a proxied dial: Unavailable.
-The fault `api-down:talos` closes both listeners (connection refused) until cleared;
+The fault `api-down:talos` closes every listener (connection refused) until cleared;
 `api-slow:talos[:s]` delays every call.
 
 The server runs in its own thread with its own asyncio loop; `start()` returns once the
