@@ -219,9 +219,10 @@ def _decode(data: bytes) -> list[dict[str, Any]]:
         docs = [d for d in YAML(typ="safe").load_all(data.decode("utf-8")) if d is not None]
     except (YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()
-        raise ConfigError(f"yaml: {first[0] if first else 'invalid document'}", "parse") from exc
+        problem = first[0] if first else "invalid document"
+        raise ConfigError(f"decode error: yaml: {problem}", "parse") from exc
     if not docs:
-        raise ConfigError("config is empty", "parse")
+        raise ConfigError("config not found", "parse")
     for doc in docs:
         if not isinstance(doc, dict):
             raise ConfigError("expected a document", "parse")

@@ -69,7 +69,8 @@ async def _running(world: World, node: str) -> None:
 # -- 1. validation -----------------------------------------------------------------------
 
 BAD_CONFIGS = [
-    (b"machine: [unclosed\n", "yaml: "),
+    (b"machine: [unclosed\n", "decode error: yaml: "),
+    (b"", "config not found"),
     (b"foo: bar\n", "missing kind"),
     (
         b"version: v1alpha1\nmachine:\n  type: worker\n  bogus: 1\ncluster: {}\n",
