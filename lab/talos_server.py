@@ -685,14 +685,16 @@ class TalosLabServer(LabServer):
     def service_restart(self, m: Machine, req: Any) -> machine_pb2.ServiceRestart:
         """Talos's APIRestart: a service not defined, or one that does not allow a restart
         through the API (only kubelet and extension services do), is a plain error
-        (gRPC Unknown) with Talos's text; a service not running is started instead."""
+        (gRPC Unknown) with Talos's text; a service not running is started instead (and
+        only those two may be started)."""
         states = {sid: state for sid, state, _ in m.services()}
         if req.id not in states:
             raise GRPCError(Status.UNKNOWN, f"service {_go_quote(req.id)} not defined")
-        if states[req.id] == "Running" and not facts.restartable(req.id):
+        if not facts.restartable(req.id):  # not running: a restart is a start, as strict
+            operation = "restart" if states[req.id] == "Running" else "start"
             raise GRPCError(
                 Status.UNKNOWN,
-                f"service {_go_quote(req.id)} doesn't support restart operation via API",
+                f"service {_go_quote(req.id)} doesn't support {operation} operation via API",
             )
         return machine_pb2.ServiceRestart(resp=f"Service {_go_quote(req.id)} restarted")
 

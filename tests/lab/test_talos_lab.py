@@ -457,3 +457,11 @@ async def test_each_machine_answers_at_its_own_address(server, world, tmp_path) 
         with pytest.raises(BackendError) as err:  # a configured machine wants a cert
             await c.disks(cp_host, maintenance=True)
         assert err.value.code == "UNAVAILABLE" and "certificate required" in err.value.reason
+
+
+async def test_a_stopped_service_restart_is_a_start(server, world, tmp_path) -> None:
+    async with _client(server, tmp_path) as c:
+        await c.etcd_leave_cluster(CP2)  # etcd stops (Finished)
+        with pytest.raises(BackendError) as err:
+            await c.service_restart(CP2, "etcd")
+        assert err.value.reason.endswith('service "etcd" doesn\'t support start operation via API')
