@@ -488,18 +488,20 @@ class TalosWorld:
 
     def _run_reset(self, ip: str, *, graceful: bool, reboot: bool, wiped: set[str]) -> None:
         """The reset sequence: cordon and drain, leave etcd, wipe, reboot or power off.
-        A graceful reset whose etcd leave is refused stops there, as Talos's does."""
+        A graceful reset whose etcd leave is refused stops there, as Talos's does (the
+        Node stays cordoned and drained)."""
         with self.lock:
             m = self.state.machines.get(ip)
             if m is None or not self.reachable(m):
                 return
             if not m.maintenance and graceful:
+                # Talos's reset phases: drain (errors only logged), then leave etcd (fatal)
+                self.kube.cordon_and_drain(m.hostname)
                 if m.role == "controlplane" and any(e.ip == ip for e in self.state.etcd.values()):
                     try:
                         self.etcd_leave(ip)
                     except WorldError:
-                        return  # the sequence fails; the machine keeps running
-                self.kube.cordon_and_drain(m.hostname)
+                        return  # the sequence fails: drained, still a member, still running
             if "EPHEMERAL" in wiped:
                 m.etcd_data = False
             if "STATE" in wiped:

@@ -4,12 +4,14 @@ project's Talos client over real mTLS gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dapper.backends.clients.talos import TalosClient
 from dapper.backends.errors import BackendError
+from dapper.lab.kinds import by_kind
 from dapper.lab.pki import CertificateAuthority, Pki
 from dapper.lab.talos_server import TalosLabServer
 from dapper.lab.world import Timings, World
@@ -346,6 +348,11 @@ async def test_bootstrap_after_leaving_starts_a_second_cluster(server, world, tm
         assert len(await c.etcd_members(CP1)) == 2
 
 
+def _cordoned(world: World, name: str) -> bool:
+    node = world.store.find(by_kind("", "Node"), "", name)
+    return bool(node and node.get("spec", {}).get("unschedulable"))
+
+
 # -- 6. reset ----------------------------------------------------------------------------
 
 
@@ -356,8 +363,8 @@ async def test_graceful_reset_cordons_and_drains_but_keeps_the_node(
         await c.reset(WORKER, graceful=True, reboot=True)
         assert world.reachable(world.machine(WORKER))  # answered before the reset ran
         await _maintenance(world, WORKER)
-    node = world.kube.node_labels("talos-node-large-1")  # the Node is still there
-    assert node is not None and world.kube.node_exists("talos-node-large-1")
+    assert world.kube.node_exists("talos-node-large-1")  # the Node is still there
+    assert _cordoned(world, "talos-node-large-1")
     assert not world.kube.node_ready("talos-node-large-1")
     assert not [
         p
@@ -452,3 +459,18 @@ async def test_before_bootstrap_etcd_waits_and_no_node_registers(server, world, 
             message="the other control planes to join",
             timeout=3.0,
         )
+
+
+async def test_graceful_reset_that_would_lose_quorum_stops_after_the_drain(
+    server, world, tmp_path
+) -> None:
+    world.inject("etcd-unhealthy:talos-control-3")
+    async with _client(server, tmp_path) as c:
+        await c.reset(CP2, graceful=True, reboot=True)  # accepted: the checks come later
+        await eventually_async(
+            lambda: _cordoned(world, "talos-control-2"), message="the drain", timeout=3.0
+        )
+        await asyncio.sleep(0.2)
+        m = world.machine(CP2)
+        assert world.reachable(m) and not m.maintenance  # the leave was refused: no reset
+        assert "talos-control-2" in {e.hostname for e in await c.etcd_members(CP1)}
