@@ -42,6 +42,12 @@ def version(m: Machine) -> machine_pb2.Version:
     )
 
 
+# Talos services whose restart through the API is allowed (APIRestartAllowed): kubelet
+# and every system extension service (named ext-<name>).
+def restartable(service_id: str) -> bool:
+    return service_id == "kubelet" or service_id.startswith("ext-")
+
+
 def services(m: Machine) -> machine_pb2.ServiceList:
     out = machine_pb2.ServiceList()
     for sid, state, healthy in m.services():
@@ -116,17 +122,12 @@ def etcd_members(members: list[EtcdMemberState]) -> machine_pb2.EtcdMembers:
     return out
 
 
-def etcd_leader(members: list[EtcdMemberState]) -> int:
-    healthy = sorted((e for e in members if e.healthy), key=lambda e: e.hostname)
-    return healthy[0].id if healthy else 0
-
-
-def etcd_status(me: EtcdMemberState, members: list[EtcdMemberState]) -> machine_pb2.EtcdStatus:
+def etcd_status(me: EtcdMemberState, leader: int) -> machine_pb2.EtcdStatus:
     st = machine_pb2.EtcdMemberStatus(
         protocol_version="3.5.0",
         db_size=48_000_000 + _seed(me.hostname) % 4_000_000,
         db_size_in_use=30_000_000,
-        leader=etcd_leader(members),
+        leader=leader,
         raft_index=123_456,
         raft_term=7,
         raft_applied_index=123_456,

@@ -122,3 +122,21 @@ def parse_upid(upid: str) -> dict[str, str | int] | None:
         "id": parts[6],
         "user": parts[7],
     }
+
+
+def agent_addresses(payload: object) -> tuple[str, ...]:
+    """The guest's IPv4 addresses from the QEMU guest agent's network-get-interfaces
+    (`{"result": [{"name", "hardware-address", "ip-addresses": [...]}]}`), skipping the
+    loopback interface and link-local addresses: where the guest can be dialled."""
+    result = payload.get("result", payload) if isinstance(payload, dict) else payload
+    out: list[str] = []
+    for iface in result if isinstance(result, list) else []:
+        if not isinstance(iface, dict) or iface.get("name") == "lo":
+            continue
+        for addr in iface.get("ip-addresses") or []:
+            if not isinstance(addr, dict) or addr.get("ip-address-type") != "ipv4":
+                continue
+            ip = str(addr.get("ip-address", ""))
+            if ip and not ip.startswith("169.254.") and ip not in out:
+                out.append(ip)
+    return tuple(out)
