@@ -136,6 +136,11 @@ class TalosEtcdStatus:
     is_learner: bool = False
     errors: tuple[str, ...] = ()
 
+    @property
+    def is_leader(self) -> bool:
+        """This member leads (node replace shows the leader before removing a member)."""
+        return self.member_id == self.leader != 0
+
 
 @dataclass(frozen=True)
 class TalosDisk:
