@@ -44,12 +44,6 @@ def find_run_commit(repo: GitRepo, run_id: str, ref: str | None = None, n: int =
     return ""
 
 
-def count_run_commits(repo: GitRepo, run_id: str, ref: str | None = None) -> int:
-    r = repo.repo
-    target = r.head.target if ref is None else r.references[ref].resolve().target
-    return sum(1 for c in r.walk(target) if f"{TRAILER_RUN}: {run_id}" in c.message)
-
-
 def contains(repo: GitRepo, ref: str, sha: str) -> bool:
     """Whether `ref` exists and is `sha` or a descendant of it."""
     found = repo.repo.references.get(ref)

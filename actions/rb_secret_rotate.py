@@ -130,11 +130,14 @@ def target(ctx: RunContext) -> _Target:
 
 
 def _head_text(ctx: RunContext, rel: str) -> str | None:
+    import pygit2
+
     repo = ctx.repo.repo
     if repo.head_is_unborn:
         return None
     try:
-        return repo[repo.head.peel().tree[rel].id].data.decode()
+        blob = repo[repo.head.peel().tree[rel].id]
+        return blob.data.decode() if isinstance(blob, pygit2.Blob) else None
     except KeyError:
         return None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import io
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -93,8 +92,8 @@ def _transplant(original: str, normal: str, changed: str) -> str | None:
                 return None
             edits.append((at, at, c[j1:j2]))
             continue
-        mapped = [where.get(i) for i in range(i1, i2)]
-        if None in mapped or mapped != list(range(mapped[0], mapped[0] + len(mapped))):
+        mapped = [where[i] for i in range(i1, i2) if i in where]
+        if len(mapped) != i2 - i1 or mapped != list(range(mapped[0], mapped[0] + len(mapped))):
             return None
         edits.append((mapped[0], mapped[-1] + 1, c[j1:j2]))
     for start, end, lines in sorted(edits, reverse=True):
@@ -102,18 +101,11 @@ def _transplant(original: str, normal: str, changed: str) -> str | None:
     return "".join(out)
 
 
-def edit_text(text: str, change: Callable[[list[Any]], None], source: str = "<text>") -> str:
+def edit_text(text: str, change: Callable[[list[Any]], object], source: str = "<text>") -> str:
     """Apply `change` to the documents of `text` and return the new text."""
     f = YamlFile(text, source)
     change(f.docs)
     return f.dump()
-
-
-def edit_file(path: str | Path, change: Callable[[list[Any]], None]) -> tuple[str, str]:
-    """(old, new) text of a file after `change`; nothing is written."""
-    path = Path(path)
-    old = path.read_text()
-    return old, edit_text(old, change, str(path))
 
 
 # -- .sops.yaml recipients --------------------------------------------------------------

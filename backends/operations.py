@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dapper.backends.errors import ReadOnlyError
+from dapper.backends.model import SourceName
 
 if TYPE_CHECKING:
     from dapper.backends.snapshot.collector import Collector
@@ -60,26 +61,26 @@ class Operations:
             timeout=RECONCILE_TIMEOUT,
             on_progress=progress,
         )
-        await self._after("kubernetes")
+        await self._after(SourceName.KUBERNETES)
         return f"{what} reconciled at {revision}" if revision else f"{what} reconciled"
 
     async def suspend(self, namespace: str, name: str) -> None:
         await asyncio.to_thread(self.collector.kube().suspend, namespace, name)
-        await self._after("kubernetes")
+        await self._after(SourceName.KUBERNETES)
 
     async def resume(self, namespace: str, name: str) -> None:
         await asyncio.to_thread(self.collector.kube().resume, namespace, name)
-        await self._after("kubernetes")
+        await self._after(SourceName.KUBERNETES)
 
     # -- nodes -----------------------------------------------------------------------------
 
     async def cordon(self, node: str) -> None:
         await asyncio.to_thread(self.collector.kube().cordon, node)
-        await self._after("kubernetes")
+        await self._after(SourceName.KUBERNETES)
 
     async def uncordon(self, node: str) -> None:
         await asyncio.to_thread(self.collector.kube().uncordon, node)
-        await self._after("kubernetes")
+        await self._after(SourceName.KUBERNETES)
 
     async def drain(self, node: str, *, progress: Progress = None) -> str:
         kube = self.collector.kube()
@@ -87,7 +88,7 @@ class Operations:
         report = await asyncio.to_thread(
             kube.drain, node, deadline=time.monotonic() + DRAIN_TIMEOUT, on_progress=progress
         )
-        await self._after("kubernetes")
+        await self._after(SourceName.KUBERNETES)
         return str(report)
 
     # -- VMs -------------------------------------------------------------------------------
@@ -98,7 +99,7 @@ class Operations:
         upid = await asyncio.to_thread(getattr(pve, verb), vmid)
         await asyncio.to_thread(pve.wait_task, upid, timeout=VM_TASK_TIMEOUT, on_progress=progress)
         _say(progress, f"VM {vmid}: {verb} done")
-        await self._after("proxmox")
+        await self._after(SourceName.PROXMOX)
 
     async def vm_start(self, vmid: int, *, progress: Progress = None) -> None:
         await self._vm_task("start", vmid, progress)

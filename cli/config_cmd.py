@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, read_only=args.read_only)
     except ConfigError as exc:
-        print(f"config: {exc}", file=sys.stderr)
+        print(f"dapper-tui config: {exc}", file=sys.stderr)
         return 2
     if args.action == "show":
         print(f"source      {cfg.source or '(none: the lab)'}")

@@ -70,8 +70,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"dapper-tui: {exc} (details in {path})", file=sys.stderr)
         code = 1
     finally:
+        _let_runs_stop()
         try:
             connector.stop()
         except Exception:
             log.exception("stopping the lab failed")
     return int(code or 0)
+
+
+def _let_runs_stop(timeout: float = 120.0) -> None:
+    """A runbook the console left (quit, SIGHUP) stops at its next safe point: wait for it
+    before the process ends, so no step dies between its change and its journal entry."""
+    runbook_run = sys.modules.get("dapper.tui.screens.runbook_run")
+    if runbook_run is None:  # no runbook screen was ever opened
+        return
+    if not runbook_run.IN_FLIGHT.wait(timeout):
+        log.warning("a runbook still runs after %.0f s; leaving it to the journal", timeout)

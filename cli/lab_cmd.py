@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         lab = start_lab(repo=repo, directory=directory, nodes=args.nodes, faults=tuple(args.fault))
     except WorldError as exc:
-        print(f"lab: {exc}", file=sys.stderr)
+        print(f"dapper-tui lab: {exc}", file=sys.stderr)
         return 2
     f = lab.files
     print(f"lab running: {len(lab.world.specs)} nodes; client files in {f.dir}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
@@ -18,7 +19,7 @@ def log_path() -> Path:
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """A rotating log whose every file is created 0600: logs name the cluster's insides."""
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> io.TextIOWrapper:
         fd = open_private(Path(self.baseFilename))
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 

@@ -74,15 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--repo", help="the checkout whose kubernetes/ the lab reconciles")
 
     status = sub.add_parser("status", help="print the joined snapshot once; exit 0/1/2")
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--timeout", type=float, default=10.0)
+    status.add_argument(
+        "--json", action="store_true", help="the whole snapshot as JSON (a stable shape)"
+    )
+    status.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long each source may take before it counts as degraded (default: 10)",
+    )
 
     check = sub.add_parser("check", help="validate the kubernetes/ Flux tree")
     check.add_argument("--repo", default=".", help="repository root (default: .)")
-    check.add_argument("--json", action="store_true")
+    check.add_argument("--json", action="store_true", help="the problems as JSON")
 
     config = sub.add_parser("config", help="show or check the configuration")
-    config.add_argument("action", choices=["show", "check"])
+    config.add_argument(
+        "action",
+        choices=["show", "check"],
+        help="show: where each source is read from (no secret); "
+        "check: what is missing or unreachable, one line each",
+    )
 
     runbook = sub.add_parser("runbook", help="run, resume or list runbooks")
     rb = runbook.add_subparsers(dest="runbook_command", required=True)
@@ -93,12 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rb_run.add_argument("name", nargs="?")
     rb_run.add_argument("-h", "--help", action="store_true", help="describe the runbook")
-    rb_run.add_argument("--param", action="append", default=[], metavar="K=V")
+    rb_run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a parameter (repeatable; NAME --help lists them)",
+    )
     rb_run.add_argument("--yes", action="store_true", help="do not ask before changing anything")
     rb_run.add_argument("--dry-run", action="store_true", help="check and preview only")
     rb_resume = rb.add_parser("resume", help="resume an unfinished run")
-    rb_resume.add_argument("run_id")
-    rb_resume.add_argument("--yes", action="store_true")
+    rb_resume.add_argument("run_id", help="as `runbook list` shows it")
+    rb_resume.add_argument("--yes", action="store_true", help="do not ask before changing anything")
     return parser
 
 

@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dapper.cli.hangup import StopOnHangup
@@ -109,7 +110,7 @@ def _list(base: Any, out: TextIO) -> int:
     problems: list[str] = []
     runs = list_runs(base, problems)
     for line in problems:
-        print(f"runbook: skipped unreadable journal {line}", file=sys.stderr)
+        print(f"dapper-tui runbook: skipped unreadable journal {line}", file=sys.stderr)
     if not runs:
         out.write("no runbook runs yet\n")
         return 0
@@ -117,11 +118,34 @@ def _list(base: Any, out: TextIO) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
         done = sum(1 for s in r.steps if r.done(s))
         reason = f"  {r.reason}" if r.reason and r.reason != "done" else ""
+        if r.status != "done" and r.repo and not Path(r.repo).exists():
+            reason += "  (its lab is gone: not resumable)"
         out.write(
             f"{r.run_id}  {r.runbook:<14} {r.status:<10} {when}  {done} steps done"
             f"  {r.operator}{reason}\n"
         )
     return 0
+
+
+def _why_not_resumable(run_id: str) -> str:
+    """Why `resume RUN_ID` without a configuration cannot go on, in the run's own terms."""
+    from dapper.actions.journal import Journal, JournalError
+
+    try:
+        record = Journal.open(run_id).read()
+    except FileNotFoundError:
+        return f"no run {run_id} (dapper-tui runbook list shows the runs)"
+    except JournalError as exc:
+        return exc.reason
+    if record.repo and not Path(record.repo).exists():
+        return (
+            f"run {run_id} was made on a built-in lab that has stopped (its scratch clone "
+            f"{record.repo} is gone); it cannot be resumed"
+        )
+    return (
+        f"cannot resume {run_id} on a new lab (a lab's runs live in that lab's scratch clone "
+        "and remote); pass the config it ran with: --config FILE"
+    )
 
 
 def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = None) -> int:
@@ -134,18 +158,14 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, lab_dir: Any = N
     try:
         config = load_config(args.config, read_only=args.read_only or None)
     except ConfigError as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc}", file=sys.stderr)
         return 2
     if args.runbook_command == "run" and (args.help or not args.name):
         return _help(args.name, config, out)
     lab = None
     no_config = config.lab and not config.source  # a lab's own config.toml is a config
     if no_config and args.runbook_command == "resume":
-        print(
-            f"runbook: cannot resume {args.run_id} on a new lab (a lab's runs live in that "
-            "lab's scratch clone and remote); pass the config it ran with: --config FILE",
-            file=sys.stderr,
-        )
+        print(f"dapper-tui runbook: {_why_not_resumable(args.run_id)}", file=sys.stderr)
         return 2
     if no_config:
         from dapper.lab.runtime import start_lab
@@ -173,7 +193,7 @@ def _help(name: str | None, config: Any, out: TextIO) -> int:
     try:
         runbook = registry.get(name)
     except registry.UnknownRunbook as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc}", file=sys.stderr)
         return 2
     has_repo = bool(config.repo_path) and not (config.lab and not config.source)
     describe(runbook, out, ChoiceContext.of(config) if has_repo else None)
@@ -227,10 +247,10 @@ def _start(
             try:
                 record = Journal.open(args.run_id).read()
             except FileNotFoundError as exc:
-                print(f"runbook: {exc}", file=sys.stderr)
+                print(f"dapper-tui runbook: {exc}", file=sys.stderr)
                 return 2
             except JournalError as exc:
-                print(f"runbook: {exc.reason}", file=sys.stderr)
+                print(f"dapper-tui runbook: {exc.reason}", file=sys.stderr)
                 return 2
             result = engine.resume(
                 args.run_id, registry.get(record.runbook), confirm=confirm, yes=args.yes
@@ -246,12 +266,12 @@ def _start(
             resolve(runbook.params, given)  # one clear line (exit 2) before anything starts
             result = engine.run(runbook, given, confirm=confirm, yes=args.yes, dry_run=args.dry_run)
     except (ParamError, registry.UnknownRunbook) as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc}", file=sys.stderr)
         return 2
     except EOFError as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc}", file=sys.stderr)
         return 2
     except ReadOnlyError as exc:
-        print(f"runbook: {exc.reason}", file=sys.stderr)
+        print(f"dapper-tui runbook: {exc.reason}", file=sys.stderr)
         return 1
     return result

@@ -12,9 +12,8 @@ import json
 import sys
 
 from dapper.backends.config import ConfigError, load_config
-from dapper.backends.model import ClusterSnapshot
+from dapper.backends.model import ClusterSnapshot, summarize
 from dapper.backends.snapshot.snapshot_json import snapshot_to_json
-from dapper.backends.snapshot.summary import summarize
 from dapper.cli.logsetup import setup_logging
 
 
@@ -55,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, read_only=True)
     except ConfigError as exc:
-        print(f"config: {exc}", file=sys.stderr)
+        print(f"dapper-tui status: {exc}", file=sys.stderr)
         return 2
     from dapper.backends.configcheck import static_problems
 
     unusable = static_problems(cfg)
     if unusable:
         for line in unusable:
-            print(f"config: {line}", file=sys.stderr)
+            print(f"dapper-tui status: {line}", file=sys.stderr)
         return 2
     lab = None
     if cfg.lab and not cfg.source:

@@ -19,6 +19,7 @@ import hashlib
 import logging
 from typing import Any
 
+from dapper.lab.disk_links import by_id_links
 from dapper.lab.flux_status import (
     KS_NAME_LABEL,
     KS_NAMESPACE_LABEL,
@@ -239,9 +240,10 @@ class Applier:
         capacity = (SSD_BYTES // POOL_CLUSTER - 1) * POOL_CLUSTER
         fraction = 0.08 + (int(hashlib.sha256(name.encode()).hexdigest(), 16) % 2800) / 10000
         used = int(capacity * fraction) // MIB * MIB
+        missing = self._missing_disks(node, (pool.get("spec") or {}).get("disks") or [])
         if f"pool-degraded:{name}" in self.world.faults:
             state = "Degraded"
-        elif node_obj is None:
+        elif node_obj is None or missing:
             state = "Unknown"
         else:
             state = "Online"
@@ -250,7 +252,7 @@ class Applier:
             st = o.setdefault("status", {})
             st.update(
                 {
-                    "cr_state": "Created",
+                    "cr_state": "Creating" if missing else "Created",
                     "pool_status": state,
                     "encrypted": False,
                     "capacity": capacity,
@@ -263,6 +265,12 @@ class Applier:
             )
 
         self._status(rt, pool, edit)
+
+    def _missing_disks(self, node: str, disks: list[Any]) -> list[str]:
+        """The pool's disks its node does not present (Mayastor cannot create the pool)."""
+        machine = next((m for m in self.world.machines.values() if m.hostname == node), None)
+        present = by_id_links(node, machine.disks) if machine else {}
+        return [str(d) for d in disks if str(d) not in present]
 
     def _pvc_bound(self, rt: ResourceType, pvc: dict[str, Any]) -> None:
         spec = pvc.get("spec") or {}

@@ -34,10 +34,6 @@ class ResourceType:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    @property
-    def group_kind(self) -> tuple[str, str]:
-        return (self.group, self.kind)
-
 
 def _t(group: str, version: str, kind: str, plural: str, namespaced: bool = True, **kw):
     return ResourceType(group, version, kind, plural, namespaced, **kw)
@@ -180,13 +176,6 @@ def by_kind(group: str, kind: str) -> ResourceType:
         if rt.group == group and rt.kind == kind:
             return rt
     raise KeyError(f"{kind}.{group or 'core'} is not served by the lab")
-
-
-def by_plural(group: str, plural: str) -> ResourceType:
-    for rt in RESOURCE_TYPES:
-        if rt.group == group and rt.plural == plural:
-            return rt
-    raise KeyError(f"{plural}.{group or 'core'} is not served by the lab")
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:

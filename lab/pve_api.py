@@ -98,6 +98,7 @@ class PveApi:
             ("GET", q + r"/status", self._status_index),
             ("GET", q + r"/status/current", self._status_current),
             ("GET", q + r"/config", self._config_get),
+            ("GET", q + r"/agent/network-get-interfaces", self._agent_interfaces),
             ("POST", q + r"/config", self._config_post, "VM.Config.HWType"),
             ("PUT", q + r"/config", self._config_put, "VM.Config.HWType"),
             ("POST", q + r"/status/start", self._start, "VM.PowerMgmt"),
@@ -242,6 +243,20 @@ class PveApi:
     def _config_get(self, vmid: int, **_: Any) -> dict:
         with self.world.lock:
             return view.vm_config(self._vm(vmid))
+
+    def _agent_interfaces(self, vmid: int, **_: Any) -> dict:
+        """The QEMU guest agent's view of the guest's interfaces (the Talos schematics
+        carry the qemu-guest-agent extension, which runs in maintenance mode too). The
+        lab reports each machine's own loopback address, where it answers."""
+        with self.world.lock:
+            vm = self._vm(vmid)
+            if vm.status != "running":
+                raise PveError(500, f"VM {vmid} is not running")
+            machine = self.world.machine_of_vm(vmid)
+            if machine is None or not machine.booted:
+                raise PveError(500, "QEMU guest agent is not running")
+            address = self.world.talos.lab_address(machine)
+            return view.agent_interfaces(vm, address)
 
     def _storage(self, params: dict[str, str], **_: Any) -> list[dict]:
         rows = view.storage_rows(self.world, self.node)

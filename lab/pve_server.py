@@ -131,12 +131,6 @@ class PveServer(HttpsServer):
     def ca_pem(self) -> bytes:
         return self.pki.https_ca.cert_pem
 
-    def add_token(self, token_id: str, role: str = ADMIN_ROLE) -> PveToken:
-        """Another token (e.g. for a config the lab writes); its secret is fresh."""
-        token = PveToken(token_id, str(uuid.uuid4()), role)
-        self._tokens[token_id] = token
-        return token
-
     def start(self) -> PveServer:
         if self.start_serving():
             self.tasks.start()

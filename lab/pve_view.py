@@ -84,6 +84,29 @@ def vm_status_current(vm: LabVm, node: str = PVE_HOST) -> dict[str, Any]:
     return {k: v for k, v in row.items() if v is not None}
 
 
+def agent_interfaces(vm: LabVm, address: str) -> dict[str, Any]:
+    """guest-network-get-interfaces as PVE passes it on: `{"result": [...]}`."""
+    ifaces: list[dict[str, Any]] = [
+        {
+            "name": "lo",
+            "hardware-address": "00:00:00:00:00:00",
+            "ip-addresses": [
+                {"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8},
+                {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128},
+            ],
+        }
+    ]
+    mac = vm.macs[0].lower() if vm.macs else "bc:24:11:00:00:00"
+    ifaces.append(
+        {
+            "name": "eth0",
+            "hardware-address": mac,
+            "ip-addresses": [{"ip-address": address, "ip-address-type": "ipv4", "prefix": 24}],
+        }
+    )
+    return {"result": ifaces}
+
+
 def vm_config(vm: LabVm) -> dict[str, Any]:
     cfg = dict(vm.config())
     if vm.lock:

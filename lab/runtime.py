@@ -216,6 +216,9 @@ def _publish_endpoints(world: World, servers: LabServers) -> None:
         proxmox=servers.pve.url,
         talos=servers.talos.endpoint,
         talos_maintenance=servers.talos.maintenance_endpoint,
+        # every machine also answers at its own loopback address on this port (as a real
+        # one does on :50000); the Proxmox guest agent reports the address
+        talos_machine_port=str(servers.talos.machine_port),
     )
 
 

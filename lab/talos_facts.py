@@ -14,6 +14,7 @@ import tarfile
 import time
 
 from dapper.backends.clients.talos_pb import machine_pb2, storage_pb2
+from dapper.lab.disk_links import wwn
 from dapper.lab.world import EtcdMemberState, LabVm, Machine
 
 PLATFORM = ("nocloud", "cloud")
@@ -39,6 +40,12 @@ def version(m: Machine) -> machine_pb2.Version:
         ),
         features=machine_pb2.FeaturesInfo(rbac=True),
     )
+
+
+# Talos services whose restart through the API is allowed (APIRestartAllowed): kubelet
+# and every system extension service (named ext-<name>).
+def restartable(service_id: str) -> bool:
+    return service_id == "kubelet" or service_id.startswith("ext-")
 
 
 def services(m: Machine) -> machine_pb2.ServiceList:
@@ -93,6 +100,7 @@ def disks(m: Machine) -> storage_pb2.Disks:
             device_name=dev,
             name=dev.rsplit("/", 1)[-1],
             serial=f"LAB{_seed(m.hostname + dev):08X}",
+            wwid=f"naa.{wwn(m.hostname, dev)}" if wwn(m.hostname, dev) else "",
             type=storage_pb2.Disk.HDD if dev.startswith("/dev/vd") else storage_pb2.Disk.SSD,
             system_disk=i == 0,
             subsystem="/sys/class/block",
@@ -114,17 +122,12 @@ def etcd_members(members: list[EtcdMemberState]) -> machine_pb2.EtcdMembers:
     return out
 
 
-def etcd_leader(members: list[EtcdMemberState]) -> int:
-    healthy = sorted((e for e in members if e.healthy), key=lambda e: e.hostname)
-    return healthy[0].id if healthy else 0
-
-
-def etcd_status(me: EtcdMemberState, members: list[EtcdMemberState]) -> machine_pb2.EtcdStatus:
+def etcd_status(me: EtcdMemberState, leader: int) -> machine_pb2.EtcdStatus:
     st = machine_pb2.EtcdMemberStatus(
         protocol_version="3.5.0",
         db_size=48_000_000 + _seed(me.hostname) % 4_000_000,
         db_size_in_use=30_000_000,
-        leader=etcd_leader(members),
+        leader=leader,
         raft_index=123_456,
         raft_term=7,
         raft_applied_index=123_456,

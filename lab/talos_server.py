@@ -11,14 +11,28 @@ os:reader) and are checked per method as Talos does; a denial is PermissionDenie
 "not authorized".
 
 Maintenance mode is served by a second listener: TLS with the apid certificate but no
-client-certificate requirement (talosctl --insecure does not verify it either). It answers
-Version, ApplyConfiguration and Disks for machines that are in maintenance mode and
-nothing else; the mTLS listener refuses machines in maintenance with Unavailable, as
-apid's proxy would fail its TLS handshake with them. Two listeners, not a per-call
-decision, because the real difference is at the TLS layer (client cert or none).
+client-certificate requirement (talosctl --insecure does not verify it either). As Talos's
+maintenance server does, it gives every caller the reader role at most, serves Disks and
+ApplyConfiguration (AUTO, REBOOT and TRY only), answers the admin-only calls it has
+(Version, Reset, Upgrade) with Unimplemented "API is not implemented in maintenance mode"
+and every other MachineService method with Unimplemented "method X not implemented"; the
+mTLS listener refuses machines in maintenance with Unavailable, as apid's proxy would fail
+its TLS handshake with them. Two listeners, not a per-call decision, because the real
+difference is at the TLS layer (client cert or none).
+
+Each machine also answers at its own address, as a real one does on <ip>:50000: a
+loopback address per machine (`World.talos.lab_address`, which the Proxmox twin's guest
+agent reports) with one insecure listener each, on the shared `machine_port`. There the
+machine answers for itself only (`node` metadata routes nothing), so a maintenance
+machine is found and configured as talosctl --insecure does it; the shared maintenance
+listener, which routes on `node`, stays for the console's collector.
+
+A method path the twin does not serve is answered as Go gRPC answers it: UNIMPLEMENTED
+with a gRPC content-type (grpclib's own answer has none, which clients report as a
+protocol error instead of the status).
 
 A machine whose VM is stopped (or still booting) fails like a proxied dial: Unavailable.
-The fault `api-down:talos` closes both listeners (connection refused) until cleared;
+The fault `api-down:talos` closes every listener (connection refused) until cleared;
 `api-slow:talos[:s]` delays every call.
 
 The server runs in its own thread with its own asyncio loop; `start()` returns once the
@@ -49,8 +63,12 @@ from dapper.backends.clients.talosconfig import join_endpoint, render_talosconfi
 from dapper.lab import talos_facts as facts
 from dapper.lab.https_server import LabServer
 from dapper.lab.pki import Pki, server_ssl_context
-from dapper.lab.world import Machine, World, WorldError
-from grpclib.const import Status
+from dapper.lab.talos_config import ConfigError
+from dapper.lab.world import EtcdError, Machine, World, WorldError
+from dapper.lab.world.talos import cluster_machine_config
+from google.protobuf import empty_pb2
+from grpclib.const import Cardinality, Status
+from grpclib.const import Handler as GrpcHandler
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
@@ -78,6 +96,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "Shutdown": OPERATE,
     "EtcdRemoveMemberByID": ADMIN,
     "EtcdLeaveCluster": ADMIN,
+    "EtcdForfeitLeadership": ADMIN,
     "Bootstrap": ADMIN,
     "ApplyConfiguration": ADMIN,
     "Reset": ADMIN,
@@ -90,12 +109,24 @@ WRITES = frozenset(
         "Shutdown",
         "EtcdRemoveMemberByID",
         "EtcdLeaveCluster",
+        "EtcdForfeitLeadership",
         "Bootstrap",
         "ApplyConfiguration",
         "Reset",
     }
 )
-MAINTENANCE_METHODS = frozenset({"Version", "ApplyConfiguration", "Disks"})
+# What Talos's maintenance server serves to a caller without a client certificate.
+MAINTENANCE_METHODS = frozenset({"ApplyConfiguration", "Disks"})
+# Implemented there but behind assertAdminRole, which an insecure caller never passes.
+MAINTENANCE_ADMIN_ONLY = frozenset({"Version", "Reset", "Upgrade", "MetaWrite", "MetaDelete"})
+NOT_IN_MAINTENANCE = "API is not implemented in maintenance mode"
+APPLY_MODES_BY_NAME = {
+    "reboot": machine_pb2.ApplyConfigurationRequest.REBOOT,
+    "auto": machine_pb2.ApplyConfigurationRequest.AUTO,
+    "no-reboot": machine_pb2.ApplyConfigurationRequest.NO_REBOOT,
+    "staged": machine_pb2.ApplyConfigurationRequest.STAGED,
+    "try": machine_pb2.ApplyConfigurationRequest.TRY,
+}
 APPLY_MODE_NAMES = {
     machine_pb2.ApplyConfigurationRequest.REBOOT: "reboot",
     machine_pb2.ApplyConfigurationRequest.AUTO: "auto",
@@ -108,7 +139,22 @@ _WORLD_CODES = {
     409: Status.ALREADY_EXISTS,
     412: Status.FAILED_PRECONDITION,
     400: Status.INVALID_ARGUMENT,
+    501: Status.UNIMPLEMENTED,
 }
+# EtcdError kinds: the gRPC code Talos sends (a plain Go error reaches the client as Unknown).
+_ETCD_CODES = {
+    "notfound": Status.NOT_FOUND,
+    "exists": Status.ALREADY_EXISTS,
+    "precondition": Status.FAILED_PRECONDITION,
+    "unknown": Status.UNKNOWN,
+}
+
+
+def _world_status(exc: WorldError) -> Status:
+    if isinstance(exc, EtcdError):
+        return _ETCD_CODES.get(exc.kind, Status.UNKNOWN)
+    return _WORLD_CODES.get(exc.code, Status.INTERNAL)
+
 
 Handler = Callable[[Machine, Any], Any]
 
@@ -122,11 +168,34 @@ class _Call:
     maintenance: bool
 
 
+class _MethodTable(dict[str, GrpcHandler]):
+    """The server's method table: a path it does not serve gets a handler that answers
+    UNIMPLEMENTED the way Go gRPC does, as a proper gRPC status."""
+
+    def get(self, path: str, default: Any = None) -> GrpcHandler:  # type: ignore[override]
+        found = super().get(path)
+        if found is not None:
+            return found
+        service, _, method = path.lstrip("/").partition("/")
+        served = {p.lstrip("/").partition("/")[0] for p in self}
+        text = (
+            f"unknown method {method} for service {service}"
+            if service in served
+            else f"unknown service {service}"
+        )
+
+        async def unimplemented(stream: Stream) -> None:
+            raise GRPCError(Status.UNIMPLEMENTED, text)
+
+        return GrpcHandler(unimplemented, Cardinality.UNARY_UNARY, empty_pb2.Empty, empty_pb2.Empty)
+
+
 class _Server(Server):
     """grpclib's Server, but close() also drops open connections (apid going away does)."""
 
     def __init__(self, handlers: list[Any]) -> None:
         super().__init__(handlers)
+        self._mapping = _MethodTable(self._mapping)
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
         self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
@@ -153,6 +222,11 @@ class _Server(Server):
         """Drop what a polite close left half-open (TLS shutdown waiting on the peer)."""
         for transport in list(self.transports):
             transport.abort()
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q for the printable text the lab deals in."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _peer_subject(stream: Stream) -> tuple[tuple[str, ...], str]:
@@ -192,6 +266,9 @@ class TalosLabServer(LabServer):
             next(iter(world.machines), ""),
         )
         self._kubeconfig = kubeconfig
+        with world.lock:  # the cluster's machines trust this OS CA: a config must carry it
+            if not world.cluster_os_ca:
+                world.cluster_os_ca = pki.talos_ca.cert_pem.decode()
         hosts = [h for m in world.machines.values() for h in (m.ip, m.hostname)]
         pair = pki.talos_server(hosts)
         self._mtls = server_ssl_context(pair, client_ca_pem=pki.talos_ca.cert_pem, alpn=["h2"])
@@ -200,6 +277,9 @@ class TalosLabServer(LabServer):
         self._thread: threading.Thread | None = None
         self._servers: list[_Server] = []
         self._stopped = False
+        self.machine_port = 0  # one port on every machine's own loopback address
+        self._own: dict[str, _Server] = {}  # machine IP -> the listener at its address
+        world.talos.on_new_machine.append(self._machine_appeared)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -270,8 +350,49 @@ class TalosLabServer(LabServer):
             raise
         return sock
 
+    def _machine_appeared(self, machine: Machine) -> None:
+        """A new machine (a clone booting): open its own address (from the world's lock)."""
+        loop = self._loop
+        if self._stopped or loop is None or not self._servers:
+            return
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._listen_at(machine.ip), loop)
+
+    def address_of(self, node: str) -> str:
+        """host:port where `node` (IP or hostname) answers at its own address."""
+        with self.world.lock:
+            m = self.world.machine(node)
+            return join_endpoint(self.world.talos.lab_address(m), self.machine_port)
+
+    async def _listen_at(self, ip: str) -> None:
+        """The machine's own address: what talosctl --insecure dials in maintenance mode."""
+        if ip in self._own:
+            return
+        with self.world.lock:
+            m = self.world.machines.get(ip)
+            if m is None:
+                return
+            host = self.world.talos.lab_address(m)
+        family = socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, self.machine_port))
+        except OSError:
+            sock.close()
+            log.warning("cannot listen at %s:%s for %s", host, self.machine_port, ip)
+            return
+        self.machine_port = sock.getsockname()[1]
+        server = _Server(
+            [_MachineService(self, True, pinned=ip), _StorageService(self, True, pinned=ip)]
+        )
+        await server.start(sock=sock, ssl=self._insecure)
+        self._own[ip] = server
+        self._servers.append(server)
+
     async def _listen(self) -> None:
-        """Open both listeners (again, after api-down, on the same ports)."""
+        """Open both listeners (again, after api-down, on the same ports), and one at each
+        machine's own address."""
         for maintenance in (False, True):
             sock = self._bind(self.maintenance_port if maintenance else self.port)
             if maintenance:
@@ -283,6 +404,10 @@ class TalosLabServer(LabServer):
             )
             await server.start(sock=sock, ssl=self._insecure if maintenance else self._mtls)
             self._servers.append(server)
+        with self.world.lock:
+            ips = list(self.world.machines)
+        for ip in ips:
+            await self._listen_at(ip)
 
     @property
     def listening(self) -> bool:
@@ -299,6 +424,7 @@ class TalosLabServer(LabServer):
             server.abort_connections()
         await asyncio.sleep(0)
         self._servers = []
+        self._own = {}
 
     def api_down_changed(self, down: bool) -> None:
         loop = self._loop
@@ -328,6 +454,12 @@ class TalosLabServer(LabServer):
             pair.key_pem,
         )
 
+    def machine_config(self, hostname: str, role: str = "worker", **kw: Any) -> bytes:
+        """A valid machine config for this lab's cluster (its OS CA and token)."""
+        kw.setdefault("os_ca_pem", self.world.cluster_os_ca)
+        kw.setdefault("token", self.world.cluster_token)
+        return cluster_machine_config(hostname, role, **kw)
+
     def kubeconfig_bytes(self) -> bytes:
         if self._kubeconfig is not None:
             return self._kubeconfig()
@@ -336,7 +468,9 @@ class TalosLabServer(LabServer):
 
     # -- dispatch --------------------------------------------------------------------------
 
-    async def _admit(self, stream: Stream, method: str, maintenance: bool) -> _Call:
+    async def _admit(
+        self, stream: Stream, method: str, maintenance: bool, pinned: str | None = None
+    ) -> _Call:
         """Faults, roles and targets of one call; raises the gRPC error the caller sees."""
         if self.world.api_down("talos"):
             raise GRPCError(Status.UNAVAILABLE, "apid is not running")
@@ -345,10 +479,10 @@ class TalosLabServer(LabServer):
             await asyncio.sleep(delay)
         orgs, cn = _peer_subject(stream)
         if maintenance:
+            if method in MAINTENANCE_ADMIN_ONLY:
+                raise GRPCError(Status.UNIMPLEMENTED, NOT_IN_MAINTENANCE)
             if method not in MAINTENANCE_METHODS:
-                raise GRPCError(
-                    Status.UNIMPLEMENTED, f"{method} is not available in maintenance mode"
-                )
+                raise GRPCError(Status.UNIMPLEMENTED, f"method {method} not implemented")
         elif not set(orgs) & METHOD_ROLES[method]:
             raise GRPCError(Status.PERMISSION_DENIED, "not authorized")
         md = stream.metadata
@@ -364,6 +498,8 @@ class TalosLabServer(LabServer):
         else:
             targets = (None,)
         identity = cn or ",".join(orgs) or ("maintenance" if maintenance else "anonymous")
+        if pinned is not None:  # a machine's own address: it answers for itself only
+            return _Call(method, identity, (pinned,), False, maintenance)
         return _Call(method, identity, targets, bool(listed) and not node, maintenance)
 
     def _resolve(self, call: _Call, target: str | None) -> Machine:
@@ -405,10 +541,17 @@ class TalosLabServer(LabServer):
                     f"connection error: {addr}: authentication handshake failed "
                     f"({m.hostname} is in maintenance mode)",
                 )
+            if not call.maintenance and not m.joins:
+                raise GRPCError(
+                    Status.UNAVAILABLE,
+                    f"connection error: {addr}: authentication handshake failed: tls: failed "
+                    "to verify certificate: x509: certificate signed by unknown authority "
+                    f"({m.hostname} carries another cluster's OS CA)",
+                )
             try:
                 result = fn(m, req)
             except WorldError as exc:
-                raise GRPCError(_WORLD_CODES.get(exc.code, Status.INTERNAL), str(exc)) from None
+                raise GRPCError(_world_status(exc), str(exc)) from None
             if call.method in WRITES:
                 self.world.record_write("talos", f"{call.method} {m.ip}", call.identity)
             return result
@@ -423,10 +566,17 @@ class TalosLabServer(LabServer):
         )
 
     async def unary(
-        self, stream: Stream, method: str, maintenance: bool, fn: Handler, response: type
+        self,
+        stream: Stream,
+        method: str,
+        maintenance: bool,
+        fn: Handler,
+        response: type,
+        *,
+        pinned: str | None = None,
     ) -> None:
         req = await stream.recv_message()
-        call = await self._admit(stream, method, maintenance)
+        call = await self._admit(stream, method, maintenance, pinned)
         resp = response()
         for target in call.targets:
             try:
@@ -470,56 +620,103 @@ class TalosLabServer(LabServer):
     def _member(self, m: Machine):
         return next((e for e in self.world.etcd.values() if e.ip == m.ip), None)
 
-    def _require_controlplane(self, m: Machine) -> None:
+    @staticmethod
+    def _require_controlplane(m: Machine, api: str) -> None:
+        """Talos's checkControlplane: the etcd and kubeconfig calls exist on control planes."""
         if m.role != "controlplane":
-            raise GRPCError(
-                Status.FAILED_PRECONDITION, f"etcd is not running on {m.hostname} (a worker)"
-            )
+            raise GRPCError(Status.UNIMPLEMENTED, f"{api} is only available on control plane nodes")
 
     def etcd_members(self, m: Machine, _req: Any) -> machine_pb2.EtcdMembers:
-        self._require_controlplane(m)
-        return facts.etcd_members(list(self.world.etcd.values()))
+        self._require_controlplane(m, "member list")
+        cluster = self.world.talos.cluster_of(m)
+        if not self.world.talos.members(cluster):
+            raise GRPCError(
+                Status.UNKNOWN, "failed to create etcd client: no controlplane endpoints"
+            )
+        return facts.etcd_members(self.world.talos.members(cluster))
 
     def etcd_status(self, m: Machine, _req: Any) -> machine_pb2.EtcdStatus:
-        self._require_controlplane(m)
+        self._require_controlplane(m, "etcd status")
         me = self._member(m)
-        if me is None:
-            raise GRPCError(Status.FAILED_PRECONDITION, f"{m.hostname} is not an etcd member")
-        return facts.etcd_status(me, list(self.world.etcd.values()))
+        if me is None or m.etcd_service != "Running":
+            raise GRPCError(
+                Status.UNKNOWN,
+                "failed to query etcd status: dial tcp 127.0.0.1:2379: connect: connection refused",
+            )
+        return facts.etcd_status(me, self.world.talos.leader(me.cluster))
 
     def etcd_remove(self, m: Machine, req: Any) -> machine_pb2.EtcdRemoveMemberByID:
-        self._require_controlplane(m)
+        self._require_controlplane(m, "etcd remove member")
         self.world.etcd_remove_member(req.member_id)
         return machine_pb2.EtcdRemoveMemberByID()
 
     def etcd_leave(self, m: Machine, _req: Any) -> machine_pb2.EtcdLeaveCluster:
-        self._require_controlplane(m)
+        self._require_controlplane(m, "etcd leave")
         self.world.etcd_leave(m.ip)
         return machine_pb2.EtcdLeaveCluster()
 
+    def etcd_forfeit(self, m: Machine, _req: Any) -> machine_pb2.EtcdForfeitLeadership:
+        self._require_controlplane(m, "etcd forfeit leadership")
+        return machine_pb2.EtcdForfeitLeadership(member=self.world.etcd_forfeit_leadership(m.ip))
+
     def apply(self, m: Machine, req: Any) -> machine_pb2.ApplyConfiguration:
+        """ApplyConfiguration with Talos's codes: maintenance mode answers a config that
+        does not load with a plain error (Unknown) and one that does not validate with
+        InvalidArgument 'configuration validation failed: ...'; a configured machine
+        answers both, and a change that cannot apply live in NO_REBOOT/TRY, with
+        InvalidArgument and the bare text."""
         mode = APPLY_MODE_NAMES.get(req.mode, "auto")
-        if req.dry_run:
-            details = "Dry run summary: configuration would be applied"
-        else:
-            details = self.world.talos_apply_config(m.ip, bytes(req.data), mode)
-        chosen = req.mode
-        if req.mode == machine_pb2.ApplyConfigurationRequest.AUTO:
-            rebooting = "reboot" in details.lower() and "without" not in details.lower()
-            chosen = (
-                machine_pb2.ApplyConfigurationRequest.REBOOT
-                if rebooting
-                else machine_pb2.ApplyConfigurationRequest.NO_REBOOT
+        timeout = req.try_mode_timeout.ToTimedelta().total_seconds() or None
+        try:
+            out = self.world.talos_apply_config(
+                m.ip, bytes(req.data), mode, dry_run=req.dry_run, try_timeout=timeout
             )
-        return machine_pb2.ApplyConfiguration(mode=chosen, mode_details=details)
+        except ConfigError as exc:
+            text = str(exc)
+            if m.maintenance and exc.stage == "parse":
+                raise GRPCError(Status.UNKNOWN, f"failed to parse config: {text}") from None
+            if m.maintenance:
+                text = f"configuration validation failed: {text}"
+            raise GRPCError(Status.INVALID_ARGUMENT, text) from None
+        return machine_pb2.ApplyConfiguration(
+            mode=APPLY_MODES_BY_NAME[out.mode], mode_details=out.details, warnings=out.warnings
+        )
 
     def service_restart(self, m: Machine, req: Any) -> machine_pb2.ServiceRestart:
-        if req.id not in {sid for sid, _, _ in m.services()}:
-            raise GRPCError(Status.NOT_FOUND, f"service {req.id!r} not found")
-        return machine_pb2.ServiceRestart(resp=f"Service {req.id!r} restarted")
+        """Talos's APIRestart: a service not defined, or one that does not allow a restart
+        through the API (only kubelet and extension services do), is a plain error
+        (gRPC Unknown) with Talos's text; a service not running is started instead (and
+        only those two may be started)."""
+        states = {sid: state for sid, state, _ in m.services()}
+        if req.id not in states:
+            raise GRPCError(Status.UNKNOWN, f"service {_go_quote(req.id)} not defined")
+        if not facts.restartable(req.id):  # not running: a restart is a start, as strict
+            operation = "restart" if states[req.id] == "Running" else "start"
+            raise GRPCError(
+                Status.UNKNOWN,
+                f"service {_go_quote(req.id)} doesn't support {operation} operation via API",
+            )
+        return machine_pb2.ServiceRestart(resp=f"Service {_go_quote(req.id)} restarted")
 
     def reset(self, m: Machine, req: Any) -> machine_pb2.Reset:
-        self.world.talos_reset(m.ip, graceful=req.graceful)
+        """Reset checks its input, answers, and runs a moment later (Talos runs the
+        sequence in a goroutine); its input errors are plain errors (Unknown)."""
+        wipe = {
+            machine_pb2.ResetRequest.ALL: "all",
+            machine_pb2.ResetRequest.SYSTEM_DISK: "system-disk",
+            machine_pb2.ResetRequest.USER_DISKS: "user-disks",
+        }[req.mode]
+        try:
+            self.world.talos_reset(
+                m.ip,
+                graceful=req.graceful,
+                reboot=req.reboot,
+                wipe=wipe,
+                partitions=tuple((p.label, p.wipe) for p in req.system_partitions_to_wipe),
+                user_disks=tuple(req.user_disks_to_wipe),
+            )
+        except WorldError as exc:
+            raise GRPCError(Status.UNKNOWN, str(exc)) from None
         return machine_pb2.Reset(actor_id=f"reset-{m.hostname}")
 
     def reboot(self, m: Machine, _req: Any) -> machine_pb2.Reboot:
@@ -535,26 +732,26 @@ class TalosLabServer(LabServer):
         return machine_pb2.Bootstrap()
 
     def kubeconfig(self, m: Machine, _req: Any) -> list[bytes]:
-        if m.role != "controlplane":
-            raise GRPCError(Status.FAILED_PRECONDITION, "kubeconfig is served by control planes")
+        self._require_controlplane(m, "kubeconfig")
         blob = facts.kubeconfig_tar(self.kubeconfig_bytes())
         return [blob[i : i + 16384] for i in range(0, len(blob), 16384)]
 
 
 class _MachineService(machine_grpc.MachineServiceBase):
-    """MachineService methods, each a thin mapping onto TalosLabServer's dispatch."""
+    """MachineService methods, each a thin mapping onto TalosLabServer's dispatch.
+    `pinned`: the machine whose own address this listener is (metadata is ignored)."""
 
-    def __init__(self, srv: TalosLabServer, maintenance: bool) -> None:
+    def __init__(self, srv: TalosLabServer, maintenance: bool, pinned: str | None = None) -> None:
         self._s = srv
         self._m = maintenance
+        self._pinned = pinned
 
     async def _u(self, stream: Stream, method: str, fn: Handler, response: type) -> None:
-        await self._s.unary(stream, method, self._m, fn, response)
+        await self._s.unary(stream, method, self._m, fn, response, pinned=self._pinned)
 
     async def _d(self, stream: Stream, method: str, fn: Handler) -> None:
         if self._m:
-            await stream.recv_message()
-            raise GRPCError(Status.UNIMPLEMENTED, f"{method} is not available in maintenance mode")
+            raise GRPCError(Status.UNIMPLEMENTED, f"method {method} not implemented")
         await self._s.data_stream(stream, method, fn)
 
     async def Version(self, stream: Stream) -> None:
@@ -617,6 +814,14 @@ class _MachineService(machine_grpc.MachineServiceBase):
             machine_pb2.EtcdRemoveMemberByIDResponse,
         )
 
+    async def EtcdForfeitLeadership(self, stream: Stream) -> None:
+        await self._u(
+            stream,
+            "EtcdForfeitLeadership",
+            self._s.etcd_forfeit,
+            machine_pb2.EtcdForfeitLeadershipResponse,
+        )
+
     async def EtcdLeaveCluster(self, stream: Stream) -> None:
         await self._u(
             stream, "EtcdLeaveCluster", self._s.etcd_leave, machine_pb2.EtcdLeaveClusterResponse
@@ -650,11 +855,17 @@ class _MachineService(machine_grpc.MachineServiceBase):
 
 
 class _StorageService(storage_grpc.StorageServiceBase):
-    def __init__(self, srv: TalosLabServer, maintenance: bool) -> None:
+    def __init__(self, srv: TalosLabServer, maintenance: bool, pinned: str | None = None) -> None:
         self._s = srv
         self._m = maintenance
+        self._pinned = pinned
 
     async def Disks(self, stream: Stream) -> None:
         await self._s.unary(
-            stream, "Disks", self._m, lambda m, _r: facts.disks(m), storage_pb2.DisksResponse
+            stream,
+            "Disks",
+            self._m,
+            lambda m, _r: facts.disks(m),
+            storage_pb2.DisksResponse,
+            pinned=self._pinned,
         )

@@ -8,48 +8,49 @@ inside its worker, after the first frame.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dapper.backends.config import Config
 from dapper.backends.model import ClusterSnapshot
+from dapper.backends.protocols import ClusterOperations, SnapshotFeed
 from dapper.tui import format as fmt
 from dapper.tui.commands import DapperCommands
-from dapper.tui.ops import ACTION_BY_ID, ACTIONS, ActionSpec, target_name
-from dapper.tui.panes import PANE_BY_ID, PANES
-from dapper.tui.screens.main import MainScreen
+from dapper.tui.messages import CommandRequested, OpenDetail, SourceChanged
+from dapper.tui.pane_commands import PaneCommand, target_name
+from dapper.tui.pane_registry import pane_registry
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.bars import header_text
 from rich.text import Text
+from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.message import Message
+from textual.notifications import SeverityLevel
+from textual.reactive import reactive
 from textual.timer import Timer
 
-if TYPE_CHECKING:  # the other screens are imported when first used, after the first frame
+if TYPE_CHECKING:  # the screens are imported when first used, after the first frame
     from dapper.tui.screens.confirm import DialogScreen
+    from dapper.tui.screens.main import MainScreen
 
 log = logging.getLogger("dapper.tui")
 
 RETRY_CONNECT = 15.0
-# which sources an action changes, so they are refreshed as soon as it finishes
-ACTION_SOURCES = {"flux": ("kubernetes",), "nodes": ("kubernetes",), "vms": ("proxmox", "talos")}
 
 
-class SourceChanged(Message):
-    """A watched source changed; posted from the collector's watcher thread."""
+class DapperApp(SurvivesErrors, App[int]):
+    """The console. `connect()` returns a started SnapshotFeed; `clock()` gives "now" for ages.
 
-    def __init__(self, source: str) -> None:
-        super().__init__()
-        self.source = source
-
-
-class DapperApp(App[int]):
-    """The console. `connect()` returns a started Collector; `clock()` gives "now" for ages."""
+    Screens watch `snapshot` (every new join) and `now` (once a second, for ages).
+    """
 
     CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "dapper-tui"
@@ -61,23 +62,38 @@ class DapperApp(App[int]):
         Binding("ctrl+c,ctrl+q", "quit_app", "Quit", show=False, priority=True, id="quit-ctrl"),
     ]
 
+    # no equality check: a snapshot is large, and every join is news
+    snapshot: reactive[ClusterSnapshot] = reactive(
+        lambda: ClusterSnapshot(cluster="", mode="", read_only=True, taken_at=0.0),
+        always_update=True,
+    )
+    now: reactive[float] = reactive(0.0, always_update=True)
+
     def __init__(
         self,
         config: Config,
-        connect: Callable[[], Awaitable[Any]],
+        connect: Callable[[], Awaitable[SnapshotFeed]],
         clock: Callable[[], float] = time.time,
+        *,
+        survive_errors: bool = True,
     ) -> None:
         super().__init__()
+        # An operator mid-incident keeps the console when a handler fails; the pilot tests
+        # turn this off so a bug still fails them.
+        self.survive_errors = survive_errors
         self.config = config
         self.clock = clock
         self.writable = not config.read_only
-        self.collector: Any = None
+        self.collector: SnapshotFeed | None = None
         self.connect_error = ""
-        self.snapshot = ClusterSnapshot(
-            cluster=config.cluster_name,
-            mode=config.mode,
-            read_only=config.read_only,
-            taken_at=0.0,
+        self.set_reactive(
+            DapperApp.snapshot,
+            ClusterSnapshot(
+                cluster=config.cluster_name,
+                mode=config.mode,
+                read_only=config.read_only,
+                taken_at=0.0,
+            ),
         )
         self._connect = connect
         self._source_timers: dict[str, Timer] = {}
@@ -91,19 +107,65 @@ class DapperApp(App[int]):
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    # -- untrusted text and unexpected errors -----------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notifications never interpret markup: they quote names, messages and what the
+        operator typed, and `[/]` in any of them must show as itself, not crash."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An error no handler survived ends the console: in one line (see `_fatal_error`),
+        with the traceback in the log file, never on the terminal."""
+        log.error("the console stops on an unexpected error", exc_info=error)
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        """When the console must stop, it says so in one line; the log has the details."""
+        self.bell()
+        error = self._exception
+        reason = fmt.one_line(str(error) or type(error).__name__) if error else "unknown"
+        self._exit_renderables.append(
+            Text(f"dapper-tui: stopped on an internal error: {reason} (details in the log file)")
+        )
+        self._close_messages_no_wait()
+
     def get_default_screen(self) -> MainScreen:
+        from dapper.tui.screens.main import MainScreen
+
         return MainScreen(writable=self.writable)
 
     @property
     def main(self) -> MainScreen:
-        return self.screen_stack[0]  # type: ignore[return-value]
+        from dapper.tui.screens.main import MainScreen
+
+        main = self.screen_stack[0]
+        assert isinstance(main, MainScreen)
+        return main
 
     def on_mount(self) -> None:
-        self.main.show_snapshot(self.snapshot, self.clock())
-        self.run_worker(
-            self._connect_worker(), name="connect", group="connect", exit_on_error=False
-        )
+        self.connect_feed()
         self.set_interval(1.0, self._tick)
+        if not self.is_headless:  # a real terminal: its SSH session can drop
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self.hang_up)
+
+    def hang_up(self) -> None:
+        """SIGHUP (the SSH session dropped) or SIGTERM: leave as `q` would. A runbook in
+        progress is told to stop at its next safe point and stays resumable; the process
+        waits for it (cli/console_cmd.py) before it ends."""
+        log.warning("the terminal hung up: leaving; a runbook in progress stops resumable")
+        self.exit(return_code=129)
 
     async def on_unmount(self) -> None:
         self._shutting_down = True
@@ -115,30 +177,30 @@ class DapperApp(App[int]):
             except Exception:  # never a traceback on the way out
                 log.exception("closing the collector failed")
 
-    async def _connect_worker(self) -> None:
+    @work(exclusive=True, group="connect", exit_on_error=False)
+    async def connect_feed(self) -> None:
         try:
-            collector = await self._connect()
+            feed = await self._connect()
         except Exception as exc:
             log.exception("connect failed")
             self.connect_error = f"cannot connect: {fmt.one_line(str(exc)) or type(exc).__name__}"
-            self._render()
+            self.mutate_reactive(DapperApp.snapshot)  # the header shows the error
             if not self._shutting_down:
                 self.set_timer(RETRY_CONNECT, self._retry_connect)
             return
         self.connect_error = ""
-        self.collector = collector
-        self._apply(collector.snapshot)
-        self._start_watches(collector)
-        for source in collector.SOURCES:
+        self.collector = feed
+        self._apply(feed.snapshot)
+        feed.on_change(self._source_changed)
+        self._start_watches(feed)
+        for source in feed.source_names:
             self.refresh_source(source)
 
-    def _start_watches(self, collector: Any) -> None:
-        """Watched sources refresh as soon as they change; their timers become a fallback."""
-        if not hasattr(collector, "start_watches"):
-            return  # a collector without watches (the still pictures') keeps its timers
-        collector.on_change(self._source_changed)
-        # in a thread: it imports the client side of the backend, never on the event loop
-        self.run_worker(collector.start_watches, thread=True, group="watches", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="watches", exit_on_error=False)
+    def _start_watches(self, feed: SnapshotFeed) -> None:
+        """Watched sources refresh as soon as they change; their timers become a fallback.
+        In a thread: it imports the client side of the backend, never on the event loop."""
+        feed.start_watches()
 
     def _source_changed(self, source: str) -> None:
         """Called on a watcher thread: hand over to the app's loop, never block."""
@@ -150,14 +212,17 @@ class DapperApp(App[int]):
 
     def _retry_connect(self) -> None:
         if not self._shutting_down and self.collector is None:
-            self.run_worker(self._connect_worker(), group="connect", exit_on_error=False)
+            self.connect_feed()
 
     # -- refresh ------------------------------------------------------------------------
 
     def refresh_source(self, source: str, *, fresh: bool = True) -> None:
         """Refresh `source` now, or right after the refresh in flight (never two at once).
         `fresh` re-reads the API where watches serve the source (after an action, or when
-        asked), so writes made just before show; timers and watch changes read the cache."""
+        asked), so writes made just before show; timers and watch changes read the cache.
+
+        One worker group per source, not exclusive: a refresh in flight is never cancelled
+        (its result is still news); a second request waits for it instead."""
         if self._shutting_down or self.collector is None:
             return
         if source in self._refreshing:
@@ -170,16 +235,17 @@ class DapperApp(App[int]):
             timer.stop()
         self._refreshing.add(source)
         self.run_worker(
-            self._refresh_worker(source, fresh), group=f"refresh-{source}", exit_on_error=False
+            self._refresh_worker(self.collector, source, fresh),
+            group=f"refresh-{source}",
+            exit_on_error=False,
         )
 
-    async def _refresh_worker(self, source: str, fresh: bool = False) -> None:
+    async def _refresh_worker(self, feed: SnapshotFeed, source: str, fresh: bool) -> None:
         try:
-            watching = getattr(self.collector, "watching", None)
-            if fresh and watching is not None and watching(source):
-                snapshot = await self.collector.refresh(source, fresh=True)
+            if fresh and feed.watching(source):
+                snapshot = await feed.refresh(source, fresh=True)
             else:
-                snapshot = await self.collector.refresh(source)
+                snapshot = await feed.refresh(source)
             self._apply(snapshot)
         except Exception:  # the collector should not raise; if it does, keep going
             log.exception("refresh of %s failed", source)
@@ -194,7 +260,7 @@ class DapperApp(App[int]):
                     self._fresh_again.discard(source)
                     self.refresh_source(source, fresh=again_fresh)
                 else:
-                    delay = max(0.5, float(self.collector.interval(source)))
+                    delay = max(0.5, float(feed.interval(source)))
                     self._source_timers[source] = self.set_timer(
                         delay, lambda s=source: self.refresh_source(s, fresh=False)
                     )
@@ -203,24 +269,9 @@ class DapperApp(App[int]):
         if snapshot.taken_at < self.snapshot.taken_at:
             return  # an older join finished late; the newer one is already shown
         self.snapshot = snapshot
-        self._render()
-
-    def _render(self) -> None:
-        from dapper.tui.screens.detail import DetailScreen
-
-        now = self.clock()
-        for screen in self.screen_stack:
-            if isinstance(screen, MainScreen):
-                screen.show_snapshot(self.snapshot, now)
-            elif isinstance(screen, DetailScreen) and screen.is_attached:
-                screen.show(self.header_text(), self.snapshot, now)
 
     def _tick(self) -> None:
-        from dapper.tui.screens.detail import DetailScreen
-
-        self.main.tick(self.clock())
-        if isinstance(self.screen, DetailScreen):
-            self.screen.header.update(self.header_text())
+        self.now = self.clock()
 
     def header_text(self) -> Text:
         return header_text(
@@ -233,12 +284,13 @@ class DapperApp(App[int]):
 
     # -- navigation ---------------------------------------------------------------------
 
+    def on_open_detail(self, message: OpenDetail) -> None:
+        self.open_detail(message.pane, message.key)
+
     def open_detail(self, pane: str, key: str) -> None:
         from dapper.tui.screens.detail import DetailScreen
 
-        screen = DetailScreen(pane, key, writable=self.writable)
-        self.push_screen(screen)
-        screen.call_after_refresh(screen.show, self.header_text(), self.snapshot, self.clock())
+        self.push_screen(DetailScreen(pane, key, writable=self.writable))
 
     def action_runbooks(self) -> None:
         from dapper.tui.screens.runbook import open_runbooks
@@ -269,57 +321,62 @@ class DapperApp(App[int]):
 
     def action_refresh_all(self) -> None:
         if self.collector is not None:
-            for source in self.collector.SOURCES:
+            for source in self.collector.source_names:
                 self.refresh_source(source)
 
-    # -- actions ------------------------------------------------------------------------
+    # -- pane commands --------------------------------------------------------------------
 
     def find_row(self, pane: str, key: str) -> Any | None:
-        spec = PANE_BY_ID[pane]
-        return next((r for r in spec.rows(self.snapshot) if spec.row_key(r) == key), None)
+        return pane_registry().get(pane).find_row(self.snapshot, key)
 
-    def request_action(self, action_id: str, pane: str, key: str) -> None:
-        """Confirm, then run an action in a worker. Refused outright when read-only."""
+    def on_command_requested(self, message: CommandRequested) -> None:
+        if message.key is None:
+            self.notify("no row selected", timeout=2)
+            return
+        self.request_command(message.command, message.pane, message.key)
+
+    def request_command(self, command_id: str, pane: str, key: str) -> None:
+        """Confirm, then run a pane command in a worker. Refused outright when read-only."""
         from dapper.tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 
-        spec = ACTION_BY_ID.get(action_id)
-        if not self.writable or spec is None or spec.pane != pane:
+        spec = pane_registry().get(pane)
+        command = spec.command(command_id)
+        if not self.writable or command is None:
             self.notify("read-only: actions are disabled", severity="warning", timeout=3)
             return
-        operations = getattr(self.collector, "operations", None)
+        operations = self.collector.operations if self.collector is not None else None
         if operations is None:
             self.notify("not connected yet (or read-only)", severity="warning", timeout=3)
             return
         row = self.find_row(pane, key)
         if row is None:
-            self.notify(f"{PANE_BY_ID[pane].noun} {key} is gone", severity="warning", timeout=3)
+            self.notify(f"{spec.noun} {key} is gone", severity="warning", timeout=3)
             return
         name = target_name(row)
-        why = spec.blocked(row) if spec.blocked else ""
+        why = command.why_blocked(row)
         if why:
-            self.notify(f"{spec.title(row)} {name}: {why}", severity="warning", timeout=4)
+            self.notify(f"{command.title(row)} {name}: {why}", severity="warning", timeout=4)
             return
-        title = f"{spec.title(row)} {PANE_BY_ID[pane].noun} {name}?"
-        body = Text(_explain(spec, row))
+        title = f"{command.title(row)} {spec.noun} {name}?"
+        body = Text(command.explain)
         screen: DialogScreen
-        if spec.destructive:
-            screen = TypedConfirmScreen(title, body, spec.title(row), name)
+        if command.destructive:
+            screen = TypedConfirmScreen(title, body, command.title(row), name)
         else:
-            screen = ConfirmScreen(title, body, spec.title(row))
+            screen = ConfirmScreen(title, body, command.title(row))
 
         def confirmed(ok: bool | None) -> None:
             if ok:
-                self.run_worker(
-                    self._action_worker(spec, row, operations),
-                    group="actions",
-                    name=f"{spec.id}:{key}",
-                    exit_on_error=False,
-                )
+                self.run_command(command, row, operations)
 
         self.push_screen(screen, callback=confirmed)
 
-    async def _action_worker(self, spec: ActionSpec, row: Any, operations: Any) -> None:
-        label = f"{spec.title(row)} {target_name(row)}"
+    @work(group="pane-commands", exit_on_error=False)
+    async def run_command(
+        self, command: PaneCommand, row: Any, operations: ClusterOperations
+    ) -> None:
+        """Several commands may run at once (on different rows): not exclusive."""
+        label = f"{command.title(row)} {target_name(row)}"
         token = self._next_activity
         self._next_activity += 1
 
@@ -337,7 +394,7 @@ class DapperApp(App[int]):
         self._activity[token] = f"{label}…"
         self._show_activity()
         try:
-            result = await spec.run(operations, row, progress)
+            result = await command.run(operations, row, progress)
             self.notify(fmt.one_line(result or "done"), title=label, timeout=5)
         except Exception as exc:  # BackendError, ReadOnlyError, or a bug: one line, log it
             reason = getattr(exc, "reason", "") or str(exc) or type(exc).__name__
@@ -347,7 +404,7 @@ class DapperApp(App[int]):
         finally:
             self._activity.pop(token, None)
             self._show_activity()
-            for source in ACTION_SOURCES.get(spec.pane, ()):
+            for source in command.refreshes:
                 self.refresh_source(source)
 
     def _show_activity(self) -> None:
@@ -357,11 +414,12 @@ class DapperApp(App[int]):
 
     def palette_commands(self) -> Iterator[tuple[str, str, Callable[[], Any]]]:
         main = self.main
-        for spec in PANES:
+        panes = pane_registry().ordered()
+        for spec in panes:
             yield (
                 f"Show {spec.title}",
-                f"pane {spec.key} (:{spec.aliases[0]})",
-                lambda p=spec.id: (self._to_main(), main.action_show_pane(p)),
+                f"pane {spec.key} (:{spec.aliases[0]})" + (f" · {spec.help}" if spec.help else ""),
+                partial(self._show_pane, spec.id),
             )
         yield "Toggle faults only", "! (like k9s ctrl-z)", lambda: main.action_faults()
         yield "Filter the current pane", "/", lambda: main.action_prompt("filter")
@@ -372,43 +430,31 @@ class DapperApp(App[int]):
         from dapper.tui.screens.runbook import palette_entries
 
         yield from palette_entries(self)
-        for spec in PANES:
+        for spec in panes:
+            if not spec.palette_rows:
+                continue
             for row in spec.rows(self.snapshot):
-                key = spec.row_key(row)
-                if spec.id != "events":
-                    yield (
-                        f"Detail {spec.noun} {key}",
-                        "enter",
-                        lambda p=spec.id, k=key: self.open_detail(p, k),
-                    )
-        if not self.writable:
-            return
-        for action in ACTIONS:
-            spec = PANE_BY_ID[action.pane]
-            for row in spec.rows(self.snapshot):
-                if action.blocked and action.blocked(row):
-                    continue
                 key = spec.row_key(row)
                 yield (
-                    f"{action.title(row)} {spec.noun} {target_name(row)}",
-                    f"{action.key} on the {spec.title} pane (asks first)",
-                    lambda a=action.id, p=spec.id, k=key: self.request_action(a, p, k),
+                    f"Detail {spec.noun} {key}",
+                    "enter",
+                    partial(self.open_detail, spec.id, key),
                 )
+        if not self.writable:
+            return
+        for spec in panes:
+            for command in spec.commands:
+                for row in spec.rows(self.snapshot):
+                    if command.why_blocked(row):
+                        continue
+                    key = spec.row_key(row)
+                    yield (
+                        f"{command.title(row)} {spec.noun} {target_name(row)}",
+                        f"{command.key} on the {spec.title} pane (asks first)",
+                        partial(self.request_command, command.id, spec.id, key),
+                    )
 
-    def _to_main(self) -> None:
+    def _show_pane(self, pane: str) -> None:
         while len(self.screen_stack) > 1:
             self.pop_screen()
-
-
-def _explain(spec: ActionSpec, row: Any) -> str:
-    texts = {
-        "reconcile": "Ask Flux to reconcile it now (annotate requestedAt) and wait until handled.",
-        "reconcile_source": "Refresh its source first, then reconcile it, and wait until handled.",
-        "suspend_resume": "Flip spec.suspend: Flux stops (or resumes) reconciling it.",
-        "cordon": "Mark the node unschedulable; running pods stay.",
-        "uncordon": "Let the scheduler place pods on the node again.",
-        "drain": "Cordon the node and evict its pods (DaemonSets stay). Workloads move away.",
-        "vm_start": "Power on the VM on its Proxmox host.",
-        "vm_shutdown": "Ask the guest to shut down (ACPI). The node goes NotReady.",
-    }
-    return texts.get(spec.id, spec.label)
+        self.main.action_show_pane(pane)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dapper.backends.safe_text import clean
 from rich.text import Text
 
 DASH = "-"
@@ -88,8 +89,9 @@ def short_sha(rev: str) -> str:
 
 
 def one_line(text: str) -> str:
-    """API messages can be multi-line; a table cell shows them on one line."""
-    return " ".join(text.split())
+    """API messages can be multi-line; a table cell shows them on one line. Text that did
+    not come through a backend (an exception's message) is made safe here too."""
+    return " ".join(clean(text).split())
 
 
 def styled(value: str, style: str = "") -> Text:

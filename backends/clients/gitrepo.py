@@ -191,7 +191,8 @@ class GitRepo:
 
     def _ref_target(self, name: str) -> pygit2.Oid | None:
         ref = self.repo.references.get(name)
-        return None if ref is None else ref.resolve().target
+        target = None if ref is None else ref.resolve().target
+        return target if isinstance(target, pygit2.Oid) else None  # a resolved ref is an Oid
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -405,6 +406,8 @@ class GitRepo:
         if theirs_ref is None:
             raise GitError(f"{remote} has no branch {branch}")
         theirs = theirs_ref.resolve().target
+        if not isinstance(theirs, pygit2.Oid):
+            raise GitError(f"{remote}/{branch} does not resolve to a commit")
         commit = r[pygit2.Oid(hex=sha)].peel(pygit2.Commit)
         if str(r.head.target) != sha or len(commit.parents) != 1:
             raise GitError("cannot replay the run's commit: HEAD moved; rebase by hand")
@@ -486,9 +489,9 @@ def _info(commit: pygit2.Commit) -> CommitInfo:
 
 
 def _changed_paths(r: pygit2.Repository, old: pygit2.Oid, new: pygit2.Oid) -> set[str]:
-    diff = r.diff(r[old].peel(pygit2.Tree), r[new].peel(pygit2.Tree))
+    diff = r[old].peel(pygit2.Tree).diff_to_tree(r[new].peel(pygit2.Tree))
     out: set[str] = set()
-    for patch in diff:
-        out.add(patch.delta.old_file.path)
-        out.add(patch.delta.new_file.path)
+    for delta in diff.deltas:
+        out.add(delta.old_file.path)
+        out.add(delta.new_file.path)
     return out

@@ -334,11 +334,11 @@ class KubeBackend:
                 ),
             )
         if kind == "diskpools":
-            version = self.diskpool_version()
-            if version is None:
+            pool_version = self.diskpool_version()
+            if pool_version is None:
                 return None
             fn = self._custom().list_cluster_custom_object
-            return f"diskpools.{MAYASTOR_GROUP}", fn, (MAYASTOR_GROUP, version, "diskpools")
+            return f"diskpools.{MAYASTOR_GROUP}", fn, (MAYASTOR_GROUP, pool_version, "diskpools")
         raise ValueError(f"not a watched kind: {kind}")
 
     def list_raw(self, kind: str) -> tuple[list[dict], str]:
@@ -505,7 +505,7 @@ class KubeBackend:
         while True:
             obj = self._get_custom(kind, namespace, name)
             status = obj.get("status") or {}
-            ready = next(
+            ready: dict[str, Any] = next(
                 (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
             )
             handled = status.get("lastHandledReconcileAt") == requested_at

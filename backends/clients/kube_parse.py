@@ -18,10 +18,11 @@ from dapper.backends.model import (
     Kustomization,
     Node,
     PodRef,
+    SourceName,
     StoragePool,
 )
 
-_SUFFIX = {
+_SUFFIX: dict[str, Decimal | int] = {
     "Ki": 2**10,
     "Mi": 2**20,
     "Gi": 2**30,
@@ -138,14 +139,25 @@ def _taint(t: dict) -> str:
     return f"{key}:{t.get('effect', '')}"
 
 
+# node-role.kubernetes.io/* is what kubectl shows, but a kubelet (and so Talos nodeLabels)
+# may not set it (NodeRestriction); the tree's Talos patches set node-role.home.arpa/*.
+ROLE_LABEL_PREFIXES = ("node-role.kubernetes.io/", "node-role.home.arpa/")
+
+
+def node_roles(labels: dict) -> list[str]:
+    """Roles from either role-label namespace (and the legacy kubernetes.io/role)."""
+    roles = {k.split("/", 1)[1] for k in labels if k.startswith(ROLE_LABEL_PREFIXES)}
+    if labels.get("kubernetes.io/role"):
+        roles.add(labels["kubernetes.io/role"])
+    return sorted(r for r in roles if r)
+
+
 def node(obj: dict, pods: tuple[PodRef, ...] = ()) -> Node:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     labels = meta.get("labels") or {}
-    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
-    if labels.get("kubernetes.io/role") and labels["kubernetes.io/role"] not in roles:
-        roles.append(labels["kubernetes.io/role"])
+    roles = node_roles(labels)
     ready = _condition(obj, "Ready")
     addrs = {a.get("type"): a.get("address", "") for a in status.get("addresses") or []}
     cap = status.get("capacity") or {}
@@ -186,7 +198,7 @@ def event(obj: dict) -> Event:
     parts = [inv.get("kind", ""), inv.get("namespace", ""), inv.get("name", "")]
     return Event(
         time=when,
-        source="kubernetes",
+        source=SourceName.KUBERNETES,
         severity="warning" if obj.get("type") == "Warning" else "info",
         object="/".join(p for p in parts if p),
         reason=obj.get("reason", "") or "",

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 from dapper.backends.clients.proxmox_parse import (
     HOSTPCI_KEYS,
+    agent_addresses,
     hex_id,
     is_pci_id,
     normalize_pci_id,
@@ -362,6 +363,14 @@ class ProxmoxBackend:
         config = self.vm_config(vmid, node)
         devices = self.pci_devices(node) if any(k in config for k in HOSTPCI_KEYS) else []
         return vm_from_api({**status, "node": node, "vmid": vmid}, config, devices)
+
+    def guest_addresses(self, vmid: int, node: str = "") -> tuple[str, ...]:
+        """The VM's IPv4 addresses as its QEMU guest agent reports them: how a new Talos
+        machine in maintenance mode is found (it answers at its own address). A VM that
+        is not running, or whose agent does not answer yet, raises BackendError."""
+        node = node or self._vm_node(vmid)
+        payload = self.call("get", f"nodes/{node}/qemu/{vmid}/agent/network-get-interfaces")
+        return agent_addresses(payload)
 
     def _vm_node(self, vmid: int) -> str:
         if self._node:

@@ -83,12 +83,6 @@ def parse_hostpci(value: str) -> HostPci:
     return HostPci(addresses, mapping, tuple(options))
 
 
-def format_hostpci(address: str, **options: str | int) -> str:
-    """The inverse for one host address: `0000:81:00.0,pcie=1`."""
-    opts = "".join(f",{k.replace('_', '-')}={v}" for k, v in options.items())
-    return f"{address}{opts}"
-
-
 def parse_net_mac(value: str) -> str:
     """The MAC of a netN value (`virtio=BC:24:11:…,bridge=vmbr0` or `macaddr=…`), lower case."""
     for key, val in split_property_string(value):
@@ -128,3 +122,21 @@ def parse_upid(upid: str) -> dict[str, str | int] | None:
         "id": parts[6],
         "user": parts[7],
     }
+
+
+def agent_addresses(payload: object) -> tuple[str, ...]:
+    """The guest's IPv4 addresses from the QEMU guest agent's network-get-interfaces
+    (`{"result": [{"name", "hardware-address", "ip-addresses": [...]}]}`), skipping the
+    loopback interface and link-local addresses: where the guest can be dialled."""
+    result = payload.get("result", payload) if isinstance(payload, dict) else payload
+    out: list[str] = []
+    for iface in result if isinstance(result, list) else []:
+        if not isinstance(iface, dict) or iface.get("name") == "lo":
+            continue
+        for addr in iface.get("ip-addresses") or []:
+            if not isinstance(addr, dict) or addr.get("ip-address-type") != "ipv4":
+                continue
+            ip = str(addr.get("ip-address", ""))
+            if ip and not ip.startswith("169.254.") and ip not in out:
+                out.append(ip)
+    return tuple(out)

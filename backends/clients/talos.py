@@ -6,16 +6,20 @@ become BackendError with a one-line reason; a client built read-only has no writ
 refuses every mutating call with ReadOnlyError before touching the network.
 
 Maintenance mode (a fresh machine before its config is applied) speaks TLS without a
-client certificate and without server verification (talosctl --insecure). The client
-dials the node itself on :50000, or, when `maintenance_endpoint` is given (the lab, where
-every machine sits behind one loopback port), that endpoint with `node` metadata.
+client certificate and without server verification (talosctl --insecure), and answers
+only Disks and ApplyConfiguration to such a caller (Version is Unimplemented there). The
+client dials the node's own address on `maintenance_port` (50000; a new VM's address
+comes from the Proxmox guest agent), or, when `maintenance_endpoint` is given, that
+endpoint with `node` metadata.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import logging
+import re
 import ssl
 import tarfile
 import time
@@ -52,6 +56,9 @@ MACHINES_AT_ONCE = 32
 # Hostname, CPU count and disks change only with a reconfiguration or a reboot; a
 # refresh re-reads them this often, and re-reads them at once when the version changes.
 STATIC_TTL = 60.0
+
+# What a node may be named in the `node` header: a hostname or an IP address.
+_NODE_ADDRESS = re.compile(r"[A-Za-z0-9.:_\[\]-]{1,253}")
 
 # The RPCs that change nothing on a machine; a read-only client refuses every other name.
 READ_METHODS = frozenset(
@@ -131,7 +138,8 @@ class TalosEtcdStatus:
 
     @property
     def is_leader(self) -> bool:
-        return self.member_id != 0 and self.member_id == self.leader
+        """This member leads (node replace shows the leader before removing a member)."""
+        return self.member_id == self.leader != 0
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,17 @@ class ApplyResult:
     warnings: tuple[str, ...] = ()
 
 
+# (hostname, system stat, disks) of a machine; a part that failed is its exception.
+StaticFacts = tuple[
+    str | BaseException, TalosSystemStat | BaseException, tuple[TalosDisk, ...] | BaseException
+]
+
+
+def _value(read: T | BaseException) -> T | None:
+    """A read gathered with return_exceptions: its value, or None when it failed."""
+    return None if isinstance(read, BaseException) else read
+
+
 class TalosChannel(Channel):
     """A grpclib Channel that can close its connection completely before its loop ends.
 
@@ -160,14 +179,15 @@ class TalosChannel(Channel):
 
     def __init__(self, host: str, port: int, *, ssl: ssl.SSLContext) -> None:
         super().__init__(host, port, ssl=ssl)
-        self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self._transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
-        proto = super()._protocol_factory()
+        proto: Any = super()._protocol_factory()
         made = proto.connection_made
 
         def connection_made(transport: asyncio.BaseTransport) -> None:
-            self._transports.add(transport)
+            if isinstance(transport, asyncio.Transport):
+                self._transports.add(transport)
             made(transport)
 
         proto.connection_made = connection_made
@@ -192,13 +212,21 @@ class _Writer:
         self._c = client
 
     async def apply_configuration(
-        self, node: str, data: bytes, mode: str, maintenance: bool, dry_run: bool
+        self,
+        node: str,
+        data: bytes,
+        mode: str,
+        maintenance: bool,
+        dry_run: bool,
+        try_timeout: float | None = None,
     ) -> ApplyResult:
         if mode not in APPLY_MODES:
             raise BackendError(f"unknown apply mode {mode!r}; one of {', '.join(APPLY_MODES)}")
         req = machine_pb2.ApplyConfigurationRequest(
             data=data, mode=APPLY_MODES[mode], dry_run=dry_run
         )
+        if try_timeout is not None:
+            req.try_mode_timeout.FromTimedelta(datetime.timedelta(seconds=try_timeout))
         msg = await self._c._unary(
             node, "machine", "ApplyConfiguration", req, maintenance=maintenance
         )
@@ -222,18 +250,21 @@ class TalosClient:
         read_only: bool = False,
         timeout: float = 5.0,
         maintenance_endpoint: str | None = None,
+        maintenance_port: int = DEFAULT_PORT,
     ) -> None:
         self.context = context
         self.read_only = read_only
         self.timeout = timeout
         self.maintenance_endpoint = maintenance_endpoint
+        self.maintenance_port = maintenance_port
         self.roles = certificate_roles(context.crt_pem)
         self._ssl = client_ssl_context(context)
         self._insecure = insecure_ssl_context()
         self._channels: dict[tuple[asyncio.AbstractEventLoop, str, bool], TalosChannel] = {}
         self._next_endpoint = 0
         self._writer: _Writer | None = None if read_only else _Writer(self)
-        self._static: dict[str, tuple[float, str, Any]] = {}  # node -> (when, version, facts)
+        # node -> (when read, Talos version, facts)
+        self._static: dict[str, tuple[float, str, StaticFacts]] = {}
 
     @classmethod
     def from_config(
@@ -244,12 +275,14 @@ class TalosClient:
         *,
         timeout: float = 5.0,
         maintenance_endpoint: str | None = None,
+        maintenance_port: int = DEFAULT_PORT,
     ) -> TalosClient:
         return cls(
             load_talosconfig(path, context),
             read_only=read_only,
             timeout=timeout,
             maintenance_endpoint=maintenance_endpoint,
+            maintenance_port=maintenance_port,
         )
 
     async def __aenter__(self) -> TalosClient:
@@ -298,7 +331,7 @@ class TalosClient:
                 return [(self.maintenance_endpoint, {"node": node} if node else {})]
             if not node:
                 raise BackendError("maintenance mode needs a node to dial")
-            return [(join_endpoint(*split_endpoint(node, DEFAULT_PORT)), {})]
+            return [(join_endpoint(*split_endpoint(node, self.maintenance_port)), {})]
         eps = list(self.context.endpoints)
         start = self._next_endpoint % len(eps)
         self._next_endpoint += 1
@@ -308,7 +341,7 @@ class TalosClient:
     def _error(self, exc: BaseException, endpoint: str, node: str | None) -> BackendError:
         where = node or endpoint
         if isinstance(exc, GRPCError):
-            msg = (exc.message or "").splitlines()[0] if exc.message else ""
+            msg = _one_line(exc.message or "")
             if exc.status is Status.PERMISSION_DENIED:
                 roles = ",".join(self.roles) or "no role"
                 return BackendError(f"not authorized ({roles})", code=exc.status.name)
@@ -343,6 +376,9 @@ class TalosClient:
         maintenance: bool,
         fn: Callable[[Channel, dict[str, str]], Awaitable[T]],
     ) -> T:
+        if node is not None and not _NODE_ADDRESS.fullmatch(node):
+            # a name from the cluster (untrusted) that no gRPC header may carry
+            raise BackendError(f"{node}: not a node address Talos can be asked about")
         last: BackendError | None = None
         for endpoint, meta in self._routes(node, maintenance):
             try:
@@ -547,9 +583,8 @@ class TalosClient:
         for r in reads:
             if isinstance(r, BaseException) and not isinstance(r, BackendError):
                 raise r
-        services, memory, load, hostname, stat, disks = (
-            None if isinstance(r, BaseException) else r for r in reads
-        )
+        services, memory, load = _value(dynamic[0]), _value(dynamic[1]), _value(dynamic[2])
+        hostname, stat, disks = _value(facts[0]), _value(facts[1]), _value(facts[2])
         members: tuple[EtcdMember, ...] = ()
         if services and any(s.id == "etcd" for s in services):
             try:
@@ -571,20 +606,21 @@ class TalosClient:
             error=errors[0] if errors else "",
         )
 
-    async def _static_facts(self, node: str, version: str) -> tuple[Any, Any, Any]:
+    async def _static_facts(self, node: str, version: str) -> StaticFacts:
         """(hostname, system stat, disks), re-read after STATIC_TTL or a version change.
         A part that fails comes back as its BackendError and is not cached."""
         cached = self._static.get(node)
-        fresh = cached is not None and cached[1] == version
-        if fresh and time.monotonic() - cached[0] < STATIC_TTL:
+        if (
+            cached is not None
+            and cached[1] == version
+            and time.monotonic() - cached[0] < STATIC_TTL
+        ):
             return cached[2]
-        facts = tuple(
-            await asyncio.gather(
-                self.hostname(node),
-                self.system_stat(node),
-                self.disks(node),
-                return_exceptions=True,
-            )
+        facts: StaticFacts = await asyncio.gather(
+            self.hostname(node),
+            self.system_stat(node),
+            self.disks(node),
+            return_exceptions=True,
         )
         for r in facts:
             if isinstance(r, BaseException) and not isinstance(r, BackendError):
@@ -636,17 +672,23 @@ class TalosClient:
         return tuple(out)
 
     async def _not_running(self, node: str, exc: BackendError) -> TalosMachine:
-        """A machine the secure path cannot reach: in maintenance mode, or unreachable."""
-        if exc.code == "UNAVAILABLE":
+        """A machine the secure path cannot reach: in maintenance mode, or unreachable.
+
+        Maintenance mode serves Disks and ApplyConfiguration to a caller without a client
+        certificate, and nothing that tells its version (Version needs the admin role,
+        which such a caller never has: Unimplemented). A machine that lists its disks
+        over the insecure path is in maintenance mode. Through apid the configured path
+        fails with Unavailable; dialled directly, with the TLS verification of the
+        maintenance server's self-signed certificate.
+        """
+        if exc.code in {"UNAVAILABLE", "TLS"}:
             try:
-                version = await self.version(node, maintenance=True)
                 disks = await self.disks(node, maintenance=True)
             except BackendError:
                 log.debug("maintenance probe of %s failed", node, exc_info=True)
             else:
                 return TalosMachine(
                     node=node,
-                    version=version.tag,
                     stage="maintenance",
                     maintenance=True,
                     disks=tuple(d.device for d in disks),
@@ -686,20 +728,40 @@ class TalosClient:
         *,
         maintenance: bool = False,
         dry_run: bool = False,
+        try_timeout: float | None = None,
     ) -> ApplyResult:
+        """Apply a machine config. In maintenance mode (no client certificate) Talos
+        takes only auto, reboot and try; `try_timeout` is how long a `try` stays."""
         return await self._w("apply-config").apply_configuration(
-            node, data, mode, maintenance, dry_run
+            node, data, mode, maintenance, dry_run, try_timeout
         )
 
     async def bootstrap(self, node: str) -> None:
         await self._w("bootstrap").unary(node, "Bootstrap", machine_pb2.BootstrapRequest())
 
     async def reset(
-        self, node: str, *, graceful: bool = True, reboot: bool = False, wipe: str = "all"
+        self,
+        node: str,
+        *,
+        graceful: bool = True,
+        reboot: bool = False,
+        wipe: str = "all",
+        partitions: Iterable[tuple[str, bool]] = (),
+        user_disks: Iterable[str] = (),
     ) -> None:
+        """Talos answers once the input is checked and resets afterwards; `reboot=False`
+        powers the machine off. `partitions` (label, wipe) limits the system-disk wipe
+        (only EPHEMERAL keeps STATE: the machine boots configured)."""
         if wipe not in WIPE_MODES:
             raise BackendError(f"unknown wipe mode {wipe!r}; one of {', '.join(WIPE_MODES)}")
-        req = machine_pb2.ResetRequest(graceful=graceful, reboot=reboot, mode=WIPE_MODES[wipe])
+        req = machine_pb2.ResetRequest(
+            graceful=graceful,
+            reboot=reboot,
+            mode=WIPE_MODES[wipe],
+            user_disks_to_wipe=list(user_disks),
+        )
+        for label, wiped in partitions:
+            req.system_partitions_to_wipe.add(label=label, wipe=wiped)
         await self._w("reset").unary(node, "Reset", req)
 
     async def reboot(self, node: str, mode: str = "default") -> None:
@@ -715,6 +777,13 @@ class TalosClient:
     async def etcd_remove_member(self, node: str, member_id: int) -> None:
         req = machine_pb2.EtcdRemoveMemberByIDRequest(member_id=member_id)
         await self._w("etcd remove-member").unary(node, "EtcdRemoveMemberByID", req)
+
+    async def etcd_forfeit_leadership(self, node: str) -> str:
+        """Hand etcd leadership away from `node`; the new leader's name ("" when `node`
+        was not the leader)."""
+        req = machine_pb2.EtcdForfeitLeadershipRequest()
+        msg = await self._w("etcd forfeit-leadership").unary(node, "EtcdForfeitLeadership", req)
+        return str(msg.member)
 
     async def etcd_leave_cluster(self, node: str) -> None:
         req = machine_pb2.EtcdLeaveClusterRequest()
@@ -737,6 +806,19 @@ class TalosClient:
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BackendError(f"{node}: kubeconfig stream is not a tar.gz") from exc
         raise BackendError(f"{node}: kubeconfig stream holds no kubeconfig file")
+
+
+def _one_line(message: str) -> str:
+    """A Talos error message on one line. Talos's texts span lines: go-multierror lists
+    each validation problem on a line of its own after '1 error occurred:', and a change
+    that cannot apply live appends its diff; the problems are kept, the diff is not."""
+    kept: list[str] = []
+    for line in message.splitlines():
+        if line.strip() == "diff:":
+            break
+        if line.strip():
+            kept.append(line.strip().removeprefix("* "))
+    return " ".join(kept)
 
 
 def _cleaned(message: Any) -> Any:

@@ -22,10 +22,12 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from dapper.backends.gitops.treesource import norm
 from dapper.backends.gitops.yamldocs import Doc, DocCache, Plain, TreeError, clone, parse_text
+from dapper.backends.patching import MERGE_KEYS, PatchError, json_patch, strategic_merge
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
@@ -116,7 +118,9 @@ def describe(obj: dict[str, Any]) -> str:
 
 
 def _split_selector(sel: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in sel:
         if ch == "(":
             depth += 1
@@ -194,124 +198,6 @@ def target_matches(target: dict[str, Any], obj: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------- patches
 
 
-def strategic_merge(base: Any, patch: Any, merge_lists: bool) -> Any:
-    """Strategic merge for the simple cases: maps merge, null deletes, `$patch: delete`,
-    lists of named items merge by name on builtin kinds, other lists are replaced."""
-    if isinstance(patch, dict) and isinstance(base, dict):
-        directive = patch.get("$patch")
-        if directive == "replace":
-            return {k: clone(v) for k, v in patch.items() if k != "$patch"}
-        out = dict(base)
-        for key, pval in patch.items():
-            if key.startswith("$"):
-                continue
-            if pval is None:
-                out.pop(key, None)
-            elif key in out:
-                out[key] = strategic_merge(out[key], pval, merge_lists)
-            else:
-                out[key] = _drop_directives(clone(pval))
-        return out
-    if isinstance(patch, list) and isinstance(base, list):
-        named = (
-            merge_lists
-            and all(isinstance(i, dict) and "name" in i for i in base)
-            and all(isinstance(i, dict) and ("name" in i or "$patch" in i) for i in patch)
-        )
-        if not named:
-            return _drop_directives(clone(patch))
-        out = list(base)
-        for item in patch:
-            idx = next((n for n, b in enumerate(out) if b.get("name") == item.get("name")), -1)
-            if item.get("$patch") == "delete":
-                if idx >= 0:
-                    out.pop(idx)
-            elif idx >= 0:
-                out[idx] = strategic_merge(out[idx], item, merge_lists)
-            else:
-                out.append(_drop_directives(clone(item)))
-        return out
-    return _drop_directives(clone(patch))
-
-
-def _drop_directives(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _drop_directives(v) for k, v in node.items() if not k.startswith("$")}
-    if isinstance(node, list):
-        return [_drop_directives(v) for v in node]
-    return node
-
-
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise ValueError(f"JSON pointer {path!r} must start with '/'")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def _walk_to(doc: Any, parts: list[str]) -> Any:
-    cur = doc
-    for p in parts:
-        if isinstance(cur, list):
-            cur = cur[int(p)]
-        elif isinstance(cur, dict):
-            cur = cur[p]
-        else:
-            raise KeyError(p)
-    return cur
-
-
-def json6902(doc: dict[str, Any], ops: list[Any]) -> dict[str, Any]:
-    """Apply RFC 6902 operations (add, remove, replace, move, copy, test)."""
-    for op in ops:
-        if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise ValueError("each JSON patch operation needs 'op' and 'path'")
-        kind, parts = str(op["op"]), _pointer(str(op["path"]))
-        try:
-            if kind in ("move", "copy"):
-                src = _pointer(str(op["from"]))
-                value = clone(_walk_to(doc, src))
-                if kind == "move":
-                    parent = _walk_to(doc, src[:-1])
-                    parent.pop(int(src[-1]) if isinstance(parent, list) else src[-1])
-                kind, op = "add", {**op, "value": value}
-            if kind == "test":
-                if _walk_to(doc, parts) != op.get("value"):
-                    raise ValueError(f"test failed at {op['path']}")
-                continue
-            if not parts:
-                if kind in ("add", "replace"):
-                    doc = clone(op["value"])
-                    continue
-                raise ValueError("cannot remove the whole document")
-            parent = _walk_to(doc, parts[:-1])
-            last = parts[-1]
-            if kind == "add":
-                if isinstance(parent, list):
-                    idx = len(parent) if last == "-" else int(last)
-                    parent.insert(idx, clone(op["value"]))
-                else:
-                    parent[last] = clone(op["value"])
-            elif kind == "replace":
-                if isinstance(parent, list):
-                    parent[int(last)] = clone(op["value"])
-                else:
-                    if last not in parent:
-                        raise KeyError(last)
-                    parent[last] = clone(op["value"])
-            elif kind == "remove":
-                if isinstance(parent, list):
-                    parent.pop(int(last))
-                else:
-                    del parent[last]
-            else:
-                raise ValueError(f"unknown JSON patch op {kind!r}")
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ValueError(f"JSON patch {kind} {op['path']}: path not found ({exc})") from None
-    return doc
-
-
 def is_builtin(obj: dict[str, Any]) -> bool:
     g = group_of(str(obj.get("apiVersion", "")))
     return g == "" or "." not in g or g.endswith(".k8s.io")
@@ -333,8 +219,8 @@ class Patch:
             for d in docs:
                 if target_matches(self.target, d.obj):
                     try:
-                        d.obj = json6902(d.obj, self.body)
-                    except ValueError as exc:
+                        d.obj = json_patch(d.obj, self.body)
+                    except PatchError as exc:
                         raise TreeError(self.file, self.line, f"{describe(d.obj)}: {exc}") from None
             return
         if not isinstance(self.body, dict):
@@ -358,6 +244,7 @@ class Patch:
                     self.file, self.line, f"patch target {describe(self.body)} not found"
                 )
         body = self.body
+        deleted: list[Doc] = []
         for d in docs:
             if target_matches(target, d.obj):
                 patch = body
@@ -369,7 +256,13 @@ class Patch:
                     patch["metadata"] = pm
                     patch.pop("kind", None)
                     patch.pop("apiVersion", None)
-                d.obj = strategic_merge(d.obj, patch, is_builtin(d.obj))
+                keys = MERGE_KEYS if is_builtin(d.obj) else {}
+                merged = strategic_merge(d.obj, patch, keys)
+                if merged is None:  # `$patch: delete`: the resource leaves the build
+                    deleted.append(d)
+                else:
+                    d.obj = merged
+        docs[:] = [d for d in docs if not any(d is gone for gone in deleted)]
 
 
 # ---------------------------------------------------------------- generators
@@ -405,7 +298,7 @@ def content_hash(obj: dict[str, Any]) -> str:
         if "immutable" in obj:
             enc["immutable"] = obj["immutable"]
     digest = hashlib.sha256(_go_json(enc).encode()).hexdigest()[:10]
-    return digest.translate(str.maketrans({"0": "g", "1": "h", "3": "k", "a": "m", "e": "t"}))
+    return digest.translate(str.maketrans("013ae", "ghkmt"))
 
 
 def _unquote(value: str) -> str:
@@ -781,9 +674,7 @@ class Renderer:
             if kind == "Ingress":
                 specs.append(("Secret", "spec/tls/secretName"))
             for ref_kind, fpath in specs:
-                _rename_at(
-                    d.obj, fpath.split("/"), lambda v, rk=ref_kind, n=ns: renames.get((rk, n, v))
-                )
+                _rename_at(d.obj, fpath.split("/"), partial(_renamed, renames, ref_kind, ns))
 
 
 def _s(v: Any) -> str:
@@ -807,6 +698,13 @@ def _line_of(cache: DocCache, file: str, needle: str, default: int) -> int:
         return default
     idx = text.find(needle)
     return text.count("\n", 0, idx) + 1 if idx >= 0 else default
+
+
+def _renamed(
+    renames: dict[tuple[str, str, str], str], kind: str, namespace: str, name: str
+) -> str | None:
+    """The generated name of `kind` `namespace/name`, if a generator renamed it."""
+    return renames.get((kind, namespace, name))
 
 
 def _rename_at(node: Any, parts: list[str], lookup: Callable[[str], str | None]) -> None:

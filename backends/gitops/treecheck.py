@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from dapper.backends.gitops import fluxschemas
+from dapper.backends.gitops.diskpools import diskpool_problems
+from dapper.backends.gitops.filerefs import missing_file_refs
 from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree
 from dapper.backends.gitops.kustomize_build import (
     KUSTOMIZATION_FILES,
@@ -30,6 +32,7 @@ from dapper.backends.gitops.kustomize_build import (
     group_of,
     version_of,
 )
+from dapper.backends.gitops.nodelabels import forbidden_node_labels
 from dapper.backends.gitops.sopscheck import (
     ENC_RE,
     SopsConfigError,
@@ -138,12 +141,26 @@ def run_checks(repo: str | Path, use_kustomize: bool = True, jobs: int = 2) -> C
     add(check_sops(tree, root))
     add(check_plaintext(tree))
     add(Problem(f, line, ERROR, reason) for f, line, reason in version_mismatches(root))
+    add(Problem(f, line, ERROR, reason) for f, line, reason in forbidden_node_labels(source))
+    add(Problem(f, line, ERROR, reason) for f, line, reason in diskpool_problems(_docs(tree)))
+    add(Problem(f, line, ERROR, reason) for f, line, reason in missing_file_refs(source))
     report.problems.sort(key=lambda p: (p.file == "", p.file, p.line, p.reason))
     return report
 
 
 def _tree_yaml(tree: FluxTree) -> Iterator[str]:
     yield from tree._tree_files()
+
+
+def _docs(tree: FluxTree) -> Iterator[tuple[str, int, dict[str, Any], str]]:
+    """(file, line, object, file text) of every object written in the tree's YAML."""
+    for path in _tree_yaml(tree):
+        try:
+            docs, text = tree.cache.docs(path), tree.cache.text(path)
+        except TreeError:
+            continue  # check_yaml reports it
+        for d in docs:
+            yield d.file, d.line, d.obj, text
 
 
 def _ks_where(ks: FluxKustomization) -> tuple[str, int]:
@@ -523,24 +540,26 @@ def check_sops(tree: FluxTree, root: Path) -> Iterator[Problem]:
         if path.endswith((".sops.yaml", ".sops.yml")):
             continue
         try:
-            docs = tree.cache.docs(path)
+            file_docs = tree.cache.docs(path)
         except TreeError:
             continue
-        for d in docs:
-            if d.obj.get("kind") == "Secret" and (d.obj.get("data") or d.obj.get("stringData")):
+        for doc in file_docs:
+            plaintext = doc.obj.get("data") or doc.obj.get("stringData")
+            if doc.obj.get("kind") == "Secret" and plaintext:
                 yield Problem(
-                    path, d.line, ERROR,
-                    f"{describe(d.obj)} is a plaintext Secret: Secrets belong in *.sops.yaml "
+                    path, doc.line, ERROR,
+                    f"{describe(doc.obj)} is a plaintext Secret: Secrets belong in *.sops.yaml "
                     "files encrypted with sops",
                 )  # fmt: skip
     for ks in tree.kustomizations:
         if ks.key in tree.errors:
             continue
-        for d in tree.render(ks):
-            if d.obj.get("kind") == "Secret" and Path(d.file).name in KUSTOMIZATION_FILES:
+        for doc in tree.render(ks):
+            if doc.obj.get("kind") == "Secret" and Path(doc.file).name in KUSTOMIZATION_FILES:
                 yield Problem(
-                    d.file, _line_in(tree, d.file, "secretGenerator", d.line), ERROR,
-                    f"secretGenerator makes plaintext {describe(d.obj)}: use a *.sops.yaml Secret",
+                    doc.file, _line_in(tree, doc.file, "secretGenerator", doc.line), ERROR,
+                    f"secretGenerator makes plaintext {describe(doc.obj)}: "
+                    "use a *.sops.yaml Secret",
                 )  # fmt: skip
 
 

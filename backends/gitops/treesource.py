@@ -161,7 +161,7 @@ class GitTreeSource:
         obj = self._obj(path)
         if not isinstance(obj, self._pygit2.Tree):
             raise SourceError(f"{norm(path) or '.'}: no such directory at {self.commit_id[:12]}")
-        return sorted(entry.name for entry in obj)
+        return sorted(str(entry.name) for entry in obj)
 
 
 def as_source(source_or_path: FileSource | str | Path) -> FileSource:

@@ -73,6 +73,18 @@ class GitData:
     depends_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+@dataclass
+class SnapshotParts:
+    """The join's inputs, filled by each source's `feed` (see sources.Source): the four
+    systems the cross-system join reads, and faults reported by sources that only report."""
+
+    kube: KubeData = field(default_factory=KubeData)
+    proxmox: ProxmoxData = field(default_factory=ProxmoxData)
+    talos: TalosData = field(default_factory=TalosData)
+    git: GitData = field(default_factory=GitData)
+    faults: list[Fault] = field(default_factory=list)
+
+
 def _hex(value: str) -> str:
     v = (value or "").lower()
     return v[2:] if v.startswith("0x") else v
@@ -92,12 +104,15 @@ def join(
     mode: str,
     read_only: bool,
     taken_at: float,
-    kube: KubeData | None,
-    proxmox: ProxmoxData | None,
-    talos: TalosData | None,
-    git: GitData | None,
+    kube: KubeData | None = None,
+    proxmox: ProxmoxData | None = None,
+    talos: TalosData | None = None,
+    git: GitData | None = None,
     sources: tuple[SourceHealth, ...],
+    extra_faults: tuple[Fault, ...] = (),
 ) -> ClusterSnapshot:
+    """One ClusterSnapshot from what each system said (a missing one joins as empty);
+    `extra_faults` come from sources that only report (see SnapshotParts)."""
     kube = kube or KubeData()
     proxmox = proxmox or ProxmoxData()
     talos = talos or TalosData()
@@ -173,7 +188,8 @@ def join(
         events=tuple(sorted(kube.events, key=lambda e: e.time, reverse=True)),
         sources=sources,
     )
-    return replace(snapshot, faults=tuple(find_faults(snapshot) + _missing_devices(proxmox)))
+    faults = find_faults(snapshot) + _missing_devices(proxmox) + list(extra_faults)
+    return replace(snapshot, faults=tuple(faults))
 
 
 def _missing_devices(proxmox: ProxmoxData) -> list[Fault]:
@@ -218,24 +234,24 @@ def _join_gpus(
 ) -> tuple[Gpu, ...]:
     vm_of_device: dict[str, Vm] = {}
     for vm in vms:
-        for dev in vm.devices:
-            vm_of_device[_pci_base(dev.address)] = vm
+        for passed_dev in vm.devices:
+            vm_of_device[_pci_base(passed_dev.address)] = vm
     host_gpus = [d for d in proxmox.pci if d.is_gpu]
     # A VM may pass through a GPU the host no longer shows (fallen off the bus).
     seen = {_pci_base(d.address) for d in host_gpus}
-    for vm in vms:
-        for dev in vm.devices:
-            base = _pci_base(dev.address)
+    for passed_vm in vms:
+        for passed in passed_vm.devices:
+            base = _pci_base(passed.address)
             if base in seen or base.startswith("mapping"):
                 continue
-            if _hex(dev.vendor_id) == NVIDIA_VENDOR:
+            if _hex(passed.vendor_id) == NVIDIA_VENDOR:
                 host_gpus.append(
                     HostPci(
-                        vm.host,
-                        dev.address,
-                        dev.vendor_id,
-                        dev.device_id,
-                        device_name=dev.description,
+                        passed_vm.host,
+                        passed.address,
+                        passed.vendor_id,
+                        passed.device_id,
+                        device_name=passed.description,
                         class_id="0x0302",
                         present=False,
                     )
@@ -243,16 +259,16 @@ def _join_gpus(
                 seen.add(base)
     by_node: dict[str, list[HostPci]] = {}
     vm_for: dict[str, Vm | None] = {}
-    for dev in host_gpus:
-        vm = vm_of_device.get(_pci_base(dev.address))
-        vm_for[dev.address] = vm
-        if vm is not None and vm.node_name:
-            by_node.setdefault(vm.node_name, []).append(dev)
+    for gpu_dev in host_gpus:
+        gpu_vm = vm_of_device.get(_pci_base(gpu_dev.address))
+        vm_for[gpu_dev.address] = gpu_vm
+        if gpu_vm is not None and gpu_vm.node_name:
+            by_node.setdefault(gpu_vm.node_name, []).append(gpu_dev)
 
     gpus: list[Gpu] = []
     for dev in sorted(host_gpus, key=lambda d: d.address):
-        vm = vm_for.get(dev.address)
-        node = nodes.get(vm.node_name) if vm is not None and vm.node_name else None
+        host_vm = vm_for.get(dev.address)
+        node = nodes.get(host_vm.node_name) if host_vm is not None and host_vm.node_name else None
         capacity = 0
         pods: tuple[PodRef, ...] = ()
         allocated = 0
@@ -269,8 +285,8 @@ def _join_gpus(
                 vendor_id=_hex(dev.vendor_id),
                 device_id=_hex(dev.device_id),
                 present=dev.present,
-                vmid=vm.vmid if vm else None,
-                vm_name=vm.name if vm else "",
+                vmid=host_vm.vmid if host_vm else None,
+                vm_name=host_vm.name if host_vm else "",
                 node_name=node.name if node else "",
                 capacity=capacity,
                 allocated=allocated,

@@ -6,8 +6,7 @@ import dataclasses
 from enum import Enum
 from typing import Any
 
-from dapper.backends.model import ClusterSnapshot
-from dapper.backends.snapshot.summary import summarize
+from dapper.backends.model import ClusterSnapshot, summarize
 
 
 def _plain(value: Any) -> Any:

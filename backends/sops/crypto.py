@@ -46,10 +46,6 @@ class Comment:
     text: str
 
 
-def is_enc_value(value: object) -> bool:
-    return isinstance(value, str) and ENC_RE.match(value) is not None
-
-
 # --- scalar encodings -------------------------------------------------------------------
 
 
@@ -119,19 +115,19 @@ def value_type(value: object) -> str:
 
 def to_bytes(value: object) -> bytes:
     """The plaintext bytes sops encrypts and feeds into the MAC for `value`."""
-    kind = value_type(value)
-    if kind == "comment":
-        return value.text.encode()  # type: ignore[union-attr]
+    kind = value_type(value)  # the same tests as below; it also refuses other types
+    if isinstance(value, Comment):
+        return value.text.encode()
     if kind == "bool":
         return b"True" if value else b"False"
-    if kind == "int":
-        return str(int(value)).encode()  # type: ignore[call-overload]
-    if kind == "float":
-        return go_format_float(float(value)).encode()  # type: ignore[arg-type]
-    if kind == "time":
-        return go_format_time(value).encode()  # type: ignore[arg-type]
-    if kind == "bytes":
-        return bytes(value)  # type: ignore[arg-type]
+    if isinstance(value, int):
+        return str(int(value)).encode()
+    if isinstance(value, float):
+        return go_format_float(float(value)).encode()
+    if isinstance(value, dt.date):
+        return go_format_time(value).encode()
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
     return str(value).encode()
 
 

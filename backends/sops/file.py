@@ -39,7 +39,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -310,7 +310,7 @@ def _walk(node: Any, path: tuple[str, ...], leaf: Any, seen: set[int]) -> Any:
         if id(node) in seen:
             raise UnsupportedError(f"YAML aliases are not supported (at {_dotted(path)})")
         seen.add(id(node))
-    if isinstance(node, Mapping):
+    if isinstance(node, MutableMapping):
         for key in list(node.keys()):
             if not isinstance(key, str):
                 raise UnsupportedError(f"non-string key {key!r} under {_dotted(path)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,10 @@ def value_fingerprint(value: str | bytes) -> str:
 def _set_value(doc: CommentedMap, key: str, value: str | bytes, add: bool) -> bool:
     string_data = doc.get("stringData")
     data = doc.get("data")
-    if isinstance(string_data, Mapping) and key in string_data:
+    if isinstance(string_data, MutableMapping) and key in string_data:
         string_data[key] = value.decode() if isinstance(value, bytes) else value
         return True
-    if isinstance(data, Mapping) and key in data:
+    if isinstance(data, MutableMapping) and key in data:
         raw = value.encode() if isinstance(value, str) else value
         data[key] = base64.b64encode(raw).decode()
         return True

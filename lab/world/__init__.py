@@ -2,8 +2,8 @@
 
 The Proxmox host, its PCI devices and VMs; the Talos machines inside the VMs and etcd;
 and the Kubernetes objects (through `ObjectStore`). A stopped VM makes its Talos API
-unreachable and its Node NotReady; a Talos reset removes the machine from etcd and
-Kubernetes; a clone boots into maintenance mode and joins when configured. Servers call
+unreachable and its Node NotReady; a graceful Talos reset leaves etcd and cordons and
+drains its Node; a clone boots into maintenance mode and joins when configured. Servers call
 the methods here and never change each other's state directly.
 
 Each area is its own module around one shared `WorldState` (facts, lock, clock):
@@ -44,7 +44,7 @@ from dapper.lab.world.model import (
 )
 from dapper.lab.world.pve import ProxmoxWorld
 from dapper.lab.world.state import Timings, WorldError, WorldState
-from dapper.lab.world.talos import TalosWorld
+from dapper.lab.world.talos import ApplyOutcome, EtcdError, TalosWorld
 
 
 class World(WorldState):
@@ -55,6 +55,7 @@ class World(WorldState):
         self.kube = KubeWorld(self)
         self.talos = TalosWorld(self, self.kube)
         self.pve = ProxmoxWorld(self, self.talos)
+        self.talos.stop_vm = self.pve.vm_stop
         self.fault_injector = FaultInjector(self, self.kube, self.talos, self.pve)
         self._seed()
         self.clock.start()
@@ -150,8 +151,16 @@ class World(WorldState):
     def reachable(self, machine: Machine) -> bool:
         return self.talos.reachable(machine)
 
-    def talos_apply_config(self, node: str, data: bytes, mode: str = "auto") -> str:
-        return self.talos.apply_config(node, data, mode)
+    def talos_apply_config(
+        self,
+        node: str,
+        data: bytes,
+        mode: str = "auto",
+        *,
+        dry_run: bool = False,
+        try_timeout: float | None = None,
+    ) -> ApplyOutcome:
+        return self.talos.apply_config(node, data, mode, dry_run=dry_run, try_timeout=try_timeout)
 
     def talos_reboot(self, node: str) -> None:
         self.talos.reboot(node)
@@ -161,8 +170,20 @@ class World(WorldState):
         with self.lock:
             self.pve.vm_stop(self.talos.machine(node).vmid)
 
-    def talos_reset(self, node: str, graceful: bool = True) -> None:
-        self.talos.reset(node, graceful)
+    def talos_reset(
+        self,
+        node: str,
+        graceful: bool = True,
+        *,
+        reboot: bool = True,
+        wipe: str = "all",
+        partitions: tuple[tuple[str, bool], ...] = (),
+        user_disks: tuple[str, ...] = (),
+    ) -> None:
+        """Checked now; the reset itself runs a moment after (the call has returned)."""
+        self.talos.reset(
+            node, graceful, reboot=reboot, wipe=wipe, partitions=partitions, user_disks=user_disks
+        )
 
     def talos_bootstrap(self, node: str) -> None:
         self.talos.bootstrap(node)
@@ -172,6 +193,9 @@ class World(WorldState):
 
     def etcd_leave(self, node: str) -> None:
         self.talos.etcd_leave(node)
+
+    def etcd_forfeit_leadership(self, node: str) -> str:
+        return self.talos.etcd_forfeit_leadership(node)
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -208,6 +232,8 @@ __all__ = [
     "PVE_HOST",
     "SSD_BYTES",
     "TALOS_VERSION",
+    "ApplyOutcome",
+    "EtcdError",
     "EtcdMemberState",
     "LabVm",
     "Machine",

@@ -313,6 +313,25 @@ class KubeWorld:
 
                 self.store.mutate(by_kind("", "Node"), "", spec.hostname, edit)
 
+    def cordon_and_drain(self, name: str) -> None:
+        """What Talos's graceful reset does to its Node: cordon it and evict its pods
+        (controllers re-create theirs elsewhere; DaemonSet pods stay). The Node stays."""
+        with self.lock:
+            if not self.node_exists(name):
+                return
+
+            def cordon(node: dict) -> None:
+                node.setdefault("spec", {})["unschedulable"] = True
+
+            self.store.mutate(by_kind("", "Node"), "", name, cordon)
+            for pod in self.pods(node=name):
+                if controller_of(pod)[0] == "DaemonSet":
+                    continue
+                self.store.delete(
+                    by_kind("", "Pod"), pod["metadata"]["namespace"], pod["metadata"]["name"]
+                )
+                self.replace_pod(pod)
+
     def delete_node(self, name: str) -> None:
         """The Node goes; its pods go; controllers re-create what they own elsewhere."""
         with self.lock:

@@ -225,8 +225,8 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int, index: int = 
             {
                 "openebs.io/engine": "mayastor",
                 "node.kubernetes.io/instance-type": "mayastor-storage",
-                "node-role.kubernetes.io/storage": "ssd",
-                "node-role.kubernetes.io/worker": "worker",
+                "node-role.home.arpa/storage": "ssd",
+                "node-role.home.arpa/worker": "worker",
             }
         )
         capacity["hugepages-2Mi"] = "2Gi"
@@ -234,7 +234,7 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int, index: int = 
     if spec.gpu:
         labels.update(
             {
-                "node-role.kubernetes.io/gpu": "p100",
+                "node-role.home.arpa/gpu": "p100",
                 "nvidia.feature.node.kubernetes.io/gpu": "true",
                 "feature.node.kubernetes.io/pci-0302_10de.present": "true",
             }

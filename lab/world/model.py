@@ -95,6 +95,11 @@ class Machine:
     booted: bool = False  # the VM is running and Talos has started
     disks: list[tuple[str, int, str]] = field(default_factory=list)  # (dev, bytes, model)
     service_overrides: dict[str, str] = field(default_factory=dict)
+    staged: bytes | None = None  # a STAGED apply, made active by the next boot
+    joins: bool = True  # its config carries the cluster's OS CA and token
+    etcd_data: bool = False  # /var/lib/etcd (on EPHEMERAL) holds a member's data
+    etcd_service: str = "Running"  # the etcd service's state on a control plane
+    config_epoch: int = 0  # bumped by every apply: a TRY revert checks it is still current
 
     def services(self) -> list[tuple[str, str, bool]]:
         """(id, state, healthy) as ServiceList reports them."""
@@ -106,7 +111,8 @@ class Machine:
                 names += ["etcd", "trustd"]
         out = []
         for n in sorted(names):
-            state = self.service_overrides.get(n, "Running")
+            default = self.etcd_service if n == "etcd" else "Running"
+            state = self.service_overrides.get(n, default)
             out.append((n, state, state == "Running"))
         return out
 
@@ -118,6 +124,7 @@ class EtcdMemberState:
     ip: str
     healthy: bool = True
     is_learner: bool = False
+    cluster: int = 0  # 0: the cluster; another number: one bootstrapped beside it
 
 
 @dataclass(frozen=True)

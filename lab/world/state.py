@@ -122,6 +122,18 @@ class WorldState:
         self.vms: dict[int, LabVm] = {}
         self.machines: dict[str, Machine] = {}  # by IP
         self.etcd: dict[int, EtcdMemberState] = {}
+        self.etcd_leader: int = 0  # member id; 0: the first healthy voter by id
+        # The cluster's secrets a machine config must carry to join (the OS CA is set by
+        # the Talos server from its PKI; "" accepts any CA).
+        self.cluster_os_ca = ""
+        # Where each machine's own address is on this host: a loopback /24 of the lab's own
+        # (127.0.0.0/8 is all loopback on Linux), drawn from the OS so that labs running
+        # side by side do not collide; the guest agent reports these addresses.
+        spare = random.SystemRandom()
+        self.loopback_prefix = f"127.{spare.randint(2, 254)}.{spare.randint(0, 255)}."
+        self.lab_addresses: dict[str, str] = {}  # machine IP -> its loopback address
+        token = random.Random(f"cluster-token-{seed}")  # not self.rng: its draws stay as they were
+        self.cluster_token = f"{token.getrandbits(24):06x}.{token.getrandbits(64):016x}"
         self.faults: set[str] = set()  # the active faults, as injected ("api-down:talos")
         self.writes: list[WriteRecord] = []
         self.endpoints: dict[str, str] = {}  # filled by the runtime: kubernetes url, ca pem...

@@ -1,19 +1,92 @@
-"""The lab's Talos machines and etcd: boot, join, apply, reboot, reset, bootstrap, members.
+"""The lab's Talos machines and etcd, as Talos v1.11 and etcd 3.5 behave.
 
 A machine answers only while its VM runs and it has booted. A configured machine that
-boots registers its Node and, as a control plane, joins etcd; a reset machine leaves both
-and comes back in maintenance mode. Power itself belongs to Proxmox (`ProxmoxWorld`),
-which calls `power_on`/`power_off` here.
+boots applies a staged config, registers its Node once the cluster has an API server, and
+as a control plane runs etcd: with data of its own it rejoins as the member it was (a
+member removed meanwhile stays out: etcd refuses to start on a removed member's data);
+without data it joins an existing cluster as a learner, removing a stale member of the
+same hostname first, and is promoted shortly after; with no cluster to join it waits for
+Bootstrap. A config whose OS CA or token are not the cluster's installs and boots but
+never joins. Power belongs to Proxmox (`ProxmoxWorld`), which calls
+`power_on`/`power_off` here; a reset that powers off asks it through `stop_vm`.
+
+etcd membership changes follow etcd's strict reconfiguration check: removing a voting
+member needs the remaining started voters to hold quorum and, unless the member is down,
+the active voters after the removal to hold quorum; a learner can always go; the last
+member cannot. Errors carry the texts Talos wraps around etcd's.
 """
 
 from __future__ import annotations
 
+import base64
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dapper.lab import talos_config
+from dapper.lab.talos_config import ConfigError, MachineConfig
 from dapper.lab.world.kube import KubeWorld
 from dapper.lab.world.kube_objects import name_suffix
 from dapper.lab.world.model import GIB, SSD_BYTES, EtcdMemberState, LabVm, Machine, NodeSpec
 from dapper.lab.world.state import WorldError, WorldState
 
 NOT_POSTING = ("NodeStatusUnknown", "Kubelet stopped posting node status.")
+MAIN_CLUSTER = 0
+# Config sections Talos applies without a reboot (Runtime.CanApplyImmediate).
+LIVE_MACHINE_KEYS = frozenset(
+    {
+        "ca",
+        "acceptedCAs",
+        "time",
+        "certSANs",
+        "install",
+        "network",
+        "sysfs",
+        "sysctls",
+        "logging",
+        "controlPlane",
+        "kubelet",
+        "kernel",
+        "registries",
+        "pods",
+        "seccompProfiles",
+        "nodeAnnotations",
+        "nodeLabels",
+        "nodeTaints",
+    }
+)
+LIVE_FEATURE_KEYS = frozenset(
+    {
+        "kubernetesTalosAPIAccess",
+        "kubePrism",
+        "hostDNS",
+        "imageCache",
+        "nodeAddressSortAlgorithm",
+    }
+)
+APPLY_MODES = ("reboot", "auto", "no-reboot", "staged", "try")
+MAINTENANCE_APPLY_MODES = ("reboot", "auto", "try")
+TRY_TIMEOUT = 60.0  # constants.ConfigTryTimeout
+SYSTEM_PARTITIONS = ("EFI", "META", "STATE", "EPHEMERAL")
+WIPE_MODES = ("all", "system-disk", "user-disks")
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    """What ApplyConfiguration answers: the mode Talos chose and its details text."""
+
+    mode: str
+    details: str
+    warnings: tuple[str, ...] = ()
+
+
+class EtcdError(WorldError):
+    """An etcd refusal: `kind` tells the server which gRPC code Talos would send."""
+
+    def __init__(self, message: str, kind: str = "unknown") -> None:
+        super().__init__(message, 409)
+        self.kind = kind
 
 
 class TalosWorld:
@@ -23,6 +96,10 @@ class TalosWorld:
         self.state = state
         self.kube = kube
         self.lock = state.lock
+        self.stop_vm: Callable[[int], None] | None = None  # set by the World (Proxmox)
+        # called (under the lock) when a new machine appears, e.g. the Talos server
+        # opening the machine's own address
+        self.on_new_machine: list[Callable[[Machine], None]] = []
 
     # -- the machines the lab starts with --------------------------------------------------
 
@@ -44,6 +121,7 @@ class TalosWorld:
         m.booted = True
         if spec.role == "controlplane":
             self._add_etcd_member(m)
+            m.etcd_data = True
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -63,9 +141,29 @@ class TalosWorld:
                 return m
         return None
 
+    def lab_address(self, machine: Machine) -> str:
+        """The loopback address standing in for `machine`'s own LAN address (stable)."""
+        taken = self.state.lab_addresses
+        if machine.ip not in taken:
+            used = set(taken.values())
+            last = next(n for n in range(2, 255) if f"{self.state.loopback_prefix}{n}" not in used)
+            taken[machine.ip] = f"{self.state.loopback_prefix}{last}"
+        return taken[machine.ip]
+
+    def machine_at(self, address: str) -> Machine | None:
+        """The machine whose own (loopback) address this is."""
+        for ip, alias in self.state.lab_addresses.items():
+            if alias == address:
+                return self.state.machines.get(ip)
+        return None
+
     def reachable(self, machine: Machine) -> bool:
         vm = self.state.vms.get(machine.vmid)
         return bool(vm and vm.status == "running" and machine.booted)
+
+    def bootstrapped(self) -> bool:
+        """The cluster has etcd, hence an API server for kubelets to register with."""
+        return any(e.cluster == MAIN_CLUSTER for e in self.state.etcd.values())
 
     # -- power, as Proxmox drives it -------------------------------------------------------
 
@@ -79,17 +177,22 @@ class TalosWorld:
                 disks=[("/dev/vda", vm.disk_gib * GIB, "QEMU HARDDISK")],
             )
             self.state.machines[machine.ip] = machine
+            for hook in list(self.on_new_machine):
+                hook(machine)
 
     def boot_later(self, vmid: int) -> None:
         self.state.later(self.state.timings.boot, lambda: self.booted(vmid))
 
     def booted(self, vmid: int) -> None:
-        """Boot finished: the machine answers, and a configured one joins the cluster."""
+        """Boot finished: a staged config becomes active; a configured machine joins."""
         with self.lock:
             vm = self.state.vms.get(vmid)
             machine = self.machine_of_vm(vmid)
             if vm is None or vm.status != "running" or machine is None:
                 return
+            if machine.staged is not None and not machine.maintenance:
+                self._activate(machine, machine.staged)
+                machine.staged = None
             machine.booted = True
             if not machine.maintenance:
                 self.join(machine)
@@ -120,32 +223,147 @@ class TalosWorld:
                 return ip
         raise WorldError("no free address in 10.100.0.0/24", 507)
 
-    # -- the machine API's actions ---------------------------------------------------------
+    # -- apply -----------------------------------------------------------------------------
 
-    def apply_config(self, node: str, data: bytes, mode: str = "auto") -> str:
-        """Apply a machine config; a maintenance-mode machine installs, reboots and joins."""
-        hostname, role = parse_machine_config(data)
+    def apply_config(
+        self,
+        node: str,
+        data: bytes,
+        mode: str = "auto",
+        *,
+        dry_run: bool = False,
+        try_timeout: float | None = None,
+    ) -> ApplyOutcome:
+        """ApplyConfiguration as the maintenance server or machined answers it.
+
+        Raises ConfigError for a config that does not load or validate (the server maps
+        the stage to Talos's codes) and WorldError(501) for a mode maintenance refuses.
+        """
+        if mode not in APPLY_MODES:
+            raise WorldError(f"incorrect mode '{mode}' specified for the apply config call")
         with self.lock:
             m = self.machine(node)
             if m.maintenance:
+                return self._apply_in_maintenance(m, data, mode, dry_run)
+            return self._apply_configured(m, data, mode, dry_run, try_timeout)
+
+    def _apply_in_maintenance(
+        self, m: Machine, data: bytes, mode: str, dry_run: bool
+    ) -> ApplyOutcome:
+        if mode not in MAINTENANCE_APPLY_MODES:
+            raise WorldError(
+                f"apply configuration --mode='{mode}' is not supported in maintenance mode", 501
+            )
+        cfg = talos_config.load(data)
+        if dry_run:
+            return ApplyOutcome(
+                "reboot",
+                "Dry run summary:\nNode is running in maintenance mode and does not have a "
+                "config yet.",
+            )
+        # the reply carries no mode (REBOOT, the enum's zero); the machine installs and
+        # reboots into its config
+        self._activate(m, data, cfg)
+        m.maintenance = False
+        m.booted = False
+        self.boot_later(m.vmid)
+        return ApplyOutcome("reboot", "")
+
+    def _apply_configured(
+        self, m: Machine, data: bytes, mode: str, dry_run: bool, try_timeout: float | None
+    ) -> ApplyOutcome:
+        cfg = talos_config.load(data)
+        blocker = self._live_blocker(m, cfg)
+        details = "Applied configuration with a reboot"
+        chosen = mode
+        suffix = ""
+        if mode in ("try", "no-reboot"):
+            if blocker:
+                raise ConfigError(blocker, "immediate")
+            details = "Applied configuration without a reboot"
+        elif mode == "staged":
+            details = "Staged configuration to be applied after the next reboot"
+        elif mode == "auto":
+            chosen = "reboot" if blocker else "no-reboot"
+            if blocker:
+                suffix = ": " + blocker
+            else:
+                details = "Applied configuration without a reboot"
+        if dry_run:
+            diff = _config_diff(m.config or b"", data) or "No changes."
+            return ApplyOutcome(
+                chosen, f"Dry run summary:\n{details} (skipped in dry-run).\n{diff}"
+            )
+        if chosen == "try":
+            timeout = try_timeout or TRY_TIMEOUT
+            previous = m.config
+            self._activate(m, data, cfg)
+            epoch = m.config_epoch
+            self.state.later(timeout, lambda: self._revert(m.ip, epoch, previous))
+            details += (
+                "\nThe config is applied in 'try' mode and will be automatically reverted "
+                f"back in {_go_duration(timeout)}"
+            )
+        elif chosen == "no-reboot":
+            self._activate(m, data, cfg)
+        elif chosen == "staged":
+            m.staged = data
+        else:  # reboot
+            m.staged = data
+            self.reboot(m.ip)
+        return ApplyOutcome(chosen, details + suffix)
+
+    def _live_blocker(self, m: Machine, cfg: MachineConfig) -> str:
+        """'' when the change applies live, else Talos's 'can't be applied' text."""
+        old = _load_lenient(m.config)
+        new = cfg.document
+        if _without_live(old) == _without_live(new):
+            return ""
+        diff = _config_diff(m.config or b"", _dump(new).encode())
+        return f"this config change can't be applied in immediate mode\ndiff:\n{diff}"
+
+    def _revert(self, ip: str, epoch: int, previous: bytes | None) -> None:
+        """TRY mode's timer: put the previous config back unless another apply came."""
+        with self.lock:
+            m = self.state.machines.get(ip)
+            if m is None or m.config_epoch != epoch or previous is None:
+                return
+            self._activate(m, previous)
+
+    def _activate(self, m: Machine, data: bytes, cfg: MachineConfig | None = None) -> None:
+        """Make `data` the machine's running config (hostname, role, cluster secrets)."""
+        if cfg is None:
+            try:
+                cfg = talos_config.load(data)
+            except ConfigError:
                 m.config = data
-                m.role = role
-                if hostname:
-                    m.hostname = hostname
-                    if m.vmid in self.state.vms:
-                        self.state.vms[m.vmid].name = hostname
-                m.maintenance = False
-                m.booted = False
-                self.boot_later(m.vmid)
-                return "Applied configuration; the machine installs Talos and reboots"
-            m.config = data
-            if mode == "reboot":
-                self.reboot(node)
-                return "Applied configuration with a reboot"
-            return "Applied configuration without a reboot"
+                m.config_epoch += 1
+                return
+        m.config = data
+        m.config_epoch += 1
+        m.role = cfg.role
+        m.joins = self._carries_cluster_secrets(cfg)
+        if cfg.hostname and cfg.hostname != m.hostname:
+            m.hostname = cfg.hostname
+            if m.vmid in self.state.vms:
+                self.state.vms[m.vmid].name = cfg.hostname
+
+    def _carries_cluster_secrets(self, cfg: MachineConfig) -> bool:
+        ca = self.state.cluster_os_ca
+        if ca and cfg.os_ca_crt.strip() != ca.strip():
+            return False
+        return cfg.token == self.state.cluster_token
+
+    # -- joining ---------------------------------------------------------------------------
 
     def join(self, machine: Machine) -> None:
-        """A configured machine comes up: its Node registers, control planes join etcd."""
+        """A configured machine came up: Node and etcd, if its secrets are the cluster's."""
+        if not machine.joins:
+            return
+        if machine.role == "controlplane":
+            self._start_etcd(machine)
+        if not self.bootstrapped():
+            return  # no API server yet: the kubelet keeps retrying its registration
         spec = self.state.spec_of(machine.hostname)
         if spec is None:
             vm = self.state.vms[machine.vmid]
@@ -159,17 +377,41 @@ class TalosWorld:
             )
             self.state.specs.append(spec)
         self.kube.register_node(spec)
-        etcd = self.state.etcd
-        if (
-            machine.role == "controlplane"
-            and etcd
-            and not any(m.ip == machine.ip for m in etcd.values())
-        ):
-            self._add_etcd_member(machine)
-        for m in etcd.values():
-            if m.ip == machine.ip and f"etcd-unhealthy:{m.hostname}" not in self.state.faults:
-                m.healthy = True
         self.kube.reschedule_pending()
+
+    def _start_etcd(self, machine: Machine) -> None:
+        """The etcd service on a booting control plane (Talos's argsForControlPlane)."""
+        mine = [e for e in self.state.etcd.values() if e.ip == machine.ip]
+        if machine.etcd_data:
+            if not mine:  # its member was removed: etcd refuses to start on this data
+                machine.etcd_service = "Failed"
+                return
+            machine.etcd_service = "Running"
+            for e in mine:
+                e.healthy = f"etcd-unhealthy:{e.hostname}" not in self.state.faults
+            return
+        if not self._has_quorum(MAIN_CLUSTER):
+            machine.etcd_service = "Preparing"  # waiting to join, or for Bootstrap
+            return
+        stale = [
+            k
+            for k, e in self.state.etcd.items()
+            if e.hostname == machine.hostname and e.cluster == MAIN_CLUSTER
+        ]
+        for k in stale:  # a member of the same name would conflict: Talos removes it
+            del self.state.etcd[k]
+        member = self._add_etcd_member(machine, learner=True)
+        machine.etcd_data = True
+        machine.etcd_service = "Running"
+        self.state.later(self.state.timings.boot, lambda: self._promote(member.id))
+
+    def _promote(self, member_id: int) -> None:
+        with self.lock:
+            member = self.state.etcd.get(member_id)
+            if member is not None and member.healthy:
+                member.is_learner = False
+
+    # -- reboot and reset ------------------------------------------------------------------
 
     def reboot(self, node: str) -> None:
         with self.lock:
@@ -177,54 +419,259 @@ class TalosWorld:
             m.booted = False
             if not m.maintenance:
                 self.kube.set_node_ready(m.hostname, False, *NOT_POSTING)
+            for e in self.state.etcd.values():
+                if e.ip == m.ip:
+                    e.healthy = False
         self.boot_later(m.vmid)
 
-    def reset(self, node: str, graceful: bool = True) -> None:
-        """Leave etcd (graceful), leave Kubernetes, wipe, reboot into maintenance mode."""
+    def check_reset(
+        self,
+        node: str,
+        *,
+        wipe: str = "all",
+        partitions: tuple[tuple[str, bool], ...] = (),
+        user_disks: tuple[str, ...] = (),
+    ) -> None:
+        """The checks Reset makes before it answers (Talos's input validation)."""
+        if wipe not in WIPE_MODES:
+            raise WorldError(f"unknown wipe mode {wipe!r}")
+        m = self.machine(node)
+        if user_disks:
+            if wipe == "system-disk":
+                raise WorldError(
+                    "reset failed: invalid input, wipe mode SYSTEM_DISK doesn't support "
+                    "UserDisksToWipe parameter"
+                )
+            devices = [d for d, _, _ in m.disks]
+            for dev in user_disks:
+                if dev not in devices:
+                    raise WorldError(f"reset user disk failed: device {dev} wasn't found")
+                if devices and dev == devices[0]:
+                    raise WorldError(f"reset user disk failed: device {dev} is the system disk")
+        if partitions:
+            if wipe == "user-disks":
+                raise WorldError(
+                    "reset failed: invalid input, wipe mode USER_DISKS doesn't support "
+                    "SystemPartitionsToWipe parameter"
+                )
+            for label, _ in partitions:
+                if label not in SYSTEM_PARTITIONS:
+                    raise WorldError(
+                        f'failed to get volume status with label "{label}": resource '
+                        f"VolumeStatuses.block.talos.dev(runtime/{label}@undefined) "
+                        "doesn't exist"
+                    )
+
+    def reset(
+        self,
+        node: str,
+        graceful: bool = True,
+        *,
+        reboot: bool = True,
+        wipe: str = "all",
+        partitions: tuple[tuple[str, bool], ...] = (),
+        user_disks: tuple[str, ...] = (),
+        delay: float | None = None,
+    ) -> None:
+        """Talos's Reset: checked now, run shortly after the call has returned."""
         with self.lock:
-            m = self.machine(node)
-            if graceful and m.role == "controlplane":
-                self._remove_etcd_members_at(m.ip)
-            self.kube.delete_node(m.hostname)
-            m.maintenance = True
-            m.config = None
-            m.role = ""
+            self.check_reset(node, wipe=wipe, partitions=partitions, user_disks=user_disks)
+            ip = self.machine(node).ip
+        wiped = {label for label, on in partitions if on}
+        if not partitions and wipe != "user-disks":
+            wiped = {"STATE", "EPHEMERAL"}
+
+        def run() -> None:
+            self._run_reset(ip, graceful=graceful, reboot=reboot, wiped=wiped)
+
+        self.state.later(self.state.timings.task if delay is None else delay, run)
+
+    def _run_reset(self, ip: str, *, graceful: bool, reboot: bool, wiped: set[str]) -> None:
+        """The reset sequence: cordon and drain, leave etcd, wipe, reboot or power off.
+        A graceful reset whose etcd leave is refused stops there, as Talos's does (the
+        Node stays cordoned and drained)."""
+        with self.lock:
+            m = self.state.machines.get(ip)
+            if m is None or not self.reachable(m):
+                return
+            if not m.maintenance and graceful:
+                # Talos's reset phases: drain (errors only logged), then leave etcd (fatal)
+                self.kube.cordon_and_drain(m.hostname)
+                if m.role == "controlplane" and any(e.ip == ip for e in self.state.etcd.values()):
+                    try:
+                        self.etcd_leave(ip)
+                    except WorldError:
+                        return  # the sequence fails: drained, still a member, still running
+            if "EPHEMERAL" in wiped:
+                m.etcd_data = False
+            if "STATE" in wiped:
+                m.maintenance = True
+                m.config = None
+                m.staged = None
+                m.role = ""
+                m.etcd_service = "Running"
             m.booted = False
-        self.boot_later(m.vmid)
+            if not m.maintenance or "STATE" in wiped:
+                self.kube.set_node_ready(m.hostname, False, *NOT_POSTING)
+            for e in self.state.etcd.values():
+                if e.ip == ip:
+                    e.healthy = False
+            if reboot:
+                self.boot_later(m.vmid)
+            elif self.stop_vm is not None:
+                self.stop_vm(m.vmid)
 
     # -- etcd ------------------------------------------------------------------------------
 
-    def _add_etcd_member(self, machine: Machine) -> None:
+    def _add_etcd_member(
+        self, machine: Machine, *, learner: bool = False, cluster: int = MAIN_CLUSTER
+    ) -> EtcdMemberState:
         mid = self.state.rng.getrandbits(64)
-        self.state.etcd[mid] = EtcdMemberState(mid, machine.hostname, machine.ip)
+        member = EtcdMemberState(
+            mid, machine.hostname, machine.ip, is_learner=learner, cluster=cluster
+        )
+        self.state.etcd[mid] = member
+        return member
 
-    def _remove_etcd_members_at(self, ip: str) -> list[int]:
-        ids = [k for k, v in self.state.etcd.items() if v.ip == ip]
-        for k in ids:
-            del self.state.etcd[k]
-        return ids
+    def members(self, cluster: int = MAIN_CLUSTER) -> list[EtcdMemberState]:
+        return [e for e in self.state.etcd.values() if e.cluster == cluster]
+
+    def cluster_of(self, machine: Machine) -> int:
+        """The etcd cluster a control plane talks to: its own member's, else the main one."""
+        for e in self.state.etcd.values():
+            if e.ip == machine.ip:
+                return e.cluster
+        return MAIN_CLUSTER
+
+    def leader(self, cluster: int = MAIN_CLUSTER) -> int:
+        """The leader's member id: the one leadership was handed to while it is healthy,
+        else the first healthy voter by hostname; 0 without quorum."""
+        if not self._has_quorum(cluster):
+            return 0
+        voters = sorted(
+            (e for e in self.members(cluster) if e.healthy and not e.is_learner),
+            key=lambda e: e.hostname,
+        )
+        chosen = self.state.etcd.get(self.state.etcd_leader)
+        if chosen is not None and chosen in voters:
+            return chosen.id
+        return voters[0].id if voters else 0
+
+    def _has_quorum(self, cluster: int) -> bool:
+        voters = [e for e in self.members(cluster) if not e.is_learner]
+        healthy = sum(1 for e in voters if e.healthy)
+        return bool(voters) and healthy >= len(voters) // 2 + 1
 
     def bootstrap(self, node: str) -> None:
+        """Talos's Bootstrap: refused on a worker or on etcd data; otherwise a new cluster
+        of one member, this machine's (a second cluster if one exists already)."""
         with self.lock:
             m = self.machine(node)
             if m.role != "controlplane":
-                raise WorldError("etcd is not configured on this node", 400)
-            if self.state.etcd:
-                raise WorldError("etcd data directory is not empty", 409)
-            self._add_etcd_member(m)
+                raise EtcdError(
+                    "bootstrap can only be performed on a control plane node", "precondition"
+                )
+            if m.etcd_data:
+                raise EtcdError("etcd data directory is not empty", "exists")
+            cluster = MAIN_CLUSTER
+            if self.bootstrapped():
+                cluster = 1 + max(e.cluster for e in self.state.etcd.values())
+            self._add_etcd_member(m, cluster=cluster)
+            m.etcd_data = True
+            m.etcd_service = "Running"
+            if cluster == MAIN_CLUSTER:  # the API server comes up; the others' retries succeed
+                self.join(m)
+                for other in self.state.machines.values():
+                    if other is not m and not other.maintenance:
+                        self.state.later(
+                            self.state.timings.boot, lambda ip=other.ip: self._retry_join(ip)
+                        )
+
+    def _retry_join(self, ip: str) -> None:
+        """A waiting kubelet or etcd tries again (Talos retries every few seconds)."""
+        with self.lock:
+            m = self.state.machines.get(ip)
+            if m is not None and not m.maintenance and self.reachable(m):
+                self.join(m)
+
+    def _remove_check(self, member_id: int) -> None:
+        """etcd's mayRemoveMember with strict reconfiguration checks."""
+        target = self.state.etcd.get(member_id)
+        if target is None:
+            raise EtcdError(
+                f"failed to remove member {member_id}: etcdserver: member not found", "notfound"
+            )
+        cluster = target.cluster
+        if not self._has_quorum(cluster):
+            raise EtcdError(f"failed to remove member {member_id}: etcdserver: no leader")
+        if target.is_learner:
+            return
+        voters = [e for e in self.members(cluster) if not e.is_learner]
+        others = [e for e in voters if e.id != member_id]
+        if not others:  # the remaining voters could never reach quorum (etcd counts started ones)
+            raise EtcdError(
+                f"failed to remove member {member_id}: etcdserver: re-configuration failed "
+                "due to not enough started members"
+            )
+        if not target.healthy:
+            return  # a member that is down is not part of the active quorum
+        active = sum(1 for e in voters if e.healthy)
+        if active - 1 < 1 + (len(voters) - 1) // 2:
+            raise EtcdError(f"failed to remove member {member_id}: etcdserver: unhealthy cluster")
 
     def etcd_remove_member(self, member_id: int) -> None:
+        """EtcdRemoveMemberByID: the member goes; its machine's etcd stops (its data stays,
+        so it stays out, also after a reboot, until the data is wiped)."""
         with self.lock:
-            if member_id not in self.state.etcd:
-                raise WorldError(f"etcd member {member_id:016x} not found", 404)
-            del self.state.etcd[member_id]
+            self._remove_check(member_id)
+            target = self.state.etcd.pop(member_id)
+            m = self.state.machines.get(target.ip)
+            if m is not None and m.etcd_data:
+                m.etcd_service = "Failed"
 
     def etcd_leave(self, node: str) -> None:
+        """EtcdLeaveCluster: remove the local member, stop etcd, wipe its data."""
         with self.lock:
             m = self.machine(node)
-            if not any(v.ip == m.ip for v in self.state.etcd.values()):
-                raise WorldError("this node is not an etcd member", 412)
-            self._remove_etcd_members_at(m.ip)
+            mine = [k for k, v in self.state.etcd.items() if v.ip == m.ip]
+            if not mine:
+                raise EtcdError("failed to leave cluster: etcd member not found", "precondition")
+            for k in mine:
+                try:
+                    self._remove_check(k)
+                except EtcdError as exc:
+                    raise EtcdError(f"failed to leave cluster: {exc}") from None
+            for k in mine:
+                del self.state.etcd[k]
+            m.etcd_service = "Finished"
+            m.etcd_data = False
+
+    def etcd_forfeit_leadership(self, node: str) -> str:
+        """EtcdForfeitLeadership: if this member leads, hand over; the new leader's name
+        (or "" when it was not the leader)."""
+        with self.lock:
+            m = self.machine(node)
+            cluster = self.cluster_of(m)
+            members = sorted(self.members(cluster), key=lambda e: e.id)
+            if len(members) == 1:
+                raise EtcdError(
+                    "failed to forfeit leadership: cannot forfeit leadership, only one member"
+                )
+            me = next((e for e in members if e.ip == m.ip), None)
+            if me is None:
+                raise EtcdError("etcd member ID not found", "precondition")
+            if self.leader(cluster) != me.id:
+                return ""
+            for other in members:
+                if other.id != me.id:
+                    if other.is_learner:
+                        raise EtcdError(
+                            "failed to forfeit leadership: etcdserver: can not transfer "
+                            "leadership to learner"
+                        )
+                    self.state.etcd_leader = other.id
+                    return other.hostname
+            return ""
 
     def set_etcd_health(self, node: str, healthy: bool) -> None:
         """Mark the members on `node` (hostname or IP) healthy or not."""
@@ -234,7 +681,7 @@ class TalosWorld:
 
 
 def machine_config(hostname: str, role: str) -> bytes:
-    """The minimal Talos config the lab's seeded machines carry."""
+    """The minimal Talos config the lab's seeded machines carry (they never re-join)."""
     return (
         "version: v1alpha1\nmachine:\n"
         f"  type: {role}\n  network:\n    hostname: {hostname}\n"
@@ -243,19 +690,89 @@ def machine_config(hostname: str, role: str) -> bytes:
     ).encode()
 
 
-def parse_machine_config(data: bytes) -> tuple[str, str]:
-    """(hostname, role) from a Talos machine config; raises WorldError if it is not one."""
+def cluster_machine_config(
+    hostname: str,
+    role: str,
+    *,
+    os_ca_pem: str,
+    token: str,
+    endpoint: str = "https://10.100.0.40:6443",
+    install_disk: str = "/dev/vda",
+    os_ca_key_pem: str = "",
+) -> bytes:
+    """A valid v1alpha1 config for the lab's cluster (what a generator would write)."""
+    ca = base64.b64encode(os_ca_pem.encode()).decode()
+    lines = [
+        "version: v1alpha1",
+        "machine:",
+        f"  type: {role}",
+        f"  token: {token}",
+        "  ca:",
+        f"    crt: {ca}",
+    ]
+    if role == "controlplane":
+        key = base64.b64encode((os_ca_key_pem or "lab-key").encode()).decode()
+        lines.append(f"    key: {key}")
+    lines += [
+        "  network:",
+        f"    hostname: {hostname}",
+        "  install:",
+        f"    disk: {install_disk}",
+        "cluster:",
+        "  clusterName: kubernetes",
+        f"  token: {token}",
+        "  controlPlane:",
+        f"    endpoint: {endpoint}",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _load_lenient(data: bytes | None) -> dict[str, Any]:
     from ruamel.yaml import YAML
 
+    if not data:
+        return {}
     try:
         doc = YAML(typ="safe").load(data.decode())
-    except Exception as exc:
-        raise WorldError(f"failed to parse config: {str(exc).splitlines()[0]}", 400) from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("machine"), dict):
-        raise WorldError("failed to parse config: not a Talos machine config", 400)
-    machine = doc["machine"]
-    role = machine.get("type", "")
-    if role not in ("controlplane", "worker", "init"):
-        raise WorldError(f"invalid machine type {role!r}", 400)
-    hostname = ((machine.get("network") or {}).get("hostname")) or ""
-    return hostname, "controlplane" if role == "init" else role
+    except Exception:  # the lab's own configs always parse; a foreign one compares unequal
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _without_live(doc: dict[str, Any]) -> dict[str, Any]:
+    """The config minus what Talos can change without a reboot."""
+    out = {k: v for k, v in doc.items() if k not in ("debug", "cluster")}
+    machine = dict(doc.get("machine") or {})
+    for key in LIVE_MACHINE_KEYS:
+        machine.pop(key, None)
+    features = machine.get("features")
+    if isinstance(features, dict):
+        machine["features"] = {k: v for k, v in features.items() if k not in LIVE_FEATURE_KEYS}
+    out["machine"] = machine
+    return out
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    buf = io.StringIO()
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    yaml.dump(doc, buf)
+    return buf.getvalue()
+
+
+def _config_diff(old: bytes, new: bytes) -> str:
+    """A unified diff of two configs, as Talos's configdiff prints one ('' when equal)."""
+    a = _dump(_load_lenient(old)).splitlines(keepends=True)
+    b = _dump(_load_lenient(new)).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, "a", "b"))
+
+
+def _go_duration(seconds: float) -> str:
+    """Go's time.Duration String for whole seconds and minutes (1m0s, 30s)."""
+    total = int(seconds)
+    minutes, secs = divmod(total, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import pytest
 from dapper.tui import format as fmt
-from dapper.tui.details import plain
+from dapper.tui.detail_builders import plain
 from dapper.tui.screens.confirm import ConfirmScreen, DialogScreen, TypedConfirmScreen
 from dapper.tui.screens.detail import DetailScreen
 from dapper.tui.screens.help import HelpScreen
 from dapper.tui.screens.main import MainScreen
 from textual.command import CommandPalette
 
-from tests.console.tui_lab import make_app, running_lab, settle
-
-
-@pytest.fixture(scope="module")
-def lab():
-    with running_lab() as lab:
-        yield lab
+from tests.console.tui_lab import make_app, settle
 
 
 def table(app, pane):
@@ -387,7 +381,7 @@ async def test_read_only_binds_no_action_and_writes_nothing(lab):
             while not isinstance(app.screen, MainScreen):
                 await pilot.press("escape")
         # and the app-level entry refuses even if called directly
-        app.request_action("cordon", "nodes", "talos-node-large-1")
+        app.request_command("cordon", "nodes", "talos-node-large-1")
         await pilot.pause()
         assert not isinstance(app.screen, DialogScreen)
         await app.workers.wait_for_complete()

@@ -482,3 +482,36 @@ async def test_a_malformed_journal_is_one_line_and_hides_no_run(lab: Any) -> Non
         assert shown == [
             "skipped unreadable journal 20260101-000001-bbbbbb.jsonl: line 1 is not a JSON object"
         ]
+
+
+async def test_a_hang_up_mid_run_leaves_it_resumable(lab: Any) -> None:
+    """SIGHUP (what a dropped SSH session sends) while a run waits for Flux: the console
+    leaves, the run stops at its next safe point and is journaled resumable, and the
+    process waits for that before it ends; a resume finishes it with one commit."""
+    from dapper.actions.engine import Engine
+    from dapper.tui.screens.runbook_run import IN_FLIGHT
+
+    app = make_app(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app, "secret-rotate")
+        form = screen.form
+        assert form is not None
+        await choose_file(pilot, form, CF_FILE)
+        set_input(form, "reconcile-timeout", "120")
+        lab.flux.stop()  # the reconcile wait lasts until the hang-up
+        run = await start_run(pilot, app)
+        await until(pilot, lambda: run.phase == "asking", "the preview")
+        await pilot.press("y")
+        await until(pilot, lambda: "waiting for Kustomization" in run.run_log.text, "the wait")
+        app.hang_up()  # what the SIGHUP handler calls
+        await pilot.pause()
+    assert IN_FLIGHT.wait(60)
+    record = list_runs()[0]
+    assert record.status == "unfinished"
+    lab.flux.start()
+    result = Engine(lab.config).resume(record.run_id, registry.get("secret-rotate"), yes=True)
+    assert result.ok, result.reason
+    repo = lab.remote.repository()
+    tip = repo.references["refs/heads/main"].target
+    commits = [c for c in repo.walk(tip) if f"Runbook-Run: {record.run_id}" in c.message]
+    assert len(commits) == 1

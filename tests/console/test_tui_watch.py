@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from dapper.backends.clients.kube import KubeBackend
-from dapper.backends.snapshot import collector as collector_mod
+from dapper.backends.snapshot.kubernetes_source import KubernetesSource
 
 from tests.console.tui_lab import make_app, running_lab, settle
 
@@ -29,7 +29,7 @@ async def test_cordon_elsewhere_reaches_the_nodes_pane_through_the_watch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # no timer fires during the test: only a watch notification can bring the change
-    monkeypatch.setitem(collector_mod.INTERVALS, "kubernetes", 3600.0)
+    monkeypatch.setattr(KubernetesSource, "interval", 3600.0)
     with running_lab(flux=False) as lab:
         other = KubeBackend.from_kubeconfig(lab.config.kubeconfig, context="lab-admin")
         app = make_app(lab)

@@ -77,25 +77,46 @@ class QuietCollector:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.SOURCES = inner.SOURCES
+        self.config = inner.config
         self.operations = inner.operations
 
     @property
     def snapshot(self) -> Any:
         return _stable(self.inner.snapshot)
 
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return self.inner.source_names
+
     def interval(self, source: str) -> float:
         return 3600.0
 
-    async def refresh(self, source: str) -> Any:
+    async def refresh(self, source: str, *, fresh: bool = False) -> Any:
         await self.inner.refresh(source)
         return self.snapshot
+
+    async def refresh_all(self) -> Any:
+        await self.inner.refresh_all()
+        return self.snapshot
+
+    def start_watches(self, **options: Any) -> None:
+        """No watches: a still picture refreshes each source once, on its timer."""
+
+    def on_change(self, callback: Any) -> None:
+        pass
+
+    def watching(self, source: str) -> bool:
+        return False
 
     async def close(self) -> None:
         await self.inner.close()
 
 
-def make_app(lab: Any, *, read_only: bool = False, still: bool = False) -> DapperApp:
-    """A DapperApp wired to `lab` exactly as the CLI wires it (config -> Collector)."""
+def make_app(
+    lab: Any, *, read_only: bool = False, still: bool = False, survive_errors: bool = False
+) -> DapperApp:
+    """A DapperApp wired to `lab` exactly as the CLI wires it (config -> Collector). Unlike
+    the CLI's, a failing handler fails the test (`survive_errors` off) unless asked."""
     config: Config = lab.readonly_config if read_only else lab.config
     clock = FrozenClock()
 
@@ -105,7 +126,9 @@ def make_app(lab: Any, *, read_only: bool = False, still: bool = False) -> Dappe
         collector = Collector(config)
         return QuietCollector(collector) if still else collector
 
-    app = DapperApp(config, connect, clock=clock if still else time.time)
+    app = DapperApp(
+        config, connect, clock=clock if still else time.time, survive_errors=survive_errors
+    )
     clock.app = app
     return app
 

@@ -14,51 +14,15 @@ import pytest
 from dapper.cli.main import main
 from dapper.lab.runtime import RunningLab, start_lab
 
-ESCAPES = "\x1b[2J\x1b]0;PWNED\x07\x9b31m\u202e\r\x08[/]"
+from tests.lab.hostile import ESCAPES, seed_hostile
+
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @pytest.fixture(scope="module")
 def hostile_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     with start_lab(directory=tmp_path_factory.mktemp("hostile"), flux=False) as lab:
-        world = lab.world
-        store = world.store
-        # Kubernetes: a NotReady node whose name and condition carry escapes, and a failing
-        # Kustomization and an Event whose messages do
-        store.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {"name": f"evil{ESCAPES}"},
-                "status": {
-                    "conditions": [
-                        {"type": "Ready", "status": "False", "reason": "Evil",
-                         "message": f"kubelet says {ESCAPES}"}
-                    ]
-                },
-            }
-        )  # fmt: skip
-        store.create(
-            {
-                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-                "kind": "Kustomization",
-                "metadata": {"name": "evil", "namespace": "flux-system"},
-                "spec": {"path": "./x", "interval": "1h", "prune": True},
-                "status": {
-                    "conditions": [
-                        {"type": "Ready", "status": "False", "reason": "BuildFailed",
-                         "message": f"kustomize build failed: {ESCAPES}",
-                         "lastTransitionTime": "2026-01-01T00:00:00Z"}
-                    ]
-                },
-            }
-        )  # fmt: skip
-        # Proxmox: a stopped VM with a hostile name
-        vm = world.vm(104)
-        vm.name = f"vm{ESCAPES}"
-        world.vm_stop(104)
-        # Talos: a service state as ServiceList reports it
-        world.machine("talos-node-large-2").service_overrides["kubelet"] = f"Stuck{ESCAPES}"
+        seed_hostile(lab)
         yield lab
 
 

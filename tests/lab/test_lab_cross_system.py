@@ -2,7 +2,7 @@
 
 This is the node-replacement path in miniature: clone a VM (Proxmox), boot it into Talos
 maintenance mode (Talos, insecure), configure it (Talos) and watch it join Kubernetes;
-then reset a node (Talos) and watch it leave etcd and Kubernetes.
+then reset a node (Talos) and watch it leave etcd and its Node be cordoned and drained.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import pytest
 from dapper.backends.clients.kube import KubeBackend
 from dapper.backends.clients.proxmox import ProxmoxBackend
 from dapper.backends.clients.talos import TalosClient
+from dapper.backends.errors import BackendError
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings
+from dapper.lab.world.talos import cluster_machine_config
 
 from tests.waiting import eventually
 
@@ -28,15 +30,11 @@ def lab() -> Iterator[RunningLab]:
     running.stop()
 
 
-WORKER_CONFIG = b"""version: v1alpha1
-machine:
-  type: worker
-  network:
-    hostname: talos-node-large-4
-cluster:
-  controlPlane:
-    endpoint: https://10.100.0.40:6443
-"""
+def worker_config(lab: RunningLab, hostname: str) -> bytes:
+    """A valid worker config carrying the lab cluster's OS CA and token."""
+    return cluster_machine_config(
+        hostname, "worker", os_ca_pem=lab.world.cluster_os_ca, token=lab.world.cluster_token
+    )
 
 
 def test_clone_boot_configure_join(lab: RunningLab) -> None:
@@ -55,11 +53,13 @@ def test_clone_boot_configure_join(lab: RunningLab) -> None:
             maintenance_endpoint=cfg.talos_maintenance_endpoint,
         ) as talos:
             await asyncio.sleep(0.2)  # boot
-            version = await talos.version(ip, maintenance=True)
-            await talos.apply_configuration(ip, WORKER_CONFIG, maintenance=True)
-            return version.tag
+            disks = await talos.disks(ip, maintenance=True)  # what maintenance mode serves
+            await talos.apply_configuration(
+                ip, worker_config(lab, "talos-node-large-4"), maintenance=True
+            )
+            return disks[0].device
 
-    assert asyncio.run(talos_steps()).startswith("v1.11")
+    assert asyncio.run(talos_steps()) == "/dev/vda"
     node = eventually(
         lambda: next((n for n in kube.nodes() if n.name == "talos-node-large-4"), None),
         interval=0.05,
@@ -76,21 +76,76 @@ def test_clone_boot_configure_join(lab: RunningLab) -> None:
     pve.close()
 
 
+def test_new_vm_is_found_by_its_guest_agent_and_configured_at_its_own_address(
+    lab: RunningLab,
+) -> None:
+    """The runbooks' discovery path: Proxmox's guest agent names the address, and the
+    machine answers there without a client certificate (no shared endpoint, no metadata)."""
+    cfg = lab.config
+    pve = ProxmoxBackend.from_config(cfg.proxmox)
+    newid = pve.next_vmid()
+    pve.wait_task(pve.clone(104, newid, "talos-node-large-5"), timeout=10)
+    with pytest.raises(BackendError, match="not running"):
+        pve.guest_addresses(newid)
+    pve.wait_task(pve.start(newid), timeout=10)
+    addresses = eventually(
+        lambda: _agent(pve, newid), interval=0.05, message="the guest agent to answer"
+    )
+    assert len(addresses) == 1
+    port = int(lab.world.endpoints["talos_machine_port"])
+
+    async def talos_steps() -> str:
+        async with TalosClient.from_config(
+            cfg.talosconfig, cfg.talos_context, maintenance_port=port
+        ) as talos:
+            with pytest.raises(BackendError) as err:  # Talos answers Version to admins only
+                await talos.version(addresses[0], maintenance=True)
+            assert err.value.code == "UNIMPLEMENTED"
+            disks = await talos.disks(addresses[0], maintenance=True)
+            await talos.apply_configuration(
+                addresses[0], worker_config(lab, "talos-node-large-5"), maintenance=True
+            )
+            return disks[0].device
+
+    assert asyncio.run(talos_steps()) == "/dev/vda"
+    kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
+    eventually(
+        lambda: any(n.name == "talos-node-large-5" for n in kube.nodes()),
+        interval=0.05,
+        message="the new machine's Node",
+    )
+    kube.close()
+    pve.close()
+
+
+def _agent(pve: ProxmoxBackend, vmid: int) -> tuple[str, ...] | None:
+    try:
+        return pve.guest_addresses(vmid) or None
+    except BackendError:
+        return None
+
+
 def test_reset_leaves_etcd_and_kubernetes(lab: RunningLab) -> None:
     cfg = lab.config
     kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
     assert "talos-control-3" in {n.name for n in kube.nodes()}
 
-    async def reset() -> int:
+    async def reset() -> None:
         async with TalosClient.from_config(cfg.talosconfig, cfg.talos_context) as talos:
             await talos.reset("10.100.0.52", graceful=True, reboot=True)
-            members = await talos.etcd_members("10.100.0.50")
-            return len(members)
 
-    assert asyncio.run(reset()) == 2
-    assert "talos-control-3" not in {n.name for n in kube.nodes()}
+    async def members() -> int:
+        async with TalosClient.from_config(cfg.talosconfig, cfg.talos_context) as talos:
+            return len(await talos.etcd_members("10.100.0.50"))
+
+    asyncio.run(reset())  # answers at once; the reset runs after
     machine = lab.world.machine("10.100.0.52")
-    assert machine.maintenance and machine.config is None
+    eventually(lambda: machine.maintenance, interval=0.05, message="the reset to run")
+    assert asyncio.run(members()) == 2
+    # a graceful reset cordons and drains its Node but does not delete it
+    node = next(n for n in kube.nodes() if n.name == "talos-control-3")
+    assert node.unschedulable and node.ready != "True"
+    assert machine.config is None
     kube.close()
 
 

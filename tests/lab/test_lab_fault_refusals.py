@@ -31,7 +31,7 @@ def test_a_wrong_fault_is_one_line_and_writes_nothing(
     assert main(["lab", "--dir", str(target), "--fault", fault]) == 2
     out, err = capsys.readouterr()
     lines = [line for line in err.splitlines() if line]
-    assert out == "" and len(lines) == 1 and lines[0].startswith(f"lab: {reason}"), err
+    assert out == "" and len(lines) == 1 and lines[0].startswith(f"dapper-tui lab: {reason}"), err
     assert not target.exists() or list(target.iterdir()) == []
 
 

@@ -6,6 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from dapper.backends.errors import BackendError
+from dapper.backends.model import Fault
+from dapper.backends.snapshot.join import SnapshotParts
+from dapper.backends.snapshot.registry import REGISTRY
+from dapper.backends.snapshot.sources import SourceContext
 from dapper.cli.main import main
 from dapper.lab.runtime import start_lab
 from dapper.lab.world import Timings
@@ -53,7 +58,8 @@ def test_status_exit_2_on_unusable_config(tmp_path: Path, capsys) -> None:
     bad.write_text("kubeconfig = [unclosed\n")
     assert main(["--config", str(bad), "status"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("config: ") and "not valid TOML" in err and len(err.splitlines()) == 1
+    assert err.startswith("dapper-tui status: ") and "not valid TOML" in err
+    assert len(err.splitlines()) == 1
     assert main(["--config", str(tmp_path / "missing.toml"), "status"]) == 2
     capsys.readouterr()
     no_files = tmp_path / "nofiles.toml"
@@ -64,11 +70,57 @@ def test_status_exit_2_on_unusable_config(tmp_path: Path, capsys) -> None:
     )
     assert main(["--config", str(no_files), "status"]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert f"config: kubeconfig: {tmp_path}/none does not exist" in lines
-    assert all(line.startswith("config: ") for line in lines)
+    assert f"dapper-tui status: kubeconfig: {tmp_path}/none does not exist" in lines
+    assert all(line.startswith("dapper-tui status: ") for line in lines)
 
 
 def test_status_with_no_config_runs_on_a_fresh_lab(capsys) -> None:
     code = main(["status", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["cluster"] == "LAB" and len(out["nodes"]) == 7
+
+
+class _Alerts:
+    """A source registered only for this test: no edit to the collector or the CLI."""
+
+    name = "alerts"
+    interval = 30.0
+    failure: str = ""
+
+    def __init__(self, context: SourceContext) -> None:
+        self.context = context
+
+    async def fetch(self, *, fresh: bool = False) -> str:
+        if self.failure:
+            raise BackendError(self.failure)
+        return "KubeletDown firing"
+
+    def feed(self, parts: SnapshotParts, data: object) -> None:
+        parts.faults.append(Fault("warning", "nodes", "alertmanager", str(data)))
+
+    def refresh_after(self) -> tuple[str, ...]:
+        return ()
+
+    async def close(self) -> None:
+        return None
+
+
+def test_status_json_shows_a_registered_source(lab, capsys, monkeypatch) -> None:
+    config = str(lab.files.config_readonly)
+    with REGISTRY.registered("alerts", _Alerts):
+        code = main(["--config", config, "status", "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0, out["sources"]
+        assert out["sources"][-1]["source"] == "alerts" and out["sources"][-1]["health"] == "ok"
+        assert {"subject": "alertmanager", "message": "KubeletDown firing"}.items() <= next(
+            f for f in out["faults"] if f["subject"] == "alertmanager"
+        ).items()
+
+        monkeypatch.setattr(_Alerts, "failure", "alertmanager: 503 Service Unavailable")
+        code = main(["--config", config, "status", "--json"])
+        out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    alerts = out["sources"][-1]
+    assert (alerts["source"], alerts["health"]) == ("alerts", "degraded")
+    assert alerts["reason"] == "alertmanager: 503 Service Unavailable"
+    assert [s["health"] for s in out["sources"][:-1]] == ["ok"] * 4

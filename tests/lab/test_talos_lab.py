@@ -7,9 +7,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpclib.client
 import pytest
 from dapper.backends.clients.talos import TalosChannel, TalosClient
-from dapper.backends.clients.talos_pb import machine_grpc, machine_pb2
+from dapper.backends.clients.talos_pb import machine_grpc, machine_pb2, storage_grpc
 from dapper.backends.clients.talosconfig import (
     client_ssl_context,
     insecure_ssl_context,
@@ -184,33 +185,51 @@ async def test_read_only_client_refuses_writes_without_network(tmp_path, pki) ->
         assert err.value.reason == f"connection refused: 127.0.0.1:{port}"
 
 
+async def _in_maintenance(world: World, node: str) -> None:
+    m = world.machine(node)
+    await eventually_async(
+        lambda: m.maintenance and world.reachable(m), message="maintenance mode", timeout=3.0
+    )
+
+
 async def test_maintenance_machine(server, world, tmp_path) -> None:
     world.talos_reset(WORKER)
-    await eventually_async(
-        lambda: world.reachable(world.machine(WORKER)), message="reset machine to boot", timeout=3.0
-    )
+    await _in_maintenance(world, WORKER)
     async with _client(server, tmp_path) as c:
         with pytest.raises(BackendError) as err:
             await c.version(WORKER)
         assert err.value.code == "UNAVAILABLE" and "maintenance" in err.value.reason
+        # Talos answers Version only to an admin, which an insecure caller never is
+        with pytest.raises(BackendError) as err:
+            await c.version(WORKER, maintenance=True)
+        assert err.value.code == "UNIMPLEMENTED"
+        assert "API is not implemented in maintenance mode" in err.value.reason
         m = await c.machine(WORKER)
-        assert (m.stage, m.maintenance, m.version) == ("maintenance", True, "v1.11.2")
+        assert (m.stage, m.maintenance, m.version, m.error) == ("maintenance", True, "", "")
         assert "/dev/sda" in m.disks
-        # insecure (no client certificate) path: only Version, Disks, ApplyConfiguration
+        # insecure (no client certificate) path: only Disks and ApplyConfiguration
         host, port = split_endpoint(server.maintenance_endpoint)
         ch = TalosChannel(host, port, ssl=insecure_ssl_context())
         try:
             stub = machine_grpc.MachineServiceStub(ch)
-            for call in (stub.Hostname, stub.ServiceList, stub.Memory):
+            for call, name in (
+                (stub.Hostname, "Hostname"),
+                (stub.ServiceList, "ServiceList"),
+                (stub.Memory, "Memory"),
+            ):
                 with pytest.raises(GRPCError) as gerr:
                     await call(empty_pb2.Empty(), metadata={"node": WORKER})
                 assert gerr.value.status is Status.UNIMPLEMENTED
+                assert gerr.value.message == f"method {name} not implemented"
             with pytest.raises(GRPCError) as gerr:  # a configured machine wants a cert
-                await stub.Version(empty_pb2.Empty(), metadata={"node": CP1})
+                await storage_grpc.StorageServiceStub(ch).Disks(
+                    empty_pb2.Empty(), metadata={"node": CP1}
+                )
             assert gerr.value.status is Status.UNAVAILABLE
         finally:
             await ch.aclose()
-        result = await c.apply_configuration(WORKER, WORKER_CONFIG, maintenance=True)
+        config = server.machine_config("talos-node-large-9")
+        result = await c.apply_configuration(WORKER, config, maintenance=True)
         assert result.mode == "reboot"
         await eventually_async(
             lambda: world.reachable(world.machine(WORKER)),
@@ -219,7 +238,51 @@ async def test_maintenance_machine(server, world, tmp_path) -> None:
         )
         assert await c.hostname(WORKER) == "talos-node-large-9"
         with pytest.raises(BackendError, match="not in maintenance"):
-            await c.version(WORKER, maintenance=True)
+            await c.disks(WORKER, maintenance=True)
+
+
+async def test_unserved_methods_carry_a_grpc_status(server, tmp_path) -> None:
+    """A path the twin does not serve is UNIMPLEMENTED, not a content-type protocol error."""
+    ctx = load_talosconfig(_write(server, tmp_path))
+    host, port = split_endpoint(server.endpoint)
+    ch = TalosChannel(host, port, ssl=client_ssl_context(ctx))
+    try:
+        for path, text in (
+            ("/machine.MachineService/Containers", "unknown method Containers for service"),
+            ("/machine.LifecycleService/Upgrade", "unknown service machine.LifecycleService"),
+        ):
+            method = grpclib.client.UnaryUnaryMethod(ch, path, empty_pb2.Empty, empty_pb2.Empty)
+            with pytest.raises(GRPCError) as gerr:
+                await method(empty_pb2.Empty())
+            assert gerr.value.status is Status.UNIMPLEMENTED and text in gerr.value.message
+    finally:
+        await ch.aclose()
+
+
+async def test_status_codes_as_talos_sends_them(server, world, tmp_path) -> None:
+    async with _client(server, tmp_path) as c:
+        for call, api in (
+            (lambda: c.etcd_members(WORKER), "member list"),
+            (lambda: c.etcd_status(WORKER), "etcd status"),
+            (lambda: c.etcd_leave_cluster(WORKER), "etcd leave"),
+            (lambda: c.etcd_remove_member(WORKER, 1), "etcd remove member"),
+            (lambda: c.kubeconfig(WORKER), "kubeconfig"),
+        ):
+            with pytest.raises(BackendError) as err:
+                await call()
+            assert err.value.code == "UNIMPLEMENTED"
+            assert f"{api} is only available on control plane nodes" in err.value.reason
+        assert await c.service_restart(WORKER, "kubelet") == 'Service "kubelet" restarted'
+        with pytest.raises(BackendError) as err:
+            await c.service_restart(CP1, "etcd")
+        assert err.value.code == "UNKNOWN"
+        assert err.value.reason.endswith(
+            'service "etcd" doesn\'t support restart operation via API'
+        )
+        with pytest.raises(BackendError) as err:
+            await c.service_restart(WORKER, "nope")
+        assert err.value.code == "UNKNOWN" and 'service "nope" not defined' in err.value.reason
+    assert [w.op for w in world.writes] == [f"ServiceRestart {WORKER}"]
 
 
 async def test_stopped_vm_is_unreachable(server, world, tmp_path) -> None:
@@ -237,8 +300,14 @@ async def test_reset_removes_the_member_from_etcd(server, world, tmp_path) -> No
     async with _client(server, tmp_path) as c:
         before = {e.hostname for e in await c.etcd_members(CP1)}
         await c.reset(CP2, graceful=True)
-        after = {e.hostname for e in await c.etcd_members(CP1)}
-    assert before - after == {"talos-control-2"}
+        assert {e.hostname for e in await c.etcd_members(CP1)} == before  # not yet: async
+
+        await eventually_async(
+            lambda: "talos-control-2" not in {e.hostname for e in world.etcd.values()},
+            message="the reset to leave etcd",
+            timeout=3.0,
+        )
+        assert before - {e.hostname for e in await c.etcd_members(CP1)} == {"talos-control-2"}
     assert [w.op for w in world.writes] == [f"Reset {CP2}"]
 
 
@@ -250,8 +319,11 @@ async def test_etcd_remove_member_by_id(server, tmp_path) -> None:
         assert gone.id not in {e.id for e in await c.etcd_members(CP2)}
         with pytest.raises(BackendError) as err:
             await c.etcd_remove_member(CP1, gone.id)
-        assert err.value.code == "NOT_FOUND" and gone.id_hex in err.value.reason
-        with pytest.raises(BackendError, match="etcd is not running"):
+        assert err.value.code == "NOT_FOUND"
+        assert f"failed to remove member {gone.id}: etcdserver: member not found" in (
+            err.value.reason
+        )
+        with pytest.raises(BackendError, match="only available on control plane nodes"):
             await c.etcd_members(WORKER)
 
 
@@ -354,4 +426,42 @@ async def test_machine_reports_each_members_health(server, world, tmp_path) -> N
     assert (
         health["talos-control-3"][0] is False and "not running" in health["talos-control-3"][1][0]
     )
+    # two of three members down: no quorum, so no leader (as etcd)
+    assert [e.hostname for e in m.etcd_members if e.leader] == []
+    world.clear("etcd-unhealthy:talos-control-2")
+    async with _client(server, tmp_path) as c:
+        m = await c.machine(CP1)
     assert [e.hostname for e in m.etcd_members if e.leader] == ["talos-control-1"]
+
+
+async def test_each_machine_answers_at_its_own_address(server, world, tmp_path) -> None:
+    """Maintenance mode as on the wire: the machine's own address, no client certificate;
+    `node` metadata routes nothing there."""
+    world.talos_reset(WORKER)
+    await _in_maintenance(world, WORKER)
+    own = server.address_of(WORKER)
+    host, port = split_endpoint(own)
+    assert host != "127.0.0.1" and host.startswith("127.")
+    async with _client(server, tmp_path) as c:
+        c.maintenance_endpoint = None
+        c.maintenance_port = port
+        assert "/dev/vda" in [d.device for d in await c.disks(host, maintenance=True)]
+        ch = TalosChannel(host, port, ssl=insecure_ssl_context())
+        try:  # metadata naming another machine still reaches this one
+            stub = storage_grpc.StorageServiceStub(ch)
+            resp = await stub.Disks(empty_pb2.Empty(), metadata={"node": CP1})
+            assert len(resp.messages[0].disks) == 2  # the worker's, not CP1's one disk
+        finally:
+            await ch.aclose()
+        cp_host, _ = split_endpoint(server.address_of(CP1))
+        with pytest.raises(BackendError) as err:  # a configured machine wants a cert
+            await c.disks(cp_host, maintenance=True)
+        assert err.value.code == "UNAVAILABLE" and "certificate required" in err.value.reason
+
+
+async def test_a_stopped_service_restart_is_a_start(server, world, tmp_path) -> None:
+    async with _client(server, tmp_path) as c:
+        await c.etcd_leave_cluster(CP2)  # etcd stops (Finished)
+        with pytest.raises(BackendError) as err:
+            await c.service_restart(CP2, "etcd")
+        assert err.value.reason.endswith('service "etcd" doesn\'t support start operation via API')

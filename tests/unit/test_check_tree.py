@@ -222,3 +222,65 @@ def test_cli_refuses_a_directory_without_a_tree(tmp_path: Path, capsys) -> None:
     assert main(["check", "--repo", str(tmp_path)]) == 1
     assert "no kubernetes/ directory" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_node_labels_nodeRestriction_forbids(tree_dir: Path) -> None:
+    talos = tree_dir / "kubernetes/bootstrap/talos"
+    (talos / "patches").mkdir(parents=True)
+    (talos / "talconfig.yaml").write_text(
+        "clusterName: k\nnodes:\n  - hostname: w1\n    nodeLabels:\n"
+        "      topology.kubernetes.io/zone: a\n      node-role.kubernetes.io/worker: ''\n"
+    )
+    (talos / "patches/storage.yaml").write_text(
+        "machine:\n  nodeLabels:\n    openebs.io/engine: mayastor\n"
+        "    node.kubernetes.io/instance-type: storage\n    node-role.home.arpa/storage: ssd\n"
+        "    example.k8s.io/tier: fast\n  kubelet:\n    extraArgs:\n"
+        "      node-labels: kubelet.kubernetes.io/ok=1,node-restriction.kubernetes.io/x=1\n"
+    )
+    errors = _errors(tree_dir)
+    talconfig = _find(
+        errors, "kubernetes/bootstrap/talos/talconfig.yaml", "node-role.kubernetes.io"
+    )
+    assert talconfig.line == 6 and "NodeRestriction" in talconfig.reason
+    patch = "kubernetes/bootstrap/talos/patches/storage.yaml"
+    assert _find(errors, patch, "example.k8s.io/tier").line == 6
+    assert _find(errors, patch, "node-restriction.kubernetes.io/x").line == 9
+    allowed = (
+        "topology.kubernetes.io/zone",
+        "openebs.io",
+        "instance-type",
+        "home.arpa/",
+        "kubelet.",
+    )
+    assert not [p for p in errors if any(f"label {a}" in p.reason for a in allowed)]
+
+
+def test_diskpool_on_a_kernel_device_name(tree_dir: Path) -> None:
+    app = tree_dir / "kubernetes/apps/default/podinfo/app"
+    (app / "pools.yaml").write_text(
+        "---\napiVersion: openebs.io/v1beta3\nkind: DiskPool\nmetadata:\n  name: a\nspec:\n"
+        "  node: a\n  disks:\n    - /dev/disk/by-id/wwn-0x5002538000000001\n---\n"
+        "apiVersion: openebs.io/v1beta3\nkind: DiskPool\nmetadata:\n  name: b\nspec:\n"
+        "  node: b\n  disks:\n    - /dev/nvme0n1\n    - aio:///dev/sdb\n"
+    )
+    errors = _errors(tree_dir)
+    rel = "kubernetes/apps/default/podinfo/app/pools.yaml"
+    nvme = _find(errors, rel, "disk /dev/nvme0n1 is a kernel device name")
+    assert nvme.line == 18 and "DiskPool b" in nvme.reason and "by-id" in nvme.reason
+    assert _find(errors, rel, "aio:///dev/sdb").line == 19
+    assert not [p for p in errors if "DiskPool a" in p.reason]
+
+
+def test_file_references_that_do_not_exist(tree_dir: Path) -> None:
+    _edit(tree_dir, HR, "  interval: 30m\n", "  # see docs/nowhere.md and ./helm-values.yaml\n"
+          "  interval: 30m  # values: app/helm-values.yaml (https://x.io/a/b.yaml)\n")  # fmt: skip
+    (tree_dir / "README.md").write_text(
+        "# t\n\nRead `kubernetes/components/common/namespace.yaml` and lab/keys/gone.txt.\n"
+        "```sh\nls run-dir/kubeconfig.yaml\n```\n"
+    )
+    errors = _errors(tree_dir)
+    p = _find(errors, HR, "docs/nowhere.md")
+    assert p.line == 6 and "comment refers to" in p.reason and "does not exist" in p.reason
+    assert _find(errors, "README.md", "lab/keys/gone.txt").line == 3
+    refs = [p for p in errors if "refers to" in p.reason]
+    assert len(refs) == 2, [str(p) for p in refs]

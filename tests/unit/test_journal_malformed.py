@@ -62,7 +62,7 @@ def test_cli_lists_the_good_runs_and_resume_names_the_bad_file(
     assert main(["runbook", "list"]) == 0
     out, err = capsys.readouterr()
     assert GOOD in out
-    assert err.count("runbook: skipped unreadable journal ") == len(BAD)
+    assert err.count("dapper-tui runbook: skipped unreadable journal ") == len(BAD)
     assert "Traceback" not in out + err
 
     config = journals.parent / "config.toml"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from dapper.lab import talos_config
 from dapper.lab.world import DAPPER_NODES, WorldError, node_specs, pod_gpu_request, pod_object
 from dapper.lab.world.faults import FAULT_KINDS, parse_fault
 from dapper.lab.world.kube_objects import controller_of, labels_match
-from dapper.lab.world.talos import machine_config, parse_machine_config
+from dapper.lab.world.talos import cluster_machine_config, machine_config
 
 
 @pytest.mark.parametrize(
@@ -28,25 +31,51 @@ def test_an_unknown_fault_names_the_known_kinds() -> None:
     assert all(kind in str(err.value) for kind in FAULT_KINDS)
 
 
-def test_machine_configs_round_trip_and_init_is_a_control_plane() -> None:
-    assert parse_machine_config(machine_config("talos-node-large-9", "worker")) == (
+def test_lab_configs_load_and_init_is_a_control_plane() -> None:
+    cfg = talos_config.load(
+        cluster_machine_config("talos-node-large-9", "worker", os_ca_pem="PEM", token="t.k")
+    )
+    assert (cfg.hostname, cfg.role, cfg.os_ca_crt, cfg.token) == (
         "talos-node-large-9",
         "worker",
+        "PEM",
+        "t.k",
     )
-    assert parse_machine_config(b"machine:\n  type: init\n") == ("", "controlplane")
+    init = cluster_machine_config("cp", "controlplane", os_ca_pem="PEM", token="t.k")
+    assert talos_config.load(init.replace(b"type: controlplane", b"type: init")).role == (
+        "controlplane"
+    )
+    # the seeded machines' minimal configs are not complete ones (no CA)
+    with pytest.raises(talos_config.ConfigError, match="issuing CA"):
+        talos_config.load(machine_config("talos-node-large-9", "worker"))
 
 
 @pytest.mark.parametrize(
-    ("data", "error"),
+    ("data", "error", "stage"),
     [
-        (b"machine: [unclosed\n", "failed to parse config"),
-        (b"cluster: {}\n", "not a Talos machine config"),
-        (b"machine:\n  type: router\n", "invalid machine type 'router'"),
+        (b"machine: [unclosed\n", "yaml: ", "parse"),
+        (b"foo: 1\n", "missing kind", "parse"),
+        (b"kind: HostnameConfig\n", "doesn't contain v1alpha1 config", "validation"),
+        (b"machine:\n  type: router\n", 'unknown machine type "router"', "validation"),
+        (b"machine:\n  typo: worker\n", "unknown keys found during decoding:\n", "parse"),
     ],
 )
-def test_what_is_not_a_machine_config_is_refused(data: bytes, error: str) -> None:
-    with pytest.raises(WorldError, match=error):
-        parse_machine_config(data)
+def test_what_talos_would_refuse_is_refused(data: bytes, error: str, stage: str) -> None:
+    with pytest.raises(talos_config.ConfigError, match=re.escape(error)) as err:
+        talos_config.load(data)
+    assert err.value.stage == stage
+
+
+def test_validation_problems_come_together_in_multierror_form() -> None:
+    problems = talos_config.validate({"machine": {"type": "worker"}})
+    assert problems == [
+        "cluster instructions are required",
+        "issuing CA or some accepted CAs are required (.machine.ca, machine.acceptedCAs)",
+    ]
+    assert talos_config.multierror(problems) == (
+        "2 errors occurred:\n\t* cluster instructions are required\n"
+        "\t* issuing CA or some accepted CAs are required (.machine.ca, machine.acceptedCAs)\n\n"
+    )
 
 
 def test_node_specs_are_the_real_seven_then_stable_storage_workers() -> None:

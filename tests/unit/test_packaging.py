@@ -47,3 +47,23 @@ def test_every_dependency_has_an_upper_bound() -> None:
         specs += [s for s in extra if not s.startswith("dapper-tui")]
     unbounded = [s for s in specs if not re.search(r"(<|==)", s)]
     assert unbounded == []
+
+
+def test_constraints_lock_every_dependency() -> None:
+    """CI installs with -c constraints.txt: every dependency must be locked there (run
+    scripts/lock-dependencies after changing pyproject.toml)."""
+    import re
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        specs += [s for s in extra if not s.startswith("dapper-tui")]
+    locked = {
+        line.split("==")[0].lower().replace("_", "-").replace(".", "-")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    names = {
+        re.split(r"[<>=!\[ ]", s)[0].lower().replace("_", "-").replace(".", "-") for s in specs
+    }
+    assert names - locked == set()

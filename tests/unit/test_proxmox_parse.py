@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from dapper.backends.clients.proxmox import PciDevice, vm_devices, vm_from_api
 from dapper.backends.clients.proxmox_parse import (
+    agent_addresses,
     normalize_pci_id,
     parse_hostpci,
     parse_net_mac,
@@ -90,3 +91,25 @@ def test_vm_from_rows_joins_devices_and_keeps_raw_config() -> None:
     assert vm.devices[1].address == "mapping=p100-1" and vm.devices[1].vendor_id == ""
     assert dict(vm.config)["hostpci1"] == "mapping=p100-1"
     assert vm_devices({}) == []
+
+
+def test_agent_addresses_skip_loopback_interface_ipv6_and_link_local() -> None:
+    payload = {
+        "result": [
+            {
+                "name": "lo",
+                "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4"}],
+            },
+            {
+                "name": "eth0",
+                "hardware-address": "bc:24:11:00:00:01",
+                "ip-addresses": [
+                    {"ip-address": "169.254.1.2", "ip-address-type": "ipv4"},
+                    {"ip-address": "fe80::1", "ip-address-type": "ipv6"},
+                    {"ip-address": "10.100.0.100", "ip-address-type": "ipv4", "prefix": 24},
+                ],
+            },
+        ]
+    }
+    assert agent_addresses(payload) == ("10.100.0.100",)
+    assert agent_addresses({"result": []}) == () and agent_addresses(None) == ()

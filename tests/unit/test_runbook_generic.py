@@ -165,7 +165,7 @@ def test_an_invalid_value_is_refused_with_the_validators_line(
     args = ["--param", "fruit=apple", "--param", "count=0", "--param", "token=x"]
     assert main(cli(config_file, "run", "fruit-pick", *args)) == 2
     err = capsys.readouterr().err
-    assert err == "runbook: count: must be at least 1, so that something is picked\n"
+    assert err == "dapper-tui runbook: count: must be at least 1, so that something is picked\n"
     assert list_runs() == []
 
 

@@ -19,7 +19,12 @@ def test_clean_shows_each_control_character() -> None:
 
 @pytest.mark.parametrize("ascii_only", [True, False])
 def test_clean_json_matches_clean_of_the_decoded_strings(ascii_only: bool) -> None:
-    doc = {"m": HOSTILE, f"k{HOSTILE}": [HOSTILE, 1, None], "lit": "\\u001b is text"}
+    doc = {
+        "m": HOSTILE,
+        f"k{HOSTILE}": [HOSTILE, 1, None],
+        "lit": "\\u001b is text",
+        "odd": "\\\x1b[2J and \\\\\x1b",  # backslashes right before real escapes
+    }
     text = json.dumps(doc, ensure_ascii=ascii_only)
     assert json.loads(clean_json(text)) == clean_tree(doc)
     assert json.loads(clean_json(text.encode()))["lit"] == "\\u001b is text"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dapper.tui.survive import SurvivesErrors
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 
-class DialogScreen(ModalScreen[bool]):
+class DialogScreen(SurvivesErrors, ModalScreen[bool]):
     """Title, body, Cancel and a confirm button; esc cancels."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -24,7 +25,7 @@ class DialogScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(Text(self.title_text, style="bold"), classes="dialog-title")
-            yield Static(self.body, classes="dialog-body")
+            yield Static(self.body, classes="dialog-body", markup=False)
             yield from self.extra()
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dapper.backends.model import ClusterSnapshot
-from dapper.tui.details import detail_view
-from dapper.tui.ops import actions_for
-from dapper.tui.panes import PANE_BY_ID
+from dapper.tui.app import DapperApp
+from dapper.tui.messages import CommandRequested
+from dapper.tui.pane_registry import pane_registry
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.bars import TextLine, key_bar_text
 from rich.console import RenderableType
 from rich.text import Text
+from textual import getters
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -16,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 
-class DetailScreen(Screen):
+class DetailScreen(SurvivesErrors, Screen[None]):
     DEFAULT_CSS = """
     DetailScreen #detail-scroll { scrollbar-size-vertical: 1; }
     """
@@ -24,22 +26,24 @@ class DetailScreen(Screen):
         Binding("escape,backspace", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
     ]
+    app = getters.app(DapperApp)
 
     def __init__(self, pane: str, key: str, *, writable: bool) -> None:
         super().__init__(classes="detail-screen")
         self.pane = pane
         self.key = key
+        self.spec = pane_registry().get(pane)
         self.header = TextLine(id="header")
         self.body = Static("", markup=False, id="detail-body")
         self.content: RenderableType = Text("")  # what the body shows (tests read it)
-        actions = actions_for(pane) if writable else []
-        for action in actions:
-            self._bindings.bind(action.key, f"act('{action.id}')", action.label)
+        commands = self.spec.commands if writable else ()
+        for command in commands:
+            self._bindings.bind(command.key, f"act('{command.id}')", command.label)
         self.keys = TextLine(id="keys")
         self.keys.update(
             key_bar_text(
                 [("esc", "back"), ("?", "help"), ("q", "quit")],
-                [(a.key, a.label.lower()) for a in actions],
+                [(c.key, c.label.lower()) for c in commands],
             )
         )
 
@@ -51,19 +55,24 @@ class DetailScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
+        self.watch(self.app, "snapshot", self.show)  # now, and with every new snapshot
+        self.watch(self.app, "now", self._tick, init=False)
 
-    def show(self, header: Text, snapshot: ClusterSnapshot, now: float) -> None:
-        self.header.update(header)
-        spec = PANE_BY_ID[self.pane]
-        row = next((r for r in spec.rows(snapshot) if spec.row_key(r) == self.key), None)
+    def show(self, snapshot: ClusterSnapshot) -> None:
+        self.header.update(self.app.header_text())
+        spec = self.spec
+        row = spec.find_row(snapshot, self.key)
         if row is None:
             self.content = Text(f"{spec.noun} {self.key} is no longer in the snapshot", "dim")
         else:
-            self.content = detail_view(self.pane, row, snapshot, now)
+            self.content = spec.detail(row, snapshot, self.app.clock())
         self.body.update(self.content)
+
+    def _tick(self) -> None:
+        self.header.update(self.app.header_text())
 
     def action_back(self) -> None:
         self.dismiss()
 
-    def action_act(self, action: str) -> None:
-        self.app.request_action(action, self.pane, self.key)  # type: ignore[attr-defined]
+    def action_act(self, command: str) -> None:
+        self.post_message(CommandRequested(command, self.pane, self.key))

@@ -7,16 +7,20 @@ actions, and a key another part of the console adds shows up under "More".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dapper.tui.ops import actions_for
-from dapper.tui.panes import PANE_BY_ID, PANES
+from dapper.tui.pane_registry import pane_registry
+from dapper.tui.pane_spec import PaneSpec
+from dapper.tui.survive import SurvivesErrors
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from dapper.tui.app import DapperApp
 
 GROUP_WIDTH, KEY_WIDTH = 9, 11
 # actions the fixed groups below already describe; anything else bound is listed under More
@@ -50,7 +54,7 @@ def _group(t: Text, title: str, rows: Rows) -> None:
         t.append(f"{what}\n")
 
 
-def own_bindings(screen: Any, app: Any) -> Iterator[Binding]:
+def own_bindings(screen: Screen[Any], app: App[Any]) -> Iterator[Binding]:
     """Bindings of the console's own screen and app (not Textual's built-in ones, not the
     table's navigation), shown in the footer or not."""
     for active in screen.active_bindings.values():
@@ -62,7 +66,7 @@ def own_bindings(screen: Any, app: Any) -> Iterator[Binding]:
             yield binding
 
 
-def _more(screen: Any, app: Any) -> Rows:
+def _more(screen: Screen[Any], app: App[Any]) -> Rows:
     """Keys the groups above do not cover (e.g. one another part of the console binds)."""
     rows: Rows = []
     seen: set[str] = set()
@@ -75,28 +79,31 @@ def _more(screen: Any, app: Any) -> Rows:
     return rows
 
 
-def help_text(app: Any) -> Text:
-    """The help for the app's current screen (the one this modal will cover)."""
+def help_text(app: DapperApp) -> Text:
+    """The help for the app's current screen (the one this modal will cover). The panes,
+    their number keys, jump names and commands come from the pane registry."""
     from dapper.tui.screens.detail import DetailScreen
     from dapper.tui.screens.main import MainScreen
 
     screen = app.screen
-    writable = bool(getattr(app, "writable", False))
+    registry = pane_registry()
+    writable = app.writable
     t = Text(no_wrap=True, overflow="ellipsis")
-    pane = None
+    pane: PaneSpec | None = None
     if isinstance(screen, DetailScreen):
-        pane = PANE_BY_ID[screen.pane]
+        pane = registry.get(screen.pane)
         t.append(f"Keys · {pane.noun} detail\n", style="bold reverse")
         _group(t, "View", [("esc", "back to the list"), ("↑↓ pgup pgdn", "scroll")])
     elif isinstance(screen, MainScreen):
-        pane = PANE_BY_ID[screen.active]
+        pane = registry.get(screen.active)
         t.append(f"Keys · {pane.title} pane\n", style="bold reverse")
-        numbers = " ".join(f"{p.key} {p.title}" for p in PANES)
+        numbers = " ".join(f"{p.key} {p.title}" for p in registry.ordered())
+        jumps = " ".join(f":{name}" for name in registry.jump_names())
         _group(
             t,
             "Panes",
             [
-                ("1-6", numbers),
+                (registry.key_range(), numbers),
                 ("tab S-tab", "next / previous pane"),
                 ("enter", f"detail of the {pane.noun} under the cursor"),
             ],
@@ -108,7 +115,7 @@ def help_text(app: Any) -> Text:
                 ("/", "filter this pane (enter keeps, esc clears)"),
                 ("!", "faults only, in every pane (esc clears)"),
                 ("s", "sort by the next column (or click a header)"),
-                (":", "jump: :nodes :vms :gpus :pools :ks :events"),
+                (":", f"jump: {jumps}"),
                 ("ctrl+p", "command palette: panes, views, actions"),
             ],
         )
@@ -119,8 +126,8 @@ def help_text(app: Any) -> Text:
             t,
             "Actions",
             [
-                (a.key, a.label + (" (type the name to confirm)" if a.destructive else " (asks)"))
-                for a in actions_for(pane.id)
+                (c.key, c.label + (" (type the name to confirm)" if c.destructive else " (asks)"))
+                for c in pane.commands
             ],
         )
     elif not writable:
@@ -134,7 +141,7 @@ def help_text(app: Any) -> Text:
     return t
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(SurvivesErrors, ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close")]
 
     def __init__(self, body: Text) -> None:
@@ -143,7 +150,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog help"):
-            yield Static(self.body)
+            yield Static(self.body, markup=False)
 
     def on_mount(self) -> None:
         dialog = self.query_one(VerticalScroll)

@@ -1,22 +1,29 @@
-"""The main screen: header, pane bar, the panes (one at a time when small), fault line, footer."""
+"""The main screen: header, pane bar, the panes (one at a time when small), fault line, footer.
+
+Its state (snapshot, active pane, the active pane's filter, faults-only, prompt mode and
+sort) is reactive: each change redraws what shows it in its `watch_` method. The panes,
+their number keys, the `:` jump names and the wide grid come from the pane registry.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from dapper.backends.model import ClusterSnapshot
-from dapper.tui.ops import actions_for
-from dapper.tui.panes import PANE_BY_ID, PANES, find_pane
+from dapper.tui.app import DapperApp
+from dapper.tui.pane_registry import pane_registry
 from dapper.tui.screens.help import own_bindings
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.bars import TextLine, fault_line_text, key_bar_text, pane_bar_text
-from dapper.tui.widgets.pane import ResourcePane
+from dapper.tui.widgets.resource_pane import ResourcePane
 from rich.text import Text
-from textual import on
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.events import DescendantFocus, Resize
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
@@ -24,7 +31,6 @@ if TYPE_CHECKING:
     from dapper.tui.widgets.table import ResourceTable
 
 WIDE_COLUMNS, WIDE_ROWS = 150, 40
-PANE_ORDER = ("nodes", "vms", "gpus", "pools", "flux", "events")
 # main-screen actions the key bar already names (or leaves to help)
 KEY_BAR_ACTIONS = (
     "quit_app",
@@ -36,12 +42,10 @@ KEY_BAR_ACTIONS = (
     "app.help",
     "clear",
 )
-GRID_ORDER = ("nodes", "flux", "vms", "gpus", "events", "pools")  # wide grid fill order
 
 
-class MainScreen(Screen):
+class MainScreen(SurvivesErrors, Screen[None]):
     BINDINGS = [
-        *(Binding(p.key, f"show_pane('{p.id}')", p.title, show=False) for p in PANES),
         Binding("tab", "cycle_pane(1)", "Next pane", show=False),
         Binding("shift+tab", "cycle_pane(-1)", "Previous pane", show=False),
         Binding("slash", "prompt('filter')", "Filter"),
@@ -51,16 +55,26 @@ class MainScreen(Screen):
         Binding("question_mark", "app.help", "Help"),
         Binding("escape", "clear", "Clear filter", show=False),
     ]
+    app = getters.app(DapperApp)
+
+    snapshot: reactive[ClusterSnapshot | None] = reactive(None, always_update=True, init=False)
+    active = reactive("nodes", init=False)
+    filter_text = reactive("", init=False)  # the active pane's filter
+    faults_only = reactive(False, init=False)
+    prompt_mode = reactive("", init=False)  # "", "filter" or "jump"
+    # the active pane's sort after `s` (a header click sorts too, and shows on the next
+    # tick: the table keeps its own sort, the bar reads it from there)
+    sort_label = reactive("", init=False, always_update=True)
 
     def __init__(self, *, writable: bool) -> None:
         super().__init__(id="main")
         self.writable = writable
-        self.panes = {spec.id: ResourcePane(spec, writable=writable) for spec in PANES}
-        self.active = "nodes"
-        self.faults_only = False
-        self.prompt_mode = ""
+        self.specs = pane_registry().ordered()
+        for spec in self.specs:  # number keys, bound before the first frame
+            self._bindings.bind(spec.key, f"show_pane('{spec.id}')", spec.title, show=False)
+        self.panes = {spec.id: ResourcePane(spec, writable=writable) for spec in self.specs}
+        self.set_reactive(MainScreen.active, self.specs[0].id)
         self.wide = False
-        self._snapshot: ClusterSnapshot | None = None
         self._now = 0.0
 
     def compose(self) -> ComposeResult:
@@ -79,23 +93,47 @@ class MainScreen(Screen):
         yield TextLine(id="keys")
 
     def on_mount(self) -> None:
+        self._place_grid()
+        self.watch(self.app, "snapshot", self._app_snapshot)
+        self.watch(self.app, "now", self.tick, init=False)
         # The first frame is the header, pane bar and footer: the panes (and their tables)
         # are mounted right after it. Laying out and drawing six empty bordered panes
         # would double the time to that first frame, and no data can be there yet.
         self.call_after_refresh(self._build_visible)
+
+    def _app_snapshot(self, snapshot: ClusterSnapshot) -> None:
+        self._now = self.app.clock()
+        self.snapshot = snapshot
+
+    def _place_grid(self) -> None:
+        """The wide layout's grid, from the panes' slots (used only when `.wide`)."""
+        registry = pane_registry()
+        columns, rows = registry.grid_size()
+        body = self.query_one("#body").styles
+        body.grid_size_columns, body.grid_size_rows = columns, rows
+        body.grid_columns = registry.grid_columns()
+        body.grid_rows = " ".join(["1fr"] * rows)
+        for spec in self.specs:
+            styles = self.panes[spec.id].styles
+            styles.column_span, styles.row_span = spec.grid.columns, spec.grid.rows
 
     async def _build_visible(self) -> None:
         if not self.is_attached:  # the app closed before its first refresh ended
             return
         if self.panes[self.active].parent is None:
             await self.query_one("#starting").remove()
-            await self.query_one("#body").mount_all([self.panes[p] for p in GRID_ORDER])
+            grid = pane_registry().grid_order()
+            await self.query_one("#body").mount_all([self.panes[p.id] for p in grid])
         for pid, pane in self.panes.items():
             if self._visible(pid) and (mounting := pane.build()) is not None:
                 await mounting
         self.table.focus()
         self._render_panes()
         self._render_bars()
+
+    @work(exclusive=True, group="build-panes")
+    async def _build_visible_worker(self) -> None:
+        await self._build_visible()
 
     # -- layout -------------------------------------------------------------------------
 
@@ -108,42 +146,46 @@ class MainScreen(Screen):
             self.wide = wide
             self.set_class(wide, "wide")
             if wide and self.panes[self.active].built:  # else the first build does it
-                self.run_worker(self._build_visible(), group="build-panes")
+                self._build_visible_worker()
         self._render_panes()
 
     @property
     def table(self) -> ResourceTable:
         return self.panes[self.active].table
 
-    def _activate(self, pane: str) -> None:
-        self.active = pane
+    def watch_active(self, active: str) -> None:
         for pid, p in self.panes.items():
-            p.set_class(pid == pane, "active")
-        self.panes[pane].build()  # a pane never shown before gets its table now
-        self.panes[pane].table.focus()
+            p.set_class(pid == active, "active")
+        self._sync_from_table()
         self._render_panes()
         self._render_bars()
+
+    def _sync_from_table(self) -> None:
+        """The active pane's own filter and sort, as the screen's state (no redraw)."""
+        table = self.table
+        self.set_reactive(MainScreen.filter_text, table.filter_text)
+        self.set_reactive(MainScreen.sort_label, self._sort_of(table))
+
+    def _activate(self, pane: str) -> None:
+        self.panes[pane].build()  # a pane never shown before gets its table now
+        self.panes[pane].table.focus()
+        self.active = pane
 
     def action_show_pane(self, pane: str) -> None:
         self._activate(pane)
 
     def action_cycle_pane(self, step: int) -> None:
-        order = list(PANE_ORDER)
+        order = [spec.id for spec in self.specs]
         self._activate(order[(order.index(self.active) + step) % len(order)])
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
         pane = event.widget.parent  # wide: clicking or tabbing into a pane makes it active
         if self.wide and isinstance(pane, ResourcePane) and pane.spec.id != self.active:
             self.active = pane.spec.id
-            for pid, p in self.panes.items():
-                p.set_class(pid == self.active, "active")
-            self._render_panes()
-            self._render_bars()
 
     # -- data ---------------------------------------------------------------------------
 
-    def show_snapshot(self, snapshot: ClusterSnapshot, now: float) -> None:
-        self._snapshot, self._now = snapshot, now
+    def watch_snapshot(self) -> None:
         self._render_panes()
         self._render_bars()
 
@@ -151,41 +193,34 @@ class MainScreen(Screen):
         return self.wide or pid == self.active
 
     def _render_panes(self) -> None:
-        if self._snapshot is None:
+        if self.snapshot is None:
             return
         for pid, pane in self.panes.items():
             if self._visible(pid):
-                pane.show(self._snapshot, self._now)
+                pane.show(self.snapshot, self._now)
 
     def _render_bars(self) -> None:
-        if self._snapshot is None:
+        if self.snapshot is None:
             return
         try:
             header = self.query_one("#header", TextLine)
         except NoMatches:  # not composed yet
             return
-        header.update(self.app.header_text())  # type: ignore[attr-defined]
-        pane = self.panes[self.active]
-        sort = filter_text = ""
-        if pane.built:
-            t = pane.table
-            filter_text = t.filter_text
-            if t.sort_column:
-                sort = t.sort_column + ("▼" if t.sort_reverse else "▲")
+        header.update(self.app.header_text())
         self.query_one("#panebar", TextLine).update(
             pane_bar_text(
-                [PANE_BY_ID[p] for p in PANE_ORDER],
+                self.specs,
                 self.active,
                 faults_only=self.faults_only,
-                filter_text=filter_text,
-                sort=sort,
+                filter_text=self.filter_text,
+                sort=self._sort_of(self.table) if self.panes[self.active].built else "",
             )
         )
-        self.query_one("#faultline", TextLine).update(fault_line_text(self._snapshot, self._now))
+        self.query_one("#faultline", TextLine).update(fault_line_text(self.snapshot, self._now))
         self.query_one("#keys", TextLine).update(self._key_bar())
 
     def _key_bar(self) -> Text:
-        """Footer keys for the active pane; action keys only when writable."""
+        """Footer keys for the active pane; command keys only when writable."""
         if self.prompt_mode:
             return key_bar_text(
                 [
@@ -203,17 +238,19 @@ class MainScreen(Screen):
             if b.action not in KEY_BAR_ACTIONS and not b.action.startswith(KEY_BAR_ACTIONS):
                 keys.append((self.app.get_key_display(b), b.description.lower()))
         keys += [("?", "help"), ("q", "quit")]
-        actions = [(a.key, a.label.lower()) for a in actions_for(self.active)]
-        return key_bar_text(keys, actions if self.writable else ())
+        commands = pane_registry().get(self.active).commands
+        return key_bar_text(
+            keys, [(c.key, c.label.lower()) for c in commands] if self.writable else ()
+        )
 
     def tick(self, now: float) -> None:
         """Once a second: ages in the header and stale banners move on."""
         self._now = now
         self._render_bars()
-        if self._snapshot is not None:
+        if self.snapshot is not None:
             for pid, pane in self.panes.items():
                 if self._visible(pid) and pane.built:
-                    pane.refresh_banner(self._snapshot, now)
+                    pane.refresh_banner(self.snapshot, now)
 
     def show_activity(self, lines: list[str]) -> None:
         line = self.query_one("#activity", TextLine)
@@ -222,16 +259,36 @@ class MainScreen(Screen):
 
     # -- keys ---------------------------------------------------------------------------
 
-    def action_faults(self) -> None:
-        self.faults_only = not self.faults_only
+    def watch_faults_only(self, faults_only: bool) -> None:
         for pane in self.panes.values():
-            pane.table.faults_only = self.faults_only  # every pane, built or not yet
+            pane.table.faults_only = faults_only  # every pane, built or not yet
         self._render_panes()
         self._render_bars()
 
+    def watch_filter_text(self, filter_text: str) -> None:
+        self.table.filter_text = filter_text
+        if self.snapshot is not None:
+            self.panes[self.active].show(self.snapshot, self._now)
+        self._render_bars()
+
+    def watch_prompt_mode(self) -> None:
+        self._render_bars()
+
+    def watch_sort_label(self) -> None:
+        self._render_bars()
+
+    def action_faults(self) -> None:
+        self.faults_only = not self.faults_only
+
     def action_sort(self) -> None:
         self.table.cycle_sort()
-        self._render_bars()
+        self.sort_label = self._sort_of(self.table)
+
+    @staticmethod
+    def _sort_of(table: ResourceTable) -> str:
+        if not table.sort_column:
+            return ""
+        return table.sort_column + ("▼" if table.sort_reverse else "▲")
 
     def action_prompt(self, mode: str) -> None:
         try:
@@ -239,31 +296,28 @@ class MainScreen(Screen):
         except NoMatches:  # mounted on first use, not before the first frame
             prompt = Input(id="prompt")
             self.mount(prompt, before=self.query_one("#activity"))
-        self.prompt_mode = mode
         if mode == "filter":
-            prompt.placeholder = f"filter {PANE_BY_ID[self.active].title} (enter keeps, esc clears)"
+            title = pane_registry().get(self.active).title
+            prompt.placeholder = f"filter {title} (enter keeps, esc clears)"
             prompt.value = self.table.filter_text
         else:
-            prompt.placeholder = "jump to: nodes vms gpus pools ks events (esc cancels)"
+            names = " ".join(pane_registry().jump_names())
+            prompt.placeholder = f"jump to: {names} (esc cancels)"
             prompt.value = ""
         prompt.display = True
         prompt.focus()
-        self._render_bars()
+        self.prompt_mode = mode
 
     def _close_prompt(self) -> None:
         prompt = self.query_one("#prompt", Input)
         prompt.display = False
-        self.prompt_mode = ""
         self.table.focus()
-        self._render_bars()
+        self.prompt_mode = ""
 
     @on(Input.Changed, "#prompt")
     def _prompt_changed(self, event: Input.Changed) -> None:
         if self.prompt_mode == "filter":
-            self.table.filter_text = event.value.strip()
-            if self._snapshot is not None:
-                self.panes[self.active].show(self._snapshot, self._now)
-            self._render_bars()
+            self.filter_text = event.value.strip()
 
     @on(Input.Submitted, "#prompt")
     async def _prompt_submitted(self, event: Input.Submitted) -> None:
@@ -274,36 +328,21 @@ class MainScreen(Screen):
             return
         word = event.value.strip().lstrip(":").lower()
         if word in ("q", "quit", "q!"):
-            self.app.action_quit_app()  # type: ignore[attr-defined]
+            self.app.action_quit_app()
             return
-        spec = find_pane(word)
+        spec = pane_registry().find(word)
         if spec is None:
-            self.notify(f"no view named {word!r}: nodes vms gpus pools ks events", timeout=3)
+            names = " ".join(pane_registry().jump_names())
+            self.notify(f"no view named {word!r}: {names}", timeout=3)
             return
         self._activate(spec.id)
 
     def action_clear(self) -> None:
         if self.prompt_mode:
             if self.prompt_mode == "filter":
-                self.table.filter_text = ""
+                self.filter_text = ""
             self._close_prompt()
-        elif self.table.filter_text:
-            self.table.filter_text = ""
+        elif self.filter_text:
+            self.filter_text = ""
         elif self.faults_only:
-            self.action_faults()
-            return
-        else:
-            return
-        self._render_panes()
-        self._render_bars()
-
-    # -- rows ---------------------------------------------------------------------------
-
-    def on_resource_table_activated(self, event: ResourceTable.Activated) -> None:
-        self.app.open_detail(event.pane, event.key)  # type: ignore[attr-defined]
-
-    def on_resource_table_action_requested(self, event: ResourceTable.ActionRequested) -> None:
-        if event.key is None:
-            self.notify("no row selected", timeout=2)
-            return
-        self.app.request_action(event.action, event.pane, event.key)  # type: ignore[attr-defined]
+            self.faults_only = False

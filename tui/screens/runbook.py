@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dapper.tui.screens.runbook_run import PromptScreen, RunScreen
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.runbook_form import FormError, ParamForm
 from rich.text import Text
 from textual import on
@@ -95,7 +96,7 @@ def palette_entries(app: Any) -> Iterator[tuple[str, str, Callable[[], Any]]]:
 # -- pick a runbook, fill its form, list runs ------------------------------------------------
 
 
-class RunbooksScreen(Screen):
+class RunbooksScreen(SurvivesErrors, Screen):
     DEFAULT_CSS = """
     RunbooksScreen #rb-title, RunbooksScreen #rb-about { height: 1; padding: 0 1; }
     RunbooksScreen #rb-body { height: 1fr; }
@@ -174,9 +175,9 @@ class RunbooksScreen(Screen):
 
     def _load(
         self, context: ChoiceContext
-    ) -> tuple[dict[str, Runbook], dict[str, dict[str, ChoiceList]], list[Any]]:
+    ) -> tuple[dict[str, Runbook], dict[str, dict[str, ChoiceList]], list[Any], list[str]]:
         """Worker thread: the runbooks, the choices of their pickers (plain data; a failing
-        provider becomes its one-line reason) and the journal's runs."""
+        provider becomes its one-line reason), the journal's runs and unreadable journals."""
         from dapper.actions import registry
         from dapper.actions.journal import list_runs
         from dapper.actions.params import preload_choices

@@ -9,9 +9,11 @@ poll, leaving the run resumable. A typed secret value is asked in a masked field
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from dapper.tui.screens.confirm import ConfirmScreen
+from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.runbook_view import (
     ConfirmAsked,
     EngineEvent,
@@ -32,6 +34,33 @@ from textual.widgets import Button, Footer, Input, Static
 
 log = logging.getLogger("dapper.tui.runbook")
 
+
+class RunsInFlight:
+    """Engine threads still working. When the console goes away (q, SIGHUP from a dropped
+    SSH session) a run is told to stop at its next safe point; the process waits for that
+    (`wait`) instead of ending the thread between a change and its journal entry."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """True once no run is in flight; False if one still is after `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout=timeout)
+
+
+IN_FLIGHT = RunsInFlight()
+
 NARROW = 110  # below this width the run view stacks preview over log
 
 
@@ -46,7 +75,7 @@ def _one_line(text: str) -> str:
 # -- the typed-value prompt ------------------------------------------------------------------
 
 
-class PromptScreen(ModalScreen[str | None]):
+class PromptScreen(SurvivesErrors, ModalScreen[str | None]):
     """One question from the engine; a secret answer is typed into a masked field."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -86,7 +115,7 @@ class PromptScreen(ModalScreen[str | None]):
 # -- one run -----------------------------------------------------------------------------------
 
 
-class RunScreen(Screen[bool]):
+class RunScreen(SurvivesErrors, Screen[bool]):
     """One run of a runbook (new or resumed) driven by the engine in a worker thread."""
 
     DEFAULT_CSS = """
@@ -188,13 +217,17 @@ class RunScreen(Screen[bool]):
     # -- the worker thread ----------------------------------------------------------------
 
     def _work(self) -> None:
+        with IN_FLIGHT:
+            self._run_engine()
+
+    def _run_engine(self) -> None:
         from dapper.actions import registry
-        from dapper.actions.engine import Engine
+        from dapper.actions.protocols import runner_for
         from dapper.backends.errors import ReadOnlyError
 
         b = self.bridge
         try:
-            engine = Engine(self.config, emit=b.emit, prompt=b.prompt, cancelled=b.cancelled)
+            engine = runner_for(self.config, emit=b.emit, prompt=b.prompt, cancelled=b.cancelled)
             rb = registry.get(self.runbook)
             if self.resume_id:
                 result = engine.resume(self.resume_id, rb, confirm=b.confirm)

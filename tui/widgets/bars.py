@@ -3,39 +3,50 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from dapper.backends.model import ClusterSnapshot, Fault, Health
-from dapper.backends.snapshot.summary import summarize
+from dapper.backends.model import ClusterSnapshot, Fault, Health, summarize
 from dapper.tui import format as fmt
-from dapper.tui.panes import PaneSpec
+from dapper.tui.pane_registry import pane_registry
+from dapper.tui.pane_spec import PaneSpec
 from rich.text import Text
 from textual.widgets import Static
 
 GOOD, BAD, WARN = "green", "bold red", "yellow"
-SOURCE_OF = {  # whose failure makes a header count unknown rather than zero
-    "nodes": "kubernetes",
-    "vms": "proxmox",
-    "gpu": "proxmox",
-    "pools": "kubernetes",
-    "ks": "kubernetes",
-}
 
 
-def health_counts(snapshot: ClusterSnapshot) -> list[tuple[str, int, int, int]]:
-    """(label, good, total, errors) per pane: the same counts `dapper-tui status` prints,
-    so the header and the monitoring command never disagree. Warnings (a cordoned node,
-    a suspended Kustomization) stay on the fault line, not in the ✗ counts."""
+@dataclass(frozen=True)
+class HeaderItem:
+    """One pane's count in the header."""
+
+    label: str
+    good: int
+    total: int
+    faults: int
+    source: str  # whose failure makes the count unknown rather than zero
+    allocation: bool  # good/total are allocated/capacity units: only over is bad
+
+
+def health_counts(snapshot: ClusterSnapshot) -> list[HeaderItem]:
+    """Per pane with a header count: the same counts `dapper-tui status` prints, so the
+    header and the monitoring command never disagree. Warnings (a cordoned node, a
+    suspended Kustomization) stay on the fault line, not in the ✗ counts."""
     sm = summarize(snapshot)
-    return [
-        (label, c.good, c.total, c.faults)
-        for label, c in (
-            ("nodes", sm.nodes),
-            ("vms", sm.vms),
-            ("gpu", sm.gpus),
-            ("pools", sm.pools),
-            ("ks", sm.kustomizations),
-        )
-    ]
+    items = []
+    for spec in pane_registry().ordered():
+        if spec.header is not None:
+            c = spec.header.count(sm, snapshot)
+            items.append(
+                HeaderItem(
+                    spec.header.label,
+                    c.good,
+                    c.total,
+                    c.faults,
+                    spec.sources[0],
+                    spec.header.allocation,
+                )
+            )
+    return items
 
 
 def header_text(
@@ -54,6 +65,10 @@ def header_text(
     if read_only:
         t.append(" ")
         t.append(" READ-ONLY ", style="bold magenta on bright_white")
+    if snapshot.insecure_tls:  # which APIs, in status and config check; here, that it is so
+        apis = ",".join(line.split(":", 1)[0] for line in snapshot.insecure_tls)
+        t.append(" ")
+        t.append(f" TLS UNVERIFIED: {apis} ", style="bold white on red")
     fetched = snapshot.taken_at > 0
     t.append(" ")
     if status:
@@ -63,18 +78,19 @@ def header_text(
     else:
         t.append("connecting…", style="dim")
     t.append("  ")
-    for i, (label, good, total, faults) in enumerate(health_counts(snapshot)):
+    for i, item in enumerate(health_counts(snapshot)):
+        good, total, faults = item.good, item.total, item.faults
         if i:
             t.append(" · ", style="dim")
-        t.append(f"{label} ")
+        t.append(f"{item.label} ")
         if not fetched and total == 0:
             t.append("…", style="dim")
             continue
-        if total == 0 and snapshot.source(SOURCE_OF[label]).health is Health.DEGRADED:
+        if total == 0 and snapshot.source(item.source).health is Health.DEGRADED:
             t.append("?", style=BAD)  # unknown, not "none": its source is failing
         elif total == 0:
             t.append("0/0", style="dim")
-        elif label == "gpu":
+        elif item.allocation:
             t.append(f"{good}/{total}", style=BAD if good > total else "")
         else:
             t.append(f"{good}/{total}", style=GOOD if good == total and not faults else BAD)
@@ -135,7 +151,9 @@ def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
     t.append(" ✗ " if error else " ⚠ ", style=BAD if error else WARN)
     count = len(snapshot.faults)
     if count > 1:
-        t.append(f"{count} faults (6 lists them) · ", style=BAD if error else WARN)
+        lister = pane_registry().find("faults")  # the pane `:faults` jumps to
+        where = f" ({lister.key} lists them)" if lister is not None else ""
+        t.append(f"{count} faults{where} · ", style=BAD if error else WARN)
     t.append(f.subject, style="bold")
     if f.since:
         t.append(f" {fmt.since(f.since, now)}", style="dim")

@@ -10,19 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from dapper.backends.model import ClusterSnapshot
-from dapper.tui.ops import actions_for
-from dapper.tui.panes import Column, PaneSpec, fault_subjects, fit_columns, is_fault
+from dapper.tui.messages import CommandRequested, OpenDetail
+from dapper.tui.pane_spec import Column, PaneSpec, fault_subjects, fit_columns, is_fault
+from dapper.tui.survive import SurvivesErrors
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable
 
 FIXED_WIDTH = 12  # columns whose max_width is at most this always take exactly that width
 
 
-class ResourceTable(DataTable):
-    """The table of one pane. Action keys are bound on the instance, and only when writable."""
+class ResourceTable(SurvivesErrors, DataTable):
+    """The table of one pane. Command keys are bound on the instance, and only when writable."""
 
     BINDINGS = [
         Binding("enter", "select_cursor", "Detail", show=True),
@@ -31,21 +31,6 @@ class ResourceTable(DataTable):
         Binding("g", "scroll_top", "Top", show=False),
         Binding("G", "scroll_bottom", "Bottom", show=False),
     ]
-
-    class Activated(Message):
-        """The operator pressed enter on a row: open its detail view."""
-
-        def __init__(self, pane: str, key: str) -> None:
-            super().__init__()
-            self.pane = pane
-            self.key = key
-
-    class ActionRequested(Message):
-        def __init__(self, action: str, pane: str, key: str | None) -> None:
-            super().__init__()
-            self.action = action
-            self.pane = pane
-            self.key = key
 
     def __init__(self, spec: PaneSpec, *, writable: bool, id: str | None = None) -> None:
         super().__init__(cursor_type="row", id=id, cursor_foreground_priority="renderable")
@@ -64,8 +49,8 @@ class ResourceTable(DataTable):
         self._signature: tuple = ()
         self._last: tuple[ClusterSnapshot, float] | None = None
         if writable:
-            for action in actions_for(spec.id):
-                self._bindings.bind(action.key, f"act('{action.id}')", action.label)
+            for command in spec.commands:
+                self._bindings.bind(command.key, f"act('{command.id}')", command.label)
 
     # -- data ---------------------------------------------------------------------------
 
@@ -202,10 +187,10 @@ class ResourceTable(DataTable):
     def action_select_cursor(self) -> None:
         key = self.selected_key
         if key is not None:
-            self.post_message(self.Activated(self.spec.id, key))
+            self.post_message(OpenDetail(self.spec.id, key))
 
-    def action_act(self, action: str) -> None:
-        self.post_message(self.ActionRequested(action, self.spec.id, self.selected_key))
+    def action_act(self, command: str) -> None:
+        self.post_message(CommandRequested(command, self.spec.id, self.selected_key))
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
@@ -218,7 +203,7 @@ class ResourceTable(DataTable):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()  # enter goes through action_select_cursor; a click on a row lands here
-        self.post_message(self.Activated(self.spec.id, str(event.row_key.value)))
+        self.post_message(OpenDetail(self.spec.id, str(event.row_key.value)))
 
     def cycle_sort(self) -> str:
         """`s`: sort by the next visible column (then back to the snapshot's order)."""

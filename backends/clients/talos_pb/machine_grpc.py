@@ -31,6 +31,10 @@ class MachineServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def EtcdForfeitLeadership(self, stream: 'grpclib.server.Stream[machine_pb2.EtcdForfeitLeadershipRequest, machine_pb2.EtcdForfeitLeadershipResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def EtcdLeaveCluster(self, stream: 'grpclib.server.Stream[machine_pb2.EtcdLeaveClusterRequest, machine_pb2.EtcdLeaveClusterResponse]') -> None:
         pass
 
@@ -113,6 +117,12 @@ class MachineServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 machine_pb2.DmesgRequest,
                 common_pb2.Data,
+            ),
+            '/machine.MachineService/EtcdForfeitLeadership': grpclib.const.Handler(
+                self.EtcdForfeitLeadership,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                machine_pb2.EtcdForfeitLeadershipRequest,
+                machine_pb2.EtcdForfeitLeadershipResponse,
             ),
             '/machine.MachineService/EtcdLeaveCluster': grpclib.const.Handler(
                 self.EtcdLeaveCluster,
@@ -233,6 +243,12 @@ class MachineServiceStub:
             '/machine.MachineService/Dmesg',
             machine_pb2.DmesgRequest,
             common_pb2.Data,
+        )
+        self.EtcdForfeitLeadership = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/machine.MachineService/EtcdForfeitLeadership',
+            machine_pb2.EtcdForfeitLeadershipRequest,
+            machine_pb2.EtcdForfeitLeadershipResponse,
         )
         self.EtcdLeaveCluster = grpclib.client.UnaryUnaryMethod(
             channel,

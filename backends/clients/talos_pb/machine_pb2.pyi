@@ -648,3 +648,21 @@ class DmesgRequest(_message.Message):
     follow: bool
     tail: bool
     def __init__(self, follow: _Optional[bool] = ..., tail: _Optional[bool] = ...) -> None: ...
+
+class EtcdForfeitLeadershipRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EtcdForfeitLeadership(_message.Message):
+    __slots__ = ("metadata", "member")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    metadata: _common_pb2.Metadata
+    member: str
+    def __init__(self, metadata: _Optional[_Union[_common_pb2.Metadata, _Mapping]] = ..., member: _Optional[str] = ...) -> None: ...
+
+class EtcdForfeitLeadershipResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[EtcdForfeitLeadership]
+    def __init__(self, messages: _Optional[_Iterable[_Union[EtcdForfeitLeadership, _Mapping]]] = ...) -> None: ...

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from dapper.backends.model import (
     ClusterSnapshot,
@@ -22,10 +21,10 @@ from dapper.backends.model import (
     Node,
     PodRef,
     StoragePool,
+    TalosService,
     Vm,
 )
 from dapper.tui import format as fmt
-from dapper.tui.panes import workload
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
 from rich.table import Table
@@ -130,6 +129,13 @@ class _Doc:
 
     def render(self) -> Group:
         return Group(*self.parts)
+
+
+def workload(p: PodRef) -> str:
+    """The workload a pod belongs to: a ReplicaSet's Deployment name, else its owner or name."""
+    if p.owner_kind == "ReplicaSet" and "-" in p.owner_name:
+        return p.owner_name.rsplit("-", 1)[0]
+    return p.owner_name or p.name
 
 
 def plain(renderable: RenderableType, width: int = 80) -> str:
@@ -326,7 +332,11 @@ def _talos(doc: _Doc, n: Node) -> None:
         doc.section("etcd members", f"{len(t.etcd_members)}")
         rows = []
         for m in t.etcd_members:
-            health = {True: ("healthy", OK), False: ("unhealthy", BAD)}.get(m.healthy, ("?", WARN))
+            health = (
+                ("?", WARN)
+                if m.healthy is None
+                else (("healthy", OK) if m.healthy else ("unhealthy", BAD))
+            )
             role = "leader" if m.leader else ("learner" if m.is_learner else "")
             rows.append(
                 (
@@ -342,11 +352,11 @@ def _talos(doc: _Doc, n: Node) -> None:
             doc.table(("HOST", "HEALTH", "ROLE", "DB", "ID", "ERRORS"), rows, right=(3,))
 
 
-def _service_ok(s: Any) -> bool:
+def _service_ok(s: TalosService) -> bool:
     return s.healthy if s.healthy is not None else s.state.lower() == "running"
 
 
-def _service_list(services: Sequence[Any]) -> Text:
+def _service_list(services: Sequence[TalosService]) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     for s in services:
         good = _service_ok(s)
@@ -529,15 +539,3 @@ def event_detail(e: Event, snapshot: ClusterSnapshot, now: float) -> Group:
     doc.section("Message")
     doc.paragraph(e.message or "-")
     return doc.render()
-
-
-def detail_view(pane: str, row: Any, snapshot: ClusterSnapshot, now: float) -> Group:
-    builders = {
-        "nodes": node_detail,
-        "vms": vm_detail,
-        "gpus": gpu_detail,
-        "pools": pool_detail,
-        "flux": ks_detail,
-        "events": event_detail,
-    }
-    return builders[pane](row, snapshot, now)

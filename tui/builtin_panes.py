@@ -1,4 +1,5 @@
-"""What each pane shows: its rows, columns (with drop priority), faults and sources.
+"""The six built-in panes: their rows, columns (with drop priority), faults, detail
+builders, commands and places, each declared once as a PaneSpec and registered.
 
 Pure functions over a ClusterSnapshot, no widgets: the table widget, the header counts,
 the detail view and the tests all read the same definitions.
@@ -6,52 +7,32 @@ the detail view and the tests all read the same definitions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
-
 from dapper.backends.model import (
     ClusterSnapshot,
     Event,
     Gpu,
     Kustomization,
     Node,
-    PodRef,
     StoragePool,
     Vm,
 )
 from dapper.tui import format as fmt
+from dapper.tui.detail_builders import (
+    event_detail,
+    gpu_detail,
+    ks_detail,
+    node_detail,
+    pool_detail,
+    vm_detail,
+    workload,
+)
 from dapper.tui.format import styled
+from dapper.tui.pane_commands import FLUX_COMMANDS, NODE_COMMANDS, VM_COMMANDS
+from dapper.tui.pane_registry import register_builtin
+from dapper.tui.pane_spec import Column, GridSlot, HeaderCount, PaneSpec
 from rich.text import Text
 
 OK, BAD, WARN, DIM = "green", "bold red", "yellow", "dim"
-
-
-@dataclass(frozen=True)
-class Column:
-    """One table column. Lower `priority` survives longer when the pane is narrow."""
-
-    key: str
-    label: str
-    priority: int
-    cell: Callable[[Any, float], Text]
-    sort: Callable[[Any], Any] | None = None
-    max_width: int = 24
-    fill: bool = False  # takes the width left over (the message-like column)
-
-
-@dataclass(frozen=True)
-class PaneSpec:
-    id: str
-    title: str
-    key: str  # the number key that shows it
-    aliases: tuple[str, ...]  # `:` jump names
-    sources: tuple[str, ...]  # whose failure makes this pane stale (first is primary)
-    rows: Callable[[ClusterSnapshot], Sequence[Any]]
-    row_key: Callable[[Any], str]
-    fault: Callable[[Any], bool]
-    columns: tuple[Column, ...]
-    noun: str  # "node", "VM", ...
 
 
 def _ready_text(status: str, yes: str = "Ready", no: str = "NotReady") -> Text:
@@ -204,13 +185,6 @@ VM_COLUMNS = (
 
 def gpu_fault(g: Gpu) -> bool:
     return not g.present or (g.capacity > 0 and g.allocated > g.capacity)
-
-
-def workload(p: PodRef) -> str:
-    """The workload a pod belongs to: a ReplicaSet's Deployment name, else its owner or name."""
-    if p.owner_kind == "ReplicaSet" and "-" in p.owner_name:
-        return p.owner_name.rsplit("-", 1)[0]
-    return p.owner_name or p.name
 
 
 def _gpu_pods(g: Gpu, _now: float) -> Text:
@@ -421,111 +395,125 @@ def events_and_faults(s: ClusterSnapshot) -> tuple[Event, ...]:
     )
 
 
-PANES: tuple[PaneSpec, ...] = (
+NODES = register_builtin(
     PaneSpec(
-        "nodes",
-        "Nodes",
-        "1",
-        ("nodes", "node", "no"),
-        ("kubernetes", "talos", "proxmox"),
-        lambda s: s.nodes,
-        lambda n: n.name,
-        node_fault,
-        NODE_COLUMNS,
-        "node",
-    ),
-    PaneSpec(
-        "vms",
-        "VMs",
-        "2",
-        ("vms", "vm"),
-        ("proxmox",),
-        lambda s: tuple(v for v in s.vms if not v.template),
-        lambda v: str(v.vmid),
-        vm_fault,
-        VM_COLUMNS,
-        "VM",
-    ),
-    PaneSpec(
-        "gpus",
-        "GPUs",
-        "3",
-        ("gpus", "gpu"),
-        ("proxmox", "kubernetes"),
-        lambda s: s.gpus,
-        lambda g: g.address,
-        gpu_fault,
-        GPU_COLUMNS,
-        "GPU",
-    ),
-    PaneSpec(
-        "pools",
-        "Pools",
-        "4",
-        ("pools", "pool", "dsp", "storage"),
-        ("kubernetes",),
-        lambda s: s.pools,
-        lambda p: p.name,
-        pool_fault,
-        POOL_COLUMNS,
-        "pool",
-    ),
-    PaneSpec(
-        "flux",
-        "Flux",
-        "5",
-        ("ks", "kustomizations", "flux"),
-        ("kubernetes", "git"),
-        lambda s: s.kustomizations,
-        lambda k: k.key,
-        ks_fault,
-        KS_COLUMNS,
-        "Kustomization",
-    ),
-    PaneSpec(
-        "events",
-        "Events",
-        "6",
-        ("events", "ev", "faults"),
-        ("kubernetes", "proxmox"),
-        lambda s: events_and_faults(s),
-        event_key,
-        event_fault,
-        EVENT_COLUMNS,
-        "event",
-    ),
+        id="nodes",
+        title="Nodes",
+        key="1",
+        order=1,
+        aliases=("nodes", "node", "no"),
+        sources=("kubernetes", "talos", "proxmox"),
+        rows=lambda s: s.nodes,
+        row_key=lambda n: n.name,
+        fault=node_fault,
+        columns=NODE_COLUMNS,
+        noun="node",
+        detail=node_detail,
+        grid=GridSlot(row=0, column=0, columns=2),
+        help="Kubernetes nodes with their Talos machine and VM",
+        commands=NODE_COMMANDS,
+        header=HeaderCount("nodes", lambda sm, _s: sm.nodes),
+    )
 )
 
-PANE_BY_ID = {p.id: p for p in PANES}
+VMS = register_builtin(
+    PaneSpec(
+        id="vms",
+        title="VMs",
+        key="2",
+        order=2,
+        aliases=("vms", "vm"),
+        sources=("proxmox",),
+        rows=lambda s: tuple(v for v in s.vms if not v.template),
+        row_key=lambda v: str(v.vmid),
+        fault=vm_fault,
+        columns=VM_COLUMNS,
+        noun="VM",
+        detail=vm_detail,
+        grid=GridSlot(row=1, column=0),
+        help="Proxmox VMs (templates left out)",
+        commands=VM_COMMANDS,
+        header=HeaderCount("vms", lambda sm, _s: sm.vms),
+    )
+)
 
+GPUS = register_builtin(
+    PaneSpec(
+        id="gpus",
+        title="GPUs",
+        key="3",
+        order=3,
+        aliases=("gpus", "gpu"),
+        sources=("proxmox", "kubernetes"),
+        rows=lambda s: s.gpus,
+        row_key=lambda g: g.address,
+        fault=gpu_fault,
+        columns=GPU_COLUMNS,
+        noun="GPU",
+        detail=gpu_detail,
+        grid=GridSlot(row=1, column=1),
+        help="passed-through GPUs, their VM, node and pods",
+        header=HeaderCount("gpu", lambda sm, _s: sm.gpus, allocation=True),
+    )
+)
 
-def find_pane(name: str) -> PaneSpec | None:
-    """The pane a `:` jump name, number or id refers to."""
-    name = name.strip().lower().lstrip(":")
-    for p in PANES:
-        if name in (p.id, p.key, *p.aliases):
-            return p
-    return None
+POOLS = register_builtin(
+    PaneSpec(
+        id="pools",
+        title="Pools",
+        key="4",
+        order=4,
+        aliases=("pools", "pool", "dsp", "storage"),
+        sources=("kubernetes",),
+        rows=lambda s: s.pools,
+        row_key=lambda p: p.name,
+        fault=pool_fault,
+        columns=POOL_COLUMNS,
+        noun="pool",
+        detail=pool_detail,
+        grid=GridSlot(row=2, column=2),
+        help="storage pools and their disks",
+        header=HeaderCount("pools", lambda sm, _s: sm.pools),
+    )
+)
 
+FLUX = register_builtin(
+    PaneSpec(
+        id="flux",
+        title="Flux",
+        key="5",
+        order=5,
+        aliases=("ks", "kustomizations", "flux"),
+        sources=("kubernetes", "git"),
+        rows=lambda s: s.kustomizations,
+        row_key=lambda k: k.key,
+        fault=ks_fault,
+        columns=KS_COLUMNS,
+        noun="Kustomization",
+        detail=ks_detail,
+        grid=GridSlot(row=0, column=2, rows=2),
+        help="Flux Kustomizations, their revision and readiness",
+        commands=FLUX_COMMANDS,
+        header=HeaderCount("ks", lambda sm, _s: sm.kustomizations),
+    )
+)
 
-def fault_subjects(snapshot: ClusterSnapshot, pane: str) -> set[str]:
-    """Subjects the collector itself flagged for a pane."""
-    return {f.subject for f in snapshot.faults if f.pane == pane}
-
-
-def is_fault(spec: PaneSpec, row: Any, flagged: set[str]) -> bool:
-    return spec.fault(row) or spec.row_key(row) in flagged
-
-
-def fit_columns(
-    columns: Sequence[Column], widths: dict[str, int], available: int, padding: int = 2
-) -> list[Column]:
-    """Keep the most important columns that fit in `available` cells, in display order.
-
-    Columns are dropped lowest-priority first, never wrapped; the first column always stays.
-    """
-    keep = list(columns)
-    while len(keep) > 1 and sum(widths[c.key] + padding for c in keep) > available:
-        victim = max(keep[1:], key=lambda c: (c.priority, columns.index(c)))
-        keep.remove(victim)
-    return keep
+EVENTS = register_builtin(
+    PaneSpec(
+        id="events",
+        title="Events",
+        key="6",
+        order=6,
+        aliases=("events", "ev", "faults"),
+        sources=("kubernetes", "proxmox"),
+        rows=lambda s: events_and_faults(s),
+        row_key=event_key,
+        fault=event_fault,
+        columns=EVENT_COLUMNS,
+        noun="event",
+        detail=event_detail,
+        grid=GridSlot(row=2, column=0, columns=2),
+        help="current faults, then events, newest first",
+        palette_rows=False,
+    )
+)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from dapper.backends.model import ClusterSnapshot, Health
 from dapper.tui import format as fmt
-from dapper.tui.panes import PaneSpec
+from dapper.tui.pane_spec import PaneSpec
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -98,7 +98,7 @@ class ResourcePane(Vertical):
             text = Text(f"no {self.spec.noun}s", style="dim")
         self.banner.update(Text(" ").append_text(text) if text else text)
         self.banner.display = bool(text)
-        self.border_title = self.title_text()
+        self.border_title = Text(self.title_text())  # the filter is typed text: no markup
 
     def title_text(self) -> str:
         if not self.built:

@@ -1,0 +1,140 @@
+"""The Kubernetes source: nodes, pods, Flux Kustomizations, DiskPools and events.
+
+Read with five parallel list calls, or, once `start_watch` ran (the console does; the
+one-shot `status` does not), from the watch cache while it is in sync: then a refresh
+makes no list call at all and the timer is only a slow safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from dapper.backends.model import PodRef, SourceName
+from dapper.backends.snapshot.join import KubeData, SnapshotParts
+from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
+
+if TYPE_CHECKING:
+    from dapper.backends.clients.kube import KubeBackend
+    from dapper.backends.clients.kube_watch import KubeWatcher
+
+log = logging.getLogger(__name__)
+
+EVENTS_SHOWN = 200  # the newest events kept in a snapshot
+
+
+class KubernetesSource:
+    name = SourceName.KUBERNETES
+    interval = 2.0
+
+    def __init__(self, context: SourceContext) -> None:
+        self.context = context
+        self._client: KubeBackend | None = None
+        self._watcher: KubeWatcher | None = None
+        self._flight = SingleFlight()
+
+    def client(self) -> KubeBackend:
+        """The Kubernetes client, built on first use (its import is the expensive part)."""
+        with IMPORTS:
+            if self._client is None:
+                from dapper.backends.clients.kube import KubeBackend
+
+                config = self.context.config
+                self._client = KubeBackend.from_kubeconfig(
+                    config.kubeconfig or None,
+                    context=config.kube_context or None,
+                    read_only=config.read_only,
+                    timeout=self.context.timeout,
+                )
+            return self._client
+
+    # -- watches ---------------------------------------------------------------------------
+
+    @property
+    def watcher(self) -> KubeWatcher | None:
+        return self._watcher
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None and self._watcher.healthy
+
+    def start_watch(self, on_change: Callable[[], None], **options: Any) -> None:
+        """Watch from now on (idempotent); `options` go to KubeWatcher (tests shorten its
+        backoff). The client is built on the watcher's thread, not here."""
+        if self._watcher is not None:
+            return
+        with IMPORTS:
+            from dapper.backends.clients.kube_watch import KubeWatcher
+
+        self._watcher = KubeWatcher(self.client, on_change=on_change, **options)
+        self._watcher.start()
+
+    # -- the source ------------------------------------------------------------------------
+
+    def refresh_after(self) -> tuple[str, ...]:
+        return ()
+
+    async def fetch(self, *, fresh: bool = False) -> KubeData:
+        return await self._flight.run(lambda: self._read(fresh))
+
+    def _read(self, fresh: bool) -> KubeData:
+        watcher = self._watcher
+        cached = None
+        timeout = self.context.timeout
+        if watcher is not None and watcher.healthy and (not fresh or watcher.sync(timeout)):
+            cached = watcher.cache()
+        if cached is not None:
+            return kube_data(cached)
+        if watcher is not None and watcher.reason:
+            log.info("kubernetes watches not in sync (%s): listing", watcher.reason)
+        from dapper.backends.clients.kube import WATCH_KINDS
+
+        k = self.client()
+        # Five independent list calls: in parallel, the snapshot waits for the slowest only.
+        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="kube-list") as pool:
+            lists = {kind: pool.submit(k.list_raw, kind) for kind in WATCH_KINDS}
+            return kube_data({kind: f.result()[0] for kind, f in lists.items()})
+
+    def feed(self, parts: SnapshotParts, data: object) -> None:
+        assert isinstance(data, KubeData)
+        parts.kube = data
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.close)
+        self._flight.cancel()
+        if self._client is not None:
+            self._client.close()
+
+
+def kube_data(raw: dict[str, list[dict]]) -> KubeData:
+    """KubeData from each watched kind's raw objects (listed or from the watch cache),
+    in the API's list order (namespace, name) whichever way they came."""
+    from dapper.backends.clients import kube_parse
+
+    def ordered(kind: str) -> list[dict]:
+        return sorted(raw[kind], key=_list_order)
+
+    pod_refs = [kube_parse.pod_ref(o) for o in ordered("pods")]
+    by_node: dict[str, list[PodRef]] = {}
+    for p in pod_refs:
+        by_node.setdefault(p.node, []).append(p)
+    nodes = [
+        kube_parse.node(o, tuple(by_node.get(o["metadata"]["name"], ()))) for o in ordered("nodes")
+    ]
+    events = sorted((kube_parse.event(o) for o in raw["events"]), key=lambda e: -e.time)
+    return KubeData(
+        nodes=tuple(nodes),
+        pods=tuple(pod_refs),
+        kustomizations=tuple(kube_parse.kustomization(o) for o in ordered("kustomizations")),
+        pools=tuple(kube_parse.disk_pool(o) for o in ordered("diskpools")),
+        events=tuple(events[:EVENTS_SHOWN]),
+    )
+
+
+def _list_order(obj: dict) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")

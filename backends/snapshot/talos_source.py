@@ -1,0 +1,72 @@
+"""The Talos source: every machine's stage, services, etcd members and resources."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dapper.backends.errors import BackendError
+from dapper.backends.model import SourceName
+from dapper.backends.snapshot.join import KubeData, SnapshotParts, TalosData
+from dapper.backends.snapshot.sources import IMPORTS, SourceContext
+
+if TYPE_CHECKING:
+    from dapper.backends.clients.talos import TalosClient
+
+
+class TalosSource:
+    name = SourceName.TALOS
+    interval = 5.0
+
+    def __init__(self, context: SourceContext) -> None:
+        self.context = context
+        self._client: TalosClient | None = None
+
+    def client(self) -> TalosClient:
+        """The Talos client, built on first use from the talosconfig."""
+        with IMPORTS:
+            if self._client is None:
+                from dapper.backends.clients.talos import TalosClient
+
+                config = self.context.config
+                self._client = TalosClient.from_config(
+                    config.talosconfig or None,
+                    config.talos_context or None,
+                    read_only=config.read_only,
+                    timeout=self.context.timeout,
+                    maintenance_endpoint=config.talos_maintenance_endpoint or None,
+                )
+            return self._client
+
+    def refresh_after(self) -> tuple[str, ...]:
+        """Kubernetes first when neither the caller nor the talosconfig names nodes: then
+        the machines to ask are the nodes Kubernetes lists."""
+        if self.context.talos_nodes is not None or self._talosconfig_nodes():
+            return ()
+        return (SourceName.KUBERNETES,)
+
+    def _talosconfig_nodes(self) -> tuple[str, ...]:
+        try:
+            return tuple(self.client().context.nodes)
+        except Exception:  # an unreadable talosconfig degrades the talos source on fetch
+            return ()
+
+    async def fetch(self, *, fresh: bool = False) -> TalosData:
+        t = self.client()
+        nodes = self.context.talos_nodes
+        kube = self.context.latest(SourceName.KUBERNETES)
+        if nodes is None and isinstance(kube, KubeData) and kube.nodes:
+            # Every node Kubernetes knows, plus any the talosconfig names (maintenance ones).
+            known = [n.internal_ip or n.name for n in kube.nodes]
+            nodes = tuple(dict.fromkeys([*known, *t.context.nodes]))
+        machines = await t.machines(nodes, timeout=self.context.timeout)
+        if machines and all(m.stage == "unreachable" for m in machines):
+            raise BackendError(machines[0].error or "no Talos machine answered")
+        return TalosData(machines=tuple(machines))
+
+    def feed(self, parts: SnapshotParts, data: object) -> None:
+        assert isinstance(data, TalosData)
+        parts.talos = data
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
