@@ -15,7 +15,7 @@ import copy
 import json
 from typing import Any
 
-from dapper.lab.kube_patch import MERGE_KEYS
+from dapper.backends.patching import MERGE_KEYS
 from dapper.lab.store import StoreError, now_rfc3339
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError

@@ -19,8 +19,8 @@ import typing
 from typing import Any
 
 from dapper.backends.gitops.fluxschemas import SCHEMAS as CUSTOM_SCHEMAS
+from dapper.backends.patching import MERGE_KEYS
 from dapper.lab.kinds import CUSTOM_GROUPS, RESOURCE_TYPES, ResourceType
-from dapper.lab.kube_patch import MERGE_KEYS
 from kubernetes.client import models as k8s_models
 from pydantic import BaseModel
 
