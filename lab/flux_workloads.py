@@ -218,8 +218,7 @@ class Workloads:
             selector = dict(GPU_SELECTOR)
         runtime = find_key(values, "runtimeClassName")
         runtime = str(runtime) if runtime else ("nvidia" if gpu else None)
-        digest = json.dumps([values, replicas], sort_keys=True, default=str)
-        template_hash = hashlib.sha256(digest.encode()).hexdigest()[:10]
+        template_hash = _template_hash(ns, name, values)
         rs_name = f"{name}-{template_hash}"
         labels = {
             "app.kubernetes.io/name": name,
@@ -367,6 +366,19 @@ class Workloads:
 
 def _strs(mapping: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
+
+
+def _template_hash(ns: str, name: str, values: Any) -> str:
+    """pod-template-hash: of the pod template (the Deployment's own labels and values,
+    not its replica count), in the API server's safe alphabet; one per Deployment."""
+    digest = json.dumps([ns, name, values], sort_keys=True, default=str)
+    number = int(hashlib.sha256(digest.encode()).hexdigest(), 16)
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    chars = []
+    for _ in range(10):
+        number, digit = divmod(number, len(alphabet))
+        chars.append(alphabet[digit])
+    return "".join(chars)
 
 
 def _suffix(rng: random.Random) -> str:

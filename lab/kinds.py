@@ -95,6 +95,23 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         subresources=("status", "scale"),
     ),
     _t("apps", "v1", "ReplicaSet", "replicasets", short_names=("rs",), subresources=("status",)),
+    _t("coordination.k8s.io", "v1", "Lease", "leases"),
+    _t(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        False,
+        verbs=("create",),
+    ),
+    _t(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        False,
+        verbs=("create",),
+    ),
     _t("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, short_names=("sc",)),
     _t(
         "apiextensions.k8s.io",

@@ -8,14 +8,16 @@ import json
 from dataclasses import dataclass
 
 from dapper.lab.kinds import CUSTOM_GROUPS, RESOURCE_TYPES, ResourceType, by_kind
+from dapper.lab.kube_apply import record_update, server_side_apply
+from dapper.lab.kube_authz import USERS, permits
 from dapper.lab.kube_controllers import emit_event
 from dapper.lab.kube_eviction import check_eviction
+from dapper.lab.kube_openapi import unknown_fields
 from dapper.lab.kube_patch import apply_patch
 from dapper.lab.kube_selectors import parse_field_selector, parse_label_selector
 from dapper.lab.store import Conflict, NotFound, StoreError
 from dapper.lab.world import World
 
-USERS = {"admin": "dapper-lab-admin", "readonly": "dapper-lab-readonly"}
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
@@ -44,6 +46,47 @@ class Route:
         if method == "DELETE":
             return "delete" if self.name else "deletecollection"
         return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """A write's query parameters: who writes (fieldManager), force, dryRun=All."""
+
+    manager: str = ""
+    force: bool = False
+    dry_run: bool = False
+    strict: bool = False  # fieldValidation=Strict: undeclared fields are refused
+
+
+def write_options(query: dict[str, str], user_agent: str) -> WriteOptions:
+    """As the API server: the manager defaults to the user agent's program name."""
+    manager = query.get("fieldManager") or user_agent.split("/")[0].strip()
+    return WriteOptions(
+        manager=manager,
+        force=query.get("force", "").lower() == "true",
+        dry_run=query.get("dryRun", "") == "All",
+        strict=query.get("fieldValidation", "") == "Strict",
+    )
+
+
+def check_fields(r: Route, obj: object, opts: WriteOptions, before: object = None) -> None:
+    """fieldValidation=Strict: an undeclared field the request adds (to `before`, for a
+    patch) is a 400, worded as the API server does."""
+    if not opts.strict:
+        return
+    known = set(unknown_fields(r.rt, r.version, before)) if before is not None else set()
+    unknown = [f for f in unknown_fields(r.rt, r.version, obj) if f not in known]
+    if unknown:
+        fields = ", ".join(f'unknown field "{f}"' for f in unknown)
+        raise StoreError(
+            400,
+            "BadRequest",
+            f'{r.rt.kind} in version "{r.version}" cannot be handled as a {r.rt.kind}: '
+            f"strict decoding error: {fields}",
+        )
 
 
 def _not_found_path(path: str) -> StoreError:
@@ -110,10 +153,9 @@ def forbidden(identity: str, verb: str, r: Route) -> StoreError:
 
 
 def authorize(identity: str, verb: str, r: Route) -> None:
-    """admin may do anything; readonly is like the `view` ClusterRole: reads, no Secrets."""
-    if identity == "admin":
-        return
-    if verb in WRITE_VERBS or r.sub == "eviction" or (r.rt.kind == "Secret"):
+    """admin may do anything; readonly is like the `view` ClusterRole: reads, no Secrets
+    (the rule is kube_authz.permits, which also answers `kubectl auth can-i`)."""
+    if not permits(identity, verb, r.rt.group, r.rt.plural, r.sub or ""):
         raise forbidden(identity, verb, r)
 
 
@@ -159,11 +201,14 @@ class KubeApi:
             "items": items,
         }
 
+    def exists(self, r: Route) -> bool:
+        return self.store.find(r.rt, r.namespace or "", r.name or "", copy=False) is not None
+
     def get(self, r: Route) -> dict:
         assert r.name is not None
         return self._out(self.store.get(r.rt, r.namespace or "", r.name), r)
 
-    def create(self, r: Route, body: object) -> dict:
+    def create(self, r: Route, body: object, opts: WriteOptions = WriteOptions()) -> dict:
         if r.sub == "eviction":
             return self.evict(r, body)
         if not isinstance(body, dict):
@@ -186,26 +231,42 @@ class KubeApi:
                 )
             body["metadata"]["namespace"] = r.namespace
         body["metadata"].pop("resourceVersion", None)
+        check_fields(r, body, opts)
         if r.rt.kind == "Pod" and not body.get("spec", {}).get("nodeName"):
             node = self.world.schedule(body)
             if node:
                 body.setdefault("spec", {})["nodeName"] = node
-        return self._out(self.store.create(body, rt=r.rt), r)
+        record_update(None, body, manager=opts.manager, api_version=r.api_version)
+        return self._out(self.store.create(body, rt=r.rt, dry_run=opts.dry_run), r)
 
-    def update(self, r: Route, body: object) -> dict:
+    def update(self, r: Route, body: object, opts: WriteOptions = WriteOptions()) -> dict:
         if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
             raise StoreError(400, "BadRequest", "the body must be a JSON object with metadata")
         if body["metadata"].get("name") != r.name:
             raise StoreError(
                 400, "BadRequest", "the name of the object does not match the name on the URL"
             )
+        check_fields(r, body, opts)
         if r.rt.namespaced:
             body["metadata"]["namespace"] = r.namespace
-        obj = self.store.replace(body, rt=r.rt, status_only=r.sub == "status")
+        with self.store.lock:
+            old = self.store.find(r.rt, r.namespace or "", r.name or "", copy=False)
+            if old is not None and "managedFields" not in body["metadata"]:
+                body["metadata"]["managedFields"] = old["metadata"].get("managedFields")
+            record_update(
+                old, body, manager=opts.manager, api_version=r.api_version, sub=r.sub or ""
+            )
+            obj = self.store.replace(
+                body, rt=r.rt, status_only=r.sub == "status", dry_run=opts.dry_run
+            )
         return self._out(obj, r)
 
-    def patch(self, r: Route, content_type: str, body: object) -> dict:
+    def patch(
+        self, r: Route, content_type: str, body: object, opts: WriteOptions = WriteOptions()
+    ) -> dict:
         assert r.name is not None
+        if content_type.split(";")[0].strip().lower() == APPLY_PATCH:
+            return self.apply(r, body, opts)
         custom = r.rt.group in CUSTOM_GROUPS
 
         def edit(obj: dict) -> None:
@@ -218,19 +279,76 @@ class KubeApi:
                 raise Conflict(f'{r.rt.plural} "{r.name}"')
             if patched.get("metadata", {}).get("name") != r.name:
                 raise StoreError(422, "Invalid", "metadata.name: Invalid value: field is immutable")
+            check_fields(r, patched, opts, before=obj)
+            record_update(
+                obj, patched, manager=opts.manager, api_version=r.api_version, sub=r.sub or ""
+            )
             obj.clear()
             obj.update(patched)
 
         obj = self.store.mutate(
-            r.rt, r.namespace or "", r.name, edit, status_only=r.sub == "status"
+            r.rt,
+            r.namespace or "",
+            r.name,
+            edit,
+            status_only=r.sub == "status",
+            dry_run=opts.dry_run,
         )
         return self._out(obj, r)
 
-    def delete(self, r: Route) -> dict:
+    def apply(self, r: Route, body: object, opts: WriteOptions) -> dict:
+        """Server-side apply: create or merge with field ownership (see kube_apply)."""
+        assert r.name is not None
+        if not isinstance(body, dict):
+            raise StoreError(400, "BadRequest", "the apply configuration must be an object")
+        meta = body.get("metadata") or {}
+        if meta.get("name") not in (None, r.name):
+            raise StoreError(
+                400, "BadRequest", "the name of the object does not match the name on the URL"
+            )
+        if body.get("kind") not in (None, r.rt.kind):
+            raise StoreError(
+                400, "BadRequest", f"the kind {body.get('kind')!r} does not match {r.rt.kind}"
+            )
+        check_fields(r, body, opts)
+        ns = r.namespace or ""
+        with self.store.lock:
+            live = self.store.find(r.rt, ns, r.name)
+            sent_rv = meta.get("resourceVersion")
+            if sent_rv and sent_rv != (live or {}).get("metadata", {}).get("resourceVersion"):
+                raise Conflict(f'{r.rt.plural} "{r.name}"')
+            result = server_side_apply(
+                live,
+                body,
+                manager=opts.manager,
+                force=opts.force,
+                api_version=r.api_version,
+                sub=r.sub or "",
+            )
+            result.setdefault("apiVersion", r.api_version)
+            result["kind"] = r.rt.kind
+            result.setdefault("metadata", {})["name"] = r.name
+            if r.rt.namespaced:
+                result["metadata"]["namespace"] = ns
+            if live is None:
+                result["metadata"].pop("resourceVersion", None)
+                obj = self.store.create(result, rt=r.rt, dry_run=opts.dry_run)
+            else:
+                result["metadata"].pop("resourceVersion", None)
+                obj = self.store.replace(
+                    result,
+                    rt=r.rt,
+                    status_only=r.sub == "status",
+                    check_rv=False,
+                    dry_run=opts.dry_run,
+                )
+        return self._out(obj, r)
+
+    def delete(self, r: Route, opts: WriteOptions = WriteOptions()) -> dict:
         assert r.name is not None
         with self.world.lock:
-            obj = self.store.delete(r.rt, r.namespace or "", r.name)
-            if r.rt.kind == "Pod":
+            obj = self.store.delete(r.rt, r.namespace or "", r.name, dry_run=opts.dry_run)
+            if r.rt.kind == "Pod" and not opts.dry_run:
                 self.world.replace_pod(obj)
         return self._out(obj, r)
 

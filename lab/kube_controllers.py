@@ -31,12 +31,15 @@ def emit_event(
     *,
     type_: str = "Normal",
     component: str = "lab",
+    at: float | None = None,
+    host: str = "",
+    labels: dict[str, str] | None = None,
 ) -> dict:
-    """Create a core/v1 Event about `involved` (a full object)."""
+    """Create a core/v1 Event about `involved` (a full object), happening now or `at`."""
     meta = involved.get("metadata", {})
     kind = involved.get("kind", "")
     ns = meta.get("namespace") or "default"
-    now = now_rfc3339()
+    now = now_rfc3339(at)
     # kubelet and node-controller events about nodes carry the node name as uid
     uid = meta.get("name", "") if kind == "Node" else meta.get("uid", "")
     return store.create(
@@ -46,6 +49,8 @@ def emit_event(
             "metadata": {
                 "name": f"{meta.get('name', '')}.{uuid.uuid4().hex[:16]}",
                 "namespace": ns,
+                "creationTimestamp": now,
+                **({"labels": labels} if labels else {}),
             },
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion", "v1"),
@@ -57,7 +62,7 @@ def emit_event(
             "reason": reason,
             "message": message,
             "type": type_,
-            "source": {"component": component},
+            "source": {"component": component, **({"host": host} if host else {})},
             "reportingComponent": component,
             "reportingInstance": "",
             "firstTimestamp": now,

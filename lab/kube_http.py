@@ -9,8 +9,21 @@ import ssl
 from urllib.parse import parse_qs, urlsplit
 
 from dapper.lab import kube_discovery as disc
+from dapper.lab import kube_openapi
 from dapper.lab.https_server import LabHandler
-from dapper.lab.kube_api import KubeApi, Route, authorize, parse_body, route
+from dapper.lab.kube_api import (
+    APPLY_PATCH,
+    KubeApi,
+    Route,
+    authorize,
+    parse_body,
+    route,
+    write_options,
+)
+from dapper.lab.kube_apply import parse_apply_body
+from dapper.lab.kube_authz import AUTHZ_GROUP, access_review, rules_review
+from dapper.lab.kube_protobuf import PROTOBUF
+from dapper.lab.kube_protobuf import decode as decode_protobuf
 from dapper.lab.kube_selectors import parse_field_selector, parse_label_selector
 from dapper.lab.kube_tables import to_table
 from dapper.lab.store import Gone, StoreError
@@ -100,27 +113,43 @@ class KubeHandler(LabHandler):
                 200, self._maybe_table(r, doc["items"], doc["metadata"]["resourceVersion"], doc)
             )
             return
+        if r.rt.group == AUTHZ_GROUP and verb == "create":
+            review = access_review if r.rt.kind == "SelfSubjectAccessReview" else rules_review
+            ctype = self.headers.get("Content-Type", "")
+            spec = decode_protobuf(body) if ctype.startswith(PROTOBUF) else parse_body(body)
+            self._json(201, review(who, spec))  # type: ignore[arg-type]
+            return
         if verb == "get":
             obj = api.get(r)
             self._json(
                 200, self._maybe_table(r, [obj], obj["metadata"].get("resourceVersion", ""), obj)
             )
             return
-        self._write(api, r, verb, body, who)
+        self._write(api, r, verb, body, who, query)
 
-    def _write(self, api: KubeApi, r: Route, verb: str, body: bytes, who: str) -> None:
+    def _write(
+        self, api: KubeApi, r: Route, verb: str, body: bytes, who: str, query: dict[str, str]
+    ) -> None:
+        opts = write_options(query, self.headers.get("User-Agent", ""))
+        ctype = self.headers.get("Content-Type", "")
+
         if verb == "create":
-            obj = api.create(r, parse_body(body))
+            obj = api.create(r, parse_body(body), opts)
             code = 201
         elif verb == "update":
-            obj, code = api.update(r, parse_body(body)), 200
+            obj, code = api.update(r, parse_body(body), opts), 200
         elif verb == "patch":
-            obj, code = api.patch(r, self.headers.get("Content-Type", ""), parse_body(body)), 200
+            apply = ctype.split(";")[0].strip().lower() == APPLY_PATCH
+            parsed = parse_apply_body(body) if apply else parse_body(body)
+            existed = apply and api.exists(r)
+            obj = api.patch(r, ctype, parsed, opts)
+            code = 201 if apply and not existed else 200
         elif verb == "delete":
-            obj, code = api.delete(r), 200
+            obj, code = api.delete(r, opts), 200
         else:
             raise StoreError(405, "MethodNotAllowed", f"{verb} is not supported by the lab")
-        self.server.owner.world.record_write("kubernetes", f"{verb} {r.resource}", who)
+        if not opts.dry_run:
+            self.server.owner.world.record_write("kubernetes", f"{verb} {r.resource}", who)
         self._json(code, obj)
 
     def _non_resource(self, path: str) -> dict | str | None:
@@ -136,12 +165,24 @@ class KubeHandler(LabHandler):
             return disc.resource_list("", "v1")
         if path == "/apis":
             return disc.api_group_list()
+        if path.startswith("/openapi/"):
+            return self._openapi(path)
         parts = path.split("/")[1:]
         if parts[0] == "apis" and len(parts) == 2:
             return disc.api_group(parts[1]) or _raise_not_found()
         if parts[0] == "apis" and len(parts) == 3:
             return disc.resource_list(parts[1], parts[2]) or _raise_not_found()
         return None
+
+    def _openapi(self, path: str) -> dict:
+        if path == "/openapi/v3":
+            return kube_openapi.v3_root()
+        if path == "/openapi/v2":
+            accept = self.headers.get("Accept", "") or "*/*"
+            if "json" not in accept and "*/*" not in accept:
+                raise StoreError(406, "NotAcceptable", "only application/json is served here")
+            return kube_openapi.v2_document()
+        return kube_openapi.v3_for_path(path) or _raise_not_found()
 
     def _maybe_table(self, r: Route, items: list[dict], rv: str, doc: dict) -> dict:
         if "as=Table" in self.headers.get("Accept", ""):

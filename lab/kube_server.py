@@ -13,7 +13,9 @@ from dapper.lab.kinds import by_kind
 from dapper.lab.kube_api import KubeApi
 from dapper.lab.kube_controllers import LabControllers
 from dapper.lab.kube_discovery import crd_objects
+from dapper.lab.kube_events import EventHistory
 from dapper.lab.kube_http import KubeHandler
+from dapper.lab.kube_leases import NodeLeases
 from dapper.lab.pki import Pki, server_ssl_context
 from dapper.lab.world import World
 
@@ -29,6 +31,8 @@ class KubeApiServer(HttpsServer):
         self.credentials = credentials
         self.api = KubeApi(world)
         self._controllers = LabControllers(world.store)
+        self.leases = NodeLeases(world.store)
+        self.events = EventHistory(world.store, seed=world.timings.event_history)
 
     def start(self) -> int:
         for crd in crd_objects():
@@ -36,6 +40,8 @@ class KubeApiServer(HttpsServer):
                 crd, rt=by_kind("apiextensions.k8s.io", "CustomResourceDefinition")
             )
         self._controllers.start()
+        self.leases.start()
+        self.events.start()
         self.start_serving()
         return self.port
 
@@ -44,4 +50,6 @@ class KubeApiServer(HttpsServer):
 
     def stop(self) -> None:
         self.stop_serving()
+        self.leases.stop()
+        self.events.stop()
         self._controllers.stop()

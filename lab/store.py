@@ -103,9 +103,15 @@ class ObjectStore:
         self._rv = 1
         self._history: deque[WatchEvent] = deque(maxlen=self.HISTORY)
         self._listeners: list[Callable[[WatchEvent], None]] = []
+        self._defaulters: list[Callable[[ResourceType, dict, bool], None]] = []
         self.closed = False
 
     # -- reading -----------------------------------------------------------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held across a read-decide-write that must see no other write in between."""
+        return self._lock  # type: ignore[return-value]
 
     @property
     def resource_version(self) -> int:
@@ -146,7 +152,21 @@ class ObjectStore:
 
     # -- writing -----------------------------------------------------------------------
 
-    def _commit(self, type_: str, key: Key, obj: dict) -> dict:
+    def add_defaulter(self, fn: Callable[[ResourceType, dict, bool], None]) -> None:
+        """`fn(rt, obj, created)` fills in what the API server and kubelet would before a
+        write is stored, as admission defaulting does; it runs under the lock and may
+        replace top-level parts of `obj` but must not change what they point to in place
+        (an update shares unchanged parts with the stored version)."""
+        with self._lock:
+            self._defaulters.append(fn)
+
+    def _default(self, rt: ResourceType, obj: dict, created: bool) -> None:
+        for fn in self._defaulters:
+            fn(rt, obj, created)
+
+    def _commit(self, type_: str, key: Key, obj: dict, dry_run: bool = False) -> dict:
+        if dry_run:  # dryRun=All: the answer the write would get, nothing stored or watched
+            return clone(obj)  # type: ignore[return-value]
         self._rv += 1
         of_type = self._by_type.setdefault(key[:2], {})
         if type_ != "DELETED":
@@ -165,7 +185,7 @@ class ObjectStore:
             listener(event)
         return clone(obj)  # type: ignore[return-value]
 
-    def create(self, obj: dict, *, rt: ResourceType | None = None) -> dict:
+    def create(self, obj: dict, *, rt: ResourceType | None = None, dry_run: bool = False) -> dict:
         rt = rt or self.kinds_of(obj)
         obj = clone(obj)  # type: ignore[assignment]
         meta = obj.setdefault("metadata", {})
@@ -186,9 +206,10 @@ class ObjectStore:
             obj.setdefault("apiVersion", rt.api_version)
             obj.setdefault("kind", rt.kind)
             meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("creationTimestamp", now_rfc3339())
+            meta["creationTimestamp"] = meta.get("creationTimestamp") or now_rfc3339()
             meta["generation"] = 1
-            return self._commit("ADDED", key, obj)
+            self._default(rt, obj, True)
+            return self._commit("ADDED", key, obj, dry_run)
 
     def replace(
         self,
@@ -197,6 +218,7 @@ class ObjectStore:
         rt: ResourceType | None = None,
         status_only: bool = False,
         check_rv: bool = True,
+        dry_run: bool = False,
     ) -> dict:
         """Update (PUT). With status_only, only .status changes (the status subresource);
         otherwise .status is kept as stored, as the real API server does for CRDs with status."""
@@ -233,11 +255,12 @@ class ObjectStore:
                     new["metadata"].pop("namespace", None)
                 else:
                     new["metadata"]["namespace"] = ns
+            self._default(rt, new, False)
             # an identical write is no change: no event, no new resourceVersion
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if new == old:
                 return clone(old)  # type: ignore[return-value]
-            return self._commit("MODIFIED", key, new)
+            return self._commit("MODIFIED", key, new, dry_run)
 
     def mutate(
         self,
@@ -247,13 +270,16 @@ class ObjectStore:
         fn: Callable[[dict], None],
         *,
         status_only: bool = False,
+        dry_run: bool = False,
     ) -> dict:
         """Read-modify-write under the lock: `fn` edits a copy in place."""
         with self._lock:
             obj = self.get(rt, ns, name)
             fn(obj)
             obj["metadata"].pop("resourceVersion", None)
-            return self.replace(obj, rt=rt, status_only=status_only, check_rv=False)
+            return self.replace(
+                obj, rt=rt, status_only=status_only, check_rv=False, dry_run=dry_run
+            )
 
     def upsert(self, obj: dict, *, rt: ResourceType | None = None) -> dict:
         """Create, or replace spec/metadata keeping status (what `apply` means to the lab).
@@ -273,13 +299,13 @@ class ObjectStore:
                 merged["status"] = existing["status"]
             return self.replace(merged, rt=rt, check_rv=False)
 
-    def delete(self, rt: ResourceType, ns: str, name: str) -> dict:
+    def delete(self, rt: ResourceType, ns: str, name: str, *, dry_run: bool = False) -> dict:
         key = (rt.group, rt.plural, ns if rt.namespaced else "", name)
         with self._lock:
             obj = self._objects.get(key)
             if obj is None:
                 raise NotFound(_what(rt, ns, name))
-            return self._commit("DELETED", key, obj)
+            return self._commit("DELETED", key, obj, dry_run)
 
     # -- watching ----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import contextlib
 
 from dapper.lab.kinds import by_kind
 from dapper.lab.store import NotFound
+from dapper.lab.world.kube_network import PodNetwork
 from dapper.lab.world.kube_objects import (
     controller_of,
     labels_match,
@@ -33,10 +34,15 @@ class KubeWorld:
         self.state = state
         self.store = state.store
         self.lock = state.lock
+        self.store.add_defaulter(PodNetwork(self.store).default)
 
     def node_object(self, spec: NodeSpec) -> dict:
+        index = self.state.specs.index(spec) if spec in self.state.specs else 0
         return node_object(
-            spec, created=self.state.started - 41 * 86400, gpu_units=self.gpu_units()
+            spec,
+            created=self.state.started - 41 * 86400,
+            gpu_units=self.gpu_units(),
+            index=index,
         )
 
     def register_node(self, spec: NodeSpec) -> None:
@@ -252,7 +258,18 @@ class KubeWorld:
 
         def edit(node: dict) -> None:
             status = "True" if ready else "Unknown"
-            node["status"]["conditions"] = node_conditions(ready, reason, message, status)
+            old = {c["type"]: c for c in node.get("status", {}).get("conditions", []) or []}
+            was = old.get("Ready", {})
+            changed = was.get("status") != status
+            node["status"]["conditions"] = node_conditions(
+                ready,
+                reason,
+                message,
+                status,
+                since=None if changed else was.get("lastTransitionTime"),
+                # a kubelet that stopped posting last posted before it stopped
+                heartbeat=None if ready else was.get("lastHeartbeatTime"),
+            )
             taints = [
                 t
                 for t in node.get("spec", {}).get("taints", []) or []

@@ -26,16 +26,28 @@ def labels_match(labels: dict[str, str], selector: dict[str, str] | None) -> boo
     return all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
-def node_conditions(ready: bool, reason: str, message: str, status: str | None = None) -> list:
+def node_conditions(
+    ready: bool,
+    reason: str,
+    message: str,
+    status: str | None = None,
+    *,
+    since: str | None = None,
+    heartbeat: str | None = None,
+) -> list:
+    """A kubelet's node conditions: `since` is when they last changed (default now),
+    `heartbeat` when the kubelet last posted (default now)."""
     now = now_rfc3339()
+    since = since or now
+    heartbeat = heartbeat or now
     conds = [
         {
             "type": t,
             "status": "False",
             "reason": r,
             "message": msg,
-            "lastHeartbeatTime": now,
-            "lastTransitionTime": now,
+            "lastHeartbeatTime": heartbeat,
+            "lastTransitionTime": since,
         }
         for t, r, msg in (
             (
@@ -56,8 +68,8 @@ def node_conditions(ready: bool, reason: str, message: str, status: str | None =
             "status": status or ("True" if ready else "False"),
             "reason": reason,
             "message": message,
-            "lastHeartbeatTime": now,
-            "lastTransitionTime": now,
+            "lastHeartbeatTime": heartbeat,
+            "lastTransitionTime": since,
         }
     )
     return conds
@@ -104,6 +116,21 @@ def pod_status(scheduled: bool, ready: bool) -> dict:
             }
         ],
     }
+
+
+def default_requests_from_limits(pod: dict) -> None:
+    """As the API server defaults a container: a resource with a limit and no request is
+    requested at its limit (extended resources like nvidia.com/gpu must be)."""
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        res = c.get("resources") or {}
+        limits = res.get("limits") or {}
+        if not limits:
+            continue
+        requests = res.setdefault("requests", {})
+        for name, value in limits.items():
+            requests.setdefault(name, value)
+        c["resources"] = res
 
 
 def pod_gpu_request(pod: dict) -> int:
@@ -162,17 +189,20 @@ def pod_object(
         meta["annotations"] = {
             "kubernetes.io/config.mirror": hashlib.md5(name.encode()).hexdigest()
         }
-    return {
+    pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
         "spec": spec,
         "status": pod_status(bool(node), bool(node)),
     }
+    default_requests_from_limits(pod)
+    return pod
 
 
-def node_object(spec: NodeSpec, *, created: float, gpu_units: int) -> dict:
-    """A Node as the kubelet registers it, Ready, labelled for its role, GPUs and storage."""
+def node_object(spec: NodeSpec, *, created: float, gpu_units: int, index: int = 0) -> dict:
+    """A Node as the kubelet registers it, Ready, labelled for its
+    role, GPUs and storage; the `index`th /24 of the pod CIDR (10.69.0.0/16) is its own."""
     labels = {
         "kubernetes.io/hostname": spec.hostname,
         "kubernetes.io/os": "linux",
@@ -200,6 +230,7 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int) -> dict:
             }
         )
         capacity["hugepages-2Mi"] = "2Gi"
+    cidr = f"10.69.{index}.0/24"
     if spec.gpu:
         labels.update(
             {
@@ -218,9 +249,9 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int) -> dict:
             "annotations": {"talos.dev/owned-labels": "[]"},
             "creationTimestamp": now_rfc3339(created),
         },
-        "spec": {"podCIDR": "10.69.0.0/24", "taints": taints}
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr], "taints": taints}
         if taints
-        else {"podCIDR": "10.69.0.0/24"},
+        else {"podCIDR": cidr, "podCIDRs": [cidr]},
         "status": {
             "capacity": capacity,
             "allocatable": dict(capacity),

@@ -49,6 +49,7 @@ class Timings:
     clone: float = 0.3
     reconcile_interval: float = 5.0  # the Flux twin's periodic reconcile
     reconcile_delay: float = 0.05  # from requestedAt to reconcile start
+    event_history: bool = True  # seed the recent Event history a real cluster shows
 
 
 class Clock:

@@ -1,12 +1,14 @@
 """Pictures of the console (snap_compare) at 80x24 and 160x48, from the real lab.
 
-The lab runs with one failing Kustomization so the fault line and counts show something.
+The lab runs with one failing Kustomization so the fault line and counts show something,
+and without the seeded Event history (its rows would date the pictures).
 Ages are frozen to the snapshot's own time and lab ports are masked (tests/console/tui_lab.py).
 """
 
 from __future__ import annotations
 
 import pytest
+from dapper.lab.world import Timings
 
 from tests.console.tui_lab import make_app, running_lab, settle
 
@@ -15,7 +17,8 @@ NARROW, WIDE = (80, 24), (160, 48)
 
 @pytest.fixture(scope="module")
 def lab():
-    with running_lab(faults=("ks-failing:observability/loki",)) as lab:
+    quiet = Timings(event_history=False)
+    with running_lab(faults=("ks-failing:observability/loki",), timings=quiet) as lab:
         yield lab
 
 

@@ -65,6 +65,16 @@ def test_real_tree_reconciles_ready_at_head(tmp_path: Path) -> None:
         }
         assert {"media/plex", "ai/ollama"} <= owners
         assert all(p["spec"]["nodeName"] == "talos-node-gpu-1" for p in gpu_pods)
+        # the API server's defaulting: GPU requests equal the limits the charts set
+        for p in gpu_pods:
+            res = p["spec"]["containers"][0]["resources"]
+            assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"]
+        # each Deployment's pod template hashes to its own pod-template-hash
+        deployments = world.store.list(by_kind("apps", "Deployment"))[0]
+        hashes = [
+            d["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] for d in deployments
+        ]
+        assert len(deployments) >= 5 and len(set(hashes)) == len(hashes)
 
         pools = world.store.list(by_kind("openebs.io", "DiskPool"))[0]
         assert len(pools) == 4

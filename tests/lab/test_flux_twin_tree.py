@@ -340,6 +340,9 @@ def test_gpu_release_runs_on_the_gpu_node(lab: Lab) -> None:
         if p["metadata"]["name"].startswith("nvidia-device-plugin-")
     ]
     assert [p["spec"]["nodeName"] for p in plugin] == ["talos-node-gpu-1"]
+    # the API server's defaulting: a GPU limit without a request is requested at its limit
+    resources = pod["spec"]["containers"][0]["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"]
 
 
 def test_pushed_secret_rotation_reaches_the_live_secret(lab: Lab) -> None:
