@@ -58,7 +58,9 @@ class FaultInjector:
                 return
             self.state.faults.add(fault)
             if kind == "node-notready":
+                # the kubelet stopped: Kubernetes stops hearing from it, Talos sees it fail
                 self.kube.set_node_ready(arg, False, *NOT_POSTING)
+                self.talos.machine(arg).service_overrides["kubelet"] = "Failed"
             elif kind == "etcd-unhealthy":
                 self.talos.set_etcd_health(arg, False)
             elif kind == "pool-degraded":
@@ -80,6 +82,7 @@ class FaultInjector:
             self.state.faults.discard(fault)
             if kind == "node-notready":
                 self.kube.set_node_ready(arg, True, *READY)
+                self.talos.machine(arg).service_overrides.pop("kubelet", None)
             elif kind == "etcd-unhealthy":
                 self.talos.set_etcd_health(arg, True)
             elif kind == "pool-degraded":

@@ -184,3 +184,27 @@ def test_drain_evicts_and_pods_move(lab: RunningLab) -> None:
     ]
     assert len(moved) == 2 and all(p.node != "talos-control-1" for p in moved)
     kube.close()
+
+
+def test_a_notready_fault_shows_in_kubernetes_and_talos_alike(lab: RunningLab) -> None:
+    """node-notready is a kubelet that stopped: Kubernetes hears nothing, and Talos reports
+    the kubelet service unhealthy on that machine; clearing it heals both."""
+    cfg = lab.config
+    kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
+
+    async def kubelet() -> tuple[str, bool | None]:
+        async with TalosClient.from_config(cfg.talosconfig, cfg.talos_context) as talos:
+            services = await talos.services("10.100.0.55")
+        found = next(s for s in services if s.id == "kubelet")
+        return found.state, found.healthy
+
+    def ready() -> str:
+        return next(n for n in kube.nodes() if n.name == "talos-node-large-2").ready
+
+    lab.world.inject("node-notready:talos-node-large-2")
+    assert ready() != "True"
+    assert asyncio.run(kubelet()) == ("Failed", False)
+    lab.world.clear("node-notready:talos-node-large-2")
+    assert ready() == "True"
+    assert asyncio.run(kubelet()) == ("Running", True)
+    kube.close()
