@@ -204,10 +204,21 @@ class TalosWorld:
             return
         machine.booted = False
         if not machine.maintenance:
-            self.kube.set_node_ready(machine.hostname, False, *NOT_POSTING)
+            self._not_posting_after_grace(machine)
         for m in self.state.etcd.values():
             if m.ip == machine.ip:
                 m.healthy = False
+
+    def _not_posting_after_grace(self, machine: Machine) -> None:
+        """The Node goes NotReady once the node-monitor grace period has passed without a
+        status post, unless the machine came back meanwhile (Talos answers at once)."""
+
+        def expire() -> None:
+            with self.lock:
+                if not machine.booted:
+                    self.kube.set_node_ready(machine.hostname, False, *NOT_POSTING)
+
+        self.state.clock.later(self.state.timings.node_grace, expire)
 
     def forget_vm(self, vmid: int) -> None:
         """The VM was destroyed: its machine is gone."""

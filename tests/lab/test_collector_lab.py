@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,8 +128,12 @@ def test_vm_stopped_reaches_all_three_systems(lab: RunningLab, fault) -> None:
     s = snap(lab.config)
     node = next(n for n in s.nodes if n.name == "talos-node-large-2")
     assert node.vm is not None and node.vm.status == "stopped"
-    assert node.ready != "True"
     assert node.talos is not None and node.talos.stage == "unreachable"
+    # Kubernetes notices after the node-monitor grace period (lab time scale)
+    time.sleep(lab.world.timings.node_grace + 0.5)
+    s = snap(lab.config)
+    node = next(n for n in s.nodes if n.name == "talos-node-large-2")
+    assert node.ready != "True"
     assert any(f.pane == "vms" and "105" in f.subject for f in s.faults)
 
 

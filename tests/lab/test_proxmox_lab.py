@@ -16,6 +16,7 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
 from tests.lab.pve_lab import backend
+from tests.waiting import eventually
 
 UPID = re.compile(r"^UPID:pve:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:(\w+):(\d+):([^:]+):$")
 FACT_MACS = {
@@ -133,7 +134,11 @@ def test_stop_start_shutdown_through_tasks(world: World, admin: ProxmoxBackend) 
     assert admin.vm(104).status == "stopped" and admin.vm(104).uptime == 0
     machine = world.machine("talos-node-large-1")
     assert not world.reachable(machine)  # the Talos API of a stopped VM is gone
-    assert not world.node_ready("talos-node-large-1")  # and its Node is NotReady
+    eventually(  # and its Node goes NotReady once the grace period has passed
+        lambda: not world.node_ready("talos-node-large-1"),
+        timeout=world.timings.node_grace + 10,
+        message="the stopped VM's Node to go NotReady",
+    )
     assert upid in {t.upid for t in admin.tasks()}
 
     with pytest.raises(BackendError, match=r"qmshutdown 104 failed: VM 104 not running"):
