@@ -342,7 +342,13 @@ class DapperApp(SurvivesErrors, App[int]):
         spec = pane_registry().get(pane)
         command = spec.command(command_id)
         if not self.writable or command is None:
-            self.notify("read-only: actions are disabled", severity="warning", timeout=3)
+            what = command.label.lower() if command is not None else "actions"
+            self.notify(
+                f"READ-ONLY console: {what} is disabled (--read-only, read_only in the "
+                "config, or DAPPER_TUI_READ_ONLY)",
+                severity="warning",
+                timeout=4,
+            )
             return
         operations = self.collector.operations if self.collector is not None else None
         if operations is None:

@@ -43,6 +43,12 @@ def _ready_text(status: str, yes: str = "Ready", no: str = "NotReady") -> Text:
     return styled("Unknown", WARN)
 
 
+def _node_status(n: Node, _now: float) -> Text:
+    """kubectl's STATUS: NotReady in red, Ready,SchedulingDisabled (cordoned) in yellow."""
+    status = n.status
+    return styled(status, OK if status == "Ready" else (BAD if n.ready != "True" else WARN))
+
+
 def _status_style(value: str, good: set[str]) -> str:
     return OK if value in good else BAD
 
@@ -77,8 +83,7 @@ def _node_vm(n: Node, _now: float) -> Text:
 
 
 def _node_flags(n: Node, _now: float) -> Text:
-    parts = ["cordoned"] if n.unschedulable else []
-    parts += [
+    parts = [  # a cordon shows in STATUS (Ready,SchedulingDisabled)
         t.removeprefix("node-role.kubernetes.io/") for t in n.taints if "unschedulable" not in t
     ]
     return styled(", ".join(parts) or fmt.DASH, WARN if parts else DIM)
@@ -98,7 +103,7 @@ def _pct_cell(v: float | None) -> Text:
 NODE_COLUMNS = (
     Column("name", "NAME", 0, lambda n, _: styled(n.name), lambda n: n.name, 28),
     Column("role", "ROLE", 2, lambda n, _: styled(n.role), lambda n: n.role, 4),
-    Column("ready", "READY", 0, lambda n, _: _ready_text(n.ready), lambda n: n.ready, 8),
+    Column("ready", "STATUS", 0, _node_status, lambda n: n.status, 24),
     Column("talos", "TALOS", 3, _node_talos, lambda n: n.talos.version if n.talos else "", 16),
     Column("vm", "VM", 4, _node_vm, lambda n: n.vm.vmid if n.vm else -1, 8),
     Column("cpu", "CPU", 1, lambda n, _: _pct_cell(n.cpu_usage), lambda n: n.cpu_usage or 0, 4),

@@ -23,6 +23,8 @@ class HeaderItem:
     good: int
     total: int
     faults: int
+    warnings: int  # neither good nor faults (cordoned nodes): yellow, not red
+    known: bool  # its source has answered once (else: loading, or unknown when it fails)
     source: str  # whose failure makes the count unknown rather than zero
     allocation: bool  # good/total are allocated/capacity units: only over is bad
 
@@ -42,7 +44,9 @@ def health_counts(snapshot: ClusterSnapshot) -> list[HeaderItem]:
                     c.good,
                     c.total,
                     c.faults,
-                    spec.sources[0],
+                    c.warnings,
+                    c.known,
+                    c.source or spec.sources[0],
                     spec.header.allocation,
                 )
             )
@@ -83,22 +87,29 @@ def header_text(
         if i:
             t.append(" · ", style="dim")
         t.append(f"{item.label} ")
-        if not fetched and total == 0:
-            t.append("…", style="dim")
+        if not item.known:  # unknown, not zero: loading, or its source is failing
+            failing = snapshot.source(item.source).health is Health.DEGRADED
+            t.append("?" if failing else "…", style=BAD if failing else "dim")
             continue
-        if total == 0 and snapshot.source(item.source).health is Health.DEGRADED:
-            t.append("?", style=BAD)  # unknown, not "none": its source is failing
-        elif total == 0:
+        if total == 0:
             t.append("0/0", style="dim")
         elif item.allocation:
             t.append(f"{good}/{total}", style=BAD if good > total else "")
+        elif good == total and not faults:
+            t.append(f"{good}/{total}", style=GOOD)
         else:
-            t.append(f"{good}/{total}", style=GOOD if good == total and not faults else BAD)
+            only_warnings = good + item.warnings == total and not faults
+            t.append(f"{good}/{total}", style=WARN if only_warnings else BAD)
         if faults:
             t.append(f" ✗{faults}", style=BAD)
-    degraded = [s.source for s in snapshot.sources if s.health is Health.DEGRADED]
-    if degraded:
-        t.append("  ⚠ stale: " + ",".join(degraded), style=BAD)
+    degraded = [s for s in snapshot.sources if s.health is Health.DEGRADED]
+    stale = [s for s in degraded if s.last_success is not None]
+    if stale:  # last good data kept, with its age
+        ages = ", ".join(f"{s.source} {fmt.fine_age(now - (s.last_success or now))}" for s in stale)
+        t.append(f"  ⚠ stale: {ages}", style=BAD)
+    down = [s.source for s in degraded if s.last_success is None]
+    if down:  # never answered: its counts are `?`
+        t.append("  ⚠ down: " + ", ".join(down), style=BAD)
     return t
 
 
@@ -144,7 +155,13 @@ def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis", end="")
     f = newest_fault(snapshot)
     if f is None:
-        if snapshot.taken_at > 0 and all(s.ok for s in snapshot.sources):
+        waiting = [s.source for s in snapshot.sources if s.health is Health.UNKNOWN]
+        settling = sum(k.ready == "Unknown" for k in snapshot.kustomizations)
+        if waiting or snapshot.taken_at <= 0:  # no verdict before every source answered
+            t.append(" … loading " + ", ".join(waiting), style="dim")
+        elif settling:
+            t.append(f" ⟳ {settling} Kustomizations reconciling", style=WARN)
+        elif all(s.ok for s in snapshot.sources):
             t.append(" ✓ no faults", style=GOOD)
         return t
     error = f.severity == "error"

@@ -48,9 +48,8 @@ class ResourceTable(SurvivesErrors, DataTable):
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._signature: tuple = ()
         self._last: tuple[ClusterSnapshot, float] | None = None
-        if writable:
-            for command in spec.commands:
-                self._bindings.bind(command.key, f"act('{command.id}')", command.label)
+        for command in spec.commands:  # read-only: the keys stay, to say why they do nothing
+            self._bindings.bind(command.key, f"act('{command.id}')", command.label, show=writable)
 
     # -- data ---------------------------------------------------------------------------
 
