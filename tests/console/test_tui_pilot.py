@@ -285,6 +285,10 @@ async def test_actions_confirm_then_run_without_blocking(lab):
         await refreshed(pilot, app, "kubernetes")
         assert table(app, "nodes").object(node).unschedulable
         assert writes(lab, "kubernetes", "nodes")
+        # a cordon reads as kubectl prints it, in the row and in the header's count
+        row = table(app, "nodes").get_row(node)
+        assert any(str(c) == "Ready,SchedulingDisabled" for c in row), row
+        assert "nodes 6/7" in str(app.screen.query_one("#header").render())
         await _confirm(pilot, app, "u")
         await refreshed(pilot, app, "kubernetes")
         assert not table(app, "nodes").object(node).unschedulable
@@ -320,6 +324,27 @@ async def test_actions_confirm_then_run_without_blocking(lab):
         await refreshed(pilot, app, "kubernetes")
         assert not table(app, "flux").object("observability/grafana").suspended
         assert app._activity == {}
+
+
+async def test_not_ready_reads_as_kubectl_says_with_the_reason_one_key_away(lab):
+    node = "talos-node-large-2"
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        lab.world.inject(f"node-notready:{node}")
+        try:
+            await refreshed(pilot, app, "kubernetes")
+            row = [str(c) for c in table(app, "nodes").get_row(node)]
+            assert "NotReady" in row and "Unknown" not in row, row
+            select(app, "nodes", node)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, DetailScreen)
+            shown = plain(app.screen.content, 200)  # the reason, in the condition's words
+            assert "NotReady (Ready=Unknown, NodeStatusUnknown: Kubelet stopped" in shown
+        finally:
+            lab.world.clear(f"node-notready:{node}")
+        await refreshed(pilot, app, "kubernetes")
 
 
 async def test_failing_source_marks_only_its_panes(lab):
