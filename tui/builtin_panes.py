@@ -315,7 +315,9 @@ def _ks_message(k: Kustomization, _now: float) -> Text:
 
 
 KS_COLUMNS = (
-    Column("name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 28),
+    Column(
+        "name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 64, min_width=24
+    ),
     Column("ready", "READY", 0, _ks_ready, lambda k: k.ready, 8),
     Column(
         "suspended",
@@ -375,7 +377,9 @@ EVENT_COLUMNS = (
         lambda e: e.severity,
         7,
     ),
-    Column("object", "OBJECT", 0, lambda e, _: styled(e.object), lambda e: e.object, 34),
+    Column(
+        "object", "OBJECT", 0, lambda e, _: styled(e.object), lambda e: e.object, 56, min_width=24
+    ),
     Column("reason", "REASON", 2, lambda e, _: styled(e.reason), lambda e: e.reason, 22),
     Column(
         "message",

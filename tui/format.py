@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dapper.backends.safe_text import clean
+from rich.cells import cell_len
 from rich.text import Text
 
 DASH = "-"
@@ -97,3 +98,15 @@ def one_line(text: str) -> str:
 def styled(value: str, style: str = "") -> Text:
     """A cell: plain text (never markup, so `[` in API text stays literal) with a style."""
     return Text(value, style=style, no_wrap=True, overflow="ellipsis", end="")
+
+
+def middle_cut(text: Text, width: int) -> Text:
+    """`kube-system/node-feature-discovery-rules` in 28 cells as
+    `kube-system/node…ery-rules`: rows that share a prefix stay apart by their ends."""
+    plain = text.plain
+    if cell_len(plain) <= width or width < 5:
+        return text
+    tail = (width - 1) // 2
+    head = width - 1 - tail
+    cut = plain[:head] + "…" + plain[len(plain) - tail :]
+    return Text(cut, style=text.style, no_wrap=True, overflow="ellipsis", end="")

@@ -29,6 +29,9 @@ class Column:
     sort: Callable[[Any], Any] | None = None
     max_width: int = 24
     fill: bool = False  # takes the width left over (the message-like column)
+    # A name that tells rows apart: it needs only `min_width` to stay, takes spare width
+    # before the fill column (up to max_width), and a cut keeps both ends (`a/ext…stores`).
+    min_width: int = 0
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,21 @@ async def test_panes_keys_tab_and_jump(lab):
         assert keys.index("? help") < keys.index("q quit") < 78 and "c cordon" in keys
 
 
+async def test_every_action_of_the_pane_is_in_the_footer_at_80x24(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        for spec in pane_registry().ordered():
+            await pilot.press(spec.key)
+            await pilot.pause()
+            footer = app.screen.query_one("#keys").render()
+            text = str(footer)
+            assert len(text) <= 80 and "…" not in text, text
+            assert "? help" in text and "q quit" in text, text
+            for command in spec.commands:
+                assert f"{command.key} {command.short or command.label.lower()}" in text, text
+
+
 async def test_wide_terminal_shows_every_pane(lab):
     app = make_app(lab)
     async with app.run_test(size=(160, 48)) as pilot:

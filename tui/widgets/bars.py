@@ -179,21 +179,38 @@ def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
 
 
 Keys = Sequence[tuple[str, str]]
+# console keys a narrow footer gives up first (help lists them); `? help`, `q quit` stay
+OPTIONAL_KEYS = ("b", ":", "!", "/", "⏎")
 
 
-def key_bar_text(keys: Keys, actions: Keys = ()) -> Text:
-    """The footer: the console's own keys first (so `? help` never falls off 80 columns),
-    then the pane's action keys, which a narrow screen may cut (help lists them)."""
+def key_bar_text(keys: Keys, actions: Keys = (), width: int = 0) -> Text:
+    """The footer: the console's own keys, then the pane's action keys. When that does not
+    fit `width`, the actions come first and optional console keys give way (`b`, `:`, …),
+    so every action of the pane and `? help` stay on screen at 80 columns."""
+    full = _key_bar(keys, actions)
+    if not width or not actions or full.cell_len <= width:
+        return full
+    kept = list(keys)
+    narrow = _key_bar(kept, actions, actions_first=True)
+    for key in OPTIONAL_KEYS:
+        if narrow.cell_len <= width:
+            break
+        kept = [(k, what) for k, what in kept if k != key]
+        narrow = _key_bar(kept, actions, actions_first=True)
+    return narrow
+
+
+def _key_bar(keys: Keys, actions: Keys, *, actions_first: bool = False) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis", end="")
-    for i, (key, what) in enumerate(keys):
-        t.append(" " if i == 0 else "  ")
-        t.append(key, style="bold cyan")
-        t.append(f" {what}")
-    if actions:
-        t.append("  │", style="dim")
-        for key, what in actions:
-            t.append("  ")
-            t.append(key, style="bold yellow")
+    groups = [(keys, "bold cyan"), (actions, "bold yellow")]
+    if actions_first:
+        groups.reverse()
+    for g, (pairs, style) in enumerate(p for p in groups if p[0]):
+        if g:
+            t.append("  │", style="dim")
+        for i, (key, what) in enumerate(pairs):
+            t.append(" " if i == 0 and not g else "  ")
+            t.append(key, style=style)
             t.append(f" {what}")
     return t
 
