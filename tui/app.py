@@ -387,8 +387,9 @@ class DapperApp(SurvivesErrors, App[int]):
         self._next_activity += 1
 
         def show(message: str) -> None:
-            if token in self._activity:
-                self._activity[token] = f"{label}: {fmt.one_line(message)}"
+            if token in self._activity:  # `Reconcile ai/ollama: waiting…`, the name once
+                said = fmt.one_line(message).removeprefix(f"{target_name(row)}: ")
+                self._activity[token] = f"{label}: {said}"
                 self._show_activity()
 
         def progress(message: str) -> None:

@@ -142,21 +142,18 @@ def _vm_devices(v: Vm, _now: float) -> Text:
 
 
 def _vm_cpu(v: Vm, _now: float) -> Text:
-    use = fmt.percent(v.cpu_usage) if v.status == "running" else fmt.DASH
-    return styled(f"{v.cpus}c {use}" if v.cpus else use)
+    """Usage of its vCPUs, as the nodes pane shows it (the count is in the detail)."""
+    return _pct_cell(v.cpu_usage if v.status == "running" else None)
 
 
 def _vm_mem(v: Vm, _now: float) -> Text:
-    if not v.mem_total:
-        return styled(fmt.DASH, DIM)
-    if v.status != "running":
-        return styled(fmt.size(v.mem_total))
-    return styled(f"{fmt.size(v.mem_total)} {fmt.percent(v.mem_used / v.mem_total)}")
+    running = v.status == "running" and v.mem_total
+    return _pct_cell(v.mem_used / v.mem_total if running else None)
 
 
 VM_COLUMNS = (
-    Column("vmid", "VMID", 0, lambda v, _: styled(str(v.vmid)), lambda v: v.vmid, 6),
-    Column("name", "NAME", 0, lambda v, _: styled(v.name), lambda v: v.name, 26),
+    Column("vmid", "VMID", 0, lambda v, _: styled(str(v.vmid)), lambda v: v.vmid, 5),
+    Column("name", "NAME", 0, lambda v, _: styled(v.name), lambda v: v.name, 26, min_width=14),
     Column("host", "HOST", 5, lambda v, _: styled(v.host), lambda v: v.host, 10),
     Column(
         "status",
@@ -164,10 +161,10 @@ VM_COLUMNS = (
         0,
         lambda v, _: styled(v.status, _status_style(v.status, {"running"})),
         lambda v: v.status,
-        8,
+        7,
     ),
-    Column("cpu", "CPU", 1, _vm_cpu, lambda v: v.cpu_usage, 8),
-    Column("mem", "MEM", 1, _vm_mem, lambda v: v.mem_used, 10),
+    Column("cpu", "CPU", 1, _vm_cpu, lambda v: v.cpu_usage, 4),
+    Column("mem", "MEM", 1, _vm_mem, lambda v: v.mem_used, 4),
     Column(
         "disk", "DISK", 6, lambda v, _: styled(fmt.size(v.disk_total)), lambda v: v.disk_total, 6
     ),
@@ -327,11 +324,11 @@ KS_COLUMNS = (
         lambda k: k.suspended,
         4,
     ),
-    Column("revision", "REV", 2, _ks_rev, lambda k: k.applied_revision, 15),
+    Column("revision", "REV", 3, _ks_rev, lambda k: k.applied_revision, 15),
     Column(
         "age",
         "AGE",
-        3,
+        4,
         lambda k, now: styled(fmt.since(k.last_transition, now)),
         lambda k: -(k.last_transition or 0),
         4,
@@ -339,11 +336,12 @@ KS_COLUMNS = (
     Column(
         "message",
         "MESSAGE",
-        4,
+        2,  # a failing row's why beats its revision
         _ks_message,
         lambda k: (k.ready == "True", k.message),
         200,
         fill=True,
+        min_width=16,
     ),
     Column(
         "depends",

@@ -66,8 +66,9 @@ class _Doc:
         self._grid = None
         head = Text(no_wrap=True, overflow="ellipsis")
         head.append(name, style="bold underline")
-        if note:
-            head.append(f"  {note}", style=DIM)
+        if note:  # `Why · HealthCheckFailed`: a separator that no renderer collapses
+            head.append(" · ", style=DIM)
+            head.append(note, style=DIM)
         self.parts.append(Text(""))
         self.parts.append(head)
 

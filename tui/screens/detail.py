@@ -36,14 +36,14 @@ class DetailScreen(SurvivesErrors, Screen[None]):
         self.header = TextLine(id="header")
         self.body = Static("", markup=False, id="detail-body")
         self.content: RenderableType = Text("")  # what the body shows (tests read it)
-        commands = self.spec.commands if writable else ()
-        for command in commands:
+        for command in self.spec.commands:  # read-only: bound only to say so
             self._bindings.bind(command.key, f"act('{command.id}')", command.label)
+        commands = self.spec.commands if writable else ()
         self.keys = TextLine(id="keys")
         self.keys.update(
             key_bar_text(
                 [("esc", "back"), ("?", "help"), ("q", "quit")],
-                [(c.key, c.label.lower()) for c in commands],
+                [(c.key, c.short or c.label.lower()) for c in commands],
             )
         )
 

@@ -131,9 +131,10 @@ class ResourceTable(SurvivesErrors, DataTable):
             available -= self.styles.scrollbar_size_vertical
         fit_widths = dict(widths)
         for col in spec.columns:
-            if col.fill:  # a message column competes with just its label's width
-                fit_widths[col.key] = min(widths[col.key], cell_len(col.label) + 1)
-            elif col.min_width:  # a name competes with the width that still tells rows apart
+            if col.fill:  # a message column competes with its label's width, or min_width
+                least = max(cell_len(col.label) + 1, col.min_width)
+                fit_widths[col.key] = min(widths[col.key], least)
+            elif col.is_name:  # a name competes with the width that still tells rows apart
                 fit_widths[col.key] = min(widths[col.key], col.min_width)
         # a column with nothing in any row (SUSP when nothing is suspended, MESSAGE when all
         # is well) gives its width to the others; it comes back with its first value
@@ -146,7 +147,7 @@ class ResourceTable(SurvivesErrors, DataTable):
 
         # a whole name beats columns the detail view shows anyway (priority NAME_FIRST+)
         def need(cols: list[Column]) -> int:
-            return sum((widths if c.min_width else fit_widths)[c.key] + 2 for c in cols)
+            return sum((widths if c.is_name else fit_widths)[c.key] + 2 for c in cols)
 
         while need(candidates) > available:
             optional = [c for c in candidates if c.priority >= NAME_FIRST]
@@ -156,11 +157,11 @@ class ResourceTable(SurvivesErrors, DataTable):
         fitted = fit_columns(candidates, fit_widths, available)
         spare = available - sum(fit_widths[c.key] + 2 for c in fitted)
         for col in fitted:  # names take spare width first, then the message
-            if col.min_width and spare > 0:
+            if col.is_name and spare > 0:
                 grown = min(widths[col.key], fit_widths[col.key] + spare)
                 spare -= grown - fit_widths[col.key]
                 widths[col.key] = grown
-            elif col.min_width:
+            elif col.is_name:
                 widths[col.key] = fit_widths[col.key]
         fill = next((c for c in fitted if c.fill), None)
         if fill is not None:
@@ -244,7 +245,7 @@ class ResourceTable(SurvivesErrors, DataTable):
 
 def _cut(text: Text, col: Column, width: int) -> Text:
     """A name column's cell, cut in the middle when it is wider than its column."""
-    return fmt.middle_cut(text, width) if col.min_width else text
+    return fmt.middle_cut(text, width) if col.is_name else text
 
 
 def _sort_key(col: Column, cells: dict[str, tuple[Text, ...]], spec: PaneSpec):
