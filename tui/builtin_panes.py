@@ -231,7 +231,7 @@ GPU_COLUMNS = (
         lambda g: g.node_name,
         20,
     ),
-    Column("alloc", "ALLOC", 0, _gpu_alloc, lambda g: g.allocated, 6),
+    Column("alloc", "SLOTS", 0, _gpu_alloc, lambda g: g.allocated, 6),
     Column("pods", "PODS", 2, _gpu_pods, lambda g: len(g.pods), 40, fill=True),
 )
 
@@ -460,7 +460,8 @@ GPUS = register_builtin(
         detail=gpu_detail,
         grid=GridSlot(row=1, column=1),
         help="passed-through GPUs, their VM, node and pods",
-        header=HeaderCount("gpu", lambda sm, _s: sm.gpus, allocation=True),
+        # time-slicing slots in use / offered, not devices (the GPUs pane lists the devices)
+        header=HeaderCount("gpu slots", lambda sm, _s: sm.gpus, allocation=True),
     )
 )
 

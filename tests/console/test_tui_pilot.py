@@ -223,6 +223,7 @@ async def test_help_fits_80x24_and_follows_the_pane_and_mode(lab):
         text = help_screen.body.plain
         assert text.startswith("Keys · Flux pane") and "READ-ONLY" in text
         assert "Reconcile" not in text and "Cordon" not in text
+        assert "gpu slots" in text and "age of the data" in text  # the header's numbers
         dialog = help_screen.query_one(".dialog")
         assert dialog.region.bottom <= 24 and dialog.region.right <= 80
         assert dialog.max_scroll_y == 0  # everything visible at once at 80x24

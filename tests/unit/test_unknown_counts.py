@@ -26,7 +26,7 @@ def test_a_source_that_never_answered_is_unknown_in_status_and_header() -> None:
     assert "vms ? (proxmox unreachable)" in first and "gpu ? (proxmox unreachable)" in first
     assert "vms 0/0" not in first and "nodes 1/1 Ready" in first
     header = header_text(s, mode="LAB", read_only=True, now=101.0).plain
-    assert "vms ? · gpu ?" in header and "⚠ down: proxmox" in header
+    assert "vms ? · gpu slots ?" in header and "⚠ down: proxmox" in header
 
 
 def test_last_good_data_keeps_its_counts_and_shows_its_age() -> None:
@@ -41,7 +41,7 @@ def test_until_every_source_answered_the_fault_line_says_loading() -> None:
     s = snapshot(SourceHealth("proxmox"))
     assert fault_line_text(s, 101.0).plain == " … loading proxmox"
     header = header_text(s, mode="LAB", read_only=True, now=101.0).plain
-    assert "vms … · gpu …" in header
+    assert "vms … · gpu slots …" in header
 
 
 def test_a_cordoned_node_is_ready_schedulingdisabled_and_not_counted_good() -> None:

@@ -136,6 +136,14 @@ def help_text(app: DapperApp) -> Text:
         t.append(" READ-ONLY ", style="bold magenta on bright_white")
         t.append(" action keys only say so\n", style="bold magenta")
     _group(t, "More", _more(screen, app))
+    _group(
+        t,
+        "Header",
+        [
+            ("4s ago", "age of the data on screen; ⚠ stale: a source fails"),
+            ("gpu slots", "time-slicing slots in use / offered, not GPUs"),
+        ],
+    )
     _group(t, "Quit", [("q ctrl+c", "quit (asks only while an action runs)"), ("esc ?", "close")])
     t.append(NAVIGATION, style="dim")
     return t

@@ -56,7 +56,7 @@ def health_counts(snapshot: ClusterSnapshot) -> list[HeaderItem]:
 def header_text(
     snapshot: ClusterSnapshot, *, mode: str, read_only: bool, now: float, status: str = ""
 ) -> Text:
-    """` LAB  READ-ONLY  4s  nodes 7/7 · vms 7/7 · gpu 12/16 · pools 4/4 · ks 37/38 ✗1`.
+    """` LAB  READ-ONLY  4s ago  nodes 7/7 · vms 7/7 · gpu slots 12/16 · pools 4/4 · ks 37/38 ✗1`.
 
     The age (or the connection error) comes before the counts so 80 columns never cut it.
     """
@@ -78,7 +78,8 @@ def header_text(
     if status:
         t.append(status, style=BAD)
     elif fetched:
-        t.append(fmt.fine_age(now - snapshot.taken_at), style="dim")
+        # the age of what is on screen, said as such (a bare `0s` reads as a counter)
+        t.append(f"{fmt.fine_age(now - snapshot.taken_at)} ago", style="dim")
     else:
         t.append("connecting…", style="dim")
     t.append("  ")
