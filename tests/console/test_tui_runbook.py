@@ -535,8 +535,8 @@ async def test_the_run_screen_at_80x24_hides_nothing_silently(lab: Any) -> None:
         await pilot.pause()
         board = run.board
         assert board.border_title == f"Steps ({len(board.rows)})"
-        hidden = board.virtual_size.height > board.scrollable_content_region.height
-        assert hidden == ("more" in str(board.border_subtitle)), board.virtual_size
+        hidden = len(board._lines) > board.scrollable_content_region.height
+        assert hidden == ("more" in str(board.border_subtitle)), board._lines
         preview = str(run.query_one("#run-preview").render()).splitlines()
         headers = [line for line in preview if line.strip().startswith(("---", "+++"))]
         assert headers and all(".yaml" in line for line in headers), headers

@@ -132,6 +132,7 @@ class StepBoard(Static):
         self.mask = mask
         self.rows: dict[str, StepRow] = {}
         self.compact = False  # narrow screens: a line under the active step only
+        self._lines: list[str] = []
 
     def set_titles(self, preview: Any) -> None:
         for sp in preview.steps:
@@ -180,13 +181,15 @@ class StepBoard(Static):
             if row.message and (active or not self.compact):
                 t.append(f"\n{'':13}{self.mask(row.message)}", style="dim")
         self.update(t)
+        self._lines = t.plain.splitlines()
         self.border_title = f"Steps ({len(self.rows)})" if self.rows else ""
         self.call_after_refresh(self._mark_more)
 
     def _mark_more(self) -> None:
         """A box too short for every step says so: `↓ more: scroll`."""
-        shown = self.scroll_y + self.scrollable_content_region.height
-        more = self.is_mounted and shown < self.virtual_size.height
+        lines = len(self._lines)
+        shown = int(self.scroll_y) + self.scrollable_content_region.height
+        more = self.is_mounted and self.size.height > 0 and shown < lines
         self.border_subtitle = "↓ more steps (scroll)" if more else ""
 
     def on_resize(self) -> None:
