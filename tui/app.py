@@ -28,6 +28,7 @@ from dapper.tui.messages import CommandRequested, OpenDetail, SourceChanged
 from dapper.tui.pane_commands import PaneCommand, target_name
 from dapper.tui.pane_registry import pane_registry
 from dapper.tui.survive import SurvivesErrors
+from dapper.tui.trends import NodeTrends
 from dapper.tui.widgets.bars import header_text
 from rich.text import Text
 from textual import work
@@ -104,6 +105,7 @@ class DapperApp(SurvivesErrors, App[int]):
         self._activity: dict[int, str] = {}
         self._next_activity = 0
         self.refreshes: dict[str, int] = {}  # completed refreshes per source (tests wait on it)
+        self.trends = NodeTrends()  # node CPU and memory over the session (node detail)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -268,6 +270,7 @@ class DapperApp(SurvivesErrors, App[int]):
     def _apply(self, snapshot: ClusterSnapshot) -> None:
         if snapshot.taken_at < self.snapshot.taken_at:
             return  # an older join finished late; the newer one is already shown
+        self.trends.add(snapshot)
         self.snapshot = snapshot
 
     def _tick(self) -> None:

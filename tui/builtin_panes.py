@@ -106,8 +106,24 @@ NODE_COLUMNS = (
     Column("ready", "STATUS", 0, _node_status, lambda n: n.status, 24),
     Column("talos", "TALOS", 3, _node_talos, lambda n: n.talos.version if n.talos else "", 16),
     Column("vm", "VM", 4, _node_vm, lambda n: n.vm.vmid if n.vm else -1, 8),
-    Column("cpu", "CPU", 1, lambda n, _: _pct_cell(n.cpu_usage), lambda n: n.cpu_usage or 0, 4),
-    Column("mem", "MEM", 1, lambda n, _: _pct_cell(n.mem_usage), lambda n: n.mem_usage or 0, 4),
+    Column(
+        "cpu",
+        "CPU",
+        1,
+        lambda n, _: _pct_cell(n.cpu_usage),
+        lambda n: n.cpu_usage or 0,
+        4,
+        bar=lambda n: n.cpu_usage,
+    ),
+    Column(
+        "mem",
+        "MEM",
+        1,
+        lambda n, _: _pct_cell(n.mem_usage),
+        lambda n: n.mem_usage or 0,
+        4,
+        bar=lambda n: n.mem_usage,
+    ),
     Column("pods", "PODS", 5, lambda n, _: styled(str(len(n.pods))), lambda n: len(n.pods), 5),
     Column("gpu", "GPU", 5, _node_gpu, lambda n: n.gpu_allocated, 6),
     Column(
@@ -231,7 +247,15 @@ GPU_COLUMNS = (
         lambda g: g.node_name,
         20,
     ),
-    Column("alloc", "SLOTS", 0, _gpu_alloc, lambda g: g.allocated, 6),
+    Column(
+        "alloc",
+        "SLOTS",
+        0,
+        _gpu_alloc,
+        lambda g: g.allocated,
+        6,
+        bar=lambda g: g.allocated / g.capacity if g.capacity else None,
+    ),
     Column("pods", "PODS", 2, _gpu_pods, lambda g: len(g.pods), 40, fill=True),
 )
 
@@ -267,7 +291,15 @@ POOL_COLUMNS = (
     Column(
         "avail", "AVAIL", 5, lambda p, _: styled(fmt.size(p.available)), lambda p: p.available, 6
     ),
-    Column("pct", "USE%", 1, _pool_pct, lambda p: p.percent_used, 4),
+    Column(
+        "pct",
+        "USE%",
+        1,
+        _pool_pct,
+        lambda p: p.percent_used,
+        4,
+        bar=lambda p: p.percent_used / 100 if p.capacity else None,
+    ),
     Column(
         "disks",
         "DISKS",

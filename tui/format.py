@@ -110,3 +110,33 @@ def middle_cut(text: Text, width: int) -> Text:
     head = width - 1 - tail
     cut = plain[:head] + "…" + plain[len(plain) - tail :]
     return Text(cut, style=text.style, no_wrap=True, overflow="ellipsis", end="")
+
+
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def usage_style(fraction: float | None) -> str:
+    """Red from 90 %, yellow from 75 %: the same thresholds as the percentage cells."""
+    if fraction is None:
+        return "dim"
+    return "bold red" if fraction >= 0.9 else ("yellow" if fraction >= 0.75 else "green")
+
+
+def bar(fraction: float | None, width: int) -> Text:
+    """`███▍░░░░`: a fraction 0..1 as a bar `width` cells wide (eighths of a cell)."""
+    if fraction is None:
+        return Text("·" * width, style="dim", end="")
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, part = divmod(eighths, 8)
+    filled = "█" * full + (EIGHTHS[part] if part else "")
+    t = Text(filled, style=usage_style(fraction), end="")
+    t.append("░" * (width - len(filled)), style="dim")
+    return t
+
+
+def sparkline(values: list[float], width: int) -> Text:
+    """The last `width` values (0..1) as `▁▂▅▇`: a trend at a glance."""
+    shown = values[-width:]
+    marks = "".join(SPARKS[min(7, int(max(0.0, min(1.0, v)) * 8))] for v in shown)
+    return Text(marks, style=usage_style(shown[-1] if shown else None), end="")

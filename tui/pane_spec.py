@@ -33,6 +33,8 @@ class Column:
     # before the fill column (up to max_width), and a cut keeps both ends (`a/ext…stores`).
     # A fill column with a min_width competes with that much (a message worth reading).
     min_width: int = 0
+    # A usage 0..1: drawn as a bar before the cell's text when the pane has room left.
+    bar: Callable[[Any], float | None] | None = None
 
     @property
     def is_name(self) -> bool:

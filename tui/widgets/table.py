@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 FIXED_WIDTH = 12  # columns whose max_width is at most this always take exactly that width
+BAR_WIDTH = 6  # a usage bar, drawn only with this much room to spare
 NAME_FIRST = 3  # columns of this drop priority and above give way to a name shown whole
 
 
@@ -50,6 +51,7 @@ class ResourceTable(SurvivesErrors, DataTable):
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._signature: tuple = ()
         self._last: tuple[ClusterSnapshot, float] | None = None
+        self._bars: set[str] = set()  # columns drawn with a usage bar at this width
         for command in spec.commands:  # read-only: the keys stay, to say why they do nothing
             self._bindings.bind(command.key, f"act('{command.id}')", command.label, show=writable)
 
@@ -98,7 +100,8 @@ class ResourceTable(SurvivesErrors, DataTable):
         index = [spec.columns.index(c) for c in columns]
         placed = list(zip(index, columns, strict=True))
         shown_cells = {
-            k: tuple(_cut(cells[k][i], c, widths[c.key]) for i, c in placed) for k in order
+            k: tuple(self._drawn(cells[k][i], c, widths[c.key], k) for i, c in placed)
+            for k in order
         }
         if signature != self._signature or order != self._order:
             self._rebuild(columns, widths, order, shown_cells, signature)
@@ -113,6 +116,12 @@ class ResourceTable(SurvivesErrors, DataTable):
         if col.key != self.sort_column:
             return Text(col.label)
         return Text(col.label + ("▼" if self.sort_reverse else "▲"), style="bold")
+
+    def _drawn(self, text: Text, col: Column, width: int, key: str) -> Text:
+        """A cell as shown: a name cut in the middle, a usage with its bar when it fits."""
+        if col.bar is not None and col.key in self._bars:
+            return fmt.bar(col.bar(self._objects[key]), BAR_WIDTH).append(" ").append_text(text)
+        return _cut(text, col, width)
 
     def _fit(
         self, order: list[str], cells: dict[str, tuple[Text, ...]]
@@ -163,6 +172,14 @@ class ResourceTable(SurvivesErrors, DataTable):
                 widths[col.key] = grown
             elif col.is_name:
                 widths[col.key] = fit_widths[col.key]
+        # then usage bars where the width allows: all of the pane's or none (a CPU bar
+        # beside a bare MEM figure reads as if memory had none)
+        barred = [c for c in fitted if c.bar is not None]
+        self._bars = set()
+        if barred and spare >= len(barred) * (BAR_WIDTH + 1):
+            for col in barred:
+                widths[col.key] += BAR_WIDTH + 1
+                self._bars.add(col.key)
         fill = next((c for c in fitted if c.fill), None)
         if fill is not None:
             others = sum(widths[c.key] + 2 for c in fitted if c is not fill)
