@@ -346,12 +346,8 @@ class DapperApp(SurvivesErrors, App[int]):
         command = spec.command(command_id)
         if not self.writable or command is None:
             what = command.label.lower() if command is not None else "actions"
-            self.notify(
-                f"READ-ONLY console: {what} is disabled (--read-only, read_only in the "
-                "config, or DAPPER_TUI_READ_ONLY)",
-                severity="warning",
-                timeout=4,
-            )
+            # one line in a toast (help and README say how read-only is set)
+            self.notify(f"READ-ONLY: no {what}", severity="warning", timeout=4)
             return
         operations = self.collector.operations if self.collector is not None else None
         if operations is None:

@@ -406,7 +406,7 @@ async def test_read_only_action_keys_say_so_and_write_nothing(lab):
                 assert not isinstance(app.screen, DialogScreen)
                 said = [n.message for n in app._notifications]
                 if any(c.key == key for c in spec.commands):  # one line says why
-                    assert len(said) == 1 and said[0].startswith("READ-ONLY console:"), said
+                    assert len(said) == 1 and said[0].startswith("READ-ONLY: no "), said
                     assert "\n" not in said[0]
             while not isinstance(app.screen, MainScreen):
                 await pilot.press("escape")

@@ -54,3 +54,10 @@ def test_a_cordoned_node_is_ready_schedulingdisabled_and_not_counted_good() -> N
     assert [n.status for n in s.nodes] == ["Ready,SchedulingDisabled", "NotReady", "Ready"]
     assert "nodes 1/3 Ready (1 SchedulingDisabled)" in render_text(s)
     assert "nodes 1/3" in header_text(s, mode="LAB", read_only=True, now=101.0).plain
+
+
+def test_before_the_first_answer_no_count_reads_zero() -> None:
+    first = ClusterSnapshot(cluster="LAB", mode="LAB", read_only=True, taken_at=0.0)
+    header = header_text(first, mode="LAB", read_only=True, now=1.0).plain
+    assert "0/0" not in header and "nodes … · vms … · gpu slots …" in header
+    assert fault_line_text(first, 1.0).plain.startswith(" … loading")

@@ -88,7 +88,7 @@ def header_text(
         if i:
             t.append(" · ", style="dim")
         t.append(f"{item.label} ")
-        if not item.known:  # unknown, not zero: loading, or its source is failing
+        if not item.known or not fetched:  # unknown, not zero: loading, or failing
             failing = snapshot.source(item.source).health is Health.DEGRADED
             t.append("?" if failing else "…", style=BAD if failing else "dim")
             continue
