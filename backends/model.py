@@ -205,6 +205,26 @@ class Node:
         return "control-plane" in self.roles
 
     @property
+    def status(self) -> str:
+        """STATUS as `kubectl get nodes` prints it: NotReady for a Ready condition that is
+        False or Unknown, `,SchedulingDisabled` when cordoned."""
+        ready = "Ready" if self.ready == "True" else "NotReady"
+        return f"{ready},SchedulingDisabled" if self.unschedulable else ready
+
+    @property
+    def ready_reason(self) -> str:
+        """Why it is NotReady, from its Ready condition (`Ready=Unknown, NodeStatusUnknown:
+        Kubelet stopped posting node status.`); "" when Ready."""
+        if self.ready == "True":
+            return ""
+        cond = next((c for c in self.conditions if c.type == "Ready"), None)
+        why = f"Ready={self.ready}"
+        if cond is not None and cond.reason:
+            why += f", {cond.reason}"
+        message = " ".join(cond.message.split()) if cond is not None else ""
+        return f"{why}: {message}" if message else why
+
+    @property
     def role(self) -> str:
         if self.is_control_plane:
             return "cp"
@@ -299,14 +319,17 @@ class Count:
     good: int
     total: int
     faults: int = 0
+    warnings: int = 0  # neither good nor a fault (a cordoned node: Ready,SchedulingDisabled)
+    source: str = ""  # whose data it counts
+    known: bool = True  # False until that source has answered once: unknown is not zero
 
     def __str__(self) -> str:
-        return f"{self.good}/{self.total}"
+        return f"{self.good}/{self.total}" if self.known else "?"
 
 
 @dataclass(frozen=True)
 class Summary:
-    nodes: Count  # Ready
+    nodes: Count  # Ready and schedulable (warnings: Ready,SchedulingDisabled)
     vms: Count  # running
     gpus: Count  # allocated units / capacity units (faults: devices gone)
     pools: Count  # Online
@@ -315,20 +338,34 @@ class Summary:
     warnings: int
 
 
-def summarize(s: ClusterSnapshot) -> Summary:
-    def faults(pane: str) -> int:
-        return sum(1 for f in s.faults if f.pane == pane and f.severity == "error")
+def answered(s: ClusterSnapshot, source: str) -> bool:
+    """Has `source` answered at least once? A source the snapshot does not list (a
+    hand-made snapshot in a test) counts as answered: its rows are all there is."""
+    listed = next((h for h in s.sources if h.source == source), None)
+    return listed is None or listed.ok or listed.last_success is not None
 
+
+def summarize(s: ClusterSnapshot) -> Summary:
+    def count(pane: str, source: str, good: int, total: int, warnings: int = 0) -> Count:
+        faults = sum(1 for f in s.faults if f.pane == pane and f.severity == "error")
+        return Count(good, total, faults, warnings, source, answered(s, source))
+
+    kube, pve = SourceName.KUBERNETES.value, SourceName.PROXMOX.value
     vms = [v for v in s.vms if not v.template]  # templates never run
     return Summary(
-        nodes=Count(sum(n.ready == "True" for n in s.nodes), len(s.nodes), faults("nodes")),
-        vms=Count(sum(v.status == "running" for v in vms), len(vms), faults("vms")),
-        gpus=Count(
-            sum(g.allocated for g in s.gpus), sum(g.capacity for g in s.gpus), faults("gpus")
+        nodes=count(
+            "nodes",
+            kube,
+            sum(n.status == "Ready" for n in s.nodes),
+            len(s.nodes),
+            sum(n.status == "Ready,SchedulingDisabled" for n in s.nodes),
         ),
-        pools=Count(sum(p.state == "Online" for p in s.pools), len(s.pools), faults("pools")),
-        kustomizations=Count(
-            sum(k.ready == "True" for k in s.kustomizations), len(s.kustomizations), faults("flux")
+        vms=count("vms", pve, sum(v.status == "running" for v in vms), len(vms)),
+        # the GPUs are Proxmox's PCI devices (their slots come from Kubernetes)
+        gpus=count("gpus", pve, sum(g.allocated for g in s.gpus), sum(g.capacity for g in s.gpus)),
+        pools=count("pools", kube, sum(p.state == "Online" for p in s.pools), len(s.pools)),
+        kustomizations=count(
+            "flux", kube, sum(k.ready == "True" for k in s.kustomizations), len(s.kustomizations)
         ),
         errors=sum(1 for f in s.faults if f.severity == "error"),
         warnings=sum(1 for f in s.faults if f.severity == "warning"),

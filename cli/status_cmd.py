@@ -12,7 +12,7 @@ import json
 import sys
 
 from dapper.backends.config import ConfigError, load_config
-from dapper.backends.model import ClusterSnapshot, summarize
+from dapper.backends.model import ClusterSnapshot, Count, summarize
 from dapper.backends.snapshot.snapshot_json import snapshot_to_json
 from dapper.cli.logsetup import setup_logging
 
@@ -21,9 +21,27 @@ def render_text(s: ClusterSnapshot) -> str:
     sm = summarize(s)
     ro = "  READ-ONLY" if s.read_only else ""
     name = s.cluster if s.cluster == s.mode else f"{s.cluster} {s.mode}"
+    down = {src.source for src in s.sources if not src.ok}
+
+    def part(label: str, count: Count, word: str = "") -> str:
+        """`vms 7/7 running`, or `vms ? (proxmox unreachable)`: unknown is not zero."""
+        if not count.known:
+            why = "unreachable" if count.source in down else "not read yet"
+            return f"{label} ? ({count.source} {why})"
+        return f"{label} {count}" + (f" {word}" if word else "")
+
+    cordoned = f" ({sm.nodes.warnings} SchedulingDisabled)" if sm.nodes.warnings else ""
     lines = [
-        f"{name}{ro}  nodes {sm.nodes} Ready  vms {sm.vms} running  "
-        f"gpu {sm.gpus}  pools {sm.pools} Online  ks {sm.kustomizations} Ready",
+        "  ".join(
+            [
+                f"{name}{ro}",
+                part("nodes", sm.nodes, "Ready") + cordoned,
+                part("vms", sm.vms, "running"),
+                part("gpu", sm.gpus, "slots"),
+                part("pools", sm.pools, "Online"),
+                part("ks", sm.kustomizations, "Ready"),
+            ]
+        ),
         "sources: "
         + "  ".join(
             f"{src.source} {src.health.value}" + (f" ({src.reason})" if src.reason else "")

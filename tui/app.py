@@ -28,6 +28,7 @@ from dapper.tui.messages import CommandRequested, OpenDetail, SourceChanged
 from dapper.tui.pane_commands import PaneCommand, target_name
 from dapper.tui.pane_registry import pane_registry
 from dapper.tui.survive import SurvivesErrors
+from dapper.tui.trends import NodeTrends
 from dapper.tui.widgets.bars import header_text
 from rich.text import Text
 from textual import work
@@ -104,6 +105,7 @@ class DapperApp(SurvivesErrors, App[int]):
         self._activity: dict[int, str] = {}
         self._next_activity = 0
         self.refreshes: dict[str, int] = {}  # completed refreshes per source (tests wait on it)
+        self.trends = NodeTrends()  # node CPU and memory over the session (node detail)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -268,6 +270,7 @@ class DapperApp(SurvivesErrors, App[int]):
     def _apply(self, snapshot: ClusterSnapshot) -> None:
         if snapshot.taken_at < self.snapshot.taken_at:
             return  # an older join finished late; the newer one is already shown
+        self.trends.add(snapshot)
         self.snapshot = snapshot
 
     def _tick(self) -> None:
@@ -342,7 +345,9 @@ class DapperApp(SurvivesErrors, App[int]):
         spec = pane_registry().get(pane)
         command = spec.command(command_id)
         if not self.writable or command is None:
-            self.notify("read-only: actions are disabled", severity="warning", timeout=3)
+            what = command.label.lower() if command is not None else "actions"
+            # one line in a toast (help and README say how read-only is set)
+            self.notify(f"READ-ONLY: no {what}", severity="warning", timeout=4)
             return
         operations = self.collector.operations if self.collector is not None else None
         if operations is None:
@@ -381,8 +386,9 @@ class DapperApp(SurvivesErrors, App[int]):
         self._next_activity += 1
 
         def show(message: str) -> None:
-            if token in self._activity:
-                self._activity[token] = f"{label}: {fmt.one_line(message)}"
+            if token in self._activity:  # `Reconcile ai/ollama: waiting…`, the name once
+                said = fmt.one_line(message).removeprefix(f"{target_name(row)}: ")
+                self._activity[token] = f"{label}: {said}"
                 self._show_activity()
 
         def progress(message: str) -> None:

@@ -43,6 +43,12 @@ def _ready_text(status: str, yes: str = "Ready", no: str = "NotReady") -> Text:
     return styled("Unknown", WARN)
 
 
+def _node_status(n: Node, _now: float) -> Text:
+    """kubectl's STATUS: NotReady in red, Ready,SchedulingDisabled (cordoned) in yellow."""
+    status = n.status
+    return styled(status, OK if status == "Ready" else (BAD if n.ready != "True" else WARN))
+
+
 def _status_style(value: str, good: set[str]) -> str:
     return OK if value in good else BAD
 
@@ -77,8 +83,7 @@ def _node_vm(n: Node, _now: float) -> Text:
 
 
 def _node_flags(n: Node, _now: float) -> Text:
-    parts = ["cordoned"] if n.unschedulable else []
-    parts += [
+    parts = [  # a cordon shows in STATUS (Ready,SchedulingDisabled)
         t.removeprefix("node-role.kubernetes.io/") for t in n.taints if "unschedulable" not in t
     ]
     return styled(", ".join(parts) or fmt.DASH, WARN if parts else DIM)
@@ -98,11 +103,27 @@ def _pct_cell(v: float | None) -> Text:
 NODE_COLUMNS = (
     Column("name", "NAME", 0, lambda n, _: styled(n.name), lambda n: n.name, 28),
     Column("role", "ROLE", 2, lambda n, _: styled(n.role), lambda n: n.role, 4),
-    Column("ready", "READY", 0, lambda n, _: _ready_text(n.ready), lambda n: n.ready, 8),
+    Column("ready", "STATUS", 0, _node_status, lambda n: n.status, 24),
     Column("talos", "TALOS", 3, _node_talos, lambda n: n.talos.version if n.talos else "", 16),
     Column("vm", "VM", 4, _node_vm, lambda n: n.vm.vmid if n.vm else -1, 8),
-    Column("cpu", "CPU", 1, lambda n, _: _pct_cell(n.cpu_usage), lambda n: n.cpu_usage or 0, 4),
-    Column("mem", "MEM", 1, lambda n, _: _pct_cell(n.mem_usage), lambda n: n.mem_usage or 0, 4),
+    Column(
+        "cpu",
+        "CPU",
+        1,
+        lambda n, _: _pct_cell(n.cpu_usage),
+        lambda n: n.cpu_usage or 0,
+        4,
+        bar=lambda n: n.cpu_usage,
+    ),
+    Column(
+        "mem",
+        "MEM",
+        1,
+        lambda n, _: _pct_cell(n.mem_usage),
+        lambda n: n.mem_usage or 0,
+        4,
+        bar=lambda n: n.mem_usage,
+    ),
     Column("pods", "PODS", 5, lambda n, _: styled(str(len(n.pods))), lambda n: len(n.pods), 5),
     Column("gpu", "GPU", 5, _node_gpu, lambda n: n.gpu_allocated, 6),
     Column(
@@ -137,21 +158,18 @@ def _vm_devices(v: Vm, _now: float) -> Text:
 
 
 def _vm_cpu(v: Vm, _now: float) -> Text:
-    use = fmt.percent(v.cpu_usage) if v.status == "running" else fmt.DASH
-    return styled(f"{v.cpus}c {use}" if v.cpus else use)
+    """Usage of its vCPUs, as the nodes pane shows it (the count is in the detail)."""
+    return _pct_cell(v.cpu_usage if v.status == "running" else None)
 
 
 def _vm_mem(v: Vm, _now: float) -> Text:
-    if not v.mem_total:
-        return styled(fmt.DASH, DIM)
-    if v.status != "running":
-        return styled(fmt.size(v.mem_total))
-    return styled(f"{fmt.size(v.mem_total)} {fmt.percent(v.mem_used / v.mem_total)}")
+    running = v.status == "running" and v.mem_total
+    return _pct_cell(v.mem_used / v.mem_total if running else None)
 
 
 VM_COLUMNS = (
-    Column("vmid", "VMID", 0, lambda v, _: styled(str(v.vmid)), lambda v: v.vmid, 6),
-    Column("name", "NAME", 0, lambda v, _: styled(v.name), lambda v: v.name, 26),
+    Column("vmid", "VMID", 0, lambda v, _: styled(str(v.vmid)), lambda v: v.vmid, 5),
+    Column("name", "NAME", 0, lambda v, _: styled(v.name), lambda v: v.name, 26, min_width=14),
     Column("host", "HOST", 5, lambda v, _: styled(v.host), lambda v: v.host, 10),
     Column(
         "status",
@@ -159,10 +177,10 @@ VM_COLUMNS = (
         0,
         lambda v, _: styled(v.status, _status_style(v.status, {"running"})),
         lambda v: v.status,
-        8,
+        7,
     ),
-    Column("cpu", "CPU", 1, _vm_cpu, lambda v: v.cpu_usage, 8),
-    Column("mem", "MEM", 1, _vm_mem, lambda v: v.mem_used, 10),
+    Column("cpu", "CPU", 1, _vm_cpu, lambda v: v.cpu_usage, 4),
+    Column("mem", "MEM", 1, _vm_mem, lambda v: v.mem_used, 4),
     Column(
         "disk", "DISK", 6, lambda v, _: styled(fmt.size(v.disk_total)), lambda v: v.disk_total, 6
     ),
@@ -229,7 +247,15 @@ GPU_COLUMNS = (
         lambda g: g.node_name,
         20,
     ),
-    Column("alloc", "ALLOC", 0, _gpu_alloc, lambda g: g.allocated, 6),
+    Column(
+        "alloc",
+        "SLOTS",
+        0,
+        _gpu_alloc,
+        lambda g: g.allocated,
+        6,
+        bar=lambda g: g.allocated / g.capacity if g.capacity else None,
+    ),
     Column("pods", "PODS", 2, _gpu_pods, lambda g: len(g.pods), 40, fill=True),
 )
 
@@ -265,7 +291,15 @@ POOL_COLUMNS = (
     Column(
         "avail", "AVAIL", 5, lambda p, _: styled(fmt.size(p.available)), lambda p: p.available, 6
     ),
-    Column("pct", "USE%", 1, _pool_pct, lambda p: p.percent_used, 4),
+    Column(
+        "pct",
+        "USE%",
+        1,
+        _pool_pct,
+        lambda p: p.percent_used,
+        4,
+        bar=lambda p: p.percent_used / 100 if p.capacity else None,
+    ),
     Column(
         "disks",
         "DISKS",
@@ -310,7 +344,9 @@ def _ks_message(k: Kustomization, _now: float) -> Text:
 
 
 KS_COLUMNS = (
-    Column("name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 28),
+    Column(
+        "name", "NAMESPACE/NAME", 0, lambda k, _: styled(k.key), lambda k: k.key, 64, min_width=24
+    ),
     Column("ready", "READY", 0, _ks_ready, lambda k: k.ready, 8),
     Column(
         "suspended",
@@ -320,11 +356,11 @@ KS_COLUMNS = (
         lambda k: k.suspended,
         4,
     ),
-    Column("revision", "REV", 2, _ks_rev, lambda k: k.applied_revision, 15),
+    Column("revision", "REV", 3, _ks_rev, lambda k: k.applied_revision, 15),
     Column(
         "age",
         "AGE",
-        3,
+        4,
         lambda k, now: styled(fmt.since(k.last_transition, now)),
         lambda k: -(k.last_transition or 0),
         4,
@@ -332,11 +368,12 @@ KS_COLUMNS = (
     Column(
         "message",
         "MESSAGE",
-        4,
+        2,  # a failing row's why beats its revision
         _ks_message,
         lambda k: (k.ready == "True", k.message),
         200,
         fill=True,
+        min_width=16,
     ),
     Column(
         "depends",
@@ -370,7 +407,9 @@ EVENT_COLUMNS = (
         lambda e: e.severity,
         7,
     ),
-    Column("object", "OBJECT", 0, lambda e, _: styled(e.object), lambda e: e.object, 34),
+    Column(
+        "object", "OBJECT", 0, lambda e, _: styled(e.object), lambda e: e.object, 56, min_width=24
+    ),
     Column("reason", "REASON", 2, lambda e, _: styled(e.reason), lambda e: e.reason, 22),
     Column(
         "message",
@@ -453,7 +492,8 @@ GPUS = register_builtin(
         detail=gpu_detail,
         grid=GridSlot(row=1, column=1),
         help="passed-through GPUs, their VM, node and pods",
-        header=HeaderCount("gpu", lambda sm, _s: sm.gpus, allocation=True),
+        # time-slicing slots in use / offered, not devices (the GPUs pane lists the devices)
+        header=HeaderCount("gpu slots", lambda sm, _s: sm.gpus, allocation=True),
     )
 )
 

@@ -17,6 +17,7 @@ from dapper.backends.model import (
     Condition,
     Event,
     Gpu,
+    Health,
     Kustomization,
     Node,
     PodRef,
@@ -65,8 +66,9 @@ class _Doc:
         self._grid = None
         head = Text(no_wrap=True, overflow="ellipsis")
         head.append(name, style="bold underline")
-        if note:
-            head.append(f"  {note}", style=DIM)
+        if note:  # `Why · HealthCheckFailed`: a separator that no renderer collapses
+            head.append(" · ", style=DIM)
+            head.append(note, style=DIM)
         self.parts.append(Text(""))
         self.parts.append(head)
 
@@ -231,6 +233,24 @@ def _events(doc: _Doc, snapshot: ClusterSnapshot, match: Iterable[str], now: flo
     doc.table(("AGE", "SEV", "REASON", "OBJECT", "MESSAGE"), rows)
 
 
+def _source_note(doc: _Doc, snapshot: ClusterSnapshot, source: str, now: float) -> bool:
+    """Say when what follows is old or missing because `source` is failing; False when it
+    never answered (then "no VM" would be a guess, not a fact)."""
+    health = snapshot.source(source)
+    if health.ok or all(s.source != source for s in snapshot.sources):
+        return True
+    reason = fmt.one_line(health.reason) or "no answer yet"
+    if health.last_success is not None:
+        age = fmt.fine_age(now - health.last_success)
+        doc.note(f"⚠ as of {age} ago: {source} is unreachable ({reason})", WARN)
+        return True
+    if health.health is Health.DEGRADED:
+        doc.note(f"⚠ {source} is unreachable: {reason}", BAD)
+    else:
+        doc.note(f"… waiting for {source}", DIM)
+    return False
+
+
 def _faults(doc: _Doc, snapshot: ClusterSnapshot, pane: str, subject: str, shown: str = "") -> None:
     """The collector's faults for this row, minus one whose text the view already shows."""
     faults = [
@@ -247,16 +267,15 @@ def _faults(doc: _Doc, snapshot: ClusterSnapshot, pane: str, subject: str, shown
 
 def node_detail(n: Node, snapshot: ClusterSnapshot, now: float) -> Group:
     doc = _Doc()
-    ready = {"True": ("Ready", OK), "False": ("NotReady", BAD)}.get(n.ready, ("Unknown", WARN))
+    status = n.status
     doc.title(
         n.name,
         (n.internal_ip or "-", ""),
         (", ".join(n.roles) or "worker", ""),
-        ready,
+        (status, OK if status == "Ready" else (BAD if n.ready != "True" else WARN)),
         (fmt.since(n.created, now), DIM),
-        ("cordoned" if n.unschedulable else "", WARN),
     )
-    _faults(doc, snapshot, "nodes", n.name)
+    _faults(doc, snapshot, "nodes", n.name)  # first: why NotReady, in the condition's words
     doc.section("Kubernetes")
     doc.line("kubelet", f"{n.kubelet_version or '-'} · {n.os_image or '-'}")
     doc.line("cpu", f"{n.cpu_capacity:g} cores · {fmt.percent(n.cpu_usage)} used")
@@ -271,13 +290,16 @@ def node_detail(n: Node, snapshot: ClusterSnapshot, now: float) -> Group:
     _conditions(doc, n.conditions, now)
     _talos(doc, n)
     doc.section("Proxmox")
-    if n.vm is None:
+    known = _source_note(doc, snapshot, "proxmox", now)
+    if n.vm is None and known:
         doc.note("no VM matched this node", DIM)
-    else:
+    elif n.vm is not None:
         _vm_lines(doc, n.vm)
     gpus = [g for g in snapshot.gpus if g.address in n.gpus or g.node_name == n.name]
-    doc.section("GPUs", f"{len(gpus)}")
-    if not gpus:
+    doc.section("GPUs", f"{len(gpus)}" if known else "")
+    if not known:
+        doc.note("unknown until Proxmox answers (their PCI devices come from it)", WARN)
+    elif not gpus:
         doc.note("none", DIM)
     else:
         _gpu_table(doc, gpus)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dapper.backends.safe_text import clean
+from rich.cells import cell_len
 from rich.text import Text
 
 DASH = "-"
@@ -97,3 +98,45 @@ def one_line(text: str) -> str:
 def styled(value: str, style: str = "") -> Text:
     """A cell: plain text (never markup, so `[` in API text stays literal) with a style."""
     return Text(value, style=style, no_wrap=True, overflow="ellipsis", end="")
+
+
+def middle_cut(text: Text, width: int) -> Text:
+    """`kube-system/node-feature-discovery-rules` in 28 cells as
+    `kube-system/node…ery-rules`: rows that share a prefix stay apart by their ends."""
+    plain = text.plain
+    if cell_len(plain) <= width or width < 5:
+        return text
+    tail = (width - 1) // 2
+    head = width - 1 - tail
+    cut = plain[:head] + "…" + plain[len(plain) - tail :]
+    return Text(cut, style=text.style, no_wrap=True, overflow="ellipsis", end="")
+
+
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def usage_style(fraction: float | None) -> str:
+    """Red from 90 %, yellow from 75 %: the same thresholds as the percentage cells."""
+    if fraction is None:
+        return "dim"
+    return "bold red" if fraction >= 0.9 else ("yellow" if fraction >= 0.75 else "green")
+
+
+def bar(fraction: float | None, width: int) -> Text:
+    """`███▍░░░░`: a fraction 0..1 as a bar `width` cells wide (eighths of a cell)."""
+    if fraction is None:
+        return Text("·" * width, style="dim", end="")
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, part = divmod(eighths, 8)
+    filled = "█" * full + (EIGHTHS[part] if part else "")
+    t = Text(filled, style=usage_style(fraction), end="")
+    t.append("░" * (width - len(filled)), style="dim")
+    return t
+
+
+def sparkline(values: list[float], width: int) -> Text:
+    """The last `width` values (0..1) as `▁▂▅▇`: a trend at a glance."""
+    shown = values[-width:]
+    marks = "".join(SPARKS[min(7, int(max(0.0, min(1.0, v)) * 8))] for v in shown)
+    return Text(marks, style=usage_style(shown[-1] if shown else None), end="")

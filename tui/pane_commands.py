@@ -31,6 +31,7 @@ class PaneCommand:
     refreshes: tuple[str, ...]  # sources it changes, refreshed as soon as it finishes
     verb: Callable[[Any], str] | None = None  # a row-specific verb (suspend vs resume)
     blocked: Callable[[Any], str] | None = None  # why it cannot run on this row, or ""
+    short: str = ""  # the footer's word when 80 columns must hold every action
 
     def title(self, row: Any) -> str:
         return self.verb(row) if self.verb else self.label
@@ -106,6 +107,7 @@ FLUX_COMMANDS: tuple[PaneCommand, ...] = (
         "Ask Flux to reconcile it now (annotate requestedAt) and wait until handled.",
         (KUBERNETES,),
         blocked=_suspended_blocks,
+        short="reconcile",
     ),
     PaneCommand(
         "reconcile_source",
@@ -116,6 +118,7 @@ FLUX_COMMANDS: tuple[PaneCommand, ...] = (
         "Refresh its source first, then reconcile it, and wait until handled.",
         (KUBERNETES,),
         blocked=_suspended_blocks,
+        short="+source",
     ),
     PaneCommand(
         "suspend_resume",
@@ -126,6 +129,7 @@ FLUX_COMMANDS: tuple[PaneCommand, ...] = (
         "Flip spec.suspend: Flux stops (or resumes) reconciling it.",
         (KUBERNETES,),
         verb=lambda k: "Resume" if k.suspended else "Suspend",
+        short="suspend/resume",
     ),
 )
 
@@ -171,6 +175,7 @@ VM_COMMANDS: tuple[PaneCommand, ...] = (
         "Power on the VM on its Proxmox host.",
         (PROXMOX, TALOS),
         blocked=lambda v: "already running" if v.status == "running" else "",
+        short="start",
     ),
     PaneCommand(
         "vm_shutdown",
@@ -181,5 +186,6 @@ VM_COMMANDS: tuple[PaneCommand, ...] = (
         "Ask the guest to shut down (ACPI). The node goes NotReady.",
         (PROXMOX, TALOS),
         blocked=lambda v: "" if v.status == "running" else f"not running ({v.status})",
+        short="shut down",
     ),
 )

@@ -29,6 +29,16 @@ class Column:
     sort: Callable[[Any], Any] | None = None
     max_width: int = 24
     fill: bool = False  # takes the width left over (the message-like column)
+    # A name that tells rows apart: it needs only `min_width` to stay, takes spare width
+    # before the fill column (up to max_width), and a cut keeps both ends (`a/ext…stores`).
+    # A fill column with a min_width competes with that much (a message worth reading).
+    min_width: int = 0
+    # A usage 0..1: drawn as a bar before the cell's text when the pane has room left.
+    bar: Callable[[Any], float | None] | None = None
+
+    @property
+    def is_name(self) -> bool:
+        return bool(self.min_width) and not self.fill
 
 
 @dataclass(frozen=True)

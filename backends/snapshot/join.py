@@ -330,9 +330,9 @@ def find_faults(s: ClusterSnapshot) -> list[Fault]:
             faults.append(Fault("error", "source", src.source, src.reason, src.last_attempt))
     for n in s.nodes:
         if n.ready != "True":
-            faults.append(Fault("error", "nodes", n.name, f"Ready={n.ready}"))
+            faults.append(Fault("error", "nodes", n.name, f"NotReady ({n.ready_reason})"))
         elif n.unschedulable:
-            faults.append(Fault("warning", "nodes", n.name, "cordoned (SchedulingDisabled)"))
+            faults.append(Fault("warning", "nodes", n.name, "cordoned: Ready,SchedulingDisabled"))
         if n.talos is not None:
             for m in n.talos.etcd_members:
                 if m.healthy is False:

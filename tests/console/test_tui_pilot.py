@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from dapper.tui import format as fmt
 from dapper.tui.detail_builders import plain
+from dapper.tui.pane_registry import pane_registry
 from dapper.tui.screens.confirm import ConfirmScreen, DialogScreen, TypedConfirmScreen
 from dapper.tui.screens.detail import DetailScreen
 from dapper.tui.screens.help import HelpScreen
@@ -72,6 +73,21 @@ async def test_panes_keys_tab_and_jump(lab):
         assert "LAB" in header and "nodes 7/7 · vms 7/7" in header and "READ-ONLY" not in header
         keys = str(app.screen.query_one("#keys").render())
         assert keys.index("? help") < keys.index("q quit") < 78 and "c cordon" in keys
+
+
+async def test_every_action_of_the_pane_is_in_the_footer_at_80x24(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        for spec in pane_registry().ordered():
+            await pilot.press(spec.key)
+            await pilot.pause()
+            footer = app.screen.query_one("#keys").render()
+            text = str(footer)
+            assert len(text) <= 80 and "…" not in text, text
+            assert "? help" in text and "q quit" in text, text
+            for command in spec.commands:
+                assert f"{command.key} {command.short or command.label.lower()}" in text, text
 
 
 async def test_wide_terminal_shows_every_pane(lab):
@@ -207,6 +223,7 @@ async def test_help_fits_80x24_and_follows_the_pane_and_mode(lab):
         text = help_screen.body.plain
         assert text.startswith("Keys · Flux pane") and "READ-ONLY" in text
         assert "Reconcile" not in text and "Cordon" not in text
+        assert "gpu slots" in text and "age of the data" in text  # the header's numbers
         dialog = help_screen.query_one(".dialog")
         assert dialog.region.bottom <= 24 and dialog.region.right <= 80
         assert dialog.max_scroll_y == 0  # everything visible at once at 80x24
@@ -284,6 +301,10 @@ async def test_actions_confirm_then_run_without_blocking(lab):
         await refreshed(pilot, app, "kubernetes")
         assert table(app, "nodes").object(node).unschedulable
         assert writes(lab, "kubernetes", "nodes")
+        # a cordon reads as kubectl prints it, in the row and in the header's count
+        row = table(app, "nodes").get_row(node)
+        assert any(str(c) == "Ready,SchedulingDisabled" for c in row), row
+        assert "nodes 6/7" in str(app.screen.query_one("#header").render())
         await _confirm(pilot, app, "u")
         await refreshed(pilot, app, "kubernetes")
         assert not table(app, "nodes").object(node).unschedulable
@@ -321,6 +342,27 @@ async def test_actions_confirm_then_run_without_blocking(lab):
         assert app._activity == {}
 
 
+async def test_not_ready_reads_as_kubectl_says_with_the_reason_one_key_away(lab):
+    node = "talos-node-large-2"
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        lab.world.inject(f"node-notready:{node}")
+        try:
+            await refreshed(pilot, app, "kubernetes")
+            row = [str(c) for c in table(app, "nodes").get_row(node)]
+            assert "NotReady" in row and "Unknown" not in row, row
+            select(app, "nodes", node)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, DetailScreen)
+            shown = plain(app.screen.content, 200)  # the reason, in the condition's words
+            assert "NotReady (Ready=Unknown, NodeStatusUnknown: Kubelet stopped" in shown
+        finally:
+            lab.world.clear(f"node-notready:{node}")
+        await refreshed(pilot, app, "kubernetes")
+
+
 async def test_failing_source_marks_only_its_panes(lab):
     app = make_app(lab)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -333,7 +375,7 @@ async def test_failing_source_marks_only_its_panes(lab):
             banner = str(panes["vms"].banner.render())
             assert "stale" in banner and "proxmox" in banner and "refused" in banner
             header = str(app.screen.query_one("#header").render())
-            assert "⚠ stale: proxmox" in header and "vms 7/7" in header  # last good data
+            assert "⚠ stale: proxmox " in header and "vms 7/7" in header  # last good data
             faultline = str(app.screen.query_one("#faultline").render())
             assert "proxmox" in faultline and "refused" in faultline
             assert table(app, "vms").row_count == 7  # last good data stays
@@ -346,10 +388,10 @@ async def test_failing_source_marks_only_its_panes(lab):
         assert not panes["vms"].banner.display
 
 
-async def test_read_only_binds_no_action_and_writes_nothing(lab):
+async def test_read_only_action_keys_say_so_and_write_nothing(lab):
     app = make_app(lab, read_only=True)
     before = list(lab.world.writes)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await settle(pilot, app)
         assert "READ-ONLY" in str(app.screen.query_one("#header").render())
         keys = str(app.screen.query_one("#keys").render())
@@ -357,12 +399,15 @@ async def test_read_only_binds_no_action_and_writes_nothing(lab):
         keys = ["r", "R", "S", "c", "u", "d", "o", "x", "y", "enter", "escape"]
         for pane in "123456":
             await pilot.press(pane)
-            t = table(app, app.main.active)
-            for key in ("r", "R", "S", "c", "u", "d", "o", "x"):
-                assert key not in t._bindings.key_to_bindings
+            spec = pane_registry().get(app.main.active)
             for key in keys:
+                app._notifications.clear()
                 await pilot.press(key)
                 assert not isinstance(app.screen, DialogScreen)
+                said = [n.message for n in app._notifications]
+                if any(c.key == key for c in spec.commands):  # one line says why
+                    assert len(said) == 1 and said[0].startswith("READ-ONLY: no "), said
+                    assert "\n" not in said[0]
             while not isinstance(app.screen, MainScreen):
                 await pilot.press("escape")
         commands = list(app.palette_commands())

@@ -515,3 +515,30 @@ async def test_a_hang_up_mid_run_leaves_it_resumable(lab: Any) -> None:
     tip = repo.references["refs/heads/main"].target
     commits = [c for c in repo.walk(tip) if f"Runbook-Run: {record.run_id}" in c.message]
     assert len(commits) == 1
+
+
+async def test_the_run_screen_at_80x24_hides_nothing_silently(lab: Any) -> None:
+    """Steps that do not fit say so, a SOPS file keeps its own name in the form, and a
+    diff's `--- path` header stays on one line."""
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_form(pilot, app, "secret-rotate")
+        assert screen.form is not None
+        files = screen.form.query_one("#param-file", DataTable)
+        width = screen.form.content_size.width
+        for row in range(files.row_count):
+            shown = files.get_row_at(row)[0].plain.splitlines()[0]
+            assert len(shown) <= width and shown.endswith(".yaml"), shown
+        await choose_file(pilot, screen.form, CF_FILE)
+        run = await start_run(pilot, app)
+        await until(pilot, lambda: run.phase == "asking", "the preview")
+        await pilot.pause()
+        board = run.board
+        assert board.border_title == f"Steps ({len(board.rows)})"
+        hidden = len(board._lines) > board.scrollable_content_region.height
+        assert hidden == ("more" in str(board.border_subtitle)), board._lines
+        preview = str(run.query_one("#run-preview").render()).splitlines()
+        headers = [line for line in preview if line.strip().startswith(("---", "+++"))]
+        assert headers and all(".yaml" in line for line in headers), headers
+        await pilot.press("n")
+        await until(pilot, lambda: run.finished, "the run to end")

@@ -38,12 +38,14 @@ async def test_cordon_elsewhere_reaches_the_nodes_pane_through_the_watch(
                 await settle(pilot, app)
                 await wait_for(pilot, lambda: app.collector.watching("kubernetes"), "watches")
                 await wait_for(pilot, lambda: NODE in app.main.panes["nodes"].table._order, NODE)
-                assert "cordoned" not in row_text(app, "nodes", NODE)
+                assert "SchedulingDisabled" not in row_text(app, "nodes", NODE)
                 before = app.refreshes["kubernetes"]
 
                 other.cordon(NODE)  # not through the console
                 await wait_for(
-                    pilot, lambda: "cordoned" in row_text(app, "nodes", NODE), "the cordon"
+                    pilot,
+                    lambda: "Ready,SchedulingDisabled" in row_text(app, "nodes", NODE),
+                    "the cordon, as kubectl shows it",
                 )
                 assert app.refreshes["kubernetes"] > before
                 assert app.collector.interval("kubernetes") == 3600.0

@@ -44,7 +44,8 @@ def test_status_text_carries_no_control_character(
     main(["--config", str(hostile_lab.files.config), "status"])
     out, err = capsys.readouterr()
     assert CONTROL.search(out + err) is None, repr(out)
-    assert "✗ nodes  evil␛[2J␛]0;PWNED␇�31m�␍␈[/]  Ready=False" in out  # shown, not obeyed
+    shown = "✗ nodes  evil␛[2J␛]0;PWNED␇�31m�␍␈[/]  NotReady (Ready=False"
+    assert shown in out  # shown, not obeyed
 
 
 def test_status_json_decodes_to_no_control_character(

@@ -31,7 +31,14 @@ def test_status_json_on_a_healthy_lab(lab, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert code == 0, out["faults"]
     assert out["healthy"] is True and out["mode"] == "LAB"
-    assert out["summary"]["nodes"] == {"good": 7, "total": 7, "faults": 0}
+    assert out["summary"]["nodes"] == {
+        "good": 7,
+        "total": 7,
+        "faults": 0,
+        "warnings": 0,
+        "source": "kubernetes",
+        "known": True,
+    }
     assert len(out["gpus"]) == 4 and out["read_only"] is True
     assert {s["source"]: s["health"] for s in out["sources"]} == dict.fromkeys(
         ("kubernetes", "talos", "proxmox", "git"), "ok"

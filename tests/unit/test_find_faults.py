@@ -58,9 +58,9 @@ def test_nodes_not_ready_cordoned_etcd_and_talos_services() -> None:
     )
     assert got == [
         ("error", "nodes", "cp-1", "etcd member cp-1 unhealthy"),
-        ("error", "nodes", "w-1", "Ready=Unknown"),  # not ready says more than cordoned
+        ("error", "nodes", "w-1", "NotReady (Ready=Unknown)"),  # says more than cordoned
         ("warning", "nodes", "cp-1", "talos services unhealthy: etcd"),
-        ("warning", "nodes", "w-2", "cordoned (SchedulingDisabled)"),
+        ("warning", "nodes", "w-2", "cordoned: Ready,SchedulingDisabled"),
     ]
 
 

@@ -62,12 +62,12 @@ def test_header_counts_follow_the_panes_that_declare_one() -> None:
     assert labels == [
         ("nodes", 1, 2, "kubernetes"),
         ("vms", 0, 0, "proxmox"),
-        ("gpu", 0, 0, "proxmox"),
+        ("gpu slots", 0, 0, "proxmox"),
         ("pools", 0, 0, "kubernetes"),
         ("ks", 0, 0, "kubernetes"),
     ]
     text = header_text(snapshot, mode="LAB", read_only=False, now=101.0).plain
-    assert "nodes 1/2 · vms ? · gpu ? · pools 0/0 · ks 0/0" in text  # ? : proxmox is failing
+    assert "nodes 1/2 · vms ? · gpu slots ? · pools 0/0 · ks 0/0" in text  # ? : proxmox is failing
 
 
 def test_a_registered_pane_can_count_in_the_header_from_the_snapshot() -> None:

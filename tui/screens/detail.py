@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dapper.backends.model import ClusterSnapshot
+from dapper.backends.model import ClusterSnapshot, Node
+from dapper.tui import format as fmt
 from dapper.tui.app import DapperApp
 from dapper.tui.messages import CommandRequested
 from dapper.tui.pane_registry import pane_registry
 from dapper.tui.survive import SurvivesErrors
+from dapper.tui.trends import NodeTrends
 from dapper.tui.widgets.bars import TextLine, key_bar_text
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual import getters
 from textual.app import ComposeResult
@@ -36,14 +38,14 @@ class DetailScreen(SurvivesErrors, Screen[None]):
         self.header = TextLine(id="header")
         self.body = Static("", markup=False, id="detail-body")
         self.content: RenderableType = Text("")  # what the body shows (tests read it)
-        commands = self.spec.commands if writable else ()
-        for command in commands:
+        for command in self.spec.commands:  # read-only: bound only to say so
             self._bindings.bind(command.key, f"act('{command.id}')", command.label)
+        commands = self.spec.commands if writable else ()
         self.keys = TextLine(id="keys")
         self.keys.update(
             key_bar_text(
                 [("esc", "back"), ("?", "help"), ("q", "quit")],
-                [(c.key, c.label.lower()) for c in commands],
+                [(c.key, c.short or c.label.lower()) for c in commands],
             )
         )
 
@@ -66,6 +68,9 @@ class DetailScreen(SurvivesErrors, Screen[None]):
             self.content = Text(f"{spec.noun} {self.key} is no longer in the snapshot", "dim")
         else:
             self.content = spec.detail(row, snapshot, self.app.clock())
+            if isinstance(row, Node) and isinstance(self.content, Group):
+                # under the title: the session's trend, which no snapshot holds
+                self.content.renderables.insert(1, node_trend(self.app.trends, row.name))
         self.body.update(self.content)
 
     def _tick(self) -> None:
@@ -76,3 +81,19 @@ class DetailScreen(SurvivesErrors, Screen[None]):
 
     def action_act(self, command: str) -> None:
         self.post_message(CommandRequested(command, self.pane, self.key))
+
+
+TREND_WIDTH = 40
+
+
+def node_trend(trends: NodeTrends, node: str) -> Text:
+    """`cpu ███░░░░░ 26%  ▁▂▂▃▅▃▂  mem …`: now as a bar, the session as a sparkline."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for i, (label, values) in enumerate((("cpu", trends.cpu(node)), ("mem", trends.mem(node)))):
+        now = values[-1] if values else None
+        t.append("  " if i == 0 else "   ")
+        t.append(f"{label} ", style="dim")
+        t.append_text(fmt.bar(now, 8))
+        t.append(f" {fmt.percent(now):>4} ")
+        t.append_text(fmt.sparkline(values, TREND_WIDTH // 2))
+    return t

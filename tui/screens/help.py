@@ -1,6 +1,6 @@
 """`?`: the console's own keys for where you are, grouped, then one line of navigation.
 
-Built from the screen's live bindings, so read-only mode (no action keys bound) shows no
+Built from the screen's live bindings, so read-only mode (action keys only say so) lists no
 actions, and a key another part of the console adds shows up under "More".
 """
 
@@ -134,8 +134,16 @@ def help_text(app: DapperApp) -> Text:
         t.append("Actions", style="bold cyan")
         t.append(" " * (GROUP_WIDTH - len("Actions") - 1))
         t.append(" READ-ONLY ", style="bold magenta on bright_white")
-        t.append(" no action keys are bound\n", style="bold magenta")
+        t.append(" action keys only say so\n", style="bold magenta")
     _group(t, "More", _more(screen, app))
+    _group(
+        t,
+        "Header",
+        [
+            ("4s ago", "age of the data on screen; ⚠ stale: a source fails"),
+            ("gpu slots", "time-slicing slots in use / offered, not GPUs"),
+        ],
+    )
     _group(t, "Quit", [("q ctrl+c", "quit (asks only while an action runs)"), ("esc ?", "close")])
     t.append(NAVIGATION, style="dim")
     return t

@@ -139,6 +139,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
 
     def on_resize(self, event: Resize) -> None:
         self._layout(event.size.width, event.size.height)
+        self._render_bars()  # the footer fits its keys to the width
 
     def _layout(self, width: int, height: int) -> None:
         wide = width >= WIDE_COLUMNS and height >= WIDE_ROWS
@@ -239,9 +240,8 @@ class MainScreen(SurvivesErrors, Screen[None]):
                 keys.append((self.app.get_key_display(b), b.description.lower()))
         keys += [("?", "help"), ("q", "quit")]
         commands = pane_registry().get(self.active).commands
-        return key_bar_text(
-            keys, [(c.key, c.label.lower()) for c in commands] if self.writable else ()
-        )
+        actions = [(c.key, c.short or c.label.lower()) for c in commands]
+        return key_bar_text(keys, actions if self.writable else (), self.size.width)
 
     def tick(self, now: float) -> None:
         """Once a second: ages in the header and stale banners move on."""

@@ -272,7 +272,10 @@ class RunScreen(SurvivesErrors, Screen[bool]):
         elif kind == "preview":
             preview = e.data["preview"]
             self.board.set_titles(preview)
-            self.query_one("#run-preview", Static).update(preview_text(preview, self.mask))
+            width = self.query_one("#run-preview-scroll").content_size.width
+            self.query_one("#run-preview", Static).update(
+                preview_text(preview, self.mask, max(0, width - 1))
+            )
         elif kind == "finished":
             self._log(f"finished: {e.message}")
 

@@ -23,6 +23,8 @@ class HeaderItem:
     good: int
     total: int
     faults: int
+    warnings: int  # neither good nor faults (cordoned nodes): yellow, not red
+    known: bool  # its source has answered once (else: loading, or unknown when it fails)
     source: str  # whose failure makes the count unknown rather than zero
     allocation: bool  # good/total are allocated/capacity units: only over is bad
 
@@ -42,7 +44,9 @@ def health_counts(snapshot: ClusterSnapshot) -> list[HeaderItem]:
                     c.good,
                     c.total,
                     c.faults,
-                    spec.sources[0],
+                    c.warnings,
+                    c.known,
+                    c.source or spec.sources[0],
                     spec.header.allocation,
                 )
             )
@@ -52,7 +56,7 @@ def health_counts(snapshot: ClusterSnapshot) -> list[HeaderItem]:
 def header_text(
     snapshot: ClusterSnapshot, *, mode: str, read_only: bool, now: float, status: str = ""
 ) -> Text:
-    """` LAB  READ-ONLY  4s  nodes 7/7 · vms 7/7 · gpu 12/16 · pools 4/4 · ks 37/38 ✗1`.
+    """` LAB  READ-ONLY  4s ago  nodes 7/7 · vms 7/7 · gpu slots 12/16 · pools 4/4 · ks 37/38 ✗1`.
 
     The age (or the connection error) comes before the counts so 80 columns never cut it.
     """
@@ -74,7 +78,8 @@ def header_text(
     if status:
         t.append(status, style=BAD)
     elif fetched:
-        t.append(fmt.fine_age(now - snapshot.taken_at), style="dim")
+        # the age of what is on screen, said as such (a bare `0s` reads as a counter)
+        t.append(f"{fmt.fine_age(now - snapshot.taken_at)} ago", style="dim")
     else:
         t.append("connecting…", style="dim")
     t.append("  ")
@@ -83,22 +88,29 @@ def header_text(
         if i:
             t.append(" · ", style="dim")
         t.append(f"{item.label} ")
-        if not fetched and total == 0:
-            t.append("…", style="dim")
+        if not item.known or not fetched:  # unknown, not zero: loading, or failing
+            failing = snapshot.source(item.source).health is Health.DEGRADED
+            t.append("?" if failing else "…", style=BAD if failing else "dim")
             continue
-        if total == 0 and snapshot.source(item.source).health is Health.DEGRADED:
-            t.append("?", style=BAD)  # unknown, not "none": its source is failing
-        elif total == 0:
+        if total == 0:
             t.append("0/0", style="dim")
         elif item.allocation:
             t.append(f"{good}/{total}", style=BAD if good > total else "")
+        elif good == total and not faults:
+            t.append(f"{good}/{total}", style=GOOD)
         else:
-            t.append(f"{good}/{total}", style=GOOD if good == total and not faults else BAD)
+            only_warnings = good + item.warnings == total and not faults
+            t.append(f"{good}/{total}", style=WARN if only_warnings else BAD)
         if faults:
             t.append(f" ✗{faults}", style=BAD)
-    degraded = [s.source for s in snapshot.sources if s.health is Health.DEGRADED]
-    if degraded:
-        t.append("  ⚠ stale: " + ",".join(degraded), style=BAD)
+    degraded = [s for s in snapshot.sources if s.health is Health.DEGRADED]
+    stale = [s for s in degraded if s.last_success is not None]
+    if stale:  # last good data kept, with its age
+        ages = ", ".join(f"{s.source} {fmt.fine_age(now - (s.last_success or now))}" for s in stale)
+        t.append(f"  ⚠ stale: {ages}", style=BAD)
+    down = [s.source for s in degraded if s.last_success is None]
+    if down:  # never answered: its counts are `?`
+        t.append("  ⚠ down: " + ", ".join(down), style=BAD)
     return t
 
 
@@ -144,7 +156,13 @@ def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis", end="")
     f = newest_fault(snapshot)
     if f is None:
-        if snapshot.taken_at > 0 and all(s.ok for s in snapshot.sources):
+        waiting = [s.source for s in snapshot.sources if s.health is Health.UNKNOWN]
+        settling = sum(k.ready == "Unknown" for k in snapshot.kustomizations)
+        if waiting or snapshot.taken_at <= 0:  # no verdict before every source answered
+            t.append(" … loading " + ", ".join(waiting), style="dim")
+        elif settling:
+            t.append(f" ⟳ {settling} Kustomizations reconciling", style=WARN)
+        elif all(s.ok for s in snapshot.sources):
             t.append(" ✓ no faults", style=GOOD)
         return t
     error = f.severity == "error"
@@ -162,21 +180,38 @@ def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
 
 
 Keys = Sequence[tuple[str, str]]
+# console keys a narrow footer gives up first (help lists them); `? help`, `q quit` stay
+OPTIONAL_KEYS = ("b", ":", "!", "/", "⏎")
 
 
-def key_bar_text(keys: Keys, actions: Keys = ()) -> Text:
-    """The footer: the console's own keys first (so `? help` never falls off 80 columns),
-    then the pane's action keys, which a narrow screen may cut (help lists them)."""
+def key_bar_text(keys: Keys, actions: Keys = (), width: int = 0) -> Text:
+    """The footer: the console's own keys, then the pane's action keys. When that does not
+    fit `width`, the actions come first and optional console keys give way (`b`, `:`, …),
+    so every action of the pane and `? help` stay on screen at 80 columns."""
+    full = _key_bar(keys, actions)
+    if not width or not actions or full.cell_len <= width:
+        return full
+    kept = list(keys)
+    narrow = _key_bar(kept, actions, actions_first=True)
+    for key in OPTIONAL_KEYS:
+        if narrow.cell_len <= width:
+            break
+        kept = [(k, what) for k, what in kept if k != key]
+        narrow = _key_bar(kept, actions, actions_first=True)
+    return narrow
+
+
+def _key_bar(keys: Keys, actions: Keys, *, actions_first: bool = False) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis", end="")
-    for i, (key, what) in enumerate(keys):
-        t.append(" " if i == 0 else "  ")
-        t.append(key, style="bold cyan")
-        t.append(f" {what}")
-    if actions:
-        t.append("  │", style="dim")
-        for key, what in actions:
-            t.append("  ")
-            t.append(key, style="bold yellow")
+    groups = [(keys, "bold cyan"), (actions, "bold yellow")]
+    if actions_first:
+        groups.reverse()
+    for g, (pairs, style) in enumerate(p for p in groups if p[0]):
+        if g:
+            t.append("  │", style="dim")
+        for i, (key, what) in enumerate(pairs):
+            t.append(" " if i == 0 and not g else "  ")
+            t.append(key, style=style)
             t.append(f" {what}")
     return t
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from dapper.tui.format import middle_cut
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -37,9 +38,13 @@ def _label(param: Param) -> Text:
     return t
 
 
-def choice_cell(choice: Choice) -> Text:
-    """The choice, then each of its detail lines indented and dim."""
-    t = Text(choice.shown, no_wrap=True, overflow="ellipsis")
+def choice_cell(choice: Choice, width: int = 0) -> Text:
+    """The choice, then each of its detail lines indented and dim. A choice wider than
+    `width` is cut in the middle: of a file path, the file's own name must stay."""
+    shown = Text(choice.shown)
+    if width:
+        shown = middle_cut(shown, width)
+    t = Text(shown.plain, no_wrap=True, overflow="ellipsis")
     for line in choice.detail:
         t.append(f"\n  {line}", style="dim")
     return t
@@ -143,9 +148,23 @@ class ParamForm(VerticalScroll):
         elif isinstance(widget, DataTable):
             widget.clear()
             for c in loaded.choices:
-                widget.add_row(choice_cell(c), key=c.value, height=1 + len(c.detail))
+                widget.add_row(
+                    choice_cell(c, self._choice_width()), key=c.value, height=1 + len(c.detail)
+                )
             if loaded.choices:
                 self._changed(p.name)
+
+    def _choice_width(self) -> int:
+        return max(0, self.content_size.width - 4)  # cell padding and scrollbar
+
+    def on_resize(self) -> None:
+        """Choices are cut to the form's width: again when that width changes."""
+        width = self._choice_width()
+        for name, loaded in self.loaded.items():
+            for table in self.query(f"#param-{name}").results(DataTable):
+                for c in loaded.choices if loaded is not None else ():
+                    if c.value in table.rows:
+                        table.update_cell(c.value, "choice", choice_cell(c, width))
 
     def _ask_provider(self, p: Param) -> None:
         """Ask a dependent provider again for the current values, off the UI thread."""

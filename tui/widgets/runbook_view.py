@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dapper.tui.format import middle_cut
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.message import Message
@@ -131,6 +132,7 @@ class StepBoard(Static):
         self.mask = mask
         self.rows: dict[str, StepRow] = {}
         self.compact = False  # narrow screens: a line under the active step only
+        self._lines: list[str] = []
 
     def set_titles(self, preview: Any) -> None:
         for sp in preview.steps:
@@ -179,11 +181,29 @@ class StepBoard(Static):
             if row.message and (active or not self.compact):
                 t.append(f"\n{'':13}{self.mask(row.message)}", style="dim")
         self.update(t)
+        self._lines = t.plain.splitlines()
+        self.border_title = f"Steps ({len(self.rows)})" if self.rows else ""
+        self.call_after_refresh(self._mark_more)
+
+    def _mark_more(self) -> None:
+        """A box too short for every step says so: `↓ more: scroll`."""
+        lines = len(self._lines)
+        shown = int(self.scroll_y) + self.scrollable_content_region.height
+        more = self.is_mounted and self.size.height > 0 and shown < lines
+        self.border_subtitle = "↓ more steps (scroll)" if more else ""
+
+    def on_resize(self) -> None:
+        self._mark_more()
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._mark_more()
 
 
-def preview_text(preview: Any, mask: Callable[[str], str]) -> Text:
+def preview_text(preview: Any, mask: Callable[[str], str], width: int = 0) -> Text:
     """What the run will do, step by step: calls, notes and the masked unified diffs
-    (diff lines coloured); the parameters fit on one line so the diffs come early."""
+    (diff lines coloured); the parameters fit on one line so the diffs come early. Given
+    the `width`, a diff's `--- path` header is cut in the middle rather than wrapped."""
     t = Text(end="")
     t.append(mask(f"runbook {preview.runbook} (run {preview.run_id})"), style="bold")
     shown = [f"{k}={_param(v)}" for k, v in preview.params.items() if v not in (None, "")]
@@ -199,7 +219,10 @@ def preview_text(preview: Any, mask: Callable[[str], str]) -> Text:
             t.append("\n   note: " + mask(note), style="dim")
         for diff in sp.diffs:
             for line in diff.rstrip("\n").splitlines():
-                t.append("\n   " + mask(line), style=_diff_style(line))
+                said = mask(line)
+                if width and line.startswith(("---", "+++")):  # `--- path` stays one line
+                    said = middle_cut(Text(said), width - 3).plain
+                t.append("\n   " + said, style=_diff_style(line))
     return t
 
 

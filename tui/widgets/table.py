@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dapper.backends.model import ClusterSnapshot
+from dapper.tui import format as fmt
 from dapper.tui.messages import CommandRequested, OpenDetail
 from dapper.tui.pane_spec import Column, PaneSpec, fault_subjects, fit_columns, is_fault
 from dapper.tui.survive import SurvivesErrors
@@ -19,6 +20,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 FIXED_WIDTH = 12  # columns whose max_width is at most this always take exactly that width
+BAR_WIDTH = 6  # a usage bar, drawn only with this much room to spare
+NAME_FIRST = 3  # columns of this drop priority and above give way to a name shown whole
 
 
 class ResourceTable(SurvivesErrors, DataTable):
@@ -48,9 +51,9 @@ class ResourceTable(SurvivesErrors, DataTable):
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._signature: tuple = ()
         self._last: tuple[ClusterSnapshot, float] | None = None
-        if writable:
-            for command in spec.commands:
-                self._bindings.bind(command.key, f"act('{command.id}')", command.label)
+        self._bars: set[str] = set()  # columns drawn with a usage bar at this width
+        for command in spec.commands:  # read-only: the keys stay, to say why they do nothing
+            self._bindings.bind(command.key, f"act('{command.id}')", command.label, show=writable)
 
     # -- data ---------------------------------------------------------------------------
 
@@ -95,7 +98,11 @@ class ResourceTable(SurvivesErrors, DataTable):
         columns, widths = self._fit(order, cells)
         signature = tuple((c.key, widths[c.key], self._label(c).plain) for c in columns)
         index = [spec.columns.index(c) for c in columns]
-        shown_cells = {k: tuple(cells[k][i] for i in index) for k in order}
+        placed = list(zip(index, columns, strict=True))
+        shown_cells = {
+            k: tuple(self._drawn(cells[k][i], c, widths[c.key], k) for i, c in placed)
+            for k in order
+        }
         if signature != self._signature or order != self._order:
             self._rebuild(columns, widths, order, shown_cells, signature)
         else:
@@ -109,6 +116,12 @@ class ResourceTable(SurvivesErrors, DataTable):
         if col.key != self.sort_column:
             return Text(col.label)
         return Text(col.label + ("▼" if self.sort_reverse else "▲"), style="bold")
+
+    def _drawn(self, text: Text, col: Column, width: int, key: str) -> Text:
+        """A cell as shown: a name cut in the middle, a usage with its bar when it fits."""
+        if col.bar is not None and col.key in self._bars:
+            return fmt.bar(col.bar(self._objects[key]), BAR_WIDTH).append(" ").append_text(text)
+        return _cut(text, col, width)
 
     def _fit(
         self, order: list[str], cells: dict[str, tuple[Text, ...]]
@@ -127,8 +140,11 @@ class ResourceTable(SurvivesErrors, DataTable):
             available -= self.styles.scrollbar_size_vertical
         fit_widths = dict(widths)
         for col in spec.columns:
-            if col.fill:  # a message column competes with just its label's width
-                fit_widths[col.key] = min(widths[col.key], cell_len(col.label) + 1)
+            if col.fill:  # a message column competes with its label's width, or min_width
+                least = max(cell_len(col.label) + 1, col.min_width)
+                fit_widths[col.key] = min(widths[col.key], least)
+            elif col.is_name:  # a name competes with the width that still tells rows apart
+                fit_widths[col.key] = min(widths[col.key], col.min_width)
         # a column with nothing in any row (SUSP when nothing is suspended, MESSAGE when all
         # is well) gives its width to the others; it comes back with its first value
         index = {c.key: i for i, c in enumerate(spec.columns)}
@@ -137,7 +153,33 @@ class ResourceTable(SurvivesErrors, DataTable):
             for c in spec.columns
             if c.priority == 0 or any(cells[k][index[c.key]].plain for k in order) or not order
         ]
+
+        # a whole name beats columns the detail view shows anyway (priority NAME_FIRST+)
+        def need(cols: list[Column]) -> int:
+            return sum((widths if c.is_name else fit_widths)[c.key] + 2 for c in cols)
+
+        while need(candidates) > available:
+            optional = [c for c in candidates if c.priority >= NAME_FIRST]
+            if not optional:
+                break
+            candidates.remove(max(optional, key=lambda c: (c.priority, index[c.key])))
         fitted = fit_columns(candidates, fit_widths, available)
+        spare = available - sum(fit_widths[c.key] + 2 for c in fitted)
+        for col in fitted:  # names take spare width first, then the message
+            if col.is_name and spare > 0:
+                grown = min(widths[col.key], fit_widths[col.key] + spare)
+                spare -= grown - fit_widths[col.key]
+                widths[col.key] = grown
+            elif col.is_name:
+                widths[col.key] = fit_widths[col.key]
+        # then usage bars where the width allows: all of the pane's or none (a CPU bar
+        # beside a bare MEM figure reads as if memory had none)
+        barred = [c for c in fitted if c.bar is not None]
+        self._bars = set()
+        if barred and spare >= len(barred) * (BAR_WIDTH + 1):
+            for col in barred:
+                widths[col.key] += BAR_WIDTH + 1
+                self._bars.add(col.key)
         fill = next((c for c in fitted if c.fill), None)
         if fill is not None:
             others = sum(widths[c.key] + 2 for c in fitted if c is not fill)
@@ -216,6 +258,11 @@ class ResourceTable(SurvivesErrors, DataTable):
         self.sort_reverse = False
         self.rerender()
         return self.sort_column or "default order"
+
+
+def _cut(text: Text, col: Column, width: int) -> Text:
+    """A name column's cell, cut in the middle when it is wider than its column."""
+    return fmt.middle_cut(text, width) if col.is_name else text
 
 
 def _sort_key(col: Column, cells: dict[str, tuple[Text, ...]], spec: PaneSpec):
