@@ -259,7 +259,12 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int, index: int = 
                 {"type": "InternalIP", "address": spec.ip},
                 {"type": "Hostname", "address": spec.hostname},
             ],
-            "conditions": node_conditions(True, "KubeletReady", "kubelet is posting ready status"),
+            "conditions": node_conditions(
+                True,
+                "KubeletReady",
+                "kubelet is posting ready status",
+                since=now_rfc3339(created + 90),  # the kubelet's first Ready, after boot
+            ),
             "nodeInfo": {
                 "kubeletVersion": KUBERNETES_VERSION,
                 "kubeProxyVersion": KUBERNETES_VERSION,
