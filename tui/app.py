@@ -276,13 +276,15 @@ class DapperApp(SurvivesErrors, App[int]):
     def _tick(self) -> None:
         self.now = self.clock()
 
-    def header_text(self) -> Text:
+    def header_text(self, width: int = 0) -> Text:
+        """The header line; given the header's `width`, tightened to fit it."""
         return header_text(
             self.snapshot,
             mode=self.config.mode,
             read_only=self.config.read_only,
             now=self.clock(),
             status=self.connect_error,
+            width=width,
         )
 
     # -- navigation ---------------------------------------------------------------------

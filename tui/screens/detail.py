@@ -61,7 +61,7 @@ class DetailScreen(SurvivesErrors, Screen[None]):
         self.watch(self.app, "now", self._tick, init=False)
 
     def show(self, snapshot: ClusterSnapshot) -> None:
-        self.header.update(self.app.header_text())
+        self.header.update(self.app.header_text(self.header.size.width))
         spec = self.spec
         row = spec.find_row(snapshot, self.key)
         if row is None:
@@ -74,7 +74,7 @@ class DetailScreen(SurvivesErrors, Screen[None]):
         self.body.update(self.content)
 
     def _tick(self) -> None:
-        self.header.update(self.app.header_text())
+        self.header.update(self.app.header_text(self.header.size.width))
 
     def action_back(self) -> None:
         self.dismiss()

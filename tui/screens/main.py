@@ -207,7 +207,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
             header = self.query_one("#header", TextLine)
         except NoMatches:  # not composed yet
             return
-        header.update(self.app.header_text())
+        header.update(self.app.header_text(header.size.width))
         self.query_one("#panebar", TextLine).update(
             pane_bar_text(
                 self.specs,

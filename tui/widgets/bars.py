@@ -54,12 +54,35 @@ def health_counts(snapshot: ClusterSnapshot) -> list[HeaderItem]:
 
 
 def header_text(
-    snapshot: ClusterSnapshot, *, mode: str, read_only: bool, now: float, status: str = ""
+    snapshot: ClusterSnapshot,
+    *,
+    mode: str,
+    read_only: bool,
+    now: float,
+    status: str = "",
+    width: int = 0,
 ) -> Text:
     """` LAB  READ-ONLY  4s ago  nodes 7/7 · vms 7/7 · gpu slots 12/16 · pools 4/4 · ks 37/38 ✗1`.
 
-    The age (or the connection error) comes before the counts so 80 columns never cut it.
+    The age (or the connection error) comes before the counts so 80 columns never cut it;
+    when the whole line would not fit `width`, it tightens (no dots between counts, no
+    "ago") so the last count still shows.
     """
+    full = _header(snapshot, mode=mode, read_only=read_only, now=now, status=status)
+    if not width or full.cell_len <= width:
+        return full
+    return _header(snapshot, mode=mode, read_only=read_only, now=now, status=status, tight=True)
+
+
+def _header(
+    snapshot: ClusterSnapshot,
+    *,
+    mode: str,
+    read_only: bool,
+    now: float,
+    status: str,
+    tight: bool = False,
+) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis", end="")
     if snapshot.cluster in ("", "LAB"):
         t.append(f" {mode} ", style="bold reverse cyan" if mode == "LAB" else "bold reverse")
@@ -79,14 +102,15 @@ def header_text(
         t.append(status, style=BAD)
     elif fetched:
         # the age of what is on screen, said as such (a bare `0s` reads as a counter)
-        t.append(f"{fmt.fine_age(now - snapshot.taken_at)} ago", style="dim")
+        age = fmt.fine_age(now - snapshot.taken_at)
+        t.append(age if tight else f"{age} ago", style="dim")
     else:
         t.append("connecting…", style="dim")
     t.append("  ")
     for i, item in enumerate(health_counts(snapshot)):
         good, total, faults = item.good, item.total, item.faults
         if i:
-            t.append(" · ", style="dim")
+            t.append("  " if tight else " · ", style="dim")
         t.append(f"{item.label} ")
         if not item.known or not fetched:  # unknown, not zero: loading, or failing
             failing = snapshot.source(item.source).health is Health.DEGRADED
