@@ -424,14 +424,13 @@ EVENT_COLUMNS = (
 
 
 def events_and_faults(s: ClusterSnapshot) -> tuple[Event, ...]:
-    """The events pane: current faults (as `fault` rows) then events, newest first."""
-    faults = [
+    """The events pane: current faults (as `fault` rows) in the snapshot's order, the worst
+    and a cause before what waits on it (as the fault line), then events, newest first."""
+    faults = tuple(
         Event(f.since or s.taken_at, f.pane, f.severity, f.subject, "Fault", f.message)
         for f in s.faults
-    ]
-    return tuple(sorted(faults, key=lambda e: -e.time)) + tuple(
-        sorted(s.events, key=lambda e: -e.time)
     )
+    return faults + tuple(sorted(s.events, key=lambda e: -e.time))
 
 
 NODES = register_builtin(

@@ -165,6 +165,9 @@ class ResourceTable(SurvivesErrors, DataTable):
             candidates.remove(max(optional, key=lambda c: (c.priority, index[c.key])))
         fitted = fit_columns(candidates, fit_widths, available)
         spare = available - sum(fit_widths[c.key] + 2 for c in fitted)
+        fill = next((c for c in fitted if c.fill), None)
+        if fill is not None:  # a whole name beats the message's minimum: it keeps its label
+            spare += fit_widths[fill.key] - (cell_len(fill.label) + 1)
         for col in fitted:  # names take spare width first, then the message
             if col.is_name and spare > 0:
                 grown = min(widths[col.key], fit_widths[col.key] + spare)
@@ -180,7 +183,6 @@ class ResourceTable(SurvivesErrors, DataTable):
             for col in barred:
                 widths[col.key] += BAR_WIDTH + 1
                 self._bars.add(col.key)
-        fill = next((c for c in fitted if c.fill), None)
         if fill is not None:
             others = sum(widths[c.key] + 2 for c in fitted if c is not fill)
             widths[fill.key] = max(cell_len(fill.label) + 1, available - others - 2)
