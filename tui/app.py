@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -167,7 +169,24 @@ class DapperApp(SurvivesErrors, App[int]):
         progress is told to stop at its next safe point and stays resumable; the process
         waits for it (cli/console_cmd.py) before it ends."""
         log.warning("the terminal hung up: leaving; a runbook in progress stops resumable")
+        for screen in self.screen_stack:  # tell every run now: unmounting may never come
+            bridge = getattr(screen, "bridge", None)
+            if bridge is not None and not getattr(screen, "finished", True):
+                bridge.abort()
+        if not self.is_headless:
+            # A terminal that is gone can wedge the driver's restore writes, so leaving as
+            # `q` does may never finish: once the runs have stopped, the process ends.
+            threading.Thread(target=self._end_after_runs, name="hang-up", daemon=True).start()
         self.exit(return_code=129)
+
+    @staticmethod
+    def _end_after_runs(timeout: float = 120.0) -> None:
+        runbook_run = sys.modules.get("dapper.tui.screens.runbook_run")
+        if runbook_run is not None and not runbook_run.IN_FLIGHT.wait(timeout):
+            log.warning("a runbook still ran %.0f s after the hang-up; ending anyway", timeout)
+        time.sleep(2.0)  # a clean exit, when the terminal allows one, comes first
+        logging.shutdown()
+        os._exit(129)
 
     async def on_unmount(self) -> None:
         self._shutting_down = True
