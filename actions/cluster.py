@@ -82,6 +82,39 @@ class KubeCluster:
         info = self.workload(kind, namespace, name)
         return None if info is None else info.restarted_at
 
+    # -- nodes (node-replace) -------------------------------------------------------------
+
+    def node(self, name: str) -> Any | None:
+        """The Node (model.Node, with its pods) or None when there is no such object."""
+        found = [n for n in self.kube.nodes(self.kube.pods(node=name)) if n.name == name]
+        return found[0] if found else None
+
+    def node_pod_objects(self, name: str) -> list[dict]:
+        """The raw pods bound to a node (labels included, for PodDisruptionBudgets)."""
+        return self.kube.pod_objects(node=name)
+
+    def pdbs(self) -> list[Any]:
+        return self.kube.pdbs()
+
+    def disk_pools(self) -> list[Any]:
+        return self.kube.disk_pools()
+
+    def cordon(self, name: str) -> None:
+        self.kube.cordon(name)
+
+    def uncordon(self, name: str) -> None:
+        self.kube.uncordon(name)
+
+    def drain(self, name: str, deadline: float, on_progress: Any = None) -> Any:
+        return self.kube.drain(name, deadline, on_progress)
+
+    def delete_node(self, name: str) -> None:
+        try:
+            self.kube.delete_node(name)
+        except BackendError as exc:
+            if not _absent(exc):
+                raise
+
     def workload(self, kind: str, namespace: str, name: str) -> Any | None:
         """WorkloadInfo of a Deployment/StatefulSet/DaemonSet; None if absent or not one."""
         if kind not in WORKLOAD_KINDS:

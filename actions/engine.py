@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dapper.actions.events import (
     Confirm,
@@ -40,6 +40,7 @@ from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.sops.errors import SopsError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class StepFailed(Exception):
@@ -170,6 +171,7 @@ class RunContext:
     step_id: str = ""
     cancelled: Callable[[], bool] | None = None
     _cluster: Any = None
+    _resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -190,14 +192,26 @@ class RunContext:
                 self._cluster = self.cluster_factory(self.config)
         return self._cluster
 
+    def resource(self, key: str, factory: Callable[[], _T]) -> _T:
+        """A client built on first use and kept for the run (Talos, Proxmox): `close`
+        closes it with the cluster client."""
+        if key not in self._resources:
+            self._resources[key] = factory()
+        return self._resources[key]  # type: ignore[no-any-return]
+
     def close(self) -> None:
-        """Close the cluster client (its pooled connections) once the run is over."""
-        cluster, self._cluster = self._cluster, None
-        if cluster is not None and hasattr(cluster, "close"):
+        """Close the cluster client and every resource (pooled connections) once the run
+        is over."""
+        held = [self._cluster, *self._resources.values()]
+        self._cluster = None
+        self._resources.clear()
+        for client in held:
+            if client is None or not hasattr(client, "close"):
+                continue
             try:
-                cluster.close()
+                client.close()
             except Exception:  # closing must not hide the run's own result
-                log.debug("closing the cluster client failed", exc_info=True)
+                log.debug("closing %s failed", type(client).__name__, exc_info=True)
 
     def checkpoint(self) -> None:
         """Raise Cancelled if the front end asked to stop: between steps and in waits."""

@@ -24,9 +24,16 @@ def _rekey() -> Runbook:
     return Rekey()
 
 
+def _node_replace() -> Runbook:
+    from dapper.actions.node_replace.runbook import NodeReplace
+
+    return NodeReplace()
+
+
 RUNBOOKS: dict[str, Callable[[], Runbook]] = {
     "secret-rotate": _secret_rotate,
     "rekey": _rekey,
+    "node-replace": _node_replace,
 }
 
 

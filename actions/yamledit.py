@@ -157,3 +157,34 @@ def set_age_recipients(docs: list[Any], old: Sequence[str], new: str, keep_old: 
                         holder["age"] = updated
                         changed += 1
     return changed
+
+
+def set_node_mac(docs: list[Any], hostname: str, mac: str) -> int:
+    """talconfig.yaml: the node's first interface selected by MAC gets `mac`; returns how
+    many selectors changed (0 when it already had it)."""
+    for doc in docs:
+        for node in (doc.get("nodes") if isinstance(doc, CommentedMap) else None) or []:
+            if not isinstance(node, CommentedMap) or node.get("hostname") != hostname:
+                continue
+            for iface in node.get("networkInterfaces") or []:
+                selector = iface.get("deviceSelector") if isinstance(iface, CommentedMap) else None
+                if isinstance(selector, CommentedMap) and "hardwareAddr" in selector:
+                    if str(selector["hardwareAddr"]).lower() == mac.lower():
+                        return 0
+                    selector["hardwareAddr"] = mac.lower()
+                    return 1
+            raise YamlEditError(f"{hostname} has no interface selected by hardwareAddr")
+    raise YamlEditError(f"no node {hostname} in talconfig.yaml")
+
+
+def set_talconfig_mac(path: Any, hostname: str, mac: str) -> bool:
+    """Rewrite talconfig.yaml in place with the node's new MAC; True if it changed."""
+    from pathlib import Path
+
+    file = Path(path)
+    text = file.read_text()
+    changed: list[int] = []
+    new = edit_text(text, lambda docs: changed.append(set_node_mac(docs, hostname, mac)), str(file))
+    if new != text:
+        file.write_text(new)
+    return bool(changed and changed[0])

@@ -73,6 +73,8 @@ class Config:
     talos_context: str = ""
     # Where machines in maintenance mode answer (insecure TLS); "" means each node's :50000.
     talos_maintenance_endpoint: str = ""
+    # The port a machine's own address answers on in maintenance mode (Talos: 50000).
+    talos_maintenance_port: int = 50000
     proxmox: ProxmoxConfig = field(default_factory=ProxmoxConfig)
     repo_path: str = ""
     repo_remote: str = "origin"
@@ -92,7 +94,7 @@ def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-_TYPE_WORDS = {str: "a string", bool: "true or false", dict: "a table"}
+_TYPE_WORDS = {str: "a string", bool: "true or false", dict: "a table", int: "a whole number"}
 
 
 def _toml_type(value: object) -> str:

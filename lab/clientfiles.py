@@ -98,6 +98,7 @@ def write_client_files(
     pve_auditor: tuple[str, str],
     talos_endpoint: str,
     talos_maintenance_endpoint: str,
+    talos_maintenance_port: int,
     talos_nodes: list[str],
     pki: Pki,
     creds: LabCredentials,
@@ -139,6 +140,7 @@ def write_client_files(
             f'talosconfig = "{talosconfig}"\n'
             f'talos_context = "{"lab-reader" if read_only else "lab-admin"}"\n'
             f'talos_maintenance_endpoint = "{talos_maintenance_endpoint}"\n'
+            f"talos_maintenance_port = {talos_maintenance_port}\n"
             f'repo_path = "{repo_path}"\n'
             f'sops_age_key_file = "{age_key}"\n'
             f"read_only = {'true' if read_only else 'false'}\n\n"

@@ -253,6 +253,7 @@ def _write_files(
         pve_auditor=(pve.auditor_token.token_id, pve.auditor_token.secret),
         talos_endpoint=talos.endpoint,
         talos_maintenance_endpoint=talos.maintenance_endpoint,
+        talos_maintenance_port=talos.machine_port,
         talos_nodes=[s.ip for s in world.specs],
         pki=pki,
         creds=creds,
@@ -272,6 +273,7 @@ def _lab_config(files: LabFiles, servers: LabServers, scratch: str, ro: bool) ->
         talosconfig=str(files.talosconfig),
         talos_context="lab-reader" if ro else "lab-admin",
         talos_maintenance_endpoint=servers.talos.maintenance_endpoint,
+        talos_maintenance_port=servers.talos.machine_port,
         proxmox=ProxmoxConfig(
             url=pve.url,
             token_id=(pve.auditor_token if ro else pve.admin_token).token_id,

@@ -365,6 +365,12 @@ class DapperApp(SurvivesErrors, App[int]):
 
         spec = pane_registry().get(pane)
         command = spec.command(command_id)
+        if command is not None and command.runbook is not None and self.writable:
+            from dapper.tui.screens.runbook import open_runbooks
+
+            runbook, param = command.runbook
+            open_runbooks(self, runbook=runbook, values={param: key})
+            return
         if not self.writable or command is None:
             what = command.label.lower() if command is not None else "actions"
             # one line in a toast (help and README say how read-only is set)

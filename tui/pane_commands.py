@@ -32,6 +32,9 @@ class PaneCommand:
     verb: Callable[[Any], str] | None = None  # a row-specific verb (suspend vs resume)
     blocked: Callable[[Any], str] | None = None  # why it cannot run on this row, or ""
     short: str = ""  # the footer's word when 80 columns must hold every action
+    # A runbook this key opens with the row's name for its parameter (the runbook's own
+    # form and preview confirm; `run` is not called): (runbook name, parameter name).
+    runbook: tuple[str, str] | None = None
 
     def title(self, row: Any) -> str:
         return self.verb(row) if self.verb else self.label
@@ -133,6 +136,11 @@ FLUX_COMMANDS: tuple[PaneCommand, ...] = (
     ),
 )
 
+
+async def _opens_runbook(_ops: ClusterOperations, _row: Any, _progress: Progress) -> str | None:
+    raise RuntimeError("a runbook command opens its runbook; it is never run directly")
+
+
 NODE_COMMANDS: tuple[PaneCommand, ...] = (
     PaneCommand(
         "cordon",
@@ -162,6 +170,17 @@ NODE_COMMANDS: tuple[PaneCommand, ...] = (
         _drain,
         "Cordon the node and evict its pods (DaemonSets stay). Workloads move away.",
         (KUBERNETES,),
+    ),
+    PaneCommand(
+        "replace",
+        "R",
+        "Replace node",
+        False,
+        _opens_runbook,
+        "Open the node-replace runbook for this node (its preview shows the impact first).",
+        (KUBERNETES, TALOS, PROXMOX),
+        short="replace",
+        runbook=("node-replace", "node"),
     ),
 )
 

@@ -402,6 +402,12 @@ class KubeBackend:
             f"uncordon {node}", self._core().patch_node, node, {"spec": {"unschedulable": False}}
         )
 
+    def delete_node(self, node: str) -> None:
+        """Delete the Node object (what `kubectl delete node` does); its pods are left to
+        the pod garbage collector, as on a real cluster."""
+        self._writable(f"delete node {node}")
+        self._call(f"delete node {node}", self._core().delete_node, node)
+
     def drain(self, node: str, deadline: float, on_progress: Progress = None) -> Any:
         """Cordon, then evict every pod but DaemonSet and mirror pods, retrying those a
         PodDisruptionBudget protects until `deadline` (a time.monotonic() value).

@@ -51,8 +51,11 @@ def _one_line(text: str) -> str:
 # -- entry points used by the app ----------------------------------------------------------
 
 
-def open_runbooks(app: Any, runbook: str = "", resume: str = "") -> None:
-    """Show the runbooks screen (once), optionally on one runbook or resuming a run."""
+def open_runbooks(
+    app: Any, runbook: str = "", resume: str = "", values: dict[str, str] | None = None
+) -> None:
+    """Show the runbooks screen (once), optionally on one runbook (its form preset with
+    `values`, e.g. the node a row action names) or resuming a run."""
     for screen in app.screen_stack:
         if isinstance(screen, RunScreen) and not screen.finished:
             app.notify("a runbook is running: finish or abort it first", severity="warning")
@@ -61,7 +64,9 @@ def open_runbooks(app: Any, runbook: str = "", resume: str = "") -> None:
         return
     while isinstance(app.screen, (RunbooksScreen, RunScreen)):
         app.pop_screen()
-    app.push_screen(RunbooksScreen(writable=app.writable, runbook=runbook, resume=resume))
+    app.push_screen(
+        RunbooksScreen(writable=app.writable, runbook=runbook, resume=resume, values=values)
+    )
 
 
 def palette_entries(app: Any) -> Iterator[tuple[str, str, Callable[[], Any]]]:
@@ -112,10 +117,18 @@ class RunbooksScreen(SurvivesErrors, Screen):
         Binding("r", "resume", "Resume run"),
     ]
 
-    def __init__(self, *, writable: bool, runbook: str = "", resume: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        writable: bool,
+        runbook: str = "",
+        resume: str = "",
+        values: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(id="runbooks")
         self.writable = writable
         self.initial = runbook
+        self.preset = dict(values or {})
         self.resume_id = resume
         self.config: Any = None
         self.runbooks: dict[str, Runbook] = {}
@@ -241,7 +254,10 @@ class RunbooksScreen(SurvivesErrors, Screen):
             return
         holder = self.query_one("#rb-holder", Vertical)
         await holder.remove_children()
-        form = ParamForm(rb, self.choices.get(name), self._choice_context(), id="rb-form")
+        preset = self.preset if name == self.initial else {}
+        form = ParamForm(
+            rb, self.choices.get(name), self._choice_context(), preset=preset, id="rb-form"
+        )
         await holder.mount(form)
         about = Text.assemble(
             (f"{name}: ", "bold"), rb.summary or rb.title, no_wrap=True, overflow="ellipsis"

@@ -75,10 +75,13 @@ class ParamForm(VerticalScroll):
         runbook: Runbook,
         choices: Mapping[str, ChoiceList] | None = None,
         context: ChoiceContext | None = None,
+        *,
+        preset: Mapping[str, str] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.runbook = runbook
+        self.preset = dict(preset or {})  # values chosen before the form opened
         self.params: dict[str, Param] = {p.name: p for p in runbook.params}
         self.loaded: dict[str, ChoiceList] = dict(choices or {})
         self.context = context
@@ -151,6 +154,10 @@ class ParamForm(VerticalScroll):
                 widget.add_row(
                     choice_cell(c, self._choice_width()), key=c.value, height=1 + len(c.detail)
                 )
+            wanted = self.preset.get(p.name)
+            values = [c.value for c in loaded.choices]
+            if wanted in values:
+                widget.move_cursor(row=values.index(wanted))
             if loaded.choices:
                 self._changed(p.name)
 

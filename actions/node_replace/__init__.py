@@ -1,0 +1,1 @@
+"""The node-replace runbook (see `runbook.py`); one module per phase of the procedure."""

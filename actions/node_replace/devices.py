@@ -1,0 +1,130 @@
+"""Passthrough for the replacement VM, through Proxmox PCI resource mappings.
+
+An API token may not set a raw `hostpciN: 0000:81:00.0` (only root@pam may), so every
+device goes in as `mapping=<id>`: the old VM's raw lines are translated through
+`/cluster/mapping/pci`, and when the old VM is gone the node's role picks them (the GPU
+node takes every GPU mapping; a storage node takes a storage-controller mapping no other
+VM uses). A device some other running VM holds is refused before anything happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dapper.actions.engine import RunContext, StepFailed
+from dapper.actions.node_replace.target import HOSTPCI_KEYS, machines, resolve
+
+NVIDIA = "10de"
+
+
+@dataclass(frozen=True)
+class PciMapping:
+    id: str
+    paths: tuple[str, ...]  # PCI addresses on this host
+    vendor: str  # of the first device, e.g. 10de
+
+    @property
+    def gpu(self) -> bool:
+        return self.vendor == NVIDIA
+
+
+def _props(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+        elif part.strip():
+            out.setdefault("", part.strip())
+    return out
+
+
+def mappings(ctx: RunContext) -> list[PciMapping]:
+    """The host's PCI resource mappings (GET /cluster/mapping/pci)."""
+    pve = machines(ctx).pve
+    host = pve.default_node()
+    out = []
+    for row in pve.call("get", "cluster/mapping/pci") or []:
+        paths: list[str] = []
+        vendor = ""
+        for entry in row.get("map") or []:
+            props = _props(str(entry))
+            if props.get("node", host) != host:
+                continue
+            paths += [p for p in props.get("path", "").split(";") if p]
+            vendor = vendor or props.get("id", "").split(":")[0]
+        out.append(PciMapping(str(row.get("id", "")), tuple(paths), vendor))
+    return out
+
+
+def address_of(value: str, known: list[PciMapping]) -> tuple[str, ...]:
+    """The PCI addresses a hostpci line stands for (raw or through a mapping)."""
+    props = _props(value)
+    if "mapping" in props:
+        found = [m for m in known if m.id == props["mapping"]]
+        return found[0].paths if found else ()
+    raw = props.get("host") or props.get("", "")
+    return tuple(a if a.count(":") == 2 else f"0000:{a}" for a in raw.split(";") if a)
+
+
+def _as_mapping(value: str, known: list[PciMapping]) -> str:
+    props = _props(value)
+    if "mapping" in props:
+        return value
+    addresses = address_of(value, known)
+    hit = [m for m in known if addresses and set(addresses) <= set(m.paths)]
+    if not hit:
+        raise StepFailed(
+            f"no PCI resource mapping covers {', '.join(addresses)}: add one under "
+            "Datacenter > Resource Mappings (an API token cannot set raw hostpci)"
+        )
+    rest = [f"{k}={v}" for k, v in props.items() if k not in ("", "host")]
+    return ",".join([f"mapping={hit[0].id}", *rest])
+
+
+def in_use(ctx: RunContext, known: list[PciMapping], *, besides: set[int]) -> dict[str, Any]:
+    """PCI address -> the running VM holding it (VMs in `besides` ignored)."""
+    out: dict[str, Any] = {}
+    for vm in machines(ctx).pve.vms(with_config=True):
+        if vm.vmid in besides or vm.status != "running":
+            continue
+        for key, value in vm.config:
+            if key in HOSTPCI_KEYS:
+                for address in address_of(value, known):
+                    out[address] = vm
+    return out
+
+
+def passthrough_lines(ctx: RunContext, old: dict[str, str]) -> dict[str, str]:
+    """hostpciN -> `mapping=<id>,pcie=1` for the new VM."""
+    known = mappings(ctx)
+    if old:
+        return {key: _as_mapping(value, known) for key, value in sorted(old.items())}
+    target = resolve(ctx)
+    chosen: list[PciMapping] = []
+    if target.gpu:
+        chosen += [m for m in known if m.gpu]
+    if target.storage_pool:
+        used = in_use(ctx, known, besides=set())
+        free = [m for m in known if not m.gpu and not any(p in used for p in m.paths)]
+        chosen += free[:1]
+    return {f"hostpci{i}": f"mapping={m.id},pcie=1" for i, m in enumerate(chosen)}
+
+
+def check_devices_free(ctx: RunContext, lines: dict[str, str], old_vmid: int | None) -> None:
+    """Refuse when a device the new VM needs is held by another running VM."""
+    known = mappings(ctx)
+    besides = {old_vmid} if old_vmid is not None else set()
+    vmid = ctx.out("new-vm", "vmid")
+    if vmid is not None:
+        besides.add(int(vmid))
+    held = in_use(ctx, known, besides=besides)
+    for value in lines.values():
+        for address in address_of(value, known):
+            vm = held.get(address)
+            if vm is not None:
+                raise StepFailed(
+                    f"PCI device {address} is attached to running VM {vm.vmid} ({vm.name}): "
+                    "stop that VM or remove the device from it first"
+                )

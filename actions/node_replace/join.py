@@ -1,0 +1,196 @@
+"""The new machine joins: its config from the tree applied in maintenance mode (as
+`talosctl apply-config --insecure` does), then Ready, etcd whole again, uncordoned and
+verified (DaemonSet pods, GPUs, the pool)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dapper.actions.engine import Check, RunContext, Step, StepFailed, StepPreview
+from dapper.actions.node_replace.target import generated_config, machines, resolve
+from dapper.backends.errors import BackendError
+
+GPU_RESOURCE_COUNT = 16  # four P100s as the device plugin's time-sliced replicas
+
+
+def _timeout(ctx: RunContext) -> float:
+    return float(ctx.params.get("timeout") or 600)
+
+
+def configured(ctx: RunContext) -> bool:
+    """The node answers the cluster's Talos credentials at its address, as itself."""
+    target = resolve(ctx)
+    return machines(ctx).hostname(target.node.ip) == target.hostname
+
+
+class ApplyConfigStep(Step):
+    id = "apply-config"
+    title = "Apply the machine config from the tree in maintenance mode"
+
+    def check(self, ctx: RunContext) -> Check:
+        if configured(ctx):
+            return Check(True, "the node runs its config")
+        return Check(False)
+
+    def preview(self, ctx: RunContext) -> StepPreview:
+        target = resolve(ctx)
+        generated_config(ctx)  # refuses now (one line) if the tree or its secrets are wrong
+        return StepPreview(
+            self.id,
+            self.title,
+            calls=[
+                f"generate {target.talconfig.cluster_name}-{target.hostname}.yaml from the "
+                "tree (in memory; talsecret.sops.yaml decrypted in memory)",
+                "talosctl apply-config --insecure -n <maintenance address> (mode auto)",
+                f"wait for install and reboot; then reach {target.node.ip} with the "
+                "cluster's talosconfig",
+            ],
+        )
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        address = ctx.out("boot", "address")
+        if not address:
+            raise StepFailed("no maintenance-mode address journaled by the boot step")
+        m = machines(ctx)
+        if not m.in_maintenance(address):
+            if ctx.out(self.id, "applied"):
+                return {}  # applied before a crash: the machine is installing
+            raise StepFailed(f"the new machine no longer answers in maintenance mode at {address}")
+        data = generated_config(ctx)
+        ctx.save(applied=address)
+        result = m.run(lambda t: t.apply_configuration(address, data, "auto", maintenance=True))
+        ctx.progress(f"applied at {address}: {getattr(result, 'mode', '') or 'reboot'}")
+        return {"applied": address}
+
+    def verify(self, ctx: RunContext) -> dict[str, Any]:
+        target = resolve(ctx)
+
+        def probe() -> tuple[bool, str]:
+            name = machines(ctx).hostname(target.node.ip)
+            if name == target.hostname:
+                return True, f"{target.hostname} answers at {target.node.ip}"
+            return False, "installing and rebooting"
+
+        try:
+            ctx.wait(
+                f"{target.hostname} to install and answer at {target.node.ip}",
+                probe,
+                timeout=_timeout(ctx),
+            )
+        except StepFailed:
+            raise StepFailed(
+                f"{target.hostname} never answered at {target.node.ip} with the cluster's "
+                "credentials: check that talconfig.yaml's MAC is the VM's net0 and that "
+                "talsecret.sops.yaml is this cluster's"
+            ) from None
+        return {}
+
+
+class ReadyStep(Step):
+    id = "ready"
+    title = "Wait until the node is Ready (and etcd has every member again)"
+
+    def _state(self, ctx: RunContext) -> tuple[bool, str]:
+        target = resolve(ctx)
+        node = ctx.cluster.node(target.hostname)
+        if node is None:
+            return False, "not registered yet"
+        if node.ready != "True":
+            return False, f"registered, Ready={node.ready}"
+        if target.control_plane:
+            return self._etcd(ctx)
+        return True, "Ready"
+
+    def _etcd(self, ctx: RunContext) -> tuple[bool, str]:
+        target = resolve(ctx)
+        planes = [n for n in target.talconfig.nodes if n.control_plane]
+        try:
+            members = machines(ctx).etcd_members(target.node.ip)
+        except BackendError as exc:
+            return False, f"etcd: {exc.reason}"
+        voters = [m for m in members if not m.is_learner and m.healthy is not False]
+        names = sorted(m.hostname for m in voters)
+        done = len(voters) == len(planes) and target.hostname in names
+        return done, f"etcd voters: {', '.join(names)}"
+
+    def check(self, ctx: RunContext) -> Check:
+        done, status = self._state(ctx)
+        return Check(done, status if done else "")
+
+    def preview(self, ctx: RunContext) -> StepPreview:
+        target = resolve(ctx)
+        calls = [f"wait for Node {target.hostname} Ready"]
+        if target.control_plane:
+            calls.append("wait until etcd has every control plane as a healthy voter")
+        return StepPreview(self.id, self.title, calls=calls)
+
+    def verify(self, ctx: RunContext) -> dict[str, Any]:
+        status = ctx.wait(
+            f"{resolve(ctx).hostname} to be Ready",
+            lambda: self._state(ctx),
+            timeout=_timeout(ctx),
+        )
+        return {"status": status}
+
+
+class UncordonStep(Step):
+    id = "uncordon"
+    title = "Uncordon the node"
+
+    def check(self, ctx: RunContext) -> Check:
+        node = ctx.cluster.node(resolve(ctx).hostname)
+        if node is not None and not node.unschedulable:
+            return Check(True, "schedulable")
+        return Check(False)
+
+    def preview(self, ctx: RunContext) -> StepPreview:
+        return StepPreview(self.id, self.title, calls=[f"kubectl uncordon {resolve(ctx).hostname}"])
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        ctx.cluster.uncordon(resolve(ctx).hostname)
+        return {}
+
+
+class VerifyStep(Step):
+    """The node is back as the cluster needs it: the last word of the run."""
+
+    id = "verify"
+    title = "Verify: schedulable, DaemonSet pods running, GPUs and pool back"
+
+    def _state(self, ctx: RunContext) -> tuple[bool, str]:
+        target = resolve(ctx)
+        node = ctx.cluster.node(target.hostname)
+        if node is None or node.ready != "True" or node.unschedulable:
+            return False, "node not Ready and schedulable"
+        daemons = [p for p in node.pods if p.owner_kind == "DaemonSet"]
+        waiting = [p.name for p in daemons if p.phase != "Running"]
+        if not daemons or waiting:
+            return False, f"DaemonSet pods not running: {', '.join(waiting) or 'none yet'}"
+        if target.gpu and node.gpu_allocatable < GPU_RESOURCE_COUNT:
+            return False, f"nvidia.com/gpu allocatable {node.gpu_allocatable}"
+        if target.storage_pool:
+            pools = {p.name: p for p in ctx.cluster.disk_pools()}
+            pool = pools.get(target.storage_pool)
+            if pool is None or pool.state != "Online":
+                return False, f"DiskPool {target.storage_pool}: {pool.state if pool else 'absent'}"
+        return True, f"{len(daemons)} DaemonSet pod(s) running" + (
+            ", GPUs back" if target.gpu else ""
+        )
+
+    def check(self, ctx: RunContext) -> Check:
+        return Check(False)
+
+    def preview(self, ctx: RunContext) -> StepPreview:
+        target = resolve(ctx)
+        calls = ["node Ready and schedulable; its DaemonSet pods running"]
+        if target.gpu:
+            calls.append(f"nvidia.com/gpu allocatable back to {GPU_RESOURCE_COUNT}")
+        if target.storage_pool:
+            calls.append(f"DiskPool {target.storage_pool} Online")
+        return StepPreview(self.id, self.title, calls=calls)
+
+    def verify(self, ctx: RunContext) -> dict[str, Any]:
+        status = ctx.wait(
+            f"{resolve(ctx).hostname} to be back", lambda: self._state(ctx), timeout=_timeout(ctx)
+        )
+        return {"status": status}
