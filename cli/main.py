@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("dapper.cli.check_cmd", "run"),
     "config": ("dapper.cli.config_cmd", "run"),
     "runbook": ("dapper.cli.runbook_cmd", "run"),
+    "talos": ("dapper.cli.talos_cmd", "run"),
 }
 
 
@@ -118,6 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
     rb_resume = rb.add_parser("resume", help="resume an unfinished run")
     rb_resume.add_argument("run_id", help="as `runbook list` shows it")
     rb_resume.add_argument("--yes", action="store_true", help="do not ask before changing anything")
+
+    talos = sub.add_parser("talos", help="Talos machine configs from the tree")
+    talos_verbs = talos.add_subparsers(dest="talos_command", required=True)
+    genconfig = talos_verbs.add_parser(
+        "genconfig",
+        help="write the nodes' machine configs and a talosconfig (as talhelper genconfig)",
+    )
+    genconfig.add_argument(
+        "--node",
+        action="append",
+        metavar="NAME",
+        help="only this node (repeatable; default: every node in talconfig.yaml)",
+    )
+    genconfig.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write (default: kubernetes/bootstrap/talos/clusterconfig/, git-ignored)",
+    )
+    genconfig.add_argument(
+        "--repo",
+        metavar="PATH",
+        help="repository root (default: the configuration's repo_path, else .)",
+    )
     return parser
 
 
