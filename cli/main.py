@@ -32,6 +32,9 @@ FAULT_HELP = """faults (--fault KIND:TARGET):
   ks-failing:<namespace>/<name>        a Flux Kustomization fails to build
   pool-degraded:<DiskPool name>        a Mayastor pool reports Degraded
   gpu-gone:<PCI address>               a passed-through GPU falls off the bus
+  vm-destroyed:<vmid or name>          the VM is deleted from Proxmox (permanent)
+  disk-failed:<node>                   the VM runs, its OS disk is dead (permanent)
+  node-wedged:<node>                   the kubelet stops posting, Talos still answers
 """
 MAX_LAB_NODES = 2000
 

@@ -23,6 +23,9 @@ FORMS = {
     "ks-failing": "ks-failing:<namespace>/<name>",
     "pool-degraded": "pool-degraded:<DiskPool name>",
     "gpu-gone": "gpu-gone:<PCI address>",
+    "vm-destroyed": "vm-destroyed:<vmid or name> (permanent)",
+    "disk-failed": "disk-failed:<node> (permanent)",
+    "node-wedged": "node-wedged:<node>",
 }
 assert set(FORMS) == set(FAULT_KINDS)
 _KIND_LINE = re.compile(r"^kind:\s*(\S+)\s*$", re.M)
@@ -87,12 +90,12 @@ def check_fault(fault: str, targets: FaultTargets) -> None:
     kind, arg = parse_fault(fault)
     if not arg:
         raise WorldError(f"fault {kind} needs a target: {FORMS[kind]}")
-    if kind == "node-notready" and arg not in targets.nodes:
+    if kind in ("node-notready", "disk-failed", "node-wedged") and arg not in targets.nodes:
         raise _one_of("node", arg, targets.nodes)
     if kind == "etcd-unhealthy" and arg not in targets.control_planes:
         raise _one_of("control-plane node", arg, targets.control_planes)
     if (
-        kind == "vm-stopped"
+        kind in ("vm-stopped", "vm-destroyed")
         and arg not in targets.vms
         and (not arg.isdigit() or int(arg) not in targets.vms.values())
     ):

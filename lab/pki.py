@@ -1,8 +1,10 @@
-"""The lab's certificate authorities, made fresh at every start and kept in memory.
+"""The lab's certificate authorities, kept in memory.
 
 Two CAs, as a real cluster has: an ECDSA one for the HTTPS APIs (Kubernetes, Proxmox)
 and an Ed25519 one for Talos, whose apid and talosctl certificates are Ed25519 by
-default (the reason the Talos client runs on grpclib and the stdlib ssl module).
+default (the reason the Talos client runs on grpclib and the stdlib ssl module). The
+HTTPS CA is made fresh at every start; the Talos CA is the tree's OS CA when the lab can
+open its secret bundle (`CertificateAuthority.from_pem`), else a fresh one too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -55,7 +58,7 @@ class CertificateAuthority:
 
     def __init__(self, common_name: str, *, ed25519_keys: bool) -> None:
         self.ed25519 = ed25519_keys
-        self._key = self._new_key()
+        self._key: Any = self._new_key()
         now = dt.datetime.now(dt.UTC)
         self._name = _name(common_name)
         self._cert = (
@@ -84,6 +87,17 @@ class CertificateAuthority:
             .sign(self._key, _sign_algorithm(self._key))
         )
         self.cert_pem = self._cert.public_bytes(serialization.Encoding.PEM)
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> CertificateAuthority:
+        """An existing CA (a cluster's OS CA); its key type decides the issued keys'."""
+        ca = cls.__new__(cls)
+        ca._key = serialization.load_pem_private_key(key_pem, password=None)
+        ca.ed25519 = isinstance(ca._key, ed25519.Ed25519PrivateKey)
+        ca._cert = x509.load_pem_x509_certificate(cert_pem)
+        ca._name = ca._cert.subject
+        ca.cert_pem = ca._cert.public_bytes(serialization.Encoding.PEM)
+        return ca
 
     def _new_key(self):
         if self.ed25519:
@@ -132,9 +146,9 @@ class CertificateAuthority:
 class Pki:
     """Everything the lab's servers and the clients it writes configs for need."""
 
-    def __init__(self) -> None:
+    def __init__(self, talos_ca: CertificateAuthority | None = None) -> None:
         self.https_ca = CertificateAuthority("dapper-lab-ca", ed25519_keys=False)
-        self.talos_ca = CertificateAuthority("talos", ed25519_keys=True)
+        self.talos_ca = talos_ca or CertificateAuthority("talos", ed25519_keys=True)
         self.https_server = self.https_ca.issue(
             "dapper-lab", hosts=["127.0.0.1", "localhost", "::1"], server=True
         )

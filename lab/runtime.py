@@ -134,11 +134,11 @@ def start_lab(
     if nodes < 1:
         raise WorldError(f"the lab needs at least one node, not {nodes}")
     world = World(nodes=nodes, timings=timings)
-    pki = Pki()
     creds = LabCredentials()
     started: list = []
     try:
         repo = repo or find_repo()
+        pki = _cluster_pki(world, repo)
         apps = default_scale_apps(nodes) if scale_apps is None else scale_apps
         _check_faults(world, faults, repo if flux else None, apps)
         servers = _start_servers(world, pki, creds, started)
@@ -172,6 +172,22 @@ def start_lab(
     )
     log.info("lab started in %.0f ms at %s", (time.perf_counter() - t0) * 1000, directory)
     return lab
+
+
+def _cluster_pki(world: World, repo: Path | None) -> Pki:
+    """The lab's PKI, its Talos CA and the cluster's tokens from the tree's secret bundle
+    when the lab key opens it (so configs generated from the tree join), else fresh."""
+    from dapper.lab.cluster_identity import from_repo
+    from dapper.lab.pki import CertificateAuthority
+
+    identity = from_repo(repo, LAB_KEY.read_text())
+    if identity is None:
+        return Pki()
+    with world.lock:
+        world.cluster_os_ca = identity.os_ca_cert_pem.decode()
+        world.machine_token = identity.machine_token
+        world.cluster_token = identity.cluster_token
+    return Pki(CertificateAuthority.from_pem(identity.os_ca_cert_pem, identity.os_ca_key_pem))
 
 
 def _check_faults(world: World, faults: tuple[str, ...], repo: Path | None, apps: int) -> None:

@@ -115,6 +115,16 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class NetworkInterface:
+    """One entry of .machine.network.interfaces, as far as the lab follows it."""
+
+    name: str  # .interface ("" when selected by device)
+    hardware_addr: str  # .deviceSelector.hardwareAddr, lower case ("" when absent)
+    addresses: tuple[str, ...]  # static CIDRs, e.g. 10.100.0.55/24
+    dhcp: bool
+
+
+@dataclass(frozen=True)
 class MachineConfig:
     """What the lab needs from a loaded, valid v1alpha1 config."""
 
@@ -124,6 +134,8 @@ class MachineConfig:
     token: str  # .cluster.token (the Kubernetes bootstrap token)
     install_disk: str
     document: dict[str, Any]
+    machine_token: str = ""  # .machine.token (trustd's token for the machine)
+    interfaces: tuple[NetworkInterface, ...] = ()
 
 
 def multierror(problems: list[str]) -> str:
@@ -161,7 +173,31 @@ def load(data: bytes) -> MachineConfig:
         token=str(cluster.get("token") or ""),
         install_disk=str((machine.get("install") or {}).get("disk") or ""),
         document=doc,
+        machine_token=str(machine.get("token") or ""),
+        interfaces=_interfaces((machine.get("network") or {}).get("interfaces")),
     )
+
+
+def _interfaces(raw: Any) -> tuple[NetworkInterface, ...]:
+    """The interface entries the lab can read (others are skipped, not refused)."""
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            continue
+        selector = entry.get("deviceSelector")
+        mac = selector.get("hardwareAddr") if isinstance(selector, dict) else None
+        addresses = entry.get("addresses")
+        out.append(
+            NetworkInterface(
+                name=str(entry.get("interface") or ""),
+                hardware_addr=str(mac or "").lower(),
+                addresses=tuple(str(a) for a in addresses) if isinstance(addresses, list) else (),
+                dhcp=bool(entry.get("dhcp")),
+            )
+        )
+    return tuple(out)
 
 
 def validate(doc: dict[str, Any]) -> list[str]:

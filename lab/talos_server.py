@@ -166,6 +166,7 @@ class _Call:
     targets: tuple[str | None, ...]  # None: the endpoint's own machine
     fan_out: bool  # legacy `nodes`: tag each reply with its hostname
     maintenance: bool
+    own_address: str | None = None  # a machine's own listener: whoever holds the address
 
 
 class _MethodTable(dict[str, GrpcHandler]):
@@ -278,7 +279,7 @@ class TalosLabServer(LabServer):
         self._servers: list[_Server] = []
         self._stopped = False
         self.machine_port = 0  # one port on every machine's own loopback address
-        self._own: dict[str, _Server] = {}  # machine IP -> the listener at its address
+        self._own: dict[str, _Server] = {}  # loopback address -> the listener there
         world.talos.on_new_machine.append(self._machine_appeared)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -351,7 +352,8 @@ class TalosLabServer(LabServer):
         return sock
 
     def _machine_appeared(self, machine: Machine) -> None:
-        """A new machine (a clone booting): open its own address (from the world's lock)."""
+        """A new machine (a clone booting) or one at a new address (its config's static
+        one): open its own address (called under the world's lock)."""
         loop = self._loop
         if self._stopped or loop is None or not self._servers:
             return
@@ -365,14 +367,15 @@ class TalosLabServer(LabServer):
             return join_endpoint(self.world.talos.lab_address(m), self.machine_port)
 
     async def _listen_at(self, ip: str) -> None:
-        """The machine's own address: what talosctl --insecure dials in maintenance mode."""
-        if ip in self._own:
-            return
+        """The machine's own address: what talosctl --insecure dials in maintenance mode.
+        The listener answers for whichever machine holds that address at call time."""
         with self.world.lock:
             m = self.world.machines.get(ip)
             if m is None:
                 return
             host = self.world.talos.lab_address(m)
+        if host in self._own:
+            return
         family = socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -384,10 +387,10 @@ class TalosLabServer(LabServer):
             return
         self.machine_port = sock.getsockname()[1]
         server = _Server(
-            [_MachineService(self, True, pinned=ip), _StorageService(self, True, pinned=ip)]
+            [_MachineService(self, True, pinned=host), _StorageService(self, True, pinned=host)]
         )
         await server.start(sock=sock, ssl=self._insecure)
-        self._own[ip] = server
+        self._own[host] = server
         self._servers.append(server)
 
     async def _listen(self) -> None:
@@ -455,9 +458,10 @@ class TalosLabServer(LabServer):
         )
 
     def machine_config(self, hostname: str, role: str = "worker", **kw: Any) -> bytes:
-        """A valid machine config for this lab's cluster (its OS CA and token)."""
+        """A valid machine config for this lab's cluster (its OS CA and tokens)."""
         kw.setdefault("os_ca_pem", self.world.cluster_os_ca)
         kw.setdefault("token", self.world.cluster_token)
+        kw.setdefault("machine_token", self.world.machine_token)
         return cluster_machine_config(hostname, role, **kw)
 
     def kubeconfig_bytes(self) -> bytes:
@@ -499,10 +503,19 @@ class TalosLabServer(LabServer):
             targets = (None,)
         identity = cn or ",".join(orgs) or ("maintenance" if maintenance else "anonymous")
         if pinned is not None:  # a machine's own address: it answers for itself only
-            return _Call(method, identity, (pinned,), False, maintenance)
+            return _Call(method, identity, (None,), False, maintenance, own_address=pinned)
         return _Call(method, identity, targets, bool(listed) and not node, maintenance)
 
     def _resolve(self, call: _Call, target: str | None) -> Machine:
+        if call.own_address is not None:
+            held = self.world.talos.machine_at(call.own_address)
+            if held is None:  # its machine moved to another address, or is gone
+                raise GRPCError(
+                    Status.UNAVAILABLE,
+                    f"connection error: dial tcp {join_endpoint(call.own_address, 50000)}: "
+                    "connect: no route to host",
+                )
+            return held
         if target is None and call.maintenance:
             waiting = [m for m in self.world.machines.values() if m.maintenance]
             if len(waiting) != 1:
@@ -525,10 +538,15 @@ class TalosLabServer(LabServer):
             m = self._resolve(call, target)
             addr = join_endpoint(m.ip, 50000)
             if not self.world.reachable(m):
+                why = "is not running"
+                if m.disk_failed:
+                    why = "does not boot: its system disk failed"
+                elif m.booted and not m.network:
+                    why = "came up without its network: its config selects no NIC of its VM"
                 raise GRPCError(
                     Status.UNAVAILABLE,
                     f"connection error: dial tcp {addr}: connect: no route to host "
-                    f"({m.hostname} is not running)",
+                    f"({m.hostname} {why})",
                 )
             if call.maintenance and not m.maintenance:
                 raise GRPCError(
@@ -739,7 +757,8 @@ class TalosLabServer(LabServer):
 
 class _MachineService(machine_grpc.MachineServiceBase):
     """MachineService methods, each a thin mapping onto TalosLabServer's dispatch.
-    `pinned`: the machine whose own address this listener is (metadata is ignored)."""
+    `pinned`: the own (loopback) address this listener is at; metadata is ignored and
+    whichever machine holds that address answers."""
 
     def __init__(self, srv: TalosLabServer, maintenance: bool, pinned: str | None = None) -> None:
         self._s = srv

@@ -4,6 +4,13 @@ A fault is a string `kind:argument` (see FAULT_KINDS). Injecting one changes the
 other areas own (a VM stops, a Node goes NotReady, a GPU leaves the bus); the rest (an API
 down or slow, a failing Kustomization) is read by the servers and the Flux twin through
 `api_down`, `api_delay` and `failing_kustomization`.
+
+Three stage a dead node for the node-replace runbook: `vm-destroyed` (the VM deleted by
+mistake: machine gone, Node NotReady after the grace period), `disk-failed` (the VM runs,
+its OS is dead: Talos stops answering, Node NotReady after grace; stopping or destroying
+the VM still works) and `node-wedged` (the kubelet stops posting: NotReady after grace,
+Talos still answers). The first two are permanent (clearing them is refused: rebuild the
+node); clearing `node-wedged` lets the kubelet post again.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import Callable
 from dapper.lab.world.kube import KubeWorld
 from dapper.lab.world.pve import ProxmoxWorld
 from dapper.lab.world.state import WorldError, WorldState
-from dapper.lab.world.talos import NOT_POSTING, TalosWorld
+from dapper.lab.world.talos import NOT_POSTING, READY, TalosWorld
 
 FAULT_KINDS = (
     "node-notready",  # node-notready:<node>
@@ -24,8 +31,11 @@ FAULT_KINDS = (
     "ks-failing",  # ks-failing:<namespace>/<name>
     "pool-degraded",  # pool-degraded:<pool>
     "gpu-gone",  # gpu-gone:<pci address>
+    "vm-destroyed",  # vm-destroyed:<vmid or name> (permanent)
+    "disk-failed",  # disk-failed:<node> (permanent)
+    "node-wedged",  # node-wedged:<node>
 )
-READY = ("KubeletReady", "kubelet is posting ready status")
+PERMANENT = ("vm-destroyed", "disk-failed")
 
 
 def parse_fault(fault: str) -> tuple[str, str]:
@@ -56,6 +66,12 @@ class FaultInjector:
             if kind == "vm-stopped":
                 self.pve.vm_stop(self.pve.vmid(arg))
                 return
+            if kind == "vm-destroyed":
+                self._destroy_vm(self.pve.vmid(arg))
+            elif kind == "disk-failed":
+                self.talos.fail_disk(arg)
+            elif kind == "node-wedged":
+                self.talos.wedge_kubelet(arg)
             self.state.faults.add(fault)
             if kind == "node-notready":
                 # the kubelet stopped: Kubernetes stops hearing from it, Talos sees it fail
@@ -73,13 +89,20 @@ class FaultInjector:
         self._notify(fault, True)
 
     def clear(self, fault: str) -> None:
-        """Turn a fault off (for vm-stopped: start the VM again)."""
+        """Turn a fault off (for vm-stopped: start the VM again). vm-destroyed and
+        disk-failed are permanent: WorldError(409), nothing changes."""
         kind, _, arg = fault.partition(":")
+        if kind in PERMANENT:
+            raise WorldError(
+                f"fault {kind} is permanent: the node must be rebuilt (node-replace)", 409
+            )
         with self.lock:
             if kind == "vm-stopped":
                 self.pve.vm_start(self.pve.vmid(arg))
                 return
             self.state.faults.discard(fault)
+            if kind == "node-wedged":
+                self.talos.unwedge_kubelet(arg)
             if kind == "node-notready":
                 self.kube.set_node_ready(arg, True, *READY)
                 self.talos.machine(arg).service_overrides.pop("kubelet", None)
@@ -91,6 +114,14 @@ class FaultInjector:
                 self.state.pci[arg].present = True
                 self.kube.refresh_gpu_capacity()
         self._notify(fault, False)
+
+    def _destroy_vm(self, vmid: int) -> None:
+        """Gone from Proxmox as if deleted by mistake: powered off (its Node stops
+        posting), then destroyed with its machine; its etcd member stays, unhealthy."""
+        vm = self.pve.vm(vmid)
+        if vm.status == "running":
+            self.pve.vm_stop(vmid)
+        self.pve.vm_destroy(vmid)
 
     def on_fault(self, fn: Callable[[str, bool], None]) -> None:
         """Servers subscribe to open/close their listeners on api-down."""

@@ -45,6 +45,8 @@ class Timings:
 
     task: float = 0.15  # a PVE task from running to stopped
     boot: float = 0.3  # VM start to Talos API up / Node Ready
+    # a maintenance-mode apply: writing the image to disk before the reboot (then `boot`)
+    install: float = 0.2
     shutdown: float = 0.1
     clone: float = 0.3
     reconcile_interval: float = 5.0  # the Flux twin's periodic reconcile
@@ -126,8 +128,11 @@ class WorldState:
         self.machines: dict[str, Machine] = {}  # by IP
         self.etcd: dict[int, EtcdMemberState] = {}
         self.etcd_leader: int = 0  # member id; 0: the first healthy voter by id
-        # The cluster's secrets a machine config must carry to join (the OS CA is set by
-        # the Talos server from its PKI; "" accepts any CA).
+        # The cluster's secrets a machine config must carry to join: the OS CA
+        # (.machine.ca.crt; set by the runtime from the tree's secret bundle or by the
+        # Talos server from its PKI; "" accepts any CA), the trustd token (.machine.token)
+        # and the bootstrap token (.cluster.token). Without a bundle both tokens are the
+        # one generated below.
         self.cluster_os_ca = ""
         # Where each machine's own address is on this host: a loopback /24 of the lab's own
         # (127.0.0.0/8 is all loopback on Linux), drawn from the OS so that labs running
@@ -137,6 +142,7 @@ class WorldState:
         self.lab_addresses: dict[str, str] = {}  # machine IP -> its loopback address
         token = random.Random(f"cluster-token-{seed}")  # not self.rng: its draws stay as they were
         self.cluster_token = f"{token.getrandbits(24):06x}.{token.getrandbits(64):016x}"
+        self.machine_token = self.cluster_token
         self.faults: set[str] = set()  # the active faults, as injected ("api-down:talos")
         self.writes: list[WriteRecord] = []
         self.endpoints: dict[str, str] = {}  # filled by the runtime: kubernetes url, ca pem...

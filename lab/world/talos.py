@@ -1,27 +1,43 @@
 """The lab's Talos machines and etcd, as Talos v1.11 and etcd 3.5 behave.
 
-A machine answers only while its VM runs and it has booted. A configured machine that
-boots applies a staged config, registers its Node once the cluster has an API server, and
+A machine answers only while its VM runs, it has booted and it has its network. A
+configured machine that boots applies a staged config, registers its Node once the
+cluster has an API server, and
 as a control plane runs etcd: with data of its own it rejoins as the member it was (a
 member removed meanwhile stays out: etcd refuses to start on a removed member's data);
 without data it joins an existing cluster as a learner, removing a stale member of the
 same hostname first, and is promoted shortly after; with no cluster to join it waits for
-Bootstrap. A config whose OS CA or token are not the cluster's installs and boots but
-never joins. Power belongs to Proxmox (`ProxmoxWorld`), which calls
-`power_on`/`power_off` here; a reset that powers off asks it through `stop_vm`.
+Bootstrap. A config whose OS CA, machine (trustd) token or cluster (bootstrap) token are
+not the cluster's installs and boots but never joins. Power belongs to Proxmox
+(`ProxmoxWorld`), which calls `power_on`/`power_off` here; a reset that powers off asks it
+through `stop_vm`.
 
 etcd membership changes follow etcd's strict reconfiguration check: removing a voting
 member needs the remaining started voters to hold quorum and, unless the member is down,
 the active voters after the removal to hold quorum; a learner can always go; the last
 member cannot. Errors carry the texts Talos wraps around etcd's.
+
+Maintenance mode checks what a node replacement gets wrong: the machine type (config
+validation), a hostname (the lab refuses a config without one, rather than join under a
+generated name), and the network: a config that selects its interface by
+`deviceSelector.hardwareAddr` matching none of the VM's MACs installs and reboots but
+comes up without its network (answers nowhere, never joins); a matching one gives the
+machine that interface's first static address, under which it answers (its own loopback
+address, the Talos server and the guest agent follow) and registers its Node. The old
+machine still holding that address with its VM stopped is parked (no network) so the
+address is free; a live one keeps it and the newcomer comes up without network.
+Installing takes `Timings.install`, then the reboot `Timings.boot`.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import difflib
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from dapper.lab import talos_config
@@ -32,6 +48,11 @@ from dapper.lab.world.model import GIB, SSD_BYTES, EtcdMemberState, LabVm, Machi
 from dapper.lab.world.state import WorldError, WorldState
 
 NOT_POSTING = ("NodeStatusUnknown", "Kubelet stopped posting node status.")
+READY = ("KubeletReady", "kubelet is posting ready status")
+HOSTNAME_REQUIRED = (
+    "machine hostname is required (.machine.network.hostname): the lab refuses a "
+    "config that would join under a generated name"
+)
 MAIN_CLUSTER = 0
 # Config sections Talos applies without a reboot (Runtime.CanApplyImmediate).
 LIVE_MACHINE_KEYS = frozenset(
@@ -159,7 +180,7 @@ class TalosWorld:
 
     def reachable(self, machine: Machine) -> bool:
         vm = self.state.vms.get(machine.vmid)
-        return bool(vm and vm.status == "running" and machine.booted)
+        return bool(vm and vm.status == "running" and machine.booted and machine.network)
 
     def bootstrapped(self) -> bool:
         """The cluster has etcd, hence an API server for kubelets to register with."""
@@ -180,21 +201,26 @@ class TalosWorld:
             for hook in list(self.on_new_machine):
                 hook(machine)
 
-    def boot_later(self, vmid: int) -> None:
-        self.state.later(self.state.timings.boot, lambda: self.booted(vmid))
+    def boot_later(self, vmid: int, extra: float = 0.0) -> None:
+        self.state.later(self.state.timings.boot + extra, lambda: self.booted(vmid))
 
     def booted(self, vmid: int) -> None:
-        """Boot finished: a staged config becomes active; a configured machine joins."""
+        """Boot finished: a staged config becomes active, the machine takes the address
+        its config gives it; a configured machine with its network joins. A machine whose
+        system disk failed never comes up."""
         with self.lock:
             vm = self.state.vms.get(vmid)
             machine = self.machine_of_vm(vmid)
-            if vm is None or vm.status != "running" or machine is None:
+            if vm is None or vm.status != "running" or machine is None or machine.disk_failed:
                 return
             if machine.staged is not None and not machine.maintenance:
                 self._activate(machine, machine.staged)
                 machine.staged = None
+            if machine.pending_ip is not None:
+                self._take_address(machine, machine.pending_ip)
+                machine.pending_ip = None
             machine.booted = True
-            if not machine.maintenance:
+            if not machine.maintenance and machine.network:
                 self.join(machine)
 
     def power_off(self, vmid: int) -> None:
@@ -221,10 +247,92 @@ class TalosWorld:
         self.state.clock.later(self.state.timings.node_grace, expire)
 
     def forget_vm(self, vmid: int) -> None:
-        """The VM was destroyed: its machine is gone."""
+        """The VM was destroyed: its machine is gone (and its own address with it)."""
         machine = self.machine_of_vm(vmid)
         if machine is not None:
             del self.state.machines[machine.ip]
+            self.state.lab_addresses.pop(machine.ip, None)
+
+    # -- addresses -------------------------------------------------------------------------
+
+    def _address_from(self, m: Machine, cfg: MachineConfig) -> tuple[bool, str | None]:
+        """(has network, static address) the config gives this machine at its next boot.
+
+        Interfaces selected by `deviceSelector.hardwareAddr` (Talos matches it as a glob)
+        must match one of the VM's MACs, else the machine has no network; the matching
+        interface's first static address, without its prefix length, becomes its address.
+        A config that selects no interface by MAC keeps the address the machine has."""
+        by_mac = [i for i in cfg.interfaces if i.hardware_addr]
+        if not by_mac:
+            return True, None
+        vm = self.state.vms.get(m.vmid)
+        macs = [mac.lower() for mac in (vm.macs if vm else []) if mac]
+        for iface in by_mac:
+            if any(fnmatchcase(mac, iface.hardware_addr) for mac in macs):
+                for cidr in iface.addresses:
+                    try:
+                        return True, str(ipaddress.ip_interface(cidr).ip)
+                    except ValueError:
+                        continue
+                return True, None  # DHCP on that interface: the address it has
+        return False, None
+
+    def _take_address(self, m: Machine, ip: str) -> None:
+        """Re-key the machine under its new address. The machine still holding it is
+        parked when it is down (no network, out of the way), else the address conflicts
+        and the newcomer comes up without network."""
+        if ip == m.ip:
+            return
+        holder = self.state.machines.get(ip)
+        if holder is not None:
+            if self.reachable(holder):
+                m.network = False
+                return
+            self._rekey(holder, f"parked-vm{holder.vmid}")
+            holder.network = False
+        self._rekey(m, ip)
+        for hook in list(self.on_new_machine):  # its own address opens
+            hook(m)
+
+    def _rekey(self, m: Machine, ip: str) -> None:
+        del self.state.machines[m.ip]
+        self.state.lab_addresses.pop(m.ip, None)
+        m.ip = ip
+        self.state.machines[ip] = m
+
+    # -- faults that stage a dead node -----------------------------------------------------
+
+    def fail_disk(self, node: str) -> None:
+        """The system disk died: Talos stops answering at once, the Node goes NotReady
+        after the grace period, etcd loses the member; the VM keeps running (permanent)."""
+        m = self.machine(node)
+        m.disk_failed = True
+        if m.booted:
+            m.booted = False
+            if not m.maintenance:
+                self._not_posting_after_grace(m)
+        for e in self.state.etcd.values():
+            if e.ip == m.ip:
+                e.healthy = False
+
+    def wedge_kubelet(self, node: str) -> None:
+        """The kubelet stops posting: NotReady after the grace period; Talos answers."""
+        m = self.machine(node)
+        m.kubelet_wedged = True
+
+        def expire() -> None:
+            with self.lock:
+                if m.kubelet_wedged:
+                    self.kube.set_node_ready(m.hostname, False, *NOT_POSTING)
+
+        self.state.clock.later(self.state.timings.node_grace, expire)
+
+    def unwedge_kubelet(self, node: str) -> None:
+        """The kubelet posts again: Ready at once when the machine runs and belongs."""
+        m = self.machine(node)
+        m.kubelet_wedged = False
+        if self.reachable(m) and not m.maintenance and m.joins:
+            self.kube.set_node_ready(m.hostname, True, *READY)
 
     def _free_ip(self) -> str:
         used = set(self.state.machines)
@@ -266,18 +374,21 @@ class TalosWorld:
                 f"apply configuration --mode='{mode}' is not supported in maintenance mode", 501
             )
         cfg = talos_config.load(data)
+        if not cfg.hostname:
+            raise ConfigError(talos_config.multierror([HOSTNAME_REQUIRED]), "validation")
         if dry_run:
             return ApplyOutcome(
                 "reboot",
                 "Dry run summary:\nNode is running in maintenance mode and does not have a "
                 "config yet.",
             )
-        # the reply carries no mode (REBOOT, the enum's zero); the machine installs and
-        # reboots into its config
+        # the reply carries no mode (REBOOT, the enum's zero); the machine installs, then
+        # reboots into its config with the network it gives
         self._activate(m, data, cfg)
         m.maintenance = False
         m.booted = False
-        self.boot_later(m.vmid)
+        m.network, m.pending_ip = self._address_from(m, cfg)
+        self.boot_later(m.vmid, extra=self.state.timings.install)
         return ApplyOutcome("reboot", "")
 
     def _apply_configured(
@@ -360,10 +471,14 @@ class TalosWorld:
                 self.state.vms[m.vmid].name = cfg.hostname
 
     def _carries_cluster_secrets(self, cfg: MachineConfig) -> bool:
+        """The OS CA (mTLS with the cluster), the machine token (trustd hands it its
+        certificates) and the cluster's bootstrap token (the kubelet's TLS bootstrap)."""
         ca = self.state.cluster_os_ca
         if ca and cfg.os_ca_crt.strip() != ca.strip():
             return False
-        return cfg.token == self.state.cluster_token
+        return (
+            cfg.machine_token == self.state.machine_token and cfg.token == self.state.cluster_token
+        )
 
     # -- joining ---------------------------------------------------------------------------
 
@@ -375,20 +490,32 @@ class TalosWorld:
             self._start_etcd(machine)
         if not self.bootstrapped():
             return  # no API server yet: the kubelet keeps retrying its registration
+        if machine.kubelet_wedged:
+            return  # its kubelet posts nothing
+        self.kube.register_node(self._spec_for(machine))
+        self.kube.reschedule_pending()
+
+    def _spec_for(self, machine: Machine) -> NodeSpec:
+        """The node as it now runs: a known hostname keeps its place, GPU and storage
+        role but takes this machine's address, VM and MAC (a replacement)."""
+        vm = self.state.vms[machine.vmid]
+        mac = vm.macs[0] if vm.macs else ""
         spec = self.state.spec_of(machine.hostname)
         if spec is None:
-            vm = self.state.vms[machine.vmid]
             spec = NodeSpec(
                 machine.hostname,
                 machine.ip,
                 machine.vmid,
                 machine.role or "worker",
-                vm.macs[0] if vm.macs else "",
+                mac,
                 storage=machine.role == "worker",
             )
             self.state.specs.append(spec)
-        self.kube.register_node(spec)
-        self.kube.reschedule_pending()
+        elif (spec.ip, spec.vmid) != (machine.ip, machine.vmid):
+            index = self.state.specs.index(spec)
+            spec = dataclasses.replace(spec, ip=machine.ip, vmid=machine.vmid, mac=mac)
+            self.state.specs[index] = spec
+        return spec
 
     def _start_etcd(self, machine: Machine) -> None:
         """The etcd service on a booting control plane (Talos's argsForControlPlane)."""
@@ -710,23 +837,35 @@ def cluster_machine_config(
     endpoint: str = "https://10.100.0.40:6443",
     install_disk: str = "/dev/vda",
     os_ca_key_pem: str = "",
+    machine_token: str | None = None,
+    mac: str = "",
+    addresses: tuple[str, ...] = (),
 ) -> bytes:
-    """A valid v1alpha1 config for the lab's cluster (what a generator would write)."""
+    """A valid v1alpha1 config for the lab's cluster (what a generator would write):
+    `token` is .cluster.token, `machine_token` .machine.token (default: the same); with
+    `mac`, one interface selected by that hardware address with static `addresses`."""
     ca = base64.b64encode(os_ca_pem.encode()).decode()
     lines = [
         "version: v1alpha1",
         "machine:",
         f"  type: {role}",
-        f"  token: {token}",
+        f"  token: {token if machine_token is None else machine_token}",
         "  ca:",
         f"    crt: {ca}",
     ]
     if role == "controlplane":
         key = base64.b64encode((os_ca_key_pem or "lab-key").encode()).decode()
         lines.append(f"    key: {key}")
+    lines.append("  network:")
+    if hostname:
+        lines.append(f"    hostname: {hostname}")
+    if mac:
+        lines += ["    interfaces:", "      - deviceSelector:", f"          hardwareAddr: '{mac}'"]
+        if addresses:
+            lines += ["        addresses:", *(f"          - {a}" for a in addresses)]
+        else:
+            lines.append("        dhcp: true")
     lines += [
-        "  network:",
-        f"    hostname: {hostname}",
         "  install:",
         f"    disk: {install_disk}",
         "cluster:",

@@ -31,9 +31,13 @@ def lab() -> Iterator[RunningLab]:
 
 
 def worker_config(lab: RunningLab, hostname: str) -> bytes:
-    """A valid worker config carrying the lab cluster's OS CA and token."""
+    """A valid worker config carrying the lab cluster's OS CA and tokens."""
     return cluster_machine_config(
-        hostname, "worker", os_ca_pem=lab.world.cluster_os_ca, token=lab.world.cluster_token
+        hostname,
+        "worker",
+        os_ca_pem=lab.world.cluster_os_ca,
+        token=lab.world.cluster_token,
+        machine_token=lab.world.machine_token,
     )
 
 
