@@ -33,12 +33,16 @@ from dapper.lab.world.model import (
     MIB,
     PVE_HOST,
     SSD_BYTES,
+    TALOS_ISO,
     TALOS_VERSION,
+    TEMPLATE_NAME,
+    TEMPLATE_VMID,
     EtcdMemberState,
     LabVm,
     Machine,
     NodeSpec,
     PciDevice,
+    PciMapping,
     WriteRecord,
     node_specs,
 )
@@ -70,6 +74,8 @@ class World(WorldState):
             vm = self.pve.seed_vm(spec, hba)
             self.talos.seed_machine(spec, vm)
         self.kube.seed()
+        self.pve.seed_template()
+        self.pve.seed_storage()
 
     def close(self) -> None:
         self.clock.stop()
@@ -131,8 +137,22 @@ class World(WorldState):
     def vm_reboot(self, vmid: int) -> None:
         self.pve.vm_reboot(vmid)
 
-    def vm_clone(self, vmid: int, newid: int, name: str | None = None) -> LabVm:
-        return self.pve.vm_clone(vmid, newid, name)
+    def vm_clone(
+        self,
+        vmid: int,
+        newid: int,
+        name: str | None = None,
+        *,
+        full: bool | None = None,
+        storage: str = "",
+        description: str = "",
+    ) -> LabVm:
+        return self.pve.vm_clone(
+            vmid, newid, name, full=full, storage=storage, description=description
+        )
+
+    def vm_create(self, vmid: int, config: dict[str, str]) -> LabVm:
+        return self.pve.vm_create(vmid, config)
 
     def vm_destroy(self, vmid: int) -> None:
         self.pve.vm_destroy(vmid)
@@ -231,7 +251,10 @@ __all__ = [
     "MIB",
     "PVE_HOST",
     "SSD_BYTES",
+    "TALOS_ISO",
     "TALOS_VERSION",
+    "TEMPLATE_NAME",
+    "TEMPLATE_VMID",
     "ApplyOutcome",
     "EtcdError",
     "EtcdMemberState",
@@ -239,6 +262,7 @@ __all__ = [
     "Machine",
     "NodeSpec",
     "PciDevice",
+    "PciMapping",
     "Timings",
     "World",
     "WorldError",

@@ -21,6 +21,12 @@ GPU_REPLICAS = 4  # nvidia-device-plugin time-slicing
 
 APIS = ("kubernetes", "proxmox", "talos")
 
+# The Talos template and install ISO on the Proxmox host (what node-replace clones or boots).
+TEMPLATE_VMID = 9000
+TEMPLATE_NAME = f"talos-{TALOS_VERSION}-template"
+TALOS_ISO = f"local:iso/talos-{TALOS_VERSION}-metal-amd64.iso"
+SEED_ISO = "local:iso/talos-nocloud-amd64.iso"  # what the seeded VMs were installed from
+
 
 @dataclass
 class PciDevice:
@@ -37,13 +43,23 @@ class PciDevice:
 
 
 @dataclass
+class PciMapping:
+    """A cluster PCI resource mapping (`/cluster/mapping/pci`): per-node device entries as
+    PVE stores them (`id=10de:15f8,iommugroup=40,node=pve,path=0000:81:00.0,...`)."""
+
+    id: str
+    description: str
+    map: list[str]
+
+
+@dataclass
 class LabVm:
     vmid: int
     name: str
     cores: int
     memory_mib: int
     disk_gib: int
-    macs: list[str]
+    macs: list[str]  # per netN slot; "" where that slot has no NIC
     hostpci: dict[str, str] = field(default_factory=dict)  # hostpci0 -> "0000:81:00.0,pcie=1"
     status: str = "stopped"  # running, stopped
     started_at: float | None = None
@@ -51,33 +67,35 @@ class LabVm:
     tags: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)  # other config keys, verbatim
     lock: str = ""  # clone/create in progress
+    drives: dict[str, str] = field(default_factory=dict)  # virtio0, ide2...: drive strings
+    nics: dict[int, tuple[str, str]] = field(default_factory=dict)  # N -> (model, options)
+    pci_in_use: list[str] = field(default_factory=list)  # host devices held while running
+
+    def net(self, index: int) -> str:
+        """netN as PVE prints it: `model=MAC` then the other options, verbatim."""
+        model, options = self.nics.get(index, ("virtio", "bridge=vmbr0"))
+        text = f"{model}={self.macs[index].upper()}"
+        return f"{text},{options}" if options else text
 
     def config(self) -> dict[str, str | int]:
-        """The VM's config as PVE's qemu/{vmid}/config returns it."""
+        """The VM's config as PVE's qemu/{vmid}/config returns it; the digest covers it all."""
         cfg: dict[str, str | int] = {
             "name": self.name,
             "cores": self.cores,
-            "sockets": 1,
             "memory": str(self.memory_mib),
-            "cpu": "host",
-            "machine": "q35",
-            "bios": "ovmf",
-            "ostype": "l26",
-            "agent": "1",
-            "scsihw": "virtio-scsi-single",
-            "boot": "order=virtio0;ide2",
-            "virtio0": f"local-zfs:vm-{self.vmid}-disk-0,iothread=1,size={self.disk_gib}G",
-            "ide2": "local:iso/talos-nocloud-amd64.iso,media=cdrom",
-            "digest": hashlib.sha1(f"{self.vmid}{self.name}{self.hostpci}".encode()).hexdigest(),
         }
+        cfg.update(self.extra)
+        cfg.update(self.drives)
         for i, mac in enumerate(self.macs):
-            cfg[f"net{i}"] = f"virtio={mac.upper()},bridge=vmbr0,tag=100"
+            if mac:
+                cfg[f"net{i}"] = self.net(i)
         cfg.update(self.hostpci)
         if self.tags:
             cfg["tags"] = ";".join(self.tags)
         if self.template:
             cfg["template"] = 1
-        cfg.update(self.extra)
+        text = "\n".join(f"{k}: {v}" for k, v in sorted(cfg.items()))
+        cfg["digest"] = hashlib.sha1(text.encode()).hexdigest()
         return cfg
 
 

@@ -24,6 +24,7 @@ from dapper.lab.world.model import (
     Machine,
     NodeSpec,
     PciDevice,
+    PciMapping,
     WriteRecord,
     node_specs,
 )
@@ -125,6 +126,8 @@ class WorldState:
         self.specs: list[NodeSpec] = node_specs(nodes)
         self.pci: dict[str, PciDevice] = {}
         self.vms: dict[int, LabVm] = {}
+        self.pci_mappings: dict[str, PciMapping] = {}  # /cluster/mapping/pci, by id
+        self.isos: dict[str, int] = {}  # ISO volume id on storage `local` -> size in bytes
         self.machines: dict[str, Machine] = {}  # by IP
         self.etcd: dict[int, EtcdMemberState] = {}
         self.etcd_leader: int = 0  # member id; 0: the first healthy voter by id
