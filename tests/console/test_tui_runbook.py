@@ -542,3 +542,46 @@ async def test_the_run_screen_at_80x24_hides_nothing_silently(lab: Any) -> None:
         assert headers and all(".yaml" in line for line in headers), headers
         await pilot.press("n")
         await until(pilot, lambda: run.finished, "the run to end")
+
+
+async def test_node_replace_from_a_node_row(lab: Any) -> None:
+    """A dead node's row, R: the runbook opens on that node; the preview shows the impact
+    first; confirmed, the node comes back Ready on a new VM."""
+    from dapper.tui.widgets.table import ResourceTable
+
+    from tests.console.tui_lab import settle
+
+    lab.world.inject("vm-destroyed:talos-node-large-1")
+    app = make_app(lab)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("1")
+        table = app.screen.query_one("#table-nodes", ResourceTable)
+        table.focus()
+        for _ in range(12):
+            if table.selected_key == "talos-node-large-1":
+                break
+            await pilot.press("down")
+        assert table.selected_key == "talos-node-large-1"
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen), "the runbooks screen")
+        screen: RunbooksScreen = app.screen  # type: ignore[assignment]
+        await until(
+            pilot,
+            lambda: screen.form is not None and screen.form.runbook.name == "node-replace",
+            "the node-replace form",
+        )
+        form = screen.form
+        assert form is not None
+        nodes = form.query_one("#param-node", DataTable)
+        await until(pilot, lambda: nodes.row_count > 0, "the nodes of talconfig.yaml")
+        await until(pilot, lambda: form.values().get("node") == "talos-node-large-1", "preset")
+        set_input(form, "timeout", "60")
+        run = await start_run(pilot, app)
+        await until(pilot, lambda: run.phase == "asking", "the preview")
+        shown = preview_shown(run)
+        assert "worker + storage at 10.100.0.54" in shown
+        assert "old VM: none of that name on Proxmox" in shown
+        result = await confirm_and_finish(pilot, run)
+        assert result is not None and result.ok, run.query_one("#run-result").render()
+    assert lab.world.node_ready("talos-node-large-1")

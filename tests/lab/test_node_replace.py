@@ -105,3 +105,171 @@ def test_worker_from_a_destroyed_vm(lab: RunningLab, capsys: pytest.CaptureFixtu
     assert vm.macs[0].lower() in talconfig.lower()
     assert "bc:24:11:e0:17:19" not in talconfig
     assert pool_state(lab, "talos-node-large-2") == "Online"
+
+
+def test_control_plane_from_a_failed_disk(
+    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead(lab, "disk-failed:talos-control-2", "talos-control-2")
+
+    rc = run_cli(lab, "node=talos-control-2", "vmid=reuse", "old_vm=destroy")
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+
+    assert node_ready(lab, "talos-control-2")
+    (vm,) = vms_named(lab, "talos-control-2")
+    assert vm.vmid == 101 and vm.macs == ["bc:24:11:b6:57:d5"]
+    assert etcd_names(lab) == ["talos-control-1", "talos-control-2", "talos-control-3"]
+    with lab.world.lock:
+        assert all(e.healthy for e in lab.world.etcd.values())
+    assert run_commits(lab) == []  # mac=keep: the tree already describes the new VM
+    assert "the tree needs no change" in out.out
+
+
+def test_gpu_node_keeps_the_old_vm_and_gets_its_gpus_back(
+    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead(lab, "disk-failed:talos-node-gpu-1", "talos-node-gpu-1")
+
+    rc = run_cli(lab, "node=talos-node-gpu-1", "mac=new", "old_vm=keep")
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+
+    (vm,) = vms_named(lab, "talos-node-gpu-1")
+    (old,) = vms_named(lab, "talos-node-gpu-1-replaced")
+    assert old.vmid == 103 and old.status == "stopped"
+    mapped = sorted(v for v in vm.hostpci.values() if "p100" in v)
+    assert len(mapped) == 4
+    kube = KubeBackend.from_kubeconfig(lab.config.kubeconfig, context=lab.config.kube_context)
+    try:
+        node = next(n for n in kube.nodes() if n.name == "talos-node-gpu-1")
+    finally:
+        kube.close()
+    assert node.ready == "True" and node.gpu_allocatable == 16
+    assert len(run_commits(lab)) == 1
+
+
+# -- crash and resume -------------------------------------------------------------------------
+
+
+class StopAfter:
+    """Asks the engine to stop once `n` steps have finished (done or skipped)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.finished: list[str] = []
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == Kind.STEP and event.state in (StepState.DONE, StepState.SKIPPED):
+            self.finished.append(event.step)
+
+    def stop(self) -> bool:
+        return len(self.finished) >= self.n
+
+
+def vmids(lab: RunningLab) -> set[int]:
+    with lab.world.lock:
+        return set(lab.world.vms)
+
+
+def test_a_run_stopped_after_each_step_resumes_to_the_same_end_without_repeats(
+    lab: RunningLab,
+) -> None:
+    dead(lab, "vm-destroyed:talos-node-large-3", "talos-node-large-3")
+    before = vmids(lab)
+    runbook = NodeReplace()
+    params = {"node": "talos-node-large-3", "mac": "new", "timeout": 60}
+    stopper = StopAfter(1)
+    engine = Engine(lab.config, emit=stopper, cancelled=stopper.stop)
+    result = engine.run(runbook, params, yes=True)
+    assert result.cancelled and not result.ok
+    run_id = result.run_id
+    steps = [s.step for s in result.preview.steps] if result.preview else []
+    assert len(steps) > 10
+    for n in range(2, len(steps) + 1):
+        stopper = StopAfter(n)  # each resume re-checks the done steps, goes one further
+        engine = Engine(lab.config, emit=stopper, cancelled=stopper.stop)
+        result = engine.resume(run_id, runbook, yes=True)
+        if result.ok:
+            break
+        assert result.cancelled, result.reason
+    else:
+        result = Engine(lab.config).resume(run_id, runbook, yes=True)
+    assert result.ok, result.reason
+
+    assert node_ready(lab, "talos-node-large-3")
+    assert len(vms_named(lab, "talos-node-large-3")) == 1
+    assert len(vmids(lab) - before) == 1  # one clone, never a second
+    assert len(run_commits(lab)) == 1
+
+
+# -- refusals: one line, nothing changed ----------------------------------------------------
+
+
+def refused(lab: RunningLab, capsys: pytest.CaptureFixture[str], *params: str) -> str:
+    """Run the runbook expecting a refusal; return its one line after proving nothing
+    changed (no VM, Node, etcd or Git change)."""
+    assert lab.remote is not None
+    with lab.world.lock:
+        before = (dict(lab.world.vms), len(lab.world.writes), len(lab.world.etcd))
+    head = lab.remote.repository().references["refs/heads/main"].target
+    assert run_cli(lab, *params) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    with lab.world.lock:
+        after = (dict(lab.world.vms), len(lab.world.writes), len(lab.world.etcd))
+    assert after == before
+    assert lab.remote.repository().references["refs/heads/main"].target == head
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_a_node_not_in_the_tree_is_refused(
+    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = refused(lab, capsys, "node=talos-node-huge-9")
+    assert "no node talos-node-huge-9 in talconfig.yaml" in line
+
+
+def test_quorum_at_risk_is_refused(lab: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
+    lab.world.inject("etcd-unhealthy:talos-control-1")
+    line = refused(lab, capsys, "node=talos-control-2")
+    assert "etcd quorum at risk: talos-control-1 unhealthy" in line
+
+
+def test_a_missing_template_is_refused(
+    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with lab.world.lock:
+        templates = [v.vmid for v in lab.world.vms.values() if v.template]
+        for vmid in templates:
+            del lab.world.vms[vmid]
+    line = refused(lab, capsys, "node=talos-node-large-2")
+    assert "no Talos template on Proxmox" in line
+
+
+def test_a_gpu_held_by_another_vm_is_refused(
+    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead(lab, "disk-failed:talos-node-gpu-1", "talos-node-gpu-1")
+    thief = lab.world.vm_clone(103, 120, "gpu-thief")
+    eventually(lambda: not thief.lock, timeout=10, what="the clone")
+    with lab.world.lock:
+        gpus = dict(lab.world.vm(103).hostpci)
+        lab.world.vm_stop(103)
+        lab.world.vm(120).hostpci.update(gpus)
+    lab.world.vm_start(120)
+    line = refused(lab, capsys, "node=talos-node-gpu-1")
+    assert "is attached to running VM 120 (gpu-thief)" in line
+
+
+def test_a_wrong_age_key_is_refused(
+    lab: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import pyrage
+
+    other = tmp_path / "other.agekey"
+    other.write_text(str(pyrage.x25519.Identity.generate()) + "\n")
+    config = lab.files.config.read_text().replace(str(lab.files.age_key), str(other))
+    lab.files.config.write_text(config)
+    line = refused(lab, capsys, "node=talos-node-large-2")
+    assert "talsecret.sops.yaml" in line
