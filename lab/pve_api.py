@@ -13,61 +13,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dapper.backends.clients.proxmox_parse import (
-    HOSTPCI_KEYS,
-    is_pci_id,
-    parse_hostpci,
-    parse_net_mac,
-    parse_upid,
-)
+from dapper.backends.clients.proxmox_parse import parse_upid
 from dapper.lab import pve_view as view
+from dapper.lab.pve_errors import PveError, param_error, perm_error
+from dapper.lab.pve_params import (
+    DNS_NAME,
+    bridges,
+    check_hostpci,
+    check_root_only,
+    config_changes,
+    new_disks,
+    parse_bool,
+)
+from dapper.lab.pve_perms import ADMIN_ROLES, AUDITOR_ROLES, PveToken
+
+__all__ = ["ADMIN_ROLES", "AUDITOR_ROLES", "PveApi", "PveError", "PveToken"]
 from dapper.lab.pve_tasks import TaskManager
-from dapper.lab.world import PVE_HOST, LabVm, World, WorldError
+from dapper.lab.world import PVE_HOST, LabVm, PciMapping, World, WorldError
+from dapper.lab.world.pve import STORAGES
 
-ADMIN_ROLE = "PVEVMAdmin"
-AUDITOR_ROLE = "PVEAuditor"
-_DNS_NAME = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
-_CONFIG_KEYS = {
-    "name", "cores", "sockets", "memory", "balloon", "cpu", "tags", "description",
-    "onboot", "boot", "agent", "machine", "bios", "ostype", "args", "vga", "numa",
-}  # fmt: skip
-_NET_KEY = re.compile(r"^net\d+$")
-_DISK_KEY = re.compile(r"^(?:virtio|scsi|sata|ide|efidisk|tpmstate|unused)\d+$")
 _VMID_MIN, _VMID_MAX = 100, 999_999_999
-
-
-class PveError(Exception):
-    """An API error: `status` and the one-line `reason` go on the status line."""
-
-    def __init__(self, status: int, reason: str, errors: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.errors = errors
-
-
-def _param_error(**errors: str) -> PveError:
-    return PveError(400, "Parameter verification failed.", errors)
-
-
-@dataclass(frozen=True)
-class PveToken:
-    """An API token: `user@realm!tokenid` with its secret and the role granted on `/`."""
-
-    token_id: str
-    secret: str
-    role: str
-
-    @property
-    def can_write(self) -> bool:
-        return self.role != AUDITOR_ROLE
-
-    @property
-    def header(self) -> str:
-        return f"PVEAPIToken={self.token_id}={self.secret}"
-
-    def __repr__(self) -> str:  # the secret stays out of logs and test output
-        return f"PveToken({self.token_id!r}, role={self.role!r})"
+_CREATE_ONLY = frozenset({"vmid", "start", "storage", "pool", "unique", "force"})
+_param_error = param_error
 
 
 @dataclass(frozen=True)
@@ -75,7 +42,8 @@ class _Route:
     method: str
     pattern: re.Pattern[str]
     handler: Callable[..., Any]
-    privilege: str = ""  # a write: the privilege PVE checks on /vms/{vmid}
+    privilege: str = ""  # a write: the privilege PVE checks on `target`
+    target: str = "/vms/{vmid}"
 
 
 class PveApi:
@@ -87,7 +55,7 @@ class PveApi:
         self.node = node
         n = r"nodes/(?P<node>[^/]+)"
         q = n + r"/qemu/(?P<vmid>[^/]+)"
-        routes = [
+        routes: list[tuple[Any, ...]] = [
             ("GET", r"", self._index),
             ("GET", r"version", self._version),
             ("GET", r"nodes", self._nodes),
@@ -107,7 +75,11 @@ class PveApi:
             ("POST", q + r"/status/reboot", self._reboot, "VM.PowerMgmt"),
             ("POST", q + r"/clone", self._clone, "VM.Clone"),
             ("DELETE", q, self._destroy, "VM.Allocate"),
+            ("POST", n + r"/qemu", self._create, "VM.Allocate"),
             ("GET", n + r"/storage", self._storage),
+            ("GET", n + r"/storage/(?P<storage>[^/]+)", self._storage_index),
+            ("GET", n + r"/storage/(?P<storage>[^/]+)/content", self._storage_content),
+            ("GET", n + r"/storage/(?P<storage>[^/]+)/status", self._storage_status),
             ("GET", n + r"/hardware", self._hardware_index),
             ("GET", n + r"/hardware/pci", self._pci),
             ("GET", n + r"/tasks", self._tasks),
@@ -117,7 +89,17 @@ class PveApi:
             ("GET", r"cluster", self._cluster_index),
             ("GET", r"cluster/resources", self._resources),
             ("GET", r"cluster/nextid", self._nextid),
+            ("GET", r"cluster/mapping", self._mapping_index),
             ("GET", r"cluster/mapping/pci", self._mappings),
+            ("GET", r"cluster/mapping/pci/(?P<mapping>[^/]+)", self._mapping_get),
+            (
+                "POST",
+                r"cluster/mapping/pci",
+                self._mapping_create,
+                "Mapping.Modify",
+                "/mapping/pci",
+            ),
+            ("GET", r"access/permissions", self._permissions),
         ]
         self._routes = [
             _Route(m, re.compile(f"^{p}$"), h, *(rest or ())) for m, p, h, *rest in routes
@@ -135,9 +117,9 @@ class PveApi:
             if not m or route.method != method:
                 continue
             args = m.groupdict()
-            if route.privilege and not token.can_write:
-                target = f"/vms/{args['vmid']}" if "vmid" in args else "/"
-                raise PveError(403, f"Permission check failed ({target}, {route.privilege})")
+            if route.privilege and not token.has(route.privilege):
+                target = route.target.format_map({"vmid": params.get("vmid", ""), **args})
+                raise perm_error(target, route.privilege)
             if "node" in args:
                 self._check_node(args["node"])
             if "vmid" in args:
@@ -196,7 +178,7 @@ class PveApi:
     # -- directory indexes (what pvesh ls shows; proxmoxer never needs them)
 
     def _index(self, **_: Any) -> list[dict]:
-        return [{"subdir": s} for s in ("version", "cluster", "nodes")]
+        return [{"subdir": s} for s in ("version", "cluster", "nodes", "access")]
 
     def _node_index(self, **_: Any) -> list[dict]:
         return [{"name": s} for s in ("qemu", "status", "storage", "hardware", "tasks")]
@@ -216,6 +198,9 @@ class PveApi:
 
     def _cluster_index(self, **_: Any) -> list[dict]:
         return [{"name": s} for s in ("resources", "nextid", "mapping", "tasks")]
+
+    def _mapping_index(self, **_: Any) -> list[dict]:
+        return [{"name": "pci"}, {"name": "usb"}, {"name": "dir"}]
 
     # -- reads
 
@@ -306,8 +291,67 @@ class PveApi:
             vmid += 1
         return str(vmid)  # PVE's JSON carries the number as a string
 
-    def _mappings(self, **_: Any) -> list[dict]:
-        return []
+    def _mappings(self, params: dict[str, str], **_: Any) -> list[dict]:
+        check = params.get("check-node")
+        if check is not None and check not in (self.node, "localhost"):
+            raise PveError(500, f"wrong node to check - {check} != {self.node}")
+        with self.world.lock:
+            return view.mapping_rows(self.world, check_node=self.node if check else None)
+
+    def _mapping_get(self, mapping: str, **_: Any) -> dict:
+        with self.world.lock:
+            rows = {r["id"]: r for r in view.mapping_rows(self.world)}
+        if mapping not in rows:
+            raise PveError(500, f"mapping '{mapping}' not found")
+        return {k: v for k, v in rows[mapping].items() if k != "id"}
+
+    def _mapping_create(self, params: dict[str, str], **_: Any) -> None:
+        """Create a mapping (root's job on a real cluster: Mapping.Modify on /mapping/pci)."""
+        mapping_id = params.get("id", "")
+        if not mapping_id:
+            raise param_error(id="property is missing and it is not optional")
+        lines = [line for line in params.get("map", "").split("\n") if line]
+        with self.world.lock:
+            if mapping_id in self.world.pci_mappings:
+                raise PveError(
+                    500, f"create hardware mapping failed: pci ID '{mapping_id}' already defined"
+                )
+            self.world.pci_mappings[mapping_id] = PciMapping(
+                mapping_id, params.get("description", ""), lines
+            )
+        return None
+
+    def _permissions(self, params: dict[str, str], token: PveToken, **_: Any) -> dict:
+        """`/access/permissions`: the token's privileges (granted on `/`, propagated)."""
+        path = params.get("path", "/")
+        return {path: {p: 1 for p in sorted(token.privileges)}}
+
+    def _storage_index(self, storage: str, **_: Any) -> list[dict]:
+        self._storage_with(storage, STORAGES.get(storage, "").split(",")[0], param="storage")
+        return [{"subdir": s} for s in ("content", "status")]
+
+    def _storage_status(self, storage: str, **_: Any) -> dict:
+        rows = [r for r in view.storage_rows(self.world, self.node) if r["storage"] == storage]
+        if not rows:
+            raise PveError(500, f"storage '{storage}' does not exist")
+        return {k: v for k, v in rows[0].items() if k not in ("node", "storage", "used_fraction")}
+
+    def _storage_content(self, storage: str, params: dict[str, str], **_: Any) -> list[dict]:
+        if storage not in STORAGES:
+            raise PveError(500, f"storage '{storage}' does not exist")
+        content = params.get("content", "")
+        if content and content not in ("images", "rootdir", "vztmpl", "iso", "backup", "snippets"):
+            raise param_error(
+                content=f"value '{content}' does not have a value in the enumeration "
+                "'images, rootdir, vztmpl, iso, backup, snippets, import'"
+            )
+        with self.world.lock:
+            rows = view.storage_content(self.world, storage)
+        if content:
+            rows = [r for r in rows if r["content"] == content]
+        if params.get("vmid"):
+            rows = [r for r in rows if str(r.get("vmid", "")) == params["vmid"]]
+        return rows
 
     def _task_of(self, upid: str):
         if parse_upid(upid) is None:
@@ -376,36 +420,98 @@ class PveApi:
         return self._task("qmreboot", vmid, token, body)
 
     def _clone(self, vmid: int, params: dict[str, str], token: PveToken, **_: Any) -> str:
+        """qemu-server's clone_vm: its early checks in order, then a qmclone task."""
         if "newid" not in params:
-            raise _param_error(newid="property is missing and it is not optional")
+            raise param_error(newid="property is missing and it is not optional")
         newid = _vmid(params["newid"], "newid")
         name = params.get("name", "")
-        if name and not _DNS_NAME.match(name):
-            raise _param_error(name=f"value '{name}' does not look like a valid DNS name")
+        if name and not DNS_NAME.match(name):
+            raise param_error(name=f"value '{name}' does not look like a valid DNS name")
+        full_param = parse_bool("full", params["full"]) if "full" in params else None
+        target = params.get("target", "")
+        storage = params.get("storage", "")
+        if target and target not in (self.node, "localhost"):
+            raise PveError(500, f"no such cluster node '{target}'")
+        if storage:
+            self._storage_with(storage, "images", param="storage")
         src = self._unlocked(vmid)
         with self.world.lock:
+            full = (not src.template) if full_param is None else full_param
+            if storage and not full:
+                raise PveError(500, "parameter 'storage' not allowed for linked clones")
+            for _key, disk_storage in _vm_disk_storages(src):
+                token.require(f"/storage/{storage or disk_storage}", "Datastore.AllocateSpace")
+            config = view.vm_config(src)
+            for key in sorted(k for k in src.hostpci):
+                check_hostpci(token, key, src.hostpci[key])
+            for bridge in bridges({k: str(v) for k, v in config.items()}):
+                token.require(f"/sdn/zones/localnetwork/{bridge}", "SDN.Use")
             if newid in self.world.vms:
-                raise PveError(500, f"VM {newid} already exists on node '{self.node}'")
-            try:
-                clone = self.world.vm_clone(vmid, newid, name or None)
-            except WorldError as exc:
-                raise PveError(500, str(exc)) from exc
-        disk = f"local-zfs:vm-{vmid}-disk-0"
-        size = f"{src.disk_gib}.0 GiB"
-        progress = (
-            f"create full clone of drive virtio0 ({disk})",
-            f"transferred 0.0 B of {size} (0.00%)",
-            f"transferred {src.disk_gib / 2:.1f} GiB of {size} (50.00%)",
-            f"transferred {size} of {size} (100.00%)",
-        )
+                raise PveError(500, f"unable to create VM {newid}: config file already exists")
+            blocker = None if full else self.world.pve.linked_clone_blocker(src)
+            if blocker is not None:
+                key, volid = blocker
+                raise PveError(500, f"Linked clone feature is not supported for '{volid}' ({key})")
+            clone = self.world.vm_clone(
+                vmid,
+                newid,
+                name or None,
+                full=full,
+                storage=storage,
+                description=params.get("description", ""),
+            )
+        what = "full clone" if full else "linked clone"
+        progress = [f"create {what} of drive {k} ({v.split(',')[0]})" for k, v in _disks(src)]
+        if full:
+            size = f"{src.disk_gib}.0 GiB"
+            progress += [
+                f"transferred 0.0 B of {size} (0.00%)",
+                f"transferred {src.disk_gib / 2:.1f} GiB of {size} (50.00%)",
+                f"transferred {size} of {size} (100.00%)",
+            ]
 
         def done(log: Callable[[str], None]) -> None:
             with self.world.lock:
                 clone.lock = ""  # the world clears it too; whichever runs first
 
         return self._task(
-            "qmclone", vmid, token, done, duration=self.world.timings.clone, progress=progress
+            "qmclone",
+            vmid,
+            token,
+            done,
+            duration=self.world.timings.clone,
+            progress=tuple(progress),
         )
+
+    def _create(self, node: str, params: dict[str, str], token: PveToken, **_: Any) -> str:
+        """create_vm: schema, then storage, config, passthrough and bridge permissions,
+        then the VMID (refused if taken) before the qmcreate task; `start=1` starts it."""
+        if "vmid" not in params:
+            raise param_error(vmid="property is missing and it is not optional")
+        vmid = _vmid(params["vmid"], "vmid")
+        start = parse_bool("start", params["start"]) if "start" in params else False
+        changes, _delete = config_changes(params, skip=_CREATE_ONLY)
+        self._check_writes(vmid, changes, [], token)
+        for key, value in changes.items():
+            if key.startswith("hostpci"):
+                check_hostpci(token, key, value)
+        try:
+            vm = self.world.vm_create(vmid, changes)
+        except WorldError as exc:
+            raise PveError(500, str(exc)) from exc
+        vm.lock = "create"
+
+        def body(log: Callable[[str], None]) -> None:
+            with self.world.lock:
+                vm.lock = ""
+            if start:
+                log("Execute autostart")
+                try:
+                    self.world.vm_start(vmid)
+                except WorldError as exc:
+                    log(f"start failed: {exc}")
+
+        return self._task("qmcreate", vmid, token, body)
 
     def _destroy(self, vmid: int, token: PveToken, **_: Any) -> str:
         vm = self._unlocked(vmid)
@@ -419,40 +525,31 @@ class PveApi:
 
         return self._task("qmdestroy", vmid, token, body)
 
-    def _config_changes(self, vmid: int, params: dict[str, str]) -> tuple[dict, list[str]]:
-        """Validate a config update like PVE's schema check; returns (changes, deletions)."""
-        errors: dict[str, str] = {}
-        changes: dict[str, str] = {}
-        for key, value in params.items():
-            if key in ("delete", "digest", "skiplock", "revert", "background_delay"):
-                continue
-            if key in HOSTPCI_KEYS:
-                hp = parse_hostpci(value)
-                if not hp.mapping and (
-                    not hp.addresses or not all(is_pci_id(a) for a in hp.addresses)
-                ):
-                    errors[key] = f"unable to parse hostpci value '{value}'"
-            elif _NET_KEY.match(key):
-                if not parse_net_mac(value) and "=" in value.split(",")[0]:
-                    errors[key] = f"invalid format - unable to parse network options '{value}'"
-            elif key in ("cores", "sockets", "memory", "balloon"):
-                if not value.isdigit() or (int(value) < 1 and key != "balloon"):
-                    errors[key] = f"type check ('integer') failed - got '{value}'"
-            elif key == "name":
-                if not _DNS_NAME.match(value):
-                    errors[key] = f"value '{value}' does not look like a valid DNS name"
-            elif key not in _CONFIG_KEYS and not _DISK_KEY.match(key):
-                errors[key] = (
-                    "property is not defined in schema and the schema does not allow "
-                    "additional properties"
-                )
-            changes[key] = value
-        delete = [k.strip() for k in params.get("delete", "").split(",") if k.strip()]
-        for key in delete:
-            if key in changes:
-                errors[key] = "conflicting options: cannot set and delete the same option"
-        if errors:
-            raise _param_error(**errors)
+    def _storage_with(self, storage: str, content: str, *, param: str) -> None:
+        """A storage that exists and holds `content`, as PVE checks a target storage."""
+        if storage not in STORAGES:
+            raise PveError(500, f"storage '{storage}' does not exist")
+        if content not in STORAGES[storage].split(","):
+            raise param_error(**{param: f"storage '{storage}' does not support vm images"})
+
+    def _check_writes(
+        self, vmid: int, changes: dict[str, str], delete: list[str], token: PveToken
+    ) -> None:
+        """The checks PVE makes before it forks: root-only keys, new disks' storages
+        (Datastore.AllocateSpace), the bridges (SDN.Use)."""
+        check_root_only(token, [*changes, *delete])
+        for _key, storage in new_disks(changes):
+            if storage not in STORAGES:
+                raise PveError(500, f"storage '{storage}' does not exist")
+            token.require(f"/storage/{storage}", "Datastore.AllocateSpace")
+            self._storage_with(storage, "images", param="storage")
+        for bridge in bridges(changes):
+            token.require(f"/sdn/zones/localnetwork/{bridge}", "SDN.Use")
+
+    def _config_changes(self, vmid: int, params: dict[str, str], token: PveToken):
+        """Schema, early permissions and the digest; returns (changes, deletions)."""
+        changes, delete = config_changes(params)
+        self._check_writes(vmid, changes, delete, token)
         with self.world.lock:
             cfg = view.vm_config(self._unlocked(vmid))
         if params.get("digest") and params["digest"] != cfg.get("digest"):
@@ -461,28 +558,56 @@ class PveApi:
             )
         return changes, delete
 
-    def _apply_config(self, vmid: int, changes: dict, delete: list[str]) -> None:
-        self.world.vm_set_config(vmid, changes, delete)
+    def _apply_config(self, vmid: int, changes: dict, delete: list[str], token: PveToken) -> None:
+        """update_vm's worker: passthrough permission per hostpci (the old value too),
+        then the change."""
+        with self.world.lock:
+            vm = self.world.vm(vmid)
+            for key in delete:
+                if key in vm.hostpci:
+                    check_hostpci(token, key, vm.hostpci[key])
+            for key, value in changes.items():
+                if key.startswith("hostpci"):
+                    if key in vm.hostpci:
+                        check_hostpci(token, key, vm.hostpci[key])
+                    check_hostpci(token, key, value)
+            self.world.vm_set_config(vmid, changes, delete)
 
     def _config_post(self, vmid: int, params: dict[str, str], token: PveToken, **_: Any) -> str:
-        changes, delete = self._config_changes(vmid, params)
+        changes, delete = self._config_changes(vmid, params, token)
 
         def body(log: Callable[[str], None]) -> None:
             for key, value in changes.items():
                 log(f"update VM {vmid}: -{key} {value}")
             if delete:
                 log(f"update VM {vmid}: -delete {','.join(delete)}")
-            self._apply_config(vmid, changes, delete)
+            try:
+                self._apply_config(vmid, changes, delete, token)
+            except PveError as exc:
+                raise WorldError(exc.reason, exc.status) from exc
 
         return self._task("qmconfig", vmid, token, body)
 
-    def _config_put(self, vmid: int, params: dict[str, str], **_: Any) -> None:
-        changes, delete = self._config_changes(vmid, params)
+    def _config_put(self, vmid: int, params: dict[str, str], token: PveToken, **_: Any) -> None:
+        changes, delete = self._config_changes(vmid, params, token)
         try:
-            self._apply_config(vmid, changes, delete)
+            self._apply_config(vmid, changes, delete, token)
         except WorldError as exc:
             raise PveError(500, str(exc)) from exc
         return None
+
+
+def _disks(vm: LabVm) -> list[tuple[str, str]]:
+    """(key, drive) of the VM's disks (CD-ROMs and unused volumes left out)."""
+    return [
+        (k, d)
+        for k, d in sorted(vm.drives.items())
+        if "media=cdrom" not in d.split(",")[1:] and not k.startswith("unused")
+    ]
+
+
+def _vm_disk_storages(vm: LabVm) -> list[tuple[str, str]]:
+    return [(k, d.split(",")[0].split(":")[0]) for k, d in _disks(vm)]
 
 
 def _int(value: str, name: str) -> int:

@@ -19,7 +19,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dapper.lab.https_server import HttpsServer, LabHandler
 from dapper.lab.pki import Pki, server_ssl_context
-from dapper.lab.pve_api import ADMIN_ROLE, AUDITOR_ROLE, PveApi, PveError, PveToken
+from dapper.lab.pve_api import PveApi, PveError
+from dapper.lab.pve_perms import ADMIN_ROLES, AUDITOR_ROLES, PveToken
 from dapper.lab.pve_tasks import TaskManager
 from dapper.lab.pve_view import host_uptime
 from dapper.lab.world import PVE_HOST, World
@@ -121,8 +122,8 @@ class PveServer(HttpsServer):
     ) -> None:
         super().__init__(world, pki, server_ssl_context(pki.https_server), host=host, port=port)
         self.node = node
-        self.admin_token = PveToken(ADMIN_TOKEN_ID, str(uuid.uuid4()), ADMIN_ROLE)
-        self.auditor_token = PveToken(AUDITOR_TOKEN_ID, str(uuid.uuid4()), AUDITOR_ROLE)
+        self.admin_token = PveToken(ADMIN_TOKEN_ID, str(uuid.uuid4()), ADMIN_ROLES)
+        self.auditor_token = PveToken(AUDITOR_TOKEN_ID, str(uuid.uuid4()), AUDITOR_ROLES)
         self._tokens = {t.token_id: t for t in (self.admin_token, self.auditor_token)}
         self.tasks = TaskManager(node, boot_ticks=host_uptime(world) * 100)
         self.api = PveApi(world, self.tasks, node)

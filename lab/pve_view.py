@@ -234,6 +234,70 @@ def storage_resource(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def storage_content(world: World, storage: str) -> list[dict[str, Any]]:
+    """`storage/{storage}/content`: the ISOs on `local`, the VMs' volumes elsewhere."""
+    created = int(world.started) - 40 * 86400
+    if storage == "local":
+        return [
+            {"volid": v, "content": "iso", "format": "iso", "size": size, "ctime": created}
+            for v, size in sorted(world.isos.items())
+        ]
+    out = []
+    for vm in sorted(world.vms.values(), key=lambda v: v.vmid):
+        for _key, drive in sorted(vm.drives.items()):
+            volid, *options = drive.split(",")
+            if not volid.startswith(f"{storage}:") or "media=cdrom" in options:
+                continue
+            size = next((o[5:] for o in options if o.startswith("size=")), "0G")
+            row: dict[str, Any] = {
+                "volid": volid,
+                "content": "images",
+                "format": "raw",
+                "size": int(float(size.rstrip("GM")) * (GIB if size.endswith("G") else MIB)),
+                "vmid": vm.vmid,
+            }
+            if "/" in volid:  # a linked clone: its base volume's snapshot
+                row["parent"] = volid.split(":", 1)[1].split("/")[0] + "@__base__"
+            out.append(row)
+    return out
+
+
+def mapping_rows(world: World, *, check_node: str | None = None) -> list[dict[str, Any]]:
+    """`/cluster/mapping/pci`: each mapping with its entries; `checks` for one node."""
+    digest = hashlib.sha1(
+        repr(sorted((m.id, m.description, m.map) for m in world.pci_mappings.values())).encode()
+    ).hexdigest()
+    out = []
+    for mapping in sorted(world.pci_mappings.values(), key=lambda m: m.id):
+        row: dict[str, Any] = {
+            "id": mapping.id,
+            "type": "pci",
+            "description": mapping.description,
+            "map": list(mapping.map),
+            "digest": digest,
+        }
+        if check_node is not None:
+            checks = []
+            entries = [e for e in mapping.map if f"node={check_node}" in e.split(",")]
+            if not entries:
+                checks.append(
+                    {"severity": "warning", "message": f"No mapping for node {check_node}."}
+                )
+            for entry in entries:
+                path = dict(p.split("=", 1) for p in entry.split(",") if "=" in p).get("path", "")
+                for dev in path.split(";"):
+                    if dev not in world.pci or not world.pci[dev].present:
+                        checks.append(
+                            {
+                                "severity": "error",
+                                "message": f"Invalid configuration: pci device '{dev}' not found",
+                            }
+                        )
+            row["checks"] = checks
+        out.append(row)
+    return out
+
+
 def pci_rows(world: World, blacklist: tuple[str, ...] = ("05", "06", "0b")) -> list[dict]:
     """`hardware/pci`: present devices, classes filtered by prefix as PVE does."""
     with world.lock:
@@ -265,9 +329,11 @@ def pci_rows(world: World, blacklist: tuple[str, ...] = ("05", "06", "0b")) -> l
 __all__ = [
     "PVE_HOST",
     "PVE_VERSION",
+    "mapping_rows",
     "node_row",
     "node_status",
     "pci_rows",
+    "storage_content",
     "storage_resource",
     "storage_rows",
     "vm_config",

@@ -91,6 +91,41 @@ class PveStorage:
 
 
 @dataclass(frozen=True)
+class PciMapEntry:
+    """One node's device in a PCI resource mapping (`node=pve,path=0000:81:00.0,...`)."""
+
+    node: str
+    path: str  # one or more PCI ids joined by `;`
+    id: str = ""  # vendor:device, e.g. 10de:15f8
+    subsystem_id: str = ""
+    iommugroup: int = -1
+
+
+@dataclass(frozen=True)
+class PciMapping:
+    """A cluster PCI resource mapping: what `hostpciN: mapping=<id>` passes through."""
+
+    id: str
+    description: str = ""
+    entries: tuple[PciMapEntry, ...] = ()
+
+    def paths(self, node: str) -> tuple[str, ...]:
+        """The device paths this mapping offers on `node` (several: a pool)."""
+        return tuple(e.path for e in self.entries if e.node == node)
+
+
+@dataclass(frozen=True)
+class StorageVolume:
+    """One volume on a storage (`nodes/{node}/storage/{storage}/content`)."""
+
+    volid: str  # local:iso/talos-v1.11.2-metal-amd64.iso
+    content: str  # iso, images, ...
+    format: str = ""
+    size: int = 0
+    vmid: int | None = None
+
+
+@dataclass(frozen=True)
 class PveTask:
     upid: str
     node: str
@@ -490,6 +525,49 @@ class ProxmoxBackend:
         rows = self.call("get", f"nodes/{node}/tasks/{upid}/log", start=start, limit=limit) or []
         return [str(r.get("t", "")) for r in sorted(rows, key=lambda r: int(r.get("n", 0)))]
 
+    def mappings_pci(self) -> list[PciMapping]:
+        """The cluster's PCI resource mappings, sorted by id."""
+        out = []
+        for r in self.call("get", "cluster/mapping/pci") or []:
+            entries = []
+            for line in r.get("map") or []:
+                fields = dict(split_property_string(str(line)))
+                group = str(fields.get("iommugroup", ""))
+                entries.append(
+                    PciMapEntry(
+                        node=fields.get("node", ""),
+                        path=fields.get("path", ""),
+                        id=fields.get("id", ""),
+                        subsystem_id=fields.get("subsystem-id", ""),
+                        iommugroup=int(group) if group.isdigit() else -1,
+                    )
+                )
+            out.append(
+                PciMapping(str(r.get("id", "")), str(r.get("description") or ""), tuple(entries))
+            )
+        return sorted(out, key=lambda m: m.id)
+
+    def storage_content(
+        self, storage: str, content: str = "iso", node: str = ""
+    ) -> list[StorageVolume]:
+        """The volumes of `content` type on `storage` (ISOs by default), sorted by volid."""
+        node = node or self.default_node()
+        params = {"content": content} if content else {}
+        rows = self.call("get", f"nodes/{node}/storage/{storage}/content", **params) or []
+        return sorted(
+            (
+                StorageVolume(
+                    volid=str(r.get("volid", "")),
+                    content=str(r.get("content", "")),
+                    format=str(r.get("format", "")),
+                    size=int(r.get("size") or 0),
+                    vmid=int(r["vmid"]) if r.get("vmid") is not None else None,
+                )
+                for r in rows
+            ),
+            key=lambda v: v.volid,
+        )
+
     def next_vmid(self) -> int:
         """`/cluster/nextid`; PVE documents an integer but often sends a string."""
         return int(self.call("get", "cluster/nextid"))
@@ -551,9 +629,27 @@ class ProxmoxBackend:
         return self._w(f"reboot VM {vmid}").power(vmid, "reboot", node)
 
     def clone(
-        self, vmid: int, newid: int, name: str = "", *, full: bool = True, node: str = ""
+        self,
+        vmid: int,
+        newid: int,
+        name: str = "",
+        *,
+        full: bool | None = True,
+        node: str = "",
+        target: str = "",
+        storage: str = "",
+        description: str = "",
     ) -> str:
-        return self._w(f"clone VM {vmid}").clone(vmid, newid, name, full, node)
+        """Clone `vmid` to `newid`; returns the UPID. `full=None` leaves PVE's default (a
+        linked clone of a template, a full copy of any other VM); `storage` only for full."""
+        extra = {"target": target, "storage": storage, "description": description}
+        return self._w(f"clone VM {vmid}").clone(vmid, newid, name, full, node, extra)
+
+    def create_vm(self, vmid: int, *, node: str = "", **config: str | int) -> str:
+        """POST /nodes/{node}/qemu: a new VM from config keys (`net0`, `virtio0=local-zfs:32`,
+        `ide2=local:iso/...,media=cdrom`, `hostpci0=mapping=<id>,pcie=1`, `start=1`...);
+        returns the UPID of the qmcreate task."""
+        return self._w(f"create VM {vmid}").create(vmid, node, config)
 
     def destroy(self, vmid: int, node: str = "", *, purge: bool = True) -> str:
         return self._w(f"destroy VM {vmid}").destroy(vmid, node, purge)
@@ -587,9 +683,25 @@ class _Writer:
         path = f"nodes/{self._node(vmid, node)}/qemu/{vmid}/status/{action}"
         return str(self._b.call("post", path, **params))
 
-    def clone(self, vmid: int, newid: int, name: str, full: bool, node: str) -> str:
+    def clone(
+        self,
+        vmid: int,
+        newid: int,
+        name: str,
+        full: bool | None,
+        node: str,
+        extra: Mapping[str, str],
+    ) -> str:
         path = f"nodes/{self._node(vmid, node)}/qemu/{vmid}/clone"
-        return str(self._b.call("post", path, newid=newid, name=name or None, full=int(full)))
+        params: dict[str, Any] = {"newid": newid, "name": name or None}
+        if full is not None:
+            params["full"] = int(full)
+        params.update({k: v for k, v in extra.items() if v})
+        return str(self._b.call("post", path, **params))
+
+    def create(self, vmid: int, node: str, config: Mapping[str, str | int]) -> str:
+        path = f"nodes/{node or self._b.default_node()}/qemu"
+        return str(self._b.call("post", path, vmid=vmid, **config))
 
     def destroy(self, vmid: int, node: str, purge: bool) -> str:
         path = f"nodes/{self._node(vmid, node)}/qemu/{vmid}"
@@ -671,11 +783,14 @@ def vm_from_api(
 __all__ = [
     "BackendError",
     "PciDevice",
+    "PciMapEntry",
+    "PciMapping",
     "ProxmoxBackend",
     "PveNode",
     "PveStorage",
     "PveTask",
     "ReadOnlyError",
+    "StorageVolume",
     "error_reason",
     "split_property_string",
     "vm_devices",

@@ -35,8 +35,8 @@ P100 = ("0x10de", "0x15f8", "NVIDIA Corporation", "GP100GL [Tesla P100 PCIe 16GB
 SAS3008 = ("0x1000", "0x0097", "Broadcom / LSI", "SAS3008 PCI-Express Fusion-MPT SAS-3", "0x010700")
 # The storages on the host: `local` (a directory: ISOs) and `local-zfs` (VM disks).
 STORAGES = {"local": "iso,vztmpl,backup,snippets", "local-zfs": "images,rootdir"}
-SEED_CONFIG = {
-    "sockets": 1,
+SEED_CONFIG: dict[str, str] = {
+    "sockets": "1",
     "cpu": "host",
     "machine": "q35",
     "bios": "ovmf",

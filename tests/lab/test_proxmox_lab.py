@@ -59,7 +59,7 @@ def admin(server: PveServer, ca_file: str) -> Iterator[ProxmoxBackend]:
 
 
 def test_lists_the_seven_talos_vms_with_facts(admin: ProxmoxBackend) -> None:
-    vms = admin.vms()
+    vms = [v for v in admin.vms() if not v.template]
     assert {v.name: v.macs for v in vms} == {k: (m,) for k, m in FACT_MACS.items()}
     assert all(v.status == "running" and v.host == "pve" for v in vms)
     gpu = next(v for v in vms if v.name == "talos-node-gpu-1")
@@ -120,7 +120,7 @@ def test_nextid_storage_and_resources(server: PveServer, ca_file: str, admin: Pr
     kinds = {r["type"] for r in px.cluster.resources.get()}
     assert kinds == {"node", "storage", "qemu"}
     assert {r["id"] for r in px.cluster.resources.get(type="vm")} == {
-        f"qemu/{i}" for i in range(100, 107)
+        f"qemu/{i}" for i in (*range(100, 107), 9000)
     }
 
 
@@ -160,7 +160,7 @@ def test_stop_start_shutdown_through_tasks(world: World, admin: ProxmoxBackend) 
 
 def test_clone_then_start_boots_a_new_vm(world: World, admin: ProxmoxBackend) -> None:
     newid = admin.next_vmid()
-    upid = admin.clone(104, newid, "talos-node-large-4")
+    upid = admin.clone(9000, newid, "talos-node-large-4")  # a full clone of the template
     assert UPID.match(upid).group(1) == "qmclone"
     progress: list[str] = []
     admin.wait_task(upid, timeout=10, on_progress=progress.append)
@@ -192,11 +192,11 @@ def test_destroy_refuses_a_running_vm_then_removes_a_stopped_one(admin: ProxmoxB
 
 def test_set_config_async_and_sync_with_digest(world: World, admin: ProxmoxBackend) -> None:
     cfg = admin.vm_config(104)
-    upid = admin.set_config(104, {"hostpci1": "0000:84:00.0,pcie=1"}, digest=cfg["digest"])
+    upid = admin.set_config(104, {"hostpci1": "mapping=p100-3,pcie=1"}, digest=cfg["digest"])
     lines: list[str] = []
     admin.wait_task(upid, timeout=10, on_progress=lines.append)
     assert any("hostpci1" in line for line in lines)
-    assert admin.vm_config(104)["hostpci1"] == "0000:84:00.0,pcie=1"
+    assert admin.vm_config(104)["hostpci1"] == "mapping=p100-3,pcie=1"
     assert admin.set_config(104, delete=["hostpci1"], sync=True) is None
     assert "hostpci1" not in admin.vm_config(104)
     with pytest.raises(BackendError, match="detected modified configuration"):
@@ -215,6 +215,7 @@ WRITES = [
     ("destroy", lambda b: b.destroy(104)),
     ("set_config", lambda b: b.set_config(104, {"cores": 2})),
     ("set_config_sync", lambda b: b.set_config(104, {"cores": 2}, sync=True)),
+    ("create_vm", lambda b: b.create_vm(150, node="pve", name="x", cores=2)),
 ]
 
 
@@ -222,7 +223,7 @@ def test_auditor_token_reads_but_gets_403_on_every_write(
     world: World, server: PveServer, ca_file: str
 ) -> None:
     auditor = backend(server, ca_file, auditor=True)
-    assert len(auditor.vms()) == 7  # PVEAuditor reads everything
+    assert len(auditor.vms()) == 8  # PVEAuditor reads everything (the template too)
     for name, write in WRITES:
         with pytest.raises(BackendError) as err:
             write(auditor)
@@ -240,7 +241,7 @@ def test_auditor_token_reads_but_gets_403_on_every_write(
             getattr(px(path), method.lower())()
         assert err.value.status_code == 403, (method, path)
     assert world.writes == []
-    assert all(v.status == "running" for v in world.vms.values())
+    assert all(v.status == "running" for v in world.vms.values() if not v.template)
     assert world.vms[104].cores == 16 and 150 not in world.vms
     auditor.close()
 
@@ -283,7 +284,7 @@ def test_wire_details_errors_and_unknown_paths(server: PveServer, ca_file: str) 
 def test_one_backend_serves_many_threads(admin: ProxmoxBackend) -> None:
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(lambda _: admin.vms(with_config=False), range(12)))
-    assert all([v.vmid for v in r] == list(range(100, 107)) for r in results)
+    assert all([v.vmid for v in r] == [*range(100, 107), 9000] for r in results)
     assert len(admin._apis) >= 2  # each worker thread got its own session
     admin.close()
-    assert admin._apis == [] and len(admin.vms(with_config=False)) == 7
+    assert admin._apis == [] and len(admin.vms(with_config=False)) == 8
