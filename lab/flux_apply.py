@@ -19,7 +19,6 @@ import hashlib
 import logging
 from typing import Any
 
-from dapper.lab.disk_links import by_id_links
 from dapper.lab.flux_status import (
     KS_NAME_LABEL,
     KS_NAMESPACE_LABEL,
@@ -33,6 +32,7 @@ from dapper.lab.flux_workloads import Workloads
 from dapper.lab.kinds import ResourceType, by_kind, split_api_version
 from dapper.lab.store import NotFound, StoreError, clone, now_rfc3339
 from dapper.lab.world import MIB, SSD_BYTES, World
+from dapper.lab.world.pools import pool_state
 
 log = logging.getLogger("dapper.lab.flux_apply")
 
@@ -235,18 +235,10 @@ class Applier:
 
     def _disk_pool(self, rt: ResourceType, pool: dict[str, Any]) -> None:
         name = pool["metadata"]["name"]
-        node = str((pool.get("spec") or {}).get("node") or "")
-        node_obj = self.store.find(by_kind("", "Node"), "", node)
         capacity = (SSD_BYTES // POOL_CLUSTER - 1) * POOL_CLUSTER
         fraction = 0.08 + (int(hashlib.sha256(name.encode()).hexdigest(), 16) % 2800) / 10000
         used = int(capacity * fraction) // MIB * MIB
-        missing = self._missing_disks(node, (pool.get("spec") or {}).get("disks") or [])
-        if f"pool-degraded:{name}" in self.world.faults:
-            state = "Degraded"
-        elif node_obj is None or missing:
-            state = "Unknown"
-        else:
-            state = "Online"
+        state, missing = pool_state(self.world, pool)
 
         def edit(o: dict[str, Any]) -> None:
             st = o.setdefault("status", {})
@@ -265,12 +257,6 @@ class Applier:
             )
 
         self._status(rt, pool, edit)
-
-    def _missing_disks(self, node: str, disks: list[Any]) -> list[str]:
-        """The pool's disks its node does not present (Mayastor cannot create the pool)."""
-        machine = next((m for m in self.world.machines.values() if m.hostname == node), None)
-        present = by_id_links(node, machine.disks) if machine else {}
-        return [str(d) for d in disks if str(d) not in present]
 
     def _pvc_bound(self, rt: ResourceType, pvc: dict[str, Any]) -> None:
         spec = pvc.get("spec") or {}

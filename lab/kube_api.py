@@ -350,6 +350,8 @@ class KubeApi:
             obj = self.store.delete(r.rt, r.namespace or "", r.name, dry_run=opts.dry_run)
             if r.rt.kind == "Pod" and not opts.dry_run:
                 self.world.replace_pod(obj)
+            if r.rt.kind == "Node" and not opts.dry_run:
+                self.world.kube.refresh_pools(r.name)  # Mayastor sees its node go
         return self._out(obj, r)
 
     def evict(self, r: Route, body: object) -> dict:

@@ -27,7 +27,12 @@ from dapper.tui.detail_builders import (
     workload,
 )
 from dapper.tui.format import styled
-from dapper.tui.pane_commands import FLUX_COMMANDS, NODE_COMMANDS, VM_COMMANDS
+from dapper.tui.pane_commands import (
+    FLUX_COMMANDS,
+    NODE_COMMANDS,
+    VM_COMMANDS,
+    runbook_commands,
+)
 from dapper.tui.pane_registry import register_builtin
 from dapper.tui.pane_spec import Column, GridSlot, HeaderCount, PaneSpec
 from rich.text import Text
@@ -449,7 +454,7 @@ NODES = register_builtin(
         detail=node_detail,
         grid=GridSlot(row=0, column=0, columns=2),
         help="Kubernetes nodes with their Talos machine and VM",
-        commands=NODE_COMMANDS,
+        commands=NODE_COMMANDS + runbook_commands("nodes"),
         header=HeaderCount("nodes", lambda sm, _s: sm.nodes),
     )
 )

@@ -171,18 +171,28 @@ NODE_COMMANDS: tuple[PaneCommand, ...] = (
         "Cordon the node and evict its pods (DaemonSets stay). Workloads move away.",
         (KUBERNETES,),
     ),
-    PaneCommand(
-        "replace",
-        "R",
-        "Replace node",
-        False,
-        _opens_runbook,
-        "Open the node-replace runbook for this node (its preview shows the impact first).",
-        (KUBERNETES, TALOS, PROXMOX),
-        short="replace",
-        runbook=("node-replace", "node"),
-    ),
 )
+
+
+def runbook_commands(pane: str) -> tuple[PaneCommand, ...]:
+    """The keys that open a runbook on one of the pane's rows (declared by the runbooks)."""
+    from dapper.actions.row_actions import for_pane
+
+    return tuple(
+        PaneCommand(
+            f"runbook:{a.runbook}",
+            a.key,
+            a.label,
+            False,
+            _opens_runbook,
+            a.explain,
+            (KUBERNETES, TALOS, PROXMOX),
+            short=a.short,
+            runbook=(a.runbook, a.param),
+        )
+        for a in for_pane(pane)
+    )
+
 
 VM_COMMANDS: tuple[PaneCommand, ...] = (
     PaneCommand(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from dapper.actions.engine import Check, RunContext, Step, StepFailed, StepPreview
+from dapper.actions.node_replace.old_node import replacement_begun
 from dapper.actions.node_replace.target import generated_config, machines, resolve
 from dapper.backends.errors import BackendError
 
@@ -28,7 +29,7 @@ class ApplyConfigStep(Step):
     title = "Apply the machine config from the tree in maintenance mode"
 
     def check(self, ctx: RunContext) -> Check:
-        if configured(ctx):
+        if replacement_begun(ctx) and configured(ctx):
             return Check(True, "the node runs its config")
         return Check(False)
 
@@ -114,6 +115,8 @@ class ReadyStep(Step):
         return done, f"etcd voters: {', '.join(names)}"
 
     def check(self, ctx: RunContext) -> Check:
+        if not replacement_begun(ctx):
+            return Check(False)
         done, status = self._state(ctx)
         return Check(done, status if done else "")
 
@@ -139,7 +142,7 @@ class UncordonStep(Step):
 
     def check(self, ctx: RunContext) -> Check:
         node = ctx.cluster.node(resolve(ctx).hostname)
-        if node is not None and not node.unschedulable:
+        if replacement_begun(ctx) and node is not None and not node.unschedulable:
             return Check(True, "schedulable")
         return Check(False)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dapper.actions.engine import Check, RunContext, Step, StepFailed, StepPreview
-from dapper.actions.node_replace.old_node import TASK_TIMEOUT
+from dapper.actions.node_replace.old_node import TASK_TIMEOUT, replacement_begun
 from dapper.actions.node_replace.target import (
     HOSTPCI_KEYS,
     machines,
@@ -72,8 +72,8 @@ class CreateVmStep(Step):
     def _vmid(self, ctx: RunContext) -> str:
         if ctx.params.get("vmid") == "reuse":
             old = old_vm_facts(ctx)
-            return str(old.get("vmid") or "the next free id")
-        return "the next free id"
+            return str(old.get("vmid") or "<next free id>")
+        return "<next free id>"
 
     def preview(self, ctx: RunContext) -> StepPreview:
         target = resolve(ctx)
@@ -203,6 +203,8 @@ class BootStep(Step):
         return machines(ctx).hostname(target.node.ip) == target.hostname
 
     def check(self, ctx: RunContext) -> Check:
+        if not replacement_begun(ctx):
+            return Check(False)  # what answers now is the old machine
         if self._configured(ctx):
             return Check(True, "the node already runs its config")
         vm = new_vm(ctx)

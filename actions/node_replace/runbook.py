@@ -51,16 +51,21 @@ class _TreeCommit(CommitStep):
     """Commit only when a step changed the tree (mac=keep changes nothing)."""
 
     def check(self, ctx: RunContext) -> Check:
-        if not run_commit(ctx) and not self.paths(ctx):
+        if not _tree_changes(ctx):
             return Check(True, "the tree needs no change")
         return super().check(ctx)
 
 
 class _TreePush(PushStep):
     def check(self, ctx: RunContext) -> Check:
-        if not run_commit(ctx) and not ctx.out("tree", "paths"):
+        if not _tree_changes(ctx):
             return Check(True, "nothing to push")
         return super().check(ctx)
+
+
+def _tree_changes(ctx: RunContext) -> bool:
+    """Whether this run commits: mac=new writes talconfig.yaml (or did, before a crash)."""
+    return ctx.params.get("mac") == "new" or bool(run_commit(ctx) or ctx.out("tree", "paths"))
 
 
 class NodeReplace(Runbook):

@@ -55,6 +55,7 @@ class KubeWorld:
                     ds["metadata"]["name"],
                     node_selector=ds["spec"]["template"]["spec"].get("nodeSelector") or None,
                 )
+            self.refresh_pools(spec.hostname)
         else:
             self.set_node_ready(
                 spec.hostname, True, "KubeletReady", "kubelet is posting ready status"
@@ -302,6 +303,26 @@ class KubeWorld:
 
                 self.store.mutate(rt, pool["metadata"]["namespace"], name, edit, status_only=True)
 
+    def refresh_pools(self, node: str) -> None:
+        """Mayastor's operator looks at the node's pools again (node registered or gone)."""
+        from dapper.lab.world.pools import pool_state
+
+        rt = by_kind("openebs.io", "DiskPool")
+        items, _ = self.store.list(rt)
+        for pool in items:
+            if (pool.get("spec") or {}).get("node") != node or "status" not in pool:
+                continue
+            state, missing = pool_state(self.state, pool)
+
+            def edit(p: dict, state: str = state, missing: list[str] = missing) -> None:
+                status = p.setdefault("status", {})
+                status["pool_status"] = state
+                status["cr_state"] = "Creating" if missing else "Created"
+
+            self.store.mutate(
+                rt, pool["metadata"]["namespace"], pool["metadata"]["name"], edit, status_only=True
+            )
+
     def refresh_gpu_capacity(self) -> None:
         units = self.gpu_units()
         for spec in self.state.specs:
@@ -342,6 +363,7 @@ class KubeWorld:
                 self.replace_pod(pod)
             with contextlib.suppress(NotFound):
                 self.store.delete(by_kind("", "Node"), "", name)
+            self.refresh_pools(name)
 
     def replace_pod(self, pod: dict) -> dict | None:
         """What a ReplicaSet/StatefulSet controller does when its pod is gone: a new one,

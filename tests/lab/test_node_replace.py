@@ -79,7 +79,7 @@ def pool_state(lab: RunningLab, name: str) -> str:
 def dead(lab: RunningLab, fault: str, node: str) -> None:
     """Stage a dead node and wait until Kubernetes says so (after the grace period)."""
     lab.world.inject(fault)
-    eventually(lambda: not node_ready(lab, node), timeout=20, what=f"{node} NotReady")
+    eventually(lambda: not node_ready(lab, node), timeout=20, message=f"{node} NotReady")
 
 
 # -- end to end from the CLI ------------------------------------------------------------------
@@ -252,7 +252,7 @@ def test_a_gpu_held_by_another_vm_is_refused(
 ) -> None:
     dead(lab, "disk-failed:talos-node-gpu-1", "talos-node-gpu-1")
     thief = lab.world.vm_clone(103, 120, "gpu-thief")
-    eventually(lambda: not thief.lock, timeout=10, what="the clone")
+    eventually(lambda: not thief.lock, timeout=10, message="the clone")
     with lab.world.lock:
         gpus = dict(lab.world.vm(103).hostpci)
         lab.world.vm_stop(103)
