@@ -65,7 +65,7 @@ def select_nodes(talconfig: TalConfig, names: Iterable[str] | None) -> list[TalN
 
 def node_patches(talconfig: TalConfig, node: TalNode) -> list[str]:
     """The patch references for `node` in the order talhelper applies them."""
-    return [*node.patches, *talconfig.patches]
+    return [*node.role_patches, *node.patches, *talconfig.patches]
 
 
 def render_node(

@@ -75,8 +75,10 @@ class TalNode:
     install_disk: str
     image: str  # the installer image with its tag (talosImageURL:talosVersion)
     macs: tuple[str, ...]  # lower-case, from networkInterfaces[].deviceSelector.hardwareAddr
-    patches: tuple[str, ...]  # role patches then the node's own, as written ("@./…" or inline)
+    patches: tuple[str, ...]  # the entry's own `patches`, as written ("@./…" or inline)
     line: int  # line of the entry in talconfig.yaml
+    # controlPlane.patches or worker.patches (none when the node says overridePatches)
+    role_patches: tuple[str, ...] = ()
     interfaces: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
     cert_sans: tuple[str, ...] = ()
 
@@ -269,8 +271,9 @@ def _node(
         install_disk=str(raw.get("installDisk") or ""),
         image=f"{url}:{talos_version}",
         macs=tuple(macs),
-        patches=(*role, *own),
+        patches=own,
         line=line,
+        role_patches=role,
         interfaces=tuple(to_plain(i) for i in interfaces),
         cert_sans=where.strings(raw, "certSANs"),
     )

@@ -46,7 +46,8 @@ def test_talconfig_fields_for_the_runbooks() -> None:
             i["deviceSelector"]["hardwareAddr"].lower() for i in want["networkInterfaces"]
         )
         role = raw["controlPlane"]["patches"] if want["controlPlane"] else []
-        assert node.patches == (*role, *want.get("patches", []))
+        assert node.patches == tuple(want.get("patches", []))
+        assert node.role_patches == tuple(role)
         assert node.line == _line_of(text, f"- hostname: {node.hostname}")
     assert tc.node("talos-node-gpu-1") is tc.nodes[3]
     assert tc.node("nope") is None

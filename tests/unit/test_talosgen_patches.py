@@ -165,3 +165,24 @@ def test_without_the_remove_talos_would_keep_its_default_and_append_namespaces(
         "kube-system",
         "kube-system",
     ]
+
+
+def test_worker_patches_inline_patches_and_override_patches(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    path = root / "kubernetes/bootstrap/talos/talconfig.yaml"
+    text = path.read_text()
+    first = "  - hostname: talos-control-1\n"
+    assert first in text
+    text = text.replace(first, first + "    overridePatches: true\n")
+    text += 'worker:\n  patches:\n    - |\n      machine:\n        nodeLabels:\n          t: "w"\n'
+    path.write_text(text)
+    generated = generate_configs(root, identities())
+    docs = {name: load_yaml(data) for name, data in generated.configs.items()}
+    for name, doc in docs.items():
+        labels = doc["machine"].get("nodeLabels", {})
+        assert (labels.get("t") == "w") is name.startswith("talos-node-"), name
+    # overridePatches drops controlPlane.patches for that node only
+    assert "coreDNS" not in docs["talos-control-1"]["cluster"]
+    assert docs["talos-control-2"]["cluster"]["coreDNS"] == {"disabled": True}
+    # the global patches still apply to it
+    assert docs["talos-control-1"]["machine"]["time"]["servers"]
