@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dapper.backends.private_files import open_private, private_dir
 from dapper.backends.sops.keys import IdentityLike
+from dapper.backends.talosgen.clientconfig import build_talosconfig
 from dapper.backends.talosgen.machineconfig import base_config
 from dapper.backends.talosgen.secrets import SecretBundle, load_secret_bundle
 from dapper.backends.talosgen.talconfig import (
@@ -26,7 +27,6 @@ from dapper.backends.talosgen.talconfig import (
     load_talconfig,
     load_talenv,
 )
-from dapper.backends.talosgen.talosconfig import build_talosconfig
 from dapper.backends.talosgen.talosmerge import ConfigPatch, apply_patch, load_patch
 from dapper.backends.talosgen.yamlio import dump_documents
 
