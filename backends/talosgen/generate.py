@@ -89,6 +89,7 @@ def generate_configs(
     """Configs for `nodes` (default: all) from the repo at `root`; nothing is written."""
     root = Path(root)
     talconfig = load_talconfig(root)
+    talconfig.check_modelled_version()
     chosen = select_nodes(talconfig, nodes)
     env = load_talenv(talconfig.directory / TALENV)
     patches: dict[str, ConfigPatch] = {}

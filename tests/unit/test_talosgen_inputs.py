@@ -139,3 +139,19 @@ def test_a_missing_patch_file_is_named(tmp_path: Path) -> None:
         generate_configs(root, identities(), nodes=["talos-node-gpu-1"])
     # the other nodes do not need that patch
     assert generate_configs(root, identities(), nodes=["talos-node-large-1"]).configs
+
+
+def test_another_talos_minor_loads_but_is_not_generated(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    env = root / "kubernetes/bootstrap/talos/talenv.yaml"
+    env.write_text(env.read_text().replace("TALOS_VERSION: v1.11.2", "TALOS_VERSION: v1.12.0"))
+    tc = load_talconfig(root)
+    assert tc.talos_version == "v1.12.0"
+    assert tc.node("talos-control-1").image.endswith(":v1.12.0")  # type: ignore[union-attr]
+    text = tc.path.read_text()
+    with pytest.raises(TalConfigError) as caught:
+        generate_configs(root, identities())
+    assert str(caught.value) == (
+        f"{tc.path}:{_line_of(text, 'talosVersion:')}: talosVersion v1.12.0: "
+        "the generator models Talos v1.11.x only (use talhelper)"
+    )
