@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dapper.backends.private_files import open_private, private_dir
 from dapper.backends.sops.keys import IdentityLike
+from dapper.backends.talosgen.clientconfig import build_talosconfig
 from dapper.backends.talosgen.machineconfig import base_config
 from dapper.backends.talosgen.secrets import SecretBundle, load_secret_bundle
 from dapper.backends.talosgen.talconfig import (
@@ -26,7 +27,6 @@ from dapper.backends.talosgen.talconfig import (
     load_talconfig,
     load_talenv,
 )
-from dapper.backends.talosgen.talosconfig import build_talosconfig
 from dapper.backends.talosgen.talosmerge import ConfigPatch, apply_patch, load_patch
 from dapper.backends.talosgen.yamlio import dump_documents
 
@@ -65,7 +65,7 @@ def select_nodes(talconfig: TalConfig, names: Iterable[str] | None) -> list[TalN
 
 def node_patches(talconfig: TalConfig, node: TalNode) -> list[str]:
     """The patch references for `node` in the order talhelper applies them."""
-    return [*node.patches, *talconfig.patches]
+    return [*node.role_patches, *node.patches, *talconfig.patches]
 
 
 def render_node(
@@ -89,6 +89,7 @@ def generate_configs(
     """Configs for `nodes` (default: all) from the repo at `root`; nothing is written."""
     root = Path(root)
     talconfig = load_talconfig(root)
+    talconfig.check_modelled_version()
     chosen = select_nodes(talconfig, nodes)
     env = load_talenv(talconfig.directory / TALENV)
     patches: dict[str, ConfigPatch] = {}

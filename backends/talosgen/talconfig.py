@@ -27,6 +27,9 @@ from dapper.backends.talosgen.yamlio import YamlLoadError, line_of, load_documen
 TALOS_DIR = Path("kubernetes/bootstrap/talos")
 TALCONFIG = "talconfig.yaml"
 TALENV = "talenv.yaml"
+# The Talos minor version whose generator defaults `machineconfig` reproduces; another
+# minor changes them (v1.12 moves the hostname and resolvers into their own documents).
+MODELLED_TALOS = "v1.11."
 
 _TOP_KEYS = {
     "clusterName",
@@ -75,8 +78,10 @@ class TalNode:
     install_disk: str
     image: str  # the installer image with its tag (talosImageURL:talosVersion)
     macs: tuple[str, ...]  # lower-case, from networkInterfaces[].deviceSelector.hardwareAddr
-    patches: tuple[str, ...]  # role patches then the node's own, as written ("@./…" or inline)
+    patches: tuple[str, ...]  # the entry's own `patches`, as written ("@./…" or inline)
     line: int  # line of the entry in talconfig.yaml
+    # controlPlane.patches or worker.patches (none when the node says overridePatches)
+    role_patches: tuple[str, ...] = ()
     interfaces: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
     cert_sans: tuple[str, ...] = ()
 
@@ -103,6 +108,16 @@ class TalConfig:
     api_server_cert_sans: tuple[str, ...] = ()
     machine_cert_sans: tuple[str, ...] = ()
     patches: tuple[str, ...] = ()  # the global ones
+    talos_version_line: int = 0
+
+    def check_modelled_version(self) -> None:
+        """Refuse a Talos minor version whose generator defaults are not the modelled ones
+        (loading still works: the runbooks read nodes whatever the version)."""
+        if not self.talos_version.startswith(MODELLED_TALOS):
+            raise TalConfigError(
+                f"{self.path}:{self.talos_version_line}: talosVersion {self.talos_version}: "
+                f"the generator models Talos {MODELLED_TALOS}x only (use talhelper)"
+            )
 
     def node(self, hostname: str) -> TalNode | None:
         return next((n for n in self.nodes if n.hostname == hostname), None)
@@ -215,6 +230,7 @@ def _parse(doc: Any, path: Path) -> TalConfig:
         cluster_name=cluster_name,
         endpoint=endpoint,
         talos_version=talos_version,
+        talos_version_line=line_of(doc, "talosVersion"),
         kubernetes_version=kubernetes_version,
         nodes=nodes,
         path=path,
@@ -269,8 +285,9 @@ def _node(
         install_disk=str(raw.get("installDisk") or ""),
         image=f"{url}:{talos_version}",
         macs=tuple(macs),
-        patches=(*role, *own),
+        patches=own,
         line=line,
+        role_patches=role,
         interfaces=tuple(to_plain(i) for i in interfaces),
         cert_sans=where.strings(raw, "certSANs"),
     )

@@ -31,10 +31,10 @@ from dapper.backends.patching import PatchError, json_patch
 from dapper.backends.talosgen.talconfig import TalConfigError, substitute
 from dapper.backends.talosgen.yamlio import YamlLoadError, load_documents, to_plain
 
-Path_ = tuple[str, ...]
+KeyPath = tuple[str, ...]
 ITEM = "*"  # a list item in a path
 
-REPLACED: frozenset[Path_] = frozenset(
+REPLACED: frozenset[KeyPath] = frozenset(
     {
         ("cluster", "network", "podSubnets"),
         ("cluster", "network", "serviceSubnets"),
@@ -58,7 +58,7 @@ def _field_matches(name: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]]
     return matches
 
 
-KEYED: dict[Path_, Callable[[Mapping[str, Any], Mapping[str, Any]], bool]] = {
+KEYED: dict[KeyPath, Callable[[Mapping[str, Any], Mapping[str, Any]], bool]] = {
     ("machine", "network", "interfaces"): _device_matches,
     ("machine", "network", "interfaces", ITEM, "vlans"): _field_matches("vlanId"),
     ("cluster", "apiServer", "admissionControl"): _field_matches("name"),
@@ -71,7 +71,7 @@ class MergeError(ValueError):
     """A patch whose shape does not fit the config (a map onto a list, ...)."""
 
 
-def talos_merge(left: Any, right: Any, path: Path_ = ()) -> Any:
+def talos_merge(left: Any, right: Any, path: KeyPath = ()) -> Any:
     """`right` merged into a copy of `left` with Talos's rules (see the module docstring)."""
     return _merge(copy.deepcopy(left), right, path)
 
@@ -80,7 +80,7 @@ def _is_delete(value: Any) -> bool:
     return isinstance(value, Mapping) and value.get("$patch") == "delete"
 
 
-def _merge(left: Any, right: Any, path: Path_) -> Any:
+def _merge(left: Any, right: Any, path: KeyPath) -> Any:
     if right is None:
         return left
     if left is None:
@@ -139,7 +139,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _dotted(path: Path_) -> str:
+def _dotted(path: KeyPath) -> str:
     return ".".join(path) or "(top)"
 
 
