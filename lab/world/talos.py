@@ -163,11 +163,20 @@ class TalosWorld:
         return None
 
     def lab_address(self, machine: Machine) -> str:
-        """The loopback address standing in for `machine`'s own LAN address (stable)."""
+        """The loopback address standing in for `machine`'s own LAN address (stable while
+        it keeps its IP). New ones are handed out round the /24, so an address a machine
+        left (a DHCP lease before its static one) is not at once another's."""
         taken = self.state.lab_addresses
         if machine.ip not in taken:
             used = set(taken.values())
-            last = next(n for n in range(2, 255) if f"{self.state.loopback_prefix}{n}" not in used)
+            start = self.state.next_loopback
+            for step in range(253):
+                last = 2 + (start - 2 + step) % 253
+                if f"{self.state.loopback_prefix}{last}" not in used:
+                    break
+            else:
+                raise WorldError("no free loopback address for another machine", 507)
+            self.state.next_loopback = last + 1
             taken[machine.ip] = f"{self.state.loopback_prefix}{last}"
         return taken[machine.ip]
 
