@@ -651,12 +651,13 @@ class TalosWorld:
                         return  # the sequence fails: drained, still a member, still running
             if "EPHEMERAL" in wiped:
                 m.etcd_data = False
-            if "STATE" in wiped:
+            if "STATE" in wiped:  # reinstalled: whatever wedged its kubelet is gone too
                 m.maintenance = True
                 m.config = None
                 m.staged = None
                 m.role = ""
                 m.etcd_service = "Running"
+                m.kubelet_wedged = False
             m.booted = False
             if not m.maintenance or "STATE" in wiped:
                 self.kube.set_node_ready(m.hostname, False, *NOT_POSTING)

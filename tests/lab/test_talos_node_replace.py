@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -216,6 +217,7 @@ def test_replacing_a_destroyed_worker_joins_at_the_config_address(lab: RunningLa
         message="the replacement's Node to register and be Ready",
     )
     assert node.internal_ip == ip
+    assert node.created is not None and node.created > time.time() - 600  # a new Node
     # the cluster's talosconfig reaches it by its new address and name
     assert _talos_value(lab, lambda c: c.hostname(ip)) == hostname
     assert _talos_value(lab, lambda c: c.hostname(hostname)) == hostname
