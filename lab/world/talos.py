@@ -250,10 +250,22 @@ class TalosWorld:
 
         def expire() -> None:
             with self.lock:
-                if not machine.booted:
+                if not machine.booted and not self._posting(machine.hostname):
                     self.kube.set_node_ready(machine.hostname, False, *NOT_POSTING)
 
         self.state.clock.later(self.state.timings.node_grace, expire)
+
+    def _posting(self, hostname: str) -> bool:
+        """Some machine's kubelet posts status for this Node (a replacement that
+        registered within the old machine's grace period keeps it Ready)."""
+        return any(
+            m.hostname == hostname
+            and self.reachable(m)
+            and not m.maintenance
+            and m.joins
+            and not m.kubelet_wedged
+            for m in self.state.machines.values()
+        )
 
     def forget_vm(self, vmid: int) -> None:
         """The VM was destroyed: its machine is gone (and its own address with it)."""
@@ -331,7 +343,7 @@ class TalosWorld:
 
         def expire() -> None:
             with self.lock:
-                if m.kubelet_wedged:
+                if m.kubelet_wedged and not self._posting(m.hostname):
                     self.kube.set_node_ready(m.hostname, False, *NOT_POSTING)
 
         self.state.clock.later(self.state.timings.node_grace, expire)

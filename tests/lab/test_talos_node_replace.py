@@ -261,6 +261,39 @@ def test_a_replacement_next_to_the_stopped_old_vm_takes_its_address(
     pve.close()
 
 
+def test_the_old_machine_grace_period_does_not_touch_its_replacement(secrets) -> None:
+    """The old VM stops, and its replacement registers before the old kubelet's grace
+    period ends: the Node stays Ready (its status comes from the new kubelet)."""
+    grace = 3.0
+    timings = Timings(boot=0.05, task=0.05, clone=0.05, install=0.05, node_grace=grace)
+    lab = start_lab(flux=False, timings=timings)
+    try:
+        hostname, ip, vmid, mac = LARGE2
+        pve, kube = _pve(lab), _kube(lab)
+        stopped = time.monotonic()
+        pve.wait_task(pve.stop(vmid), timeout=10)
+        pve.wait_task(pve.destroy(vmid), timeout=10)
+        newid = _new_vm(lab, pve, hostname, mac)
+        config = machine_config(secrets, hostname, "worker", mac=mac, address=f"{ip}/24")
+        _apply_in_maintenance(lab, _maintenance_address(pve, newid), config)
+        eventually(
+            lambda: (
+                (m := lab.world.machines.get(ip)) is not None
+                and m.vmid == newid
+                and lab.world.reachable(m)
+            ),
+            interval=0.05,
+            message="the replacement to come up",
+        )
+        assert time.monotonic() - stopped < grace, "too slow to test the grace period"
+        asyncio.run(asyncio.sleep(grace - (time.monotonic() - stopped) + 0.3))
+        assert _node(kube, hostname).ready == "True"
+        kube.close()
+        pve.close()
+    finally:
+        lab.stop()
+
+
 def test_a_config_for_another_mac_never_joins(lab: RunningLab, secrets) -> None:
     pve, kube = _pve(lab), _kube(lab)
     newid = _new_vm(lab, pve, "talos-node-large-9")
