@@ -58,10 +58,25 @@ class KubeWorld:
                     ds["metadata"]["name"],
                     node_selector=ds["spec"]["template"]["spec"].get("nodeSelector") or None,
                 )
-        else:
+        else:  # the kubelet updates the object's status: its addresses, then Ready
+            self._readdress(spec)
             self.set_node_ready(
                 spec.hostname, True, "KubeletReady", "kubelet is posting ready status"
             )
+
+    def _readdress(self, spec: NodeSpec) -> None:
+        """A kubelet registering into an existing Node (a replacement whose old Node was
+        not deleted) posts its own addresses."""
+        rt = by_kind("", "Node")
+        fresh = self.node_object(spec)["status"]["addresses"]
+        node = self.store.find(rt, "", spec.hostname) or {}
+        if node.get("status", {}).get("addresses") == fresh:
+            return
+
+        def edit(obj: dict) -> None:
+            obj["status"]["addresses"] = fresh
+
+        self.store.mutate(rt, "", spec.hostname, edit, status_only=True)
 
     def seed(self) -> None:
         """Namespaces, a Node per spec, control-plane static pods, DaemonSets, CoreDNS."""

@@ -251,12 +251,34 @@ def test_a_replacement_next_to_the_stopped_old_vm_takes_its_address(
         interval=0.05,
         message="the replacement at the old address",
     )
+    assert _node(kube, hostname).internal_ip == ip
     pve.wait_task(pve.start(vmid), timeout=10)
     _settled(lab, vmid)
     old = lab.world.machine_of_vm(vmid)
     assert not old.network and not lab.world.reachable(old)
     assert _talos_value(lab, lambda c: c.hostname(ip)) == hostname
     assert lab.world.machine(ip).vmid == newid
+    kube.close()
+    pve.close()
+
+
+def test_a_kubelet_registers_into_a_node_that_was_not_deleted(lab: RunningLab, secrets) -> None:
+    """The runbook should delete the old Node first; if it did not, the new kubelet takes
+    the object over (Ready, its own address), as a real one does."""
+    pve, kube = _pve(lab), _kube(lab)
+    lab.world.inject("vm-destroyed:talos-node-large-3")
+    newid = _new_vm(lab, pve, "talos-node-large-3")
+    config = machine_config(
+        secrets, "talos-node-large-3", "worker", mac=_vm_mac(pve, newid), address="10.100.0.70/24"
+    )
+    _apply_in_maintenance(lab, _maintenance_address(pve, newid), config)
+    node = eventually(
+        lambda: (n := _node(kube, "talos-node-large-3")).internal_ip == "10.100.0.70" and n,
+        interval=0.05,
+        message="the kubelet to post its address into the old Node",
+    )
+    assert node.ready == "True"
+    assert node.created is not None and node.created < time.time() - 86400  # the old object
     kube.close()
     pve.close()
 
