@@ -36,30 +36,48 @@ class KubeWorld:
         self.lock = state.lock
         self.store.add_defaulter(PodNetwork(self.store).default)
 
-    def node_object(self, spec: NodeSpec) -> dict:
+    def node_object(self, spec: NodeSpec, created: float | None = None) -> dict:
+        """A Node for `spec`: as old as the lab's cluster unless `created` says when."""
         index = self.state.specs.index(spec) if spec in self.state.specs else 0
         return node_object(
             spec,
-            created=self.state.started - 41 * 86400,
+            created=self.state.started - 41 * 86400 if created is None else created,
             gpu_units=self.gpu_units(),
             index=index,
         )
 
     def register_node(self, spec: NodeSpec) -> None:
-        """A machine's kubelet comes up: a new Node gets DaemonSet pods, a known one is Ready."""
+        """A machine's kubelet comes up: a new Node (registered now) gets DaemonSet pods,
+        a known one is Ready (the kubelet registers into the existing object)."""
         if not self.node_exists(spec.hostname):
-            self.store.create(self.node_object(spec))
+            # node_object dates the first Ready 90 s after creation: make that now
+            self.store.create(self.node_object(spec, created=self.state.clock.now() - 90))
             for ds in self.store.list(by_kind("apps", "DaemonSet"))[0]:
                 self.ensure_daemonset(
                     ds["metadata"]["namespace"],
                     ds["metadata"]["name"],
                     node_selector=ds["spec"]["template"]["spec"].get("nodeSelector") or None,
                 )
-            self.refresh_pools(spec.hostname)
-        else:
+        else:  # the kubelet updates the object's status: its addresses, then Ready
+            self._readdress(spec)
             self.set_node_ready(
                 spec.hostname, True, "KubeletReady", "kubelet is posting ready status"
             )
+        self.refresh_pools(spec.hostname)
+
+    def _readdress(self, spec: NodeSpec) -> None:
+        """A kubelet registering into an existing Node (a replacement whose old Node was
+        not deleted) posts its own addresses."""
+        rt = by_kind("", "Node")
+        fresh = self.node_object(spec)["status"]["addresses"]
+        node = self.store.find(rt, "", spec.hostname) or {}
+        if node.get("status", {}).get("addresses") == fresh:
+            return
+
+        def edit(obj: dict) -> None:
+            obj["status"]["addresses"] = fresh
+
+        self.store.mutate(rt, "", spec.hostname, edit, status_only=True)
 
     def seed(self) -> None:
         """Namespaces, a Node per spec, control-plane static pods, DaemonSets, CoreDNS."""

@@ -143,6 +143,7 @@ class WorldState:
         spare = random.SystemRandom()
         self.loopback_prefix = f"127.{spare.randint(2, 254)}.{spare.randint(0, 255)}."
         self.lab_addresses: dict[str, str] = {}  # machine IP -> its loopback address
+        self.next_loopback = 2  # where the next loopback address is looked for
         token = random.Random(f"cluster-token-{seed}")  # not self.rng: its draws stay as they were
         self.cluster_token = f"{token.getrandbits(24):06x}.{token.getrandbits(64):016x}"
         self.machine_token = self.cluster_token

@@ -163,11 +163,20 @@ class TalosWorld:
         return None
 
     def lab_address(self, machine: Machine) -> str:
-        """The loopback address standing in for `machine`'s own LAN address (stable)."""
+        """The loopback address standing in for `machine`'s own LAN address (stable while
+        it keeps its IP). New ones are handed out round the /24, so an address a machine
+        left (a DHCP lease before its static one) is not at once another's."""
         taken = self.state.lab_addresses
         if machine.ip not in taken:
             used = set(taken.values())
-            last = next(n for n in range(2, 255) if f"{self.state.loopback_prefix}{n}" not in used)
+            start = self.state.next_loopback
+            for step in range(253):
+                last = 2 + (start - 2 + step) % 253
+                if f"{self.state.loopback_prefix}{last}" not in used:
+                    break
+            else:
+                raise WorldError("no free loopback address for another machine", 507)
+            self.state.next_loopback = last + 1
             taken[machine.ip] = f"{self.state.loopback_prefix}{last}"
         return taken[machine.ip]
 
@@ -241,10 +250,22 @@ class TalosWorld:
 
         def expire() -> None:
             with self.lock:
-                if not machine.booted:
+                if not machine.booted and not self._posting(machine.hostname):
                     self.kube.set_node_ready(machine.hostname, False, *NOT_POSTING)
 
         self.state.clock.later(self.state.timings.node_grace, expire)
+
+    def _posting(self, hostname: str) -> bool:
+        """Some machine's kubelet posts status for this Node (a replacement that
+        registered within the old machine's grace period keeps it Ready)."""
+        return any(
+            m.hostname == hostname
+            and self.reachable(m)
+            and not m.maintenance
+            and m.joins
+            and not m.kubelet_wedged
+            for m in self.state.machines.values()
+        )
 
     def forget_vm(self, vmid: int) -> None:
         """The VM was destroyed: its machine is gone (and its own address with it)."""
@@ -322,7 +343,7 @@ class TalosWorld:
 
         def expire() -> None:
             with self.lock:
-                if m.kubelet_wedged:
+                if m.kubelet_wedged and not self._posting(m.hostname):
                     self.kube.set_node_ready(m.hostname, False, *NOT_POSTING)
 
         self.state.clock.later(self.state.timings.node_grace, expire)
@@ -642,12 +663,13 @@ class TalosWorld:
                         return  # the sequence fails: drained, still a member, still running
             if "EPHEMERAL" in wiped:
                 m.etcd_data = False
-            if "STATE" in wiped:
+            if "STATE" in wiped:  # reinstalled: whatever wedged its kubelet is gone too
                 m.maintenance = True
                 m.config = None
                 m.staged = None
                 m.role = ""
                 m.etcd_service = "Running"
+                m.kubelet_wedged = False
             m.booted = False
             if not m.maintenance or "STATE" in wiped:
                 self.kube.set_node_ready(m.hostname, False, *NOT_POSTING)

@@ -19,6 +19,9 @@ REFUSED = [
     ("pool-degraded:pool-x", "no DiskPool 'pool-x' in the lab (known: "),
     ("gpu-gone:0000:99:00.0", "no PCI device '0000:99:00.0' in the lab (known: "),
     ("api-slow:talos:soon", "api-slow seconds must be a positive number, not 'soon'"),
+    ("vm-destroyed:talos-node-large-9", "no VM 'talos-node-large-9' in the lab (known: "),
+    ("disk-failed:talos-node-large-9", "no node 'talos-node-large-9' in the lab (known: "),
+    ("node-wedged:pve", "no node 'pve' in the lab (known: "),
     ("bogus:1", "unknown fault 'bogus:1'; known: node-notready, "),
 ]
 
