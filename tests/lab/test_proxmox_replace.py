@@ -122,6 +122,12 @@ def test_linked_clones_need_a_template_and_clone_refusals(
     resp = api(server, ca_file, "POST", "nodes/pve/qemu/9000/clone", newid="131", full="maybe")
     assert resp.status_code == 400 and "boolean" in resp.json()["errors"]["full"]
     assert 131 not in {v.vmid for v in admin.vms(with_config=False)}
+    # the template's base volume stays while a linked clone builds on it
+    with pytest.raises(BackendError, match="base volume 'local-zfs:base-9000-disk-0' is still in"):
+        admin.wait_task(admin.destroy(TEMPLATE_VMID), timeout=10)
+    run(admin, admin.destroy(130))
+    run(admin, admin.destroy(TEMPLATE_VMID))
+    assert TEMPLATE_VMID not in {v.vmid for v in admin.vms(with_config=False)}
 
 
 def test_create_with_mac_disk_and_iso_then_start_boots_maintenance_mode(
@@ -216,6 +222,7 @@ def test_a_pooled_mapping_hands_out_a_free_device_each(world: World, admin: Prox
     for vmid in (160, 161):
         run(admin, admin.create_vm(vmid, node="pve", hostpci0="mapping=p100", start=1))
     assert [world.vms[v].pci_in_use for v in (160, 161)] == [[GPU_ADDRESSES[0]], [GPU_ADDRESSES[1]]]
+    assert admin.vm(160).devices[0].address == "mapping=p100"  # picked at start: unknown here
     run(
         admin, admin.create_vm(162, node="pve", **{f"hostpci{i}": "mapping=p100" for i in range(3)})
     )
@@ -243,6 +250,13 @@ def test_raw_hostpci_through_a_token_is_refused(
     # a mapping is what a token may set: Mapping.Use, which the console's token holds
     admin.set_config(100, {"hostpci0": "mapping=p100-3,pcie=1"}, sync=True)
     assert admin.vm_config(100)["hostpci0"] == "mapping=p100-3,pcie=1"
+    # the backend shows a one-device mapping as its device, so joins see the GPU's VM
+    (dev,) = admin.vm(100).devices
+    assert (dev.address, dev.options) == (GPU_ADDRESSES[3], "mapping=p100-3,pcie=1")
+    assert dev.device_id == "15f8" and "P100" in dev.description
+    assert [d.address for d in next(v for v in admin.vms() if v.vmid == 100).devices] == [
+        GPU_ADDRESSES[3]
+    ]
 
 
 def test_mappings_and_the_tokens_privileges(server: PveServer, ca_file: str, admin: ProxmoxBackend):
