@@ -96,7 +96,7 @@ def agent_interfaces(vm: LabVm, address: str) -> dict[str, Any]:
             ],
         }
     ]
-    mac = vm.macs[0].lower() if vm.macs else "bc:24:11:00:00:00"
+    mac = next((m.lower() for m in vm.macs if m), "bc:24:11:00:00:00")
     ifaces.append(
         {
             "name": "eth0",

@@ -381,6 +381,7 @@ class ProxmoxBackend:
         if self._node:
             rows = [r for r in rows if r.get("node") == self._node]
         pci: dict[str, list[PciDevice]] = {}
+        mappings: dict[str, PciMapping] | None = None
         out: list[Vm] = []
         for r in rows:
             node = str(r.get("node", ""))
@@ -389,7 +390,9 @@ class ProxmoxBackend:
                 config = self.vm_config(int(r["vmid"]), node)
                 if node not in pci and any(k in config for k in HOSTPCI_KEYS):
                     pci[node] = self.pci_devices(node)
-            out.append(vm_from_api(r, config, pci.get(node, [])))
+                if mappings is None and _uses_mapping(config):
+                    mappings = {m.id: m for m in self.mappings_pci()}
+            out.append(vm_from_api(r, config, pci.get(node, []), mappings))
         return sorted(out, key=lambda v: v.vmid)
 
     def vm(self, vmid: int) -> Vm:
@@ -397,7 +400,8 @@ class ProxmoxBackend:
         status = self.call("get", f"nodes/{node}/qemu/{vmid}/status/current") or {}
         config = self.vm_config(vmid, node)
         devices = self.pci_devices(node) if any(k in config for k in HOSTPCI_KEYS) else []
-        return vm_from_api({**status, "node": node, "vmid": vmid}, config, devices)
+        mappings = {m.id: m for m in self.mappings_pci()} if _uses_mapping(config) else None
+        return vm_from_api({**status, "node": node, "vmid": vmid}, config, devices, mappings)
 
     def guest_addresses(self, vmid: int, node: str = "") -> tuple[str, ...]:
         """The VM's IPv4 addresses as its QEMU guest agent reports them: how a new Talos
@@ -720,6 +724,10 @@ class _Writer:
         return None if result is None else str(result)
 
 
+def _uses_mapping(config: Mapping[str, str]) -> bool:
+    return any(parse_hostpci(config[k]).mapping for k in HOSTPCI_KEYS if k in config)
+
+
 def _upid_node(upid: str) -> str:
     fields = parse_upid(upid)
     if fields is None:
@@ -727,20 +735,34 @@ def _upid_node(upid: str) -> str:
     return str(fields["node"])
 
 
-def vm_devices(config: Mapping[str, str], host_pci: Iterable[PciDevice] = ()) -> list[VmDevice]:
-    """The hostpciN entries in slot order, with ids and names from the host's PCI list."""
+def vm_devices(
+    config: Mapping[str, str],
+    host_pci: Iterable[PciDevice] = (),
+    mappings: Mapping[str, PciMapping] | None = None,
+    node: str = "",
+) -> list[VmDevice]:
+    """The hostpciN entries in slot order, with ids and names from the host's PCI list.
+    A `mapping=<id>` with one device on the VM's node is shown as that device (the
+    mapping stays in the options); a pooled one (its device picked at start) as is."""
     host_pci = list(host_pci)
     out: list[VmDevice] = []
     for slot in HOSTPCI_KEYS:
         if slot not in config:
             continue
         hp = parse_hostpci(config[slot])
-        dev = next((d for a in hp.addresses for d in host_pci if pci_matches(a, d.address)), None)
+        address, addresses, options = hp.address, hp.addresses, hp.options_text
+        mapping = (mappings or {}).get(hp.mapping) if hp.mapping else None
+        paths = mapping.paths(node) if mapping is not None else ()
+        if len(paths) == 1:
+            addresses = tuple(normalize_pci_id(a) for a in paths[0].split(";") if a)
+            address = ";".join(addresses)
+            options = ",".join(o for o in (f"mapping={hp.mapping}", hp.options_text) if o)
+        dev = next((d for a in addresses for d in host_pci if pci_matches(a, d.address)), None)
         out.append(
             VmDevice(
                 slot=slot,
-                address=hp.address,
-                options=hp.options_text,
+                address=address,
+                options=options,
                 vendor_id=dev.vendor_id if dev else "",
                 device_id=dev.device_id if dev else "",
                 description=dev.device_name if dev else "",
@@ -750,7 +772,10 @@ def vm_devices(config: Mapping[str, str], host_pci: Iterable[PciDevice] = ()) ->
 
 
 def vm_from_api(
-    row: Mapping[str, Any], config: Mapping[str, str], host_pci: Iterable[PciDevice] = ()
+    row: Mapping[str, Any],
+    config: Mapping[str, str],
+    host_pci: Iterable[PciDevice] = (),
+    mappings: Mapping[str, PciMapping] | None = None,
 ) -> Vm:
     """A `Vm` from a resources/status row plus its config (which may be empty)."""
     macs = tuple(
@@ -773,7 +798,7 @@ def vm_from_api(
         disk_total=int(row.get("maxdisk") or 0),
         uptime=int(row.get("uptime") or 0),
         macs=macs,
-        devices=tuple(vm_devices(config, host_pci)),
+        devices=tuple(vm_devices(config, host_pci, mappings, str(row.get("node", "")))),
         template=bool(int(row.get("template") or config.get("template") or 0)),
         tags=parse_tags(str(tags or "")),
         config=tuple((k, v) for k, v in config.items()),

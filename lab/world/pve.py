@@ -339,8 +339,22 @@ class ProxmoxWorld:
             vm = self.vm(vmid)
             if vm.status == "running":
                 raise WorldError(f"VM {vmid} is running - destroy failed", 500)
+            if vm.template:  # a base volume a linked clone still builds on stays
+                for key in sorted(vm.drives):
+                    base = drive_volid(vm.drives[key])
+                    if not is_cdrom(vm.drives[key]) and self._linked_to(base):
+                        raise WorldError(
+                            f"base volume '{base}' is still in use by linked cloned", 500
+                        )
             self.talos.forget_vm(vmid)
             del self.state.vms[vmid]
+
+    def _linked_to(self, base: str) -> bool:
+        return any(
+            drive_volid(d).startswith(f"{base}/")
+            for vm in self.state.vms.values()
+            for d in vm.drives.values()
+        )
 
     def vm_set_config(self, vmid: int, changes: dict[str, str], delete: list[str]) -> None:
         """Apply validated config keys: structured ones to their fields, drives (new disks

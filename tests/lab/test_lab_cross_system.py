@@ -1,7 +1,7 @@
 """The lab's consequences cross protocols: each step through a different real client.
 
-This is the node-replacement path in miniature: clone a VM (Proxmox), boot it into Talos
-maintenance mode (Talos, insecure), configure it (Talos) and watch it join Kubernetes;
+This is the node-replacement path in miniature: clone the Talos template (Proxmox), boot it
+into Talos maintenance mode (Talos, insecure), configure it (Talos) and watch it join Kubernetes;
 then reset a node (Talos) and watch it leave etcd and its Node be cordoned and drained.
 """
 
@@ -17,7 +17,7 @@ from dapper.backends.clients.proxmox import ProxmoxBackend
 from dapper.backends.clients.talos import TalosClient
 from dapper.backends.errors import BackendError
 from dapper.lab.runtime import RunningLab, start_lab
-from dapper.lab.world import Timings
+from dapper.lab.world import TEMPLATE_VMID, Timings
 from dapper.lab.world.talos import cluster_machine_config
 
 from tests.waiting import eventually
@@ -46,7 +46,7 @@ def test_clone_boot_configure_join(lab: RunningLab) -> None:
     pve = ProxmoxBackend.from_config(cfg.proxmox)
     kube = KubeBackend.from_kubeconfig(cfg.kubeconfig, context=cfg.kube_context)
     newid = pve.next_vmid()
-    pve.wait_task(pve.clone(104, newid, "talos-node-large-4"), timeout=10)
+    pve.wait_task(pve.clone(TEMPLATE_VMID, newid, "talos-node-large-4"), timeout=10)
     pve.wait_task(pve.start(newid), timeout=10)
     ip = lab.world.machine_of_vm(newid).ip
 
@@ -88,7 +88,7 @@ def test_new_vm_is_found_by_its_guest_agent_and_configured_at_its_own_address(
     cfg = lab.config
     pve = ProxmoxBackend.from_config(cfg.proxmox)
     newid = pve.next_vmid()
-    pve.wait_task(pve.clone(104, newid, "talos-node-large-5"), timeout=10)
+    pve.wait_task(pve.clone(TEMPLATE_VMID, newid, "talos-node-large-5"), timeout=10)
     with pytest.raises(BackendError, match="not running"):
         pve.guest_addresses(newid)
     pve.wait_task(pve.start(newid), timeout=10)
