@@ -94,7 +94,8 @@ class Machines:
             return None
 
     def etcd_members(self, through: str) -> tuple[EtcdMember, ...]:
-        return self.run(lambda t: t.etcd_members(through))
+        """The members `through` lists, each with its health and the leader marked."""
+        return self.run(lambda t: t.etcd_health(through))
 
     def in_maintenance(self, address: str) -> bool:
         """A machine in maintenance mode answers Disks without a client certificate."""

@@ -23,12 +23,15 @@ def wwn(hostname: str, dev: str) -> str:
     return SAMSUNG_NAA + digest[: 16 - len(SAMSUNG_NAA)]
 
 
-def by_id_links(hostname: str, disks: list[tuple[str, int, str]]) -> dict[str, str]:
-    """Every name a data disk answers to on `hostname` (link or kernel name) -> kernel name."""
+def by_id_links(
+    hostname: str, disks: list[tuple[str, int, str]], seeds: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Every name a data disk answers to on `hostname` (link or kernel name) -> kernel name.
+    `seeds` names the host a disk's WWN derives from when it moved (dev -> name)."""
     names: dict[str, str] = {}
     for dev, _size, _model in disks:
         names[dev] = dev
-        ident = wwn(hostname, dev)
+        ident = wwn((seeds or {}).get(dev, hostname), dev)
         if ident:
             names[f"{BY_ID}wwn-0x{ident}"] = dev
     return names

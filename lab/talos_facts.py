@@ -94,13 +94,15 @@ def system_stat(vm: LabVm | None, m: Machine) -> machine_pb2.SystemStat:
 def disks(m: Machine) -> storage_pb2.Disks:
     out = storage_pb2.Disks()
     for i, (dev, size, model) in enumerate(m.disks):
+        owner = m.disk_seeds.get(dev, m.hostname)  # a moved disk keeps its identity
+        ident = wwn(owner, dev)
         out.disks.add(
             size=size,
             model=model,
             device_name=dev,
             name=dev.rsplit("/", 1)[-1],
-            serial=f"LAB{_seed(m.hostname + dev):08X}",
-            wwid=f"naa.{wwn(m.hostname, dev)}" if wwn(m.hostname, dev) else "",
+            serial=f"LAB{_seed(owner + dev):08X}",
+            wwid=f"naa.{ident}" if ident else "",
             type=storage_pb2.Disk.HDD if dev.startswith("/dev/vd") else storage_pb2.Disk.SSD,
             system_disk=i == 0,
             subsystem="/sys/class/block",

@@ -11,6 +11,7 @@ maintenance mode; then Ready, etcd whole, uncordoned and verified.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from dapper.actions.choices import TalosNodes
 from dapper.actions.common_steps import CommitStep, PushStep, SyncStep, run_commit
@@ -61,6 +62,9 @@ class _TreePush(PushStep):
         if not _tree_changes(ctx):
             return Check(True, "nothing to push")
         return super().check(ctx)
+
+    def verify(self, ctx: RunContext) -> dict[str, Any]:
+        return super().verify(ctx) if _tree_changes(ctx) else {}
 
 
 def _tree_changes(ctx: RunContext) -> bool:

@@ -505,6 +505,11 @@ class TalosClient:
             EtcdMember(id=e.id, hostname=e.hostname, is_learner=e.is_learner) for e in m.members
         )
 
+    async def etcd_health(self, node: str) -> tuple[EtcdMember, ...]:
+        """The members as `node` lists them, each with its health and the leader (every
+        member asked for its own status, as `talosctl etcd status` does)."""
+        return await self._etcd_view(node)
+
     async def etcd_status(self, node: str | None = None) -> TalosEtcdStatus:
         s = (await self._unary(node, "machine", "EtcdStatus", empty_pb2.Empty())).member_status
         return TalosEtcdStatus(

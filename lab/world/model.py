@@ -112,6 +112,7 @@ class Machine:
     config: bytes | None = None
     booted: bool = False  # the VM is running and Talos has started
     disks: list[tuple[str, int, str]] = field(default_factory=list)  # (dev, bytes, model)
+    disk_seeds: dict[str, str] = field(default_factory=dict)  # dev -> its WWN's seed name
     service_overrides: dict[str, str] = field(default_factory=dict)
     staged: bytes | None = None  # a STAGED apply, made active by the next boot
     joins: bool = True  # its config carries the cluster's OS CA and token

@@ -18,7 +18,7 @@ from dapper.lab.world.state import WorldState
 def missing_disks(state: WorldState, node: str, disks: list[Any]) -> list[str]:
     """The pool's disks its node does not present (Mayastor cannot create the pool)."""
     machine = next((m for m in state.machines.values() if m.hostname == node), None)
-    present = by_id_links(node, machine.disks) if machine else {}
+    present = by_id_links(node, machine.disks, machine.disk_seeds) if machine else {}
     return [str(d) for d in disks if str(d) not in present]
 
 

@@ -105,6 +105,7 @@ class ProxmoxWorld:
             for i, addr in enumerate(GPU_ADDRESSES):
                 vm.hostpci[f"hostpci{i}"] = f"{addr},pcie=1"
         if spec.storage and hba is not None:
+            self.state.hba_disk_seed[hba] = spec.hostname
             vm.hostpci[f"hostpci{len(vm.hostpci)}"] = f"{hba},pcie=1"
         self.state.vms[vm.vmid] = vm
         vm.status = "running"

@@ -147,6 +147,9 @@ class WorldState:
         token = random.Random(f"cluster-token-{seed}")  # not self.rng: its draws stay as they were
         self.cluster_token = f"{token.getrandbits(24):06x}.{token.getrandbits(64):016x}"
         self.machine_token = self.cluster_token
+        # The SSD behind each storage HBA, named by the host it was first seen in (its WWN
+        # derives from that name): the disk follows the controller to whichever VM gets it.
+        self.hba_disk_seed: dict[str, str] = {}
         self.faults: set[str] = set()  # the active faults, as injected ("api-down:talos")
         self.writes: list[WriteRecord] = []
         self.endpoints: dict[str, str] = {}  # filled by the runtime: kubernetes url, ca pem...

@@ -209,6 +209,24 @@ class TalosWorld:
             self.state.machines[machine.ip] = machine
             for hook in list(self.on_new_machine):
                 hook(machine)
+        self._attach_disks(vm)
+
+    def _attach_disks(self, vm: LabVm) -> None:
+        """The machine sees its OS disk and one SSD per storage HBA its VM now holds: a
+        replacement given the old controller finds the old disk (same WWN), one without
+        a controller has no data disk."""
+        machine = self.machine_of_vm(vm.vmid)
+        if machine is None:
+            return
+        disks = [d for d in machine.disks if d[0].startswith("/dev/vd")]
+        seeds: dict[str, str] = {}
+        hbas = [a for a in vm.pci_in_use if a in self.state.pci and _is_hba(self.state.pci[a])]
+        for i, address in enumerate(hbas):
+            dev = f"/dev/sd{chr(ord('a') + i)}"
+            disks.append((dev, SSD_BYTES, "SAMSUNG MZILT3T8HBLS"))
+            seeds[dev] = self.state.hba_disk_seed.get(address, address)
+        machine.disks = disks
+        machine.disk_seeds = seeds
 
     def boot_later(self, vmid: int, extra: float = 0.0) -> None:
         self.state.later(self.state.timings.boot + extra, lambda: self.booted(vmid))
@@ -838,6 +856,11 @@ class TalosWorld:
         for m in self.state.etcd.values():
             if m.hostname == node or m.ip == node:
                 m.healthy = healthy
+
+
+def _is_hba(device: Any) -> bool:
+    """A mass-storage controller (PCI class 01xx): the SAS HBAs the SSDs hang off."""
+    return str(device.class_id).startswith("0x01")
 
 
 def machine_config(hostname: str, role: str) -> bytes:
