@@ -197,7 +197,7 @@ class RunContext:
         closes it with the cluster client."""
         if key not in self._resources:
             self._resources[key] = factory()
-        return self._resources[key]  # type: ignore[no-any-return]
+        return self._resources[key]
 
     def close(self) -> None:
         """Close the cluster client and every resource (pooled connections) once the run

@@ -82,7 +82,7 @@ def resolve(ctx: RunContext) -> Target:
     """The Target of this run (cached in memory): refuses a node the tree does not have."""
     cached = ctx.memory.get("target")
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     name = str(ctx.params.get("node") or "").strip()
     if not name:
         raise StepFailed("parameter node= is required (a hostname from talconfig.yaml)")

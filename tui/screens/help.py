@@ -126,7 +126,7 @@ def help_text(app: DapperApp) -> Text:
             t,
             "Actions",
             [
-                (c.key, c.label + (" (type the name to confirm)" if c.destructive else " (asks)"))
+                (c.key, c.label + _how_confirmed(c))
                 for c in pane.commands
             ],
         )
@@ -168,3 +168,9 @@ class HelpScreen(SurvivesErrors, ModalScreen[None]):
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)
+
+
+def _how_confirmed(command: Any) -> str:
+    if command.runbook is not None:
+        return " (opens its runbook)"
+    return " (type the name to confirm)" if command.destructive else " (asks)"
