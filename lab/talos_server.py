@@ -25,7 +25,10 @@ loopback address per machine (`World.talos.lab_address`, which the Proxmox twin'
 agent reports) with one insecure listener each, on the shared `machine_port`. There the
 machine answers for itself only (`node` metadata routes nothing), so a maintenance
 machine is found and configured as talosctl --insecure does it; the shared maintenance
-listener, which routes on `node`, stays for the console's collector.
+listener, which routes on `node`, stays for the console's collector. A machine that takes
+its config's static address after the install answers at a new own address; the one it
+left answers for nobody (Unavailable). The Talos CA is the tree's OS CA when the lab opens
+its secret bundle (see `dapper.lab.cluster_identity`).
 
 A method path the twin does not serve is answered as Go gRPC answers it: UNIMPLEMENTED
 with a gRPC content-type (grpclib's own answer has none, which clients report as a

@@ -22,6 +22,7 @@ from dapper.backends.model import Node
 from dapper.lab.pki import CertificateAuthority
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings, WorldError
+from dapper.lab.world.talos import cluster_machine_config
 
 from kubernetes import client as k8s
 from tests.lab.talsecret_configs import bundle, machine_config
@@ -332,6 +333,29 @@ def test_a_config_for_another_mac_never_joins(lab: RunningLab, secrets) -> None:
     assert "came up without its network" in by_name.reason
     asyncio.run(asyncio.sleep(GRACE))
     assert _node(kube, "talos-node-large-9") is None
+    kube.close()
+    pve.close()
+
+
+def test_a_mac_pattern_with_dhcp_keeps_the_lease(lab: RunningLab) -> None:
+    """Talos matches hardwareAddr as a glob; an interface on DHCP keeps the address the
+    machine has (the lab's stand-in for its lease)."""
+    pve, kube = _pve(lab), _kube(lab)
+    newid = _new_vm(lab, pve, "talos-node-large-9")
+    found = _maintenance_address(pve, newid)
+    lease = lab.world.machine_of_vm(newid).ip
+    world = lab.world
+    config = cluster_machine_config(
+        "talos-node-large-9",
+        "worker",
+        os_ca_pem=world.cluster_os_ca,
+        token=world.cluster_token,
+        machine_token=world.machine_token,
+        mac="bc:24:11:*",
+    )
+    _apply_in_maintenance(lab, found, config)
+    node = eventually(lambda: _node(kube, "talos-node-large-9"), interval=0.05, message="the Node")
+    assert node.internal_ip == lease
     kube.close()
     pve.close()
 

@@ -102,3 +102,25 @@ def test_an_empty_selector_matches_every_node() -> None:
     assert labels_match({"a": "1"}, None)
     assert labels_match({"a": "1", "b": "2"}, {"a": "1"})
     assert not labels_match({"a": "1"}, {"a": "2"})
+
+
+def test_lab_configs_carry_both_tokens_and_the_interface_by_mac() -> None:
+    data = cluster_machine_config(
+        "talos-node-large-2",
+        "worker",
+        os_ca_pem="PEM",
+        token="boot.strap",
+        machine_token="trust.d",
+        mac="BC:24:11:E0:17:19",
+        addresses=("10.100.0.55/24",),
+    )
+    cfg = talos_config.load(data)
+    assert (cfg.machine_token, cfg.token) == ("trust.d", "boot.strap")
+    [iface] = cfg.interfaces
+    assert (iface.hardware_addr, iface.addresses, iface.dhcp) == (
+        "bc:24:11:e0:17:19",
+        ("10.100.0.55/24",),
+        False,
+    )
+    no_name = talos_config.load(cluster_machine_config("", "worker", os_ca_pem="P", token="t"))
+    assert no_name.hostname == "" and no_name.interfaces == ()
