@@ -112,18 +112,19 @@ def test_control_plane_from_a_failed_disk(
 ) -> None:
     dead(lab, "disk-failed:talos-control-2", "talos-control-2")
 
-    rc = run_cli(lab, "node=talos-control-2", "vmid=reuse", "old_vm=destroy")
+    rc = run_cli(lab, "node=talos-control-2", "vmid=reuse", "old_vm=destroy", "mac=new")
     out = capsys.readouterr()
     assert rc == 0, out.err
 
     assert node_ready(lab, "talos-control-2")
     (vm,) = vms_named(lab, "talos-control-2")
-    assert vm.vmid == 101 and vm.macs == ["bc:24:11:b6:57:d5"]
+    assert vm.vmid == 101 and vm.macs != ["bc:24:11:b6:57:d5"]
     assert etcd_names(lab) == ["talos-control-1", "talos-control-2", "talos-control-3"]
     with lab.world.lock:
         assert all(e.healthy for e in lab.world.etcd.values())
-    assert run_commits(lab) == []  # mac=keep: the tree already describes the new VM
-    assert "the tree needs no change" in out.out
+    (commit,) = run_commits(lab)
+    assert vm.macs[0].lower() in (Path(lab.config.repo_path) / TALCONFIG).read_text()
+    assert parse_trailers(commit.message)["Runbook-Run"]
 
 
 def test_gpu_node_keeps_the_old_vm_and_gets_its_gpus_back(
@@ -147,6 +148,7 @@ def test_gpu_node_keeps_the_old_vm_and_gets_its_gpus_back(
         kube.close()
     assert node.ready == "True" and node.gpu_allocatable == 16
     assert len(run_commits(lab)) == 1
+    assert pool_state(lab, "talos-node-gpu-1") == "Online"
 
 
 # -- crash and resume -------------------------------------------------------------------------
@@ -271,3 +273,18 @@ def test_a_wrong_age_key_is_refused(
     lab.files.config.write_text(config)
     line = refused(lab, capsys, "node=talos-node-large-2")
     assert "talsecret.sops.yaml" in line
+
+
+def test_a_dry_run_shows_the_impact_and_changes_nothing(
+    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with lab.world.lock:
+        before = (dict(lab.world.vms), len(lab.world.writes))
+    rc = run_cli(lab, "node=talos-control-3", extra=("--dry-run",))
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "talos-control-3: control plane at 10.100.0.52" in out
+    assert "etcd (through talos-control-1):" in out and "(leader)" in out
+    assert "qm clone 9000" in out and "talosctl apply-config --insecure" in out
+    with lab.world.lock:
+        assert (dict(lab.world.vms), len(lab.world.writes)) == before
