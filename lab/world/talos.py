@@ -147,13 +147,15 @@ class TalosWorld:
     # -- lookups ---------------------------------------------------------------------------
 
     def machine(self, node: str) -> Machine:
-        """A machine by IP or hostname, or WorldError(404)."""
+        """A machine by IP or hostname, or WorldError(404). Of machines sharing a hostname
+        (a replacement and the old VM kept or dead), the one on the network and up wins,
+        as a name resolves to the live address."""
         with self.lock:
             if node in self.state.machines:
                 return self.state.machines[node]
-            for m in self.state.machines.values():
-                if m.hostname == node:
-                    return m
+            named = [m for m in self.state.machines.values() if m.hostname == node]
+            if named:
+                return max(named, key=lambda m: (m.network, self.reachable(m)))
         raise WorldError(f"no machine {node}", 404)
 
     def machine_of_vm(self, vmid: int) -> Machine | None:

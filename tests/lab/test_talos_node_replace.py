@@ -258,6 +258,8 @@ def test_a_replacement_next_to_the_stopped_old_vm_takes_its_address(
     old = lab.world.machine_of_vm(vmid)
     assert not old.network and not lab.world.reachable(old)
     assert _talos_value(lab, lambda c: c.hostname(ip)) == hostname
+    # by name, the live machine answers (not the old one that has no network)
+    assert _talos_value(lab, lambda c: c.hostname(hostname)) == hostname
     assert lab.world.machine(ip).vmid == newid
     kube.close()
     pve.close()
