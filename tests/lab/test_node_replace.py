@@ -96,6 +96,7 @@ def test_worker_from_a_destroyed_vm(lab: RunningLab, capsys: pytest.CaptureFixtu
     assert node_ready(lab, "talos-node-large-2")
     (vm,) = vms_named(lab, "talos-node-large-2")
     assert vm.status == "running" and vm.macs[0] != "bc:24:11:e0:17:19"
+    assert (vm.cores, vm.memory_mib, vm.disk_gib) == (16, 128 * 1024, 128)  # role defaults
     assert all(v.startswith("mapping=") for v in vm.hostpci.values()) and vm.hostpci
     commits = run_commits(lab)
     assert len(commits) == 1
