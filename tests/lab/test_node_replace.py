@@ -28,12 +28,29 @@ TALCONFIG = "kubernetes/bootstrap/talos/talconfig.yaml"
 TIMINGS = Timings(reconcile_interval=600.0, node_grace=0.5, boot=0.3, clone=0.2, task=0.1)
 
 
+def _started(directory: Path) -> RunningLab:
+    running = start_lab(directory=directory, timings=TIMINGS)
+    assert running.flux is not None
+    running.flux.reconcile_now(timeout=60)
+    return running
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[RunningLab]:
-    running = start_lab(directory=tmp_path / "lab", timings=TIMINGS)
+    """A lab of its own: the test kills a node and rebuilds it."""
+    running = _started(tmp_path / "lab")
     try:
-        assert running.flux is not None
-        running.flux.reconcile_now(timeout=60)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """One lab for the refusals and the dry run: each changes nothing (and undoes what it
+    staged), which `refused` proves."""
+    running = _started(tmp_path_factory.mktemp("node-replace") / "lab")
+    try:
         yield running
     finally:
         running.stop()
@@ -227,24 +244,36 @@ def refused(lab: RunningLab, capsys: pytest.CaptureFixture[str], *params: str) -
 
 
 def test_a_node_not_in_the_tree_is_refused(
-    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    line = refused(lab, capsys, "node=talos-node-huge-9")
+    line = refused(shared_lab, capsys, "node=talos-node-huge-9")
     assert "no node talos-node-huge-9 in talconfig.yaml" in line
 
 
-def test_quorum_at_risk_is_refused(lab: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
-    lab.world.inject("etcd-unhealthy:talos-control-1")
-    line = refused(lab, capsys, "node=talos-control-2")
+def test_quorum_at_risk_is_refused(
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared_lab.world.inject("etcd-unhealthy:talos-control-1")
+    try:
+        line = refused(shared_lab, capsys, "node=talos-control-2")
+    finally:
+        shared_lab.world.clear("etcd-unhealthy:talos-control-1")
     assert "etcd quorum at risk: talos-control-1 unhealthy" in line
 
 
-def test_a_missing_template_is_refused(lab: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
-    with lab.world.lock:
-        templates = [v.vmid for v in lab.world.vms.values() if v.template]
+def test_a_missing_template_is_refused(
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = shared_lab.world
+    with world.lock:
+        templates = {k: v for k, v in world.vms.items() if v.template}
         for vmid in templates:
-            del lab.world.vms[vmid]
-    line = refused(lab, capsys, "node=talos-node-large-2")
+            del world.vms[vmid]
+    try:
+        line = refused(shared_lab, capsys, "node=talos-node-large-2")
+    finally:
+        with world.lock:
+            world.vms.update(templates)
     assert "no Talos template on Proxmox" in line
 
 
@@ -264,21 +293,25 @@ def test_a_gpu_held_by_another_vm_is_refused(
 
 
 def test_a_wrong_age_key_is_refused(
-    lab: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     import pyrage
 
     other = tmp_path / "other.agekey"
     other.write_text(str(pyrage.x25519.Identity.generate()) + "\n")
-    config = lab.files.config.read_text().replace(str(lab.files.age_key), str(other))
-    lab.files.config.write_text(config)
-    line = refused(lab, capsys, "node=talos-node-large-2")
+    config = shared_lab.files.config.read_text()
+    shared_lab.files.config.write_text(config.replace(str(shared_lab.files.age_key), str(other)))
+    try:
+        line = refused(shared_lab, capsys, "node=talos-node-large-2")
+    finally:
+        shared_lab.files.config.write_text(config)
     assert "talsecret.sops.yaml" in line
 
 
 def test_a_dry_run_shows_the_impact_and_changes_nothing(
-    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    lab = shared_lab
     with lab.world.lock:
         before = (dict(lab.world.vms), len(lab.world.writes))
     rc = run_cli(lab, "node=talos-control-3", extra=("--dry-run",))
