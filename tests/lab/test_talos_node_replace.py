@@ -335,6 +335,13 @@ def test_a_config_for_another_mac_never_joins(lab: RunningLab, secrets) -> None:
     assert "came up without its network" in by_name.reason
     asyncio.run(asyncio.sleep(GRACE))
     assert _node(kube, "talos-node-large-9") is None
+    # the MAC put right in Proxmox takes effect at the next boot, as Talos matches then
+    pve.set_config(newid, {"net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0,tag=100"}, sync=True)
+    pve.wait_task(pve.reboot(newid), timeout=10)
+    node = eventually(
+        lambda: _node(kube, "talos-node-large-9"), interval=0.05, message="the Node after the fix"
+    )
+    assert node.internal_ip == "10.100.0.60"
     kube.close()
     pve.close()
 
