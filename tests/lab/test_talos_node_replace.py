@@ -88,9 +88,11 @@ def _talos_value(lab: RunningLab, call):
 
 
 def _new_vm(lab: RunningLab, pve: ProxmoxBackend, name: str, mac: str = "") -> int:
-    """A clone of a worker VM, with `mac` on net0 when given, started."""
+    """A clone of the Talos template (else of a VM without passthrough), with `mac` on
+    net0 when given, started: it boots into maintenance mode."""
+    source = next((v.vmid for v in pve.vms() if v.template), 100)
     newid = pve.next_vmid()
-    pve.wait_task(pve.clone(104, newid, name), timeout=10)
+    pve.wait_task(pve.clone(source, newid, name), timeout=10)
     if mac:
         pve.set_config(newid, {"net0": f"virtio={mac.upper()},bridge=vmbr0,tag=100"}, sync=True)
     pve.wait_task(pve.start(newid), timeout=10)
