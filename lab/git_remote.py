@@ -4,14 +4,18 @@ In lab mode runbooks must never touch the operator's checkout, so the lab copies
 checkout's HEAD commit (with its history) into a bare repository of its own, branch
 `main`, and gives runbooks a scratch working clone whose `origin` is that bare remote.
 Pushing from the scratch clone is then exactly what pushing to GitHub is for real Flux.
-Everything lives in temporary directories the lab owns and removes on `close()`.
+Everything lives in temporary directories the lab owns and removes on `close()`; the
+one copy of the history kept per process (so later labs start in milliseconds, not
+seconds) is removed when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +56,12 @@ class LabGitRemote:
         temp = Path(tempfile.mkdtemp(prefix="dapper-lab-git-", dir=workdir))
         try:
             bare_path = temp / "remote.git"
-            bare = pygit2.init_repository(str(bare_path), bare=True, initial_head=BRANCH)
-            _copy_history(source, bare, head)
-            bare.references.create(f"refs/heads/{BRANCH}", head, force=True)
             scratch_path = temp / "scratch"
-            scratch = pygit2.clone_repository(str(bare_path), str(scratch_path))
+            seed = _seed(source, head)
+            shutil.copytree(seed / "remote.git", bare_path, symlinks=True)
+            shutil.copytree(seed / "scratch", scratch_path, symlinks=True)
+            scratch = pygit2.Repository(str(scratch_path))
+            scratch.remotes.set_url("origin", str(bare_path))
             _ensure_identity(scratch)
         except Exception:
             shutil.rmtree(temp, ignore_errors=True)
@@ -82,6 +87,41 @@ class LabGitRemote:
     def close(self) -> None:
         for d in self._temp_dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+_SEEDS: dict[tuple[str, str], Path] = {}
+_SEEDS_LOCK = threading.Lock()
+
+
+def _seed(source: pygit2.Repository, head: pygit2.Oid) -> Path:
+    """A bare copy of HEAD's history and a clone of it, made once per process and commit:
+    every later lab copies these files (milliseconds) instead of fetching the history
+    again (over a second), so starting labs in a row stays quick. Removed at exit."""
+    key = (str(Path(source.path).resolve()), str(head))
+    with _SEEDS_LOCK:
+        found = _SEEDS.get(key)
+        if found is not None and found.is_dir():
+            return found
+        seed = Path(tempfile.mkdtemp(prefix="dapper-lab-seed-"))
+        try:
+            bare = pygit2.init_repository(str(seed / "remote.git"), bare=True, initial_head=BRANCH)
+            _copy_history(source, bare, head)
+            bare.references.create(f"refs/heads/{BRANCH}", head, force=True)
+            pygit2.clone_repository(str(seed / "remote.git"), str(seed / "scratch"))
+        except Exception:
+            shutil.rmtree(seed, ignore_errors=True)
+            raise
+        if not _SEEDS:
+            atexit.register(_remove_seeds)
+        _SEEDS[key] = seed
+        return seed
+
+
+def _remove_seeds() -> None:
+    with _SEEDS_LOCK:
+        for seed in _SEEDS.values():
+            shutil.rmtree(seed, ignore_errors=True)
+        _SEEDS.clear()
 
 
 def _copy_history(source: pygit2.Repository, bare: pygit2.Repository, head: pygit2.Oid) -> None:
