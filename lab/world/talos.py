@@ -273,6 +273,9 @@ class TalosWorld:
 
         self.state.clock.later(self.state.timings.node_grace, expire)
 
+    def posting(self, hostname: str) -> bool:
+        return self._posting(hostname)
+
     def _posting(self, hostname: str) -> bool:
         """Some machine's kubelet posts status for this Node (a replacement that
         registered within the old machine's grace period keeps it Ready)."""

@@ -125,10 +125,7 @@ def help_text(app: DapperApp) -> Text:
         _group(
             t,
             "Actions",
-            [
-                (c.key, c.label + _how_confirmed(c))
-                for c in pane.commands
-            ],
+            [(c.key, c.label + _how_confirmed(c)) for c in pane.commands],
         )
     elif not writable:
         t.append("Actions", style="bold cyan")
