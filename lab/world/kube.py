@@ -72,6 +72,10 @@ class KubeWorld:
                     ds["metadata"]["name"],
                     node_selector=ds["spec"]["template"]["spec"].get("nodeSelector") or None,
                 )
+            # the pods still bound to the name (the pod GC has not collected them yet): the
+            # new kubelet finishes the Terminating ones and runs the rest
+            if not all(_pod_ready(p) for p in self.pods(node=spec.hostname)):
+                self._mark_pods(spec.hostname, True)
             self.pods_lifecycle.kubelet_back(spec.hostname)
         else:  # the kubelet updates the object's status: its addresses, then Ready
             self._readdress(spec)
@@ -330,7 +334,15 @@ class KubeWorld:
             node.setdefault("spec", {})["taints"] = taints
 
         self.store.mutate(rt, "", name, edit)
-        for pod in self.pods(node=name):
+        self._mark_pods(name, ready)
+        if added:
+            self.pods_lifecycle.taints_added(name, added)
+        if ready:
+            self.pods_lifecycle.kubelet_back(name)
+
+    def _mark_pods(self, node: str, ready: bool) -> None:
+        """The pods on `node` are Ready with it (its kubelet runs them) or not."""
+        for pod in self.pods(node=node):
 
             def mark(p: dict, ready: bool = ready) -> None:
                 p.setdefault("status", {})["conditions"] = pod_conditions(ready)
@@ -340,10 +352,6 @@ class KubeWorld:
             self.store.mutate(
                 by_kind("", "Pod"), pod["metadata"]["namespace"], pod["metadata"]["name"], mark
             )
-        if added:
-            self.pods_lifecycle.taints_added(name, added)
-        if ready:
-            self.pods_lifecycle.kubelet_back(name)
 
     def set_pool_state(self, name: str, state: str) -> None:
         rt = by_kind("openebs.io", "DiskPool")
@@ -469,3 +477,10 @@ def _admit_tolerations(rt: ResourceType, obj: dict, created: bool) -> None:
     """The DefaultTolerationSeconds admission plugin, on every new Pod."""
     if created and rt.group == "" and rt.kind == "Pod":
         default_tolerations(obj)
+
+
+def _pod_ready(pod: dict) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )

@@ -10,6 +10,7 @@ quarantine 0.2 s and a pod's 30 s termination grace 0.15 s.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,3 +263,50 @@ def test_console_drain_of_a_node_with_a_dead_kubelet_reports_still_terminating(
         f"apps/{API_POD}": "still terminating",
         f"apps/{DB_POD}": "still terminating",
     }
+
+
+def test_workload_status_follows_pod_readiness(lab: Lab, core: client.CoreV1Api) -> None:
+    apps = client.AppsV1Api(config.new_client_from_config(str(lab.admin)))
+    apps.create_namespaced_stateful_set(
+        "apps",
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "replicas": 1,
+                "serviceName": "db",
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "db"}},
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/name": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "db"}]},
+                },
+            },
+        },
+    )
+    nodes = len(core.list_node().items)
+
+    def status(read: object, name: str, ns: str = "apps") -> dict:
+        raw = read(name, ns, _preload_content=False)  # type: ignore[operator]
+        return json.loads(raw.data)["status"]  # (the seeded Deployment has a bare template)
+
+    def counts() -> tuple:
+        web = status(apps.read_namespaced_deployment_status, "web")
+        cilium = status(apps.read_namespaced_daemon_set_status, "cilium", "kube-system")
+        db = status(apps.read_namespaced_stateful_set_status, "db")
+        available = next(
+            c["status"] for c in web.get("conditions") or [] if c["type"] == "Available"
+        )
+        return (
+            web.get("readyReplicas"),
+            available,
+            cilium["desiredNumberScheduled"],
+            cilium["numberReady"],
+            db.get("readyReplicas"),
+        )
+
+    eventually(lambda: counts() == (2, "True", nodes, nodes, 1), timeout=5, message=counts)
+    kill(lab, core, WORKER)  # web has a pod there
+    eventually(lambda: counts() == (1, "False", nodes, nodes - 1, 1), timeout=5, message=counts)
+    kill(lab, core, DRAIN_NODE)  # and db-0 is there
+    eventually(lambda: counts() == (1, "False", nodes, nodes - 2, 0), timeout=5, message=counts)
+    core.delete_node(DRAIN_NODE)  # the DaemonSet no longer wants a pod there
+    eventually(lambda: counts()[2:4] == (nodes - 1, nodes - 2), timeout=5, message=counts)
