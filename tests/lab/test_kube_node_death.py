@@ -310,3 +310,37 @@ def test_workload_status_follows_pod_readiness(lab: Lab, core: client.CoreV1Api)
     eventually(lambda: counts() == (1, "False", nodes, nodes - 2, 0), timeout=5, message=counts)
     core.delete_node(DRAIN_NODE)  # the DaemonSet no longer wants a pod there
     eventually(lambda: counts()[2:4] == (nodes - 1, nodes - 2), timeout=5, message=counts)
+
+
+def test_a_node_registering_again_after_its_deletion_is_a_new_object(
+    lab: Lab, core: client.CoreV1Api
+) -> None:
+    old = core.read_node(DRAIN_NODE).metadata
+    kill(lab, core)
+    core.delete_node(DRAIN_NODE)
+    selector = f"spec.nodeName={DRAIN_NODE}"
+    eventually(
+        lambda: not core.list_pod_for_all_namespaces(field_selector=selector).items,
+        timeout=TIMINGS.kube_seconds(40) + 5,
+    )
+    lab.world.clear(f"vm-stopped:{DRAIN_NODE}")  # the same machine boots and registers
+    eventually(lambda: DRAIN_NODE in {n.metadata.name for n in core.list_node().items})
+    new = core.read_node(DRAIN_NODE).metadata
+    assert new.uid != old.uid
+    assert (new.creation_timestamp - old.creation_timestamp).days >= 1  # not the old age
+    assert not {k for k, _ in taints(core, DRAIN_NODE)} & {UNREACHABLE, NOT_READY}
+
+    def daemons() -> list[client.V1Pod]:
+        pods = core.list_pod_for_all_namespaces(field_selector=selector).items
+        return [
+            p
+            for p in pods
+            if any(r.kind == "DaemonSet" for r in p.metadata.owner_references or [])
+            and p.status.phase == "Running"
+            and p.metadata.deletion_timestamp is None
+        ]
+
+    assert {p.metadata.labels["app.kubernetes.io/name"] for p in eventually(daemons)} >= {
+        "cilium",
+        "spegel",
+    }
