@@ -258,6 +258,7 @@ class TalosWorld:
         machine.booted = False
         if not machine.maintenance:
             self._not_posting_after_grace(machine)
+            self.kube.refresh_pools(machine.hostname)  # its io-engine went with it
         for m in self.state.etcd.values():
             if m.ip == machine.ip:
                 m.healthy = False
@@ -353,6 +354,7 @@ class TalosWorld:
             m.booted = False
             if not m.maintenance:
                 self._not_posting_after_grace(m)
+                self.kube.refresh_pools(m.hostname)
         for e in self.state.etcd.values():
             if e.ip == m.ip:
                 e.healthy = False
