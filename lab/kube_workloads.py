@@ -55,7 +55,7 @@ class WorkloadStatus:
 
     def refresh(self, namespaces: set[str]) -> None:
         for ns in sorted(namespaces):
-            pods, _ = self.store.list(POD, ns)
+            pods, _ = self.store.list(POD, ns, copy=False)
             owned: dict[tuple[str, str], list[dict]] = {}
             for p in pods:
                 owned.setdefault(_controller(p), []).append(p)
@@ -81,7 +81,7 @@ class WorkloadStatus:
             self.store.mutate(rt, ns, name, edit, status_only=True)  # type: ignore[arg-type]
 
     def _replicasets(self, ns: str, owned: dict) -> None:
-        for rs in self.store.list(REPLICASET, ns)[0]:
+        for rs in self.store.list(REPLICASET, ns, copy=False)[0]:
             name = rs["metadata"]["name"]
             replicas, ready = _counts(owned.get(("ReplicaSet", name), []))
             self._write(
@@ -92,8 +92,8 @@ class WorkloadStatus:
             )
 
     def _deployments(self, ns: str, owned: dict) -> None:
-        replicasets = self.store.list(REPLICASET, ns)[0]
-        for dep in self.store.list(DEPLOYMENT, ns)[0]:
+        replicasets = self.store.list(REPLICASET, ns, copy=False)[0]
+        for dep in self.store.list(DEPLOYMENT, ns, copy=False)[0]:
             name = dep["metadata"]["name"]
             mine = {
                 rs["metadata"]["name"]
@@ -140,7 +140,7 @@ class WorkloadStatus:
             self._write(DEPLOYMENT, ns, name, counts)
 
     def _statefulsets(self, ns: str, owned: dict) -> None:
-        for sts in self.store.list(STATEFULSET, ns)[0]:
+        for sts in self.store.list(STATEFULSET, ns, copy=False)[0]:
             name = sts["metadata"]["name"]
             pods = owned.get(("StatefulSet", name), [])
             ready = sum(1 for p in pods if _active(p) and _ready(p))
@@ -158,8 +158,8 @@ class WorkloadStatus:
             )
 
     def _daemonsets(self, ns: str, owned: dict) -> None:
-        nodes = self.store.list(NODE)[0]
-        for ds in self.store.list(DAEMONSET, ns)[0]:
+        nodes = self.store.list(NODE, copy=False)[0]
+        for ds in self.store.list(DAEMONSET, ns, copy=False)[0]:
             name = ds["metadata"]["name"]
             template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
             selector = template.get("nodeSelector") or {}
