@@ -344,3 +344,19 @@ def test_a_node_registering_again_after_its_deletion_is_a_new_object(
         "cilium",
         "spegel",
     }
+
+
+def test_a_kubelet_that_comes_back_finishes_the_deletions_that_waited_for_it(
+    lab: Lab, core: client.CoreV1Api
+) -> None:
+    db_uid = pod(core, DB_POD).metadata.uid
+    kill(lab, core)
+    core.delete_namespaced_pod(DB_POD, "apps")
+    time.sleep(TIMINGS.kube_seconds(30) + 3 * TIMINGS.container_stop)
+    assert pod(core, DB_POD).metadata.uid == db_uid  # Terminating: nobody confirms
+    lab.world.clear(f"vm-stopped:{DRAIN_NODE}")  # the machine boots; its kubelet posts
+    fresh = eventually(
+        lambda: (p := pod(core, DB_POD)) and p.metadata.uid != db_uid and p, timeout=5
+    )
+    assert fresh.metadata.deletion_timestamp is None
+    assert ready(core, DRAIN_NODE) == "True"
