@@ -23,6 +23,7 @@ from dapper.actions.yamledit import set_talconfig_mac
 from dapper.backends.errors import BackendError
 
 TALCONFIG = "kubernetes/bootstrap/talos/talconfig.yaml"
+OS_DISKS = ("virtio0", "scsi0", "sata0")
 
 
 def template_vm(ctx: RunContext) -> Any:
@@ -83,6 +84,7 @@ class CreateVmStep(Step):
         calls = [
             f"qm clone {template.vmid} {self._vmid(ctx)} --name {target.hostname} --full",
             f"qm set: {size['cores']} cores, {size['memory']} MiB, net0 MAC {mac}",
+            f"qm resize <new VM> <OS disk> {size['disk_gib']}G (when the template's is smaller)",
         ]
         for key, value in sorted(passthrough(ctx).items()):
             calls.append(f"qm set --{key} {value}")
@@ -125,6 +127,18 @@ class CreateVmStep(Step):
         values.update(passthrough(ctx))
         stale = [k for k in HOSTPCI_KEYS if k in config and k not in values]
         m.pve.set_config(vmid, values, delete=stale, sync=True)
+        self._grow_os_disk(ctx, vmid, config, size["disk_gib"])
+
+    def _grow_os_disk(self, ctx: RunContext, vmid: int, config: dict[str, str], gib: int) -> None:
+        """The template's OS disk grown to the old VM's size (Proxmox only grows disks)."""
+        key = next((k for k in OS_DISKS if k in config), "")
+        if not key or _size_gib(config[key]) >= gib:
+            return
+        m = machines(ctx)
+        ctx.progress(f"growing {key} of VM {vmid} to {gib}G")
+        upid = m.pve.resize(vmid, key, f"{gib}G")
+        if upid:
+            m.wait_task(upid, ctx, TASK_TIMEOUT)
 
     def verify(self, ctx: RunContext) -> dict[str, Any]:
         vm = new_vm(ctx)
@@ -138,6 +152,14 @@ class CreateVmStep(Step):
         if missing:
             raise StepFailed(f"VM {vm.vmid} lacks {', '.join(missing)}")
         return {"mac": vm.macs[0] if vm.macs else ""}
+
+
+def _size_gib(drive: str) -> int:
+    """`local-zfs:vm-105-disk-0,size=32G` -> 32 (0 when it says no size in GiB)."""
+    for part in drive.split(",")[1:]:
+        if part.startswith("size=") and part.endswith("G") and part[5:-1].isdigit():
+            return int(part[5:-1])
+    return 0
 
 
 def _with_mac(net: str, mac: str) -> str:

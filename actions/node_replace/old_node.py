@@ -8,6 +8,7 @@ the same name and address, and a resumed run must not drain, reset or delete it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dapper.actions.engine import Check, RunContext, Step, StepFailed, StepPreview
@@ -37,6 +38,16 @@ def old_node(ctx: RunContext) -> Any | None:
 
 def _timeout(ctx: RunContext) -> float:
     return float(ctx.params.get("timeout") or 600)
+
+
+def wait_for(ctx: RunContext, what: str, done: Callable[[], bool], says: tuple[str, str]) -> None:
+    """A visible wait (the run's timeout) until `done`; `says` is (done, waiting)."""
+
+    def probe() -> tuple[bool, str]:
+        ok = done()
+        return ok, says[0] if ok else says[1]
+
+    ctx.wait(what, probe, timeout=_timeout(ctx))
 
 
 class DrainStep(Step):
@@ -118,11 +129,12 @@ class ResetStep(Step):
         if not ctx.out(self.id, "reset"):
             return {}
 
-        def probe() -> tuple[bool, str]:
-            gone = not self._answers(ctx)
-            return gone, "stopped answering" if gone else "still answering"
-
-        ctx.wait("the old machine to reset", probe, timeout=_timeout(ctx))
+        wait_for(
+            ctx,
+            "the old machine to reset",
+            lambda: not self._answers(ctx),
+            ("stopped answering", "still answering"),
+        )
         return {}
 
 
@@ -163,11 +175,12 @@ class EtcdRemoveStep(Step):
         return {"member": f"{member.id:x}"}
 
     def verify(self, ctx: RunContext) -> dict[str, Any]:
-        def probe() -> tuple[bool, str]:
-            gone = self._member(ctx) is None
-            return gone, "removed" if gone else "still a member"
-
-        ctx.wait("the etcd member to go", probe, timeout=_timeout(ctx))
+        wait_for(
+            ctx,
+            "the etcd member to go",
+            lambda: self._member(ctx) is None,
+            ("removed", "still a member"),
+        )
         return {}
 
 
@@ -190,11 +203,9 @@ class DeleteNodeStep(Step):
         return {}
 
     def verify(self, ctx: RunContext) -> dict[str, Any]:
-        def probe() -> tuple[bool, str]:
-            gone = old_node(ctx) is None
-            return gone, "deleted" if gone else "still there"
-
-        ctx.wait("the Node object to go", probe, timeout=60)
+        wait_for(
+            ctx, "the Node object to go", lambda: old_node(ctx) is None, ("deleted", "still there")
+        )
         return {}
 
 

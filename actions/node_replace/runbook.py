@@ -5,7 +5,9 @@ Order matters and follows the procedure an operator would run by hand: impact fi
 whose secrets this key cannot open); then the old node out (drain, reset, etcd, Node,
 VM); then the new VM from the Talos template with the tree's MAC (or a new MAC written
 into the tree and committed); its config generated from the tree and applied in
-maintenance mode; then Ready, etcd whole, uncordoned and verified.
+maintenance mode; then Ready, etcd whole, uncordoned and verified. A storage node's data
+disk is kept: the new VM gets the old VM's storage controller, so its DiskPool is
+unchanged (replacing a failed SSD, which changes the pool's disk link, is not handled).
 """
 
 from __future__ import annotations
@@ -101,12 +103,6 @@ class NodeReplace(Runbook):
             help="keep the old VM stopped (renamed <node>-replaced) or destroy it",
             default="keep",
             choices=("keep", "destroy"),
-        ),
-        Param(
-            "disk",
-            help="the storage disk: keep passes the same controller through (pool unchanged)",
-            default="keep",
-            choices=("keep",),
         ),
         Param("timeout", "int", help="seconds each wait may take", default=600),
     )

@@ -658,6 +658,10 @@ class ProxmoxBackend:
     def destroy(self, vmid: int, node: str = "", *, purge: bool = True) -> str:
         return self._w(f"destroy VM {vmid}").destroy(vmid, node, purge)
 
+    def resize(self, vmid: int, disk: str, size: str, node: str = "") -> str | None:
+        """Grow a disk (`128G` or `+8G`); PVE 8 returns the task's UPID, 7 returned null."""
+        return self._w(f"resize a disk of VM {vmid}").resize(vmid, disk, size, node)
+
     def set_config(
         self,
         vmid: int,
@@ -710,6 +714,11 @@ class _Writer:
     def destroy(self, vmid: int, node: str, purge: bool) -> str:
         path = f"nodes/{self._node(vmid, node)}/qemu/{vmid}"
         return str(self._b.call("delete", path, purge=int(purge)))
+
+    def resize(self, vmid: int, disk: str, size: str, node: str) -> str | None:
+        path = f"nodes/{self._node(vmid, node)}/qemu/{vmid}/resize"
+        result = self._b.call("put", path, disk=disk, size=size)
+        return None if result is None else str(result)
 
     def set_config(
         self, vmid: int, values: dict, delete: list[str], digest: str, node: str, sync: bool

@@ -366,5 +366,9 @@ def find_faults(s: ClusterSnapshot) -> list[Fault]:
                     k.last_transition,
                 )
             )
-    faults.sort(key=lambda f: (f.severity != "error", -(f.since or 0)))
+    # errors first; a cause before what merely waits on it (Flux's DependencyNotReady),
+    # then the newest: the order the fault line and the events pane share
+    faults.sort(
+        key=lambda f: (f.severity != "error", "DependencyNotReady" in f.message, -(f.since or 0))
+    )
     return faults

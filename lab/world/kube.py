@@ -56,7 +56,7 @@ class KubeWorld:
         return node_object(
             spec,
             created=self.state.started - 41 * 86400 if created is None else created,
-            gpu_units=self.gpu_units(),
+            gpu_units=self.gpu_units(spec.hostname),
             index=index,
         )
 
@@ -83,6 +83,7 @@ class KubeWorld:
                 spec.hostname, True, "KubeletReady", "kubelet is posting ready status"
             )
         self.refresh_pools(spec.hostname)
+        self.refresh_gpu_capacity()
 
     def _readdress(self, spec: NodeSpec) -> None:
         """A kubelet registering into an existing Node (a replacement whose old Node was
@@ -115,8 +116,23 @@ class KubeWorld:
             self._seed_node_pods(spec)
         self._seed_daemonsets()
 
-    def gpu_units(self) -> int:
-        return sum(1 for a in GPU_ADDRESSES if self.state.pci[a].present) * GPU_REPLICAS
+    def gpu_units(self, hostname: str) -> int:
+        """nvidia.com/gpu the device plugin offers on a node: the P100s its VM holds and
+        the host still has, times the time-slicing replicas (none without passthrough)."""
+        vms = [
+            self.state.vms[m.vmid]
+            for m in self.state.machines.values()
+            if m.hostname == hostname and m.vmid in self.state.vms
+        ]
+        # a parked old VM may share the name: the running one is the node's
+        held = {
+            a
+            for vm in vms
+            if vm.status == "running"
+            for a in vm.pci_in_use
+            if a in GPU_ADDRESSES and self.state.pci[a].present
+        }
+        return len(held) * GPU_REPLICAS
 
     def _seed_node_pods(self, spec: NodeSpec) -> None:
         if spec.role == "controlplane":
@@ -385,11 +401,11 @@ class KubeWorld:
             )
 
     def refresh_gpu_capacity(self) -> None:
-        units = self.gpu_units()
         for spec in self.state.specs:
+            units = self.gpu_units(spec.hostname)
             if spec.gpu and self.node_exists(spec.hostname):
 
-                def edit(node: dict) -> None:
+                def edit(node: dict, units: int = units) -> None:
                     node["status"]["capacity"]["nvidia.com/gpu"] = str(units)
                     node["status"]["allocatable"]["nvidia.com/gpu"] = str(units)
 

@@ -234,14 +234,15 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int, index: int = 
         capacity["hugepages-2Mi"] = "2Gi"
     cidr = f"10.69.{index}.0/24"
     if spec.gpu:
+        labels["node-role.home.arpa/gpu"] = "p100"  # Talos nodeLabels: the config's
+        capacity["nvidia.com/gpu"] = str(gpu_units)
+    if gpu_units:  # NFD labels what the machine's PCI bus shows
         labels.update(
             {
-                "node-role.home.arpa/gpu": "p100",
                 "nvidia.feature.node.kubernetes.io/gpu": "true",
                 "feature.node.kubernetes.io/pci-0302_10de.present": "true",
             }
         )
-        capacity["nvidia.com/gpu"] = str(gpu_units)
     return {
         "apiVersion": "v1",
         "kind": "Node",

@@ -120,9 +120,9 @@ class Machine:
     etcd_service: str = "Running"  # the etcd service's state on a control plane
     config_epoch: int = 0  # bumped by every apply: a TRY revert checks it is still current
     # False: it came up without its LAN address (its config selects no NIC of its VM, or
-    # the address was taken); it answers nowhere and never joins
+    # the address was taken); it answers nowhere and never joins. Decided at every boot.
     network: bool = True
-    pending_ip: str | None = None  # the static address its config gives it at next boot
+    parked_from: str = ""  # the address a replacement took while this one was down
     disk_failed: bool = False  # its system disk died: the VM runs, Talos never comes up
     kubelet_wedged: bool = False  # its kubelet stopped posting, Talos still answers
 

@@ -68,6 +68,29 @@ def drive_size_gib(drive: str) -> int:
 class ProxmoxWorld:
     """The host's passthrough devices, mappings, ISOs and its VMs."""
 
+    def vm_resize(self, vmid: int, disk: str, size: str) -> int:
+        """Grow a disk as `qm resize` does (`32G` absolute or `+8G`); returns the new GiB.
+        Shrinking, a CD-ROM or a disk the VM lacks is refused with PVE's text."""
+        with self.lock:
+            vm = self.vm(vmid)
+            drive = vm.drives.get(disk)
+            if drive is None:
+                raise WorldError(f"disk '{disk}' does not exist", 500)
+            if "media=cdrom" in drive:
+                raise WorldError("you can't resize a cdrom", 500)
+            current = drive_size_gib(drive)
+            grow, number = size.startswith("+"), size.lstrip("+").rstrip("G")
+            if not number.isdigit():
+                raise WorldError(f"unable to parse size '{size}' (whole GiB only in the lab)", 400)
+            new = current + int(number) if grow else int(number)
+            if new < current:
+                raise WorldError("shrinking disks is not supported", 500)
+            parts = [p for p in drive.split(",") if not p.startswith("size=")]
+            vm.drives[disk] = ",".join([*parts, f"size={new}G"])
+            if disk in ("virtio0", "scsi0", "sata0", "ide0"):
+                vm.disk_gib = new
+            return new
+
     def __init__(self, state: WorldState, talos: TalosWorld) -> None:
         self.state = state
         self.talos = talos

@@ -25,8 +25,10 @@ comes up without its network (answers nowhere, never joins); a matching one give
 machine that interface's first static address, under which it answers (its own loopback
 address, the Talos server and the guest agent follow) and registers its Node. The old
 machine still holding that address with its VM stopped is parked (no network) so the
-address is free; a live one keeps it and the newcomer comes up without network.
-Installing takes `Timings.install`, then the reboot `Timings.boot`.
+address is free (it takes it back at a later boot if the address is free then); a live
+one keeps it and the newcomer comes up without network. The match is made at every boot,
+so a MAC put right in Proxmox takes effect at the next one. Installing takes
+`Timings.install`, then the reboot `Timings.boot`.
 """
 
 from __future__ import annotations
@@ -147,13 +149,15 @@ class TalosWorld:
     # -- lookups ---------------------------------------------------------------------------
 
     def machine(self, node: str) -> Machine:
-        """A machine by IP or hostname, or WorldError(404)."""
+        """A machine by IP or hostname, or WorldError(404). Of machines sharing a hostname
+        (a replacement and the old VM kept or dead), the one on the network and up wins,
+        as a name resolves to the live address."""
         with self.lock:
             if node in self.state.machines:
                 return self.state.machines[node]
-            for m in self.state.machines.values():
-                if m.hostname == node:
-                    return m
+            named = [m for m in self.state.machines.values() if m.hostname == node]
+            if named:
+                return max(named, key=lambda m: (m.network, self.reachable(m)))
         raise WorldError(f"no machine {node}", 404)
 
     def machine_of_vm(self, vmid: int) -> Machine | None:
@@ -243,9 +247,7 @@ class TalosWorld:
             if machine.staged is not None and not machine.maintenance:
                 self._activate(machine, machine.staged)
                 machine.staged = None
-            if machine.pending_ip is not None:
-                self._take_address(machine, machine.pending_ip)
-                machine.pending_ip = None
+            self._bring_up_network(machine)
             machine.booted = True
             if not machine.maintenance and machine.network:
                 self.join(machine)
@@ -298,6 +300,18 @@ class TalosWorld:
 
     # -- addresses -------------------------------------------------------------------------
 
+    def _bring_up_network(self, m: Machine) -> None:
+        """At every boot the config's interfaces are matched against the VM's MACs as
+        they are now (a MAC fixed in Proxmox takes effect at the next boot)."""
+        try:
+            cfg = None if m.maintenance or not m.config else talos_config.load(m.config)
+        except ConfigError:
+            cfg = None  # the lab's seeded machines carry minimal configs: no interfaces
+        m.network, ip = (True, None) if cfg is None else self._address_from(m, cfg)
+        ip = ip or m.parked_from  # a parked machine wants its old address back
+        if m.network and ip:
+            self._take_address(m, ip)
+
     def _address_from(self, m: Machine, cfg: MachineConfig) -> tuple[bool, str | None]:
         """(has network, static address) the config gives this machine at its next boot.
 
@@ -333,7 +347,9 @@ class TalosWorld:
                 return
             self._rekey(holder, f"parked-vm{holder.vmid}")
             holder.network = False
+            holder.parked_from = ip
         self._rekey(m, ip)
+        m.parked_from = ""
         for hook in list(self.on_new_machine):  # its own address opens
             hook(m)
 
@@ -431,7 +447,6 @@ class TalosWorld:
         self._activate(m, data, cfg)
         m.maintenance = False
         m.booted = False
-        m.network, m.pending_ip = self._address_from(m, cfg)
         self.boot_later(m.vmid, extra=self.state.timings.install)
         return ApplyOutcome("reboot", "")
 

@@ -28,12 +28,29 @@ TALCONFIG = "kubernetes/bootstrap/talos/talconfig.yaml"
 TIMINGS = Timings(reconcile_interval=600.0, node_grace=0.5, boot=0.3, clone=0.2, task=0.1)
 
 
+def _started(directory: Path) -> RunningLab:
+    running = start_lab(directory=directory, timings=TIMINGS)
+    assert running.flux is not None
+    running.flux.reconcile_now(timeout=60)
+    return running
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[RunningLab]:
-    running = start_lab(directory=tmp_path / "lab", timings=TIMINGS)
+    """A lab of its own: the test kills a node and rebuilds it."""
+    running = _started(tmp_path / "lab")
     try:
-        assert running.flux is not None
-        running.flux.reconcile_now(timeout=60)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    """One lab for the refusals and the dry run: each changes nothing (and undoes what it
+    staged), which `refused` proves."""
+    running = _started(tmp_path_factory.mktemp("node-replace") / "lab")
+    try:
         yield running
     finally:
         running.stop()
@@ -112,6 +129,7 @@ def test_worker_from_a_destroyed_vm(lab: RunningLab, capsys: pytest.CaptureFixtu
     assert node_ready(lab, "talos-node-large-2")
     (vm,) = vms_named(lab, "talos-node-large-2")
     assert vm.status == "running" and vm.macs[0] != "bc:24:11:e0:17:19"
+    assert (vm.cores, vm.memory_mib, vm.disk_gib) == (16, 128 * 1024, 128)  # role defaults
     assert all(v.startswith("mapping=") for v in vm.hostpci.values()) and vm.hostpci
     commits = run_commits(lab)
     assert len(commits) == 1
@@ -133,18 +151,19 @@ def test_control_plane_from_a_failed_disk(
 ) -> None:
     dead(lab, "disk-failed:talos-control-2", "talos-control-2")
 
-    rc = run_cli(lab, "node=talos-control-2", "vmid=reuse", "old_vm=destroy")
+    rc = run_cli(lab, "node=talos-control-2", "vmid=reuse", "old_vm=destroy", "mac=new")
     out = capsys.readouterr()
     assert rc == 0, out.err
 
     assert node_ready(lab, "talos-control-2")
     (vm,) = vms_named(lab, "talos-control-2")
-    assert vm.vmid == 101 and vm.macs == ["bc:24:11:b6:57:d5"]
+    assert vm.vmid == 101 and vm.macs != ["bc:24:11:b6:57:d5"]
     assert etcd_names(lab) == ["talos-control-1", "talos-control-2", "talos-control-3"]
     with lab.world.lock:
         assert all(e.healthy for e in lab.world.etcd.values())
-    assert run_commits(lab) == []  # mac=keep: the tree already describes the new VM
-    assert "the tree needs no change" in out.out
+    (commit,) = run_commits(lab)
+    assert vm.macs[0].lower() in (Path(lab.config.repo_path) / TALCONFIG).read_text()
+    assert parse_trailers(commit.message)["Runbook-Run"]
 
 
 def test_gpu_node_keeps_the_old_vm_and_gets_its_gpus_back(
@@ -168,6 +187,7 @@ def test_gpu_node_keeps_the_old_vm_and_gets_its_gpus_back(
         kube.close()
     assert node.ready == "True" and node.gpu_allocatable == 16
     assert len(run_commits(lab)) == 1
+    assert pool_state(lab, "talos-node-gpu-1") == "Online"
 
 
 # -- crash and resume -------------------------------------------------------------------------
@@ -245,24 +265,36 @@ def refused(lab: RunningLab, capsys: pytest.CaptureFixture[str], *params: str) -
 
 
 def test_a_node_not_in_the_tree_is_refused(
-    lab: RunningLab, capsys: pytest.CaptureFixture[str]
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    line = refused(lab, capsys, "node=talos-node-huge-9")
+    line = refused(shared_lab, capsys, "node=talos-node-huge-9")
     assert "no node talos-node-huge-9 in talconfig.yaml" in line
 
 
-def test_quorum_at_risk_is_refused(lab: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
-    lab.world.inject("etcd-unhealthy:talos-control-1")
-    line = refused(lab, capsys, "node=talos-control-2")
+def test_quorum_at_risk_is_refused(
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared_lab.world.inject("etcd-unhealthy:talos-control-1")
+    try:
+        line = refused(shared_lab, capsys, "node=talos-control-2")
+    finally:
+        shared_lab.world.clear("etcd-unhealthy:talos-control-1")
     assert "etcd quorum at risk: talos-control-1 unhealthy" in line
 
 
-def test_a_missing_template_is_refused(lab: RunningLab, capsys: pytest.CaptureFixture[str]) -> None:
-    with lab.world.lock:
-        templates = [v.vmid for v in lab.world.vms.values() if v.template]
+def test_a_missing_template_is_refused(
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = shared_lab.world
+    with world.lock:
+        templates = {k: v for k, v in world.vms.items() if v.template}
         for vmid in templates:
-            del lab.world.vms[vmid]
-    line = refused(lab, capsys, "node=talos-node-large-2")
+            del world.vms[vmid]
+    try:
+        line = refused(shared_lab, capsys, "node=talos-node-large-2")
+    finally:
+        with world.lock:
+            world.vms.update(templates)
     assert "no Talos template on Proxmox" in line
 
 
@@ -282,13 +314,32 @@ def test_a_gpu_held_by_another_vm_is_refused(
 
 
 def test_a_wrong_age_key_is_refused(
-    lab: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     import pyrage
 
     other = tmp_path / "other.agekey"
     other.write_text(str(pyrage.x25519.Identity.generate()) + "\n")
-    config = lab.files.config.read_text().replace(str(lab.files.age_key), str(other))
-    lab.files.config.write_text(config)
-    line = refused(lab, capsys, "node=talos-node-large-2")
+    config = shared_lab.files.config.read_text()
+    shared_lab.files.config.write_text(config.replace(str(shared_lab.files.age_key), str(other)))
+    try:
+        line = refused(shared_lab, capsys, "node=talos-node-large-2")
+    finally:
+        shared_lab.files.config.write_text(config)
     assert "talsecret.sops.yaml" in line
+
+
+def test_a_dry_run_shows_the_impact_and_changes_nothing(
+    shared_lab: RunningLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = shared_lab
+    with lab.world.lock:
+        before = (dict(lab.world.vms), len(lab.world.writes))
+    rc = run_cli(lab, "node=talos-control-3", extra=("--dry-run",))
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "talos-control-3: control plane at 10.100.0.52" in out
+    assert "etcd (through talos-control-1):" in out and "(leader)" in out
+    assert "qm clone 9000" in out and "talosctl apply-config --insecure" in out
+    with lab.world.lock:
+        assert (dict(lab.world.vms), len(lab.world.writes)) == before

@@ -88,9 +88,11 @@ def _talos_value(lab: RunningLab, call):
 
 
 def _new_vm(lab: RunningLab, pve: ProxmoxBackend, name: str, mac: str = "") -> int:
-    """A clone of a worker VM, with `mac` on net0 when given, started."""
+    """A clone of the Talos template (else of a VM without passthrough), with `mac` on
+    net0 when given, started: it boots into maintenance mode."""
+    source = next((v.vmid for v in pve.vms() if v.template), 100)
     newid = pve.next_vmid()
-    pve.wait_task(pve.clone(104, newid, name), timeout=10)
+    pve.wait_task(pve.clone(source, newid, name), timeout=10)
     if mac:
         pve.set_config(newid, {"net0": f"virtio={mac.upper()},bridge=vmbr0,tag=100"}, sync=True)
     pve.wait_task(pve.start(newid), timeout=10)
@@ -258,6 +260,8 @@ def test_a_replacement_next_to_the_stopped_old_vm_takes_its_address(
     old = lab.world.machine_of_vm(vmid)
     assert not old.network and not lab.world.reachable(old)
     assert _talos_value(lab, lambda c: c.hostname(ip)) == hostname
+    # by name, the live machine answers (not the old one that has no network)
+    assert _talos_value(lab, lambda c: c.hostname(hostname)) == hostname
     assert lab.world.machine(ip).vmid == newid
     kube.close()
     pve.close()
@@ -333,6 +337,13 @@ def test_a_config_for_another_mac_never_joins(lab: RunningLab, secrets) -> None:
     assert "came up without its network" in by_name.reason
     asyncio.run(asyncio.sleep(GRACE))
     assert _node(kube, "talos-node-large-9") is None
+    # the MAC put right in Proxmox takes effect at the next boot, as Talos matches then
+    pve.set_config(newid, {"net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0,tag=100"}, sync=True)
+    pve.wait_task(pve.reboot(newid), timeout=10)
+    node = eventually(
+        lambda: _node(kube, "talos-node-large-9"), interval=0.05, message="the Node after the fix"
+    )
+    assert node.internal_ip == "10.100.0.60"
     kube.close()
     pve.close()
 

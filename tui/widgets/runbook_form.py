@@ -157,9 +157,22 @@ class ParamForm(VerticalScroll):
             wanted = self.preset.get(p.name)
             values = [c.value for c in loaded.choices]
             if wanted in values:
-                widget.move_cursor(row=values.index(wanted))
+                row = values.index(wanted)
+                widget.move_cursor(row=row)
+                above = sum(1 + len(c.detail) for c in loaded.choices[:row])
+                self.call_after_refresh(
+                    self._show_row, widget, above, 1 + len(loaded.choices[row].detail)
+                )
             if loaded.choices:
                 self._changed(p.name)
+
+    def _show_row(self, table: DataTable[Any], above: int, height: int) -> None:
+        """Scroll the form so a preset choice (`above` lines below the table's header)
+        is on screen: on a small terminal the form is taller than its window."""
+        top = table.virtual_region.y + 1 + above  # the header line, then the rows above
+        from textual.geometry import Region
+
+        self.scroll_to_region(Region(0, top, 1, height), animate=False, immediate=True)
 
     def _choice_width(self) -> int:
         return max(0, self.content_size.width - 4)  # cell padding and scrollbar
