@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dapper.lab.kinds import CUSTOM_GROUPS, RESOURCE_TYPES, ResourceType, by_kind
 from dapper.lab.kube_apply import record_update, server_side_apply
@@ -17,6 +17,7 @@ from dapper.lab.kube_patch import apply_patch
 from dapper.lab.kube_selectors import parse_field_selector, parse_label_selector
 from dapper.lab.store import Conflict, NotFound, StoreError
 from dapper.lab.world import World
+from dapper.lab.world.kube_lifecycle import disruption_condition
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
@@ -59,6 +60,7 @@ class WriteOptions:
     force: bool = False
     dry_run: bool = False
     strict: bool = False  # fieldValidation=Strict: undeclared fields are refused
+    grace: int | None = None  # a delete's gracePeriodSeconds (0 with --force: at once)
 
 
 def write_options(query: dict[str, str], user_agent: str) -> WriteOptions:
@@ -69,6 +71,32 @@ def write_options(query: dict[str, str], user_agent: str) -> WriteOptions:
         force=query.get("force", "").lower() == "true",
         dry_run=query.get("dryRun", "") == "All",
         strict=query.get("fieldValidation", "") == "Strict",
+        grace=_grace(query.get("gracePeriodSeconds")),
+    )
+
+
+def _grace(value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise StoreError(400, "BadRequest", f"invalid gracePeriodSeconds {value!r}") from None
+
+
+def delete_options(opts: WriteOptions, body: bytes) -> WriteOptions:
+    """A DELETE's DeleteOptions body (kubectl sends one) completes its query."""
+    if not body.strip():
+        return opts
+    doc = parse_body(body)
+    if not isinstance(doc, dict):
+        raise StoreError(400, "BadRequest", "DeleteOptions must be an object")
+    grace = _grace(doc.get("gracePeriodSeconds"))
+    dry = doc.get("dryRun") == ["All"]
+    return replace(
+        opts,
+        grace=opts.grace if grace is None else grace,
+        dry_run=opts.dry_run or dry,
     )
 
 
@@ -347,11 +375,15 @@ class KubeApi:
     def delete(self, r: Route, opts: WriteOptions = WriteOptions()) -> dict:
         assert r.name is not None
         with self.world.lock:
-            obj = self.store.delete(r.rt, r.namespace or "", r.name, dry_run=opts.dry_run)
             if r.rt.kind == "Pod" and not opts.dry_run:
-                self.world.replace_pod(obj)
+                # graceful: Terminating until its kubelet confirms (see kube_lifecycle)
+                obj = self.world.kube.pods_lifecycle.delete(
+                    r.namespace or "", r.name, grace=opts.grace
+                )
+                return self._out(obj, r)
+            obj = self.store.delete(r.rt, r.namespace or "", r.name, dry_run=opts.dry_run)
             if r.rt.kind == "Node" and not opts.dry_run:
-                self.world.kube.refresh_pools(r.name)  # Mayastor sees its node go
+                self.world.kube.node_deleted(r.name)  # Mayastor and the pod GC see it go
         return self._out(obj, r)
 
     def evict(self, r: Route, body: object) -> dict:
@@ -363,13 +395,22 @@ class KubeApi:
                     400, "BadRequest", "name in URL does not match name in Eviction object"
                 )
         pod_rt = by_kind("", "Pod")
+        options = (body.get("deleteOptions") if isinstance(body, dict) else None) or {}
+        grace = _grace(options.get("gracePeriodSeconds"))
         with self.world.lock:
             pod = self.store.get(pod_rt, r.namespace, r.name)
             pdbs, _ = self.store.list(by_kind("policy", "PodDisruptionBudget"), r.namespace)
             pods, _ = self.store.list(pod_rt, r.namespace)
             check_eviction(pod, pdbs, pods)
             with contextlib.suppress(NotFound):
-                self.store.delete(pod_rt, r.namespace, r.name)
+                self.world.kube.pods_lifecycle.delete(
+                    r.namespace,
+                    r.name,
+                    grace=grace,
+                    condition=disruption_condition(
+                        "EvictionByEvictionAPI", "Eviction API: evicting"
+                    ),
+                )
             emit_event(
                 self.store,
                 pod,
@@ -378,7 +419,6 @@ class KubeApi:
                 f"{pod.get('spec', {}).get('nodeName', '')} through the eviction API",
                 component="lab-eviction",
             )
-            self.world.replace_pod(pod)
         return {
             "kind": "Status",
             "apiVersion": "v1",

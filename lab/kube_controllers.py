@@ -3,7 +3,8 @@
 A store listener queues changes (it runs under the store lock and must not block); one
 thread then plays the node lifecycle controller and kubelet (NodeNotReady/NodeReady and
 NodeNotSchedulable/NodeSchedulable Events, the node.kubernetes.io/unschedulable taint on a
-cordoned node) and the disruption controller (PodDisruptionBudget status).
+cordoned node), the disruption controller (PodDisruptionBudget status) and the workload
+controllers' status counts (kube_workloads).
 """
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ import uuid
 
 from dapper.lab.kinds import by_kind
 from dapper.lab.kube_eviction import budget_state, status_of
+from dapper.lab.kube_workloads import WorkloadStatus
 from dapper.lab.store import NotFound, ObjectStore, WatchEvent, now_rfc3339
 
 log = logging.getLogger(__name__)
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+WATCHED = frozenset(
+    {
+        ("", "nodes"),
+        ("", "pods"),
+        ("policy", "poddisruptionbudgets"),
+        *(("apps", k) for k in ("deployments", "replicasets", "statefulsets", "daemonsets")),
+    }
+)
 
 
 def emit_event(
@@ -88,6 +98,7 @@ class LabControllers:
         self._queue: queue.SimpleQueue[WatchEvent | None] = queue.SimpleQueue()
         self._nodes: dict[str, tuple[bool, bool]] = {}
         self._thread: threading.Thread | None = None
+        self._workloads = WorkloadStatus(store)
 
     def start(self) -> None:
         nodes, _ = self.store.list(by_kind("", "Node"))
@@ -105,7 +116,7 @@ class LabControllers:
             self._thread = None
 
     def _on_change(self, event: WatchEvent) -> None:
-        if event.key[:2] in (("", "nodes"), ("", "pods"), ("policy", "poddisruptionbudgets")):
+        if event.key[:2] in WATCHED:
             self._queue.put(event)
 
     def _run(self) -> None:
@@ -117,11 +128,13 @@ class LabControllers:
                 except queue.Empty:
                     break
             namespaces: set[str] = set()
+            nodes_changed = False
             for event in batch:
                 if event is None:
                     return
                 try:
                     if event.key[1] == "nodes":
+                        nodes_changed = True
                         self._node_changed(event)
                     else:
                         namespaces.add(event.key[2])
@@ -131,6 +144,13 @@ class LabControllers:
                 self._refresh_budgets(namespaces)
             except Exception:
                 log.exception("lab disruption controller failed")
+            try:
+                if nodes_changed:  # a DaemonSet wants a pod per matching Node
+                    daemonsets, _ = self.store.list(by_kind("apps", "DaemonSet"))
+                    namespaces |= {d["metadata"]["namespace"] for d in daemonsets}
+                self._workloads.refresh(namespaces)
+            except Exception:
+                log.exception("lab workload status controllers failed")
 
     def _node_changed(self, event: WatchEvent) -> None:
         name = event.key[3]

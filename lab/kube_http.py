@@ -16,6 +16,7 @@ from dapper.lab.kube_api import (
     KubeApi,
     Route,
     authorize,
+    delete_options,
     parse_body,
     route,
     write_options,
@@ -145,6 +146,7 @@ class KubeHandler(LabHandler):
             obj = api.patch(r, ctype, parsed, opts)
             code = 201 if apply and not existed else 200
         elif verb == "delete":
+            opts = delete_options(opts, body)
             obj, code = api.delete(r, opts), 200
         else:
             raise StoreError(405, "MethodNotAllowed", f"{verb} is not supported by the lab")

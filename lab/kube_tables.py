@@ -96,6 +96,15 @@ def _node_row(o: dict) -> list:
     ]
 
 
+def _pod_status(o: dict) -> str:
+    """The STATUS column as the API server prints it: Terminating once deletion began
+    (Unknown for a pod the node controller found unreachable)."""
+    status = o.get("status", {}) or {}
+    if o["metadata"].get("deletionTimestamp"):
+        return "Unknown" if status.get("reason") == "NodeLost" else "Terminating"
+    return status.get("reason") or status.get("phase", "")
+
+
 def _pod_row(o: dict) -> list:
     statuses = o.get("status", {}).get("containerStatuses", []) or []
     total = len(o.get("spec", {}).get("containers", []) or [])
@@ -103,7 +112,7 @@ def _pod_row(o: dict) -> list:
     return [
         o["metadata"]["name"],
         f"{ready}/{total}",
-        o.get("status", {}).get("phase", ""),
+        _pod_status(o),
         sum(int(c.get("restartCount", 0)) for c in statuses),
         human_age(o["metadata"].get("creationTimestamp")),
         o.get("status", {}).get("podIP", "<none>"),

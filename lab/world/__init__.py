@@ -60,6 +60,7 @@ class World(WorldState):
         self.talos = TalosWorld(self, self.kube)
         self.pve = ProxmoxWorld(self, self.talos)
         self.talos.stop_vm = self.pve.vm_stop
+        self.kube.set_kubelet_posting(self._kubelet_posting)
         self.fault_injector = FaultInjector(self, self.kube, self.talos, self.pve)
         self._seed()
         self.clock.start()
@@ -76,6 +77,16 @@ class World(WorldState):
         self.kube.seed()
         self.pve.seed_template()
         self.pve.seed_storage()
+
+    def _kubelet_posting(self, node: str) -> bool:
+        """A node's kubelet runs and posts: its Node's Ready condition is the kubelet's own
+        (True or False, not Unknown), a machine of that name answers with its kubelet up
+        (not stopped by the node-notready fault)."""
+        return (
+            self.kube.ready_status(node) in ("True", "False")
+            and self.talos.posting(node)
+            and f"node-notready:{node}" not in self.faults
+        )
 
     def close(self) -> None:
         self.clock.stop()

@@ -8,9 +8,11 @@ far as the console and the runbooks can see them. Objects live in the world's
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
-from dapper.lab.kinds import by_kind
+from dapper.lab.kinds import ResourceType, by_kind
 from dapper.lab.store import NotFound
+from dapper.lab.world.kube_lifecycle import PodLifecycle
 from dapper.lab.world.kube_network import PodNetwork
 from dapper.lab.world.kube_objects import (
     controller_of,
@@ -22,6 +24,11 @@ from dapper.lab.world.kube_objects import (
     pod_gpu_request,
     pod_object,
     pod_status,
+)
+from dapper.lab.world.kube_taints import (
+    default_tolerations,
+    lifecycle_taints,
+    without_lifecycle_taints,
 )
 from dapper.lab.world.model import GPU_ADDRESSES, GPU_REPLICAS, NodeSpec
 from dapper.lab.world.state import WorldState
@@ -35,6 +42,13 @@ class KubeWorld:
         self.store = state.store
         self.lock = state.lock
         self.store.add_defaulter(PodNetwork(self.store).default)
+        self.store.add_defaulter(_admit_tolerations)
+        # the world wires in the Talos side (does the node's machine run its kubelet?)
+        self.pods_lifecycle = PodLifecycle(state, self.replace_pod, self.node_ready)
+
+    def set_kubelet_posting(self, posting: Callable[[str], bool]) -> None:
+        """Who answers for a node's kubelet: the world's machines."""
+        self.pods_lifecycle.kubelet_posting = posting
 
     def node_object(self, spec: NodeSpec, created: float | None = None) -> dict:
         """A Node for `spec`: as old as the lab's cluster unless `created` says when."""
@@ -58,6 +72,11 @@ class KubeWorld:
                     ds["metadata"]["name"],
                     node_selector=ds["spec"]["template"]["spec"].get("nodeSelector") or None,
                 )
+            # the pods still bound to the name (the pod GC has not collected them yet): the
+            # new kubelet finishes the Terminating ones and runs the rest
+            if not all(_pod_ready(p) for p in self.pods(node=spec.hostname)):
+                self._mark_pods(spec.hostname, True)
+            self.pods_lifecycle.kubelet_back(spec.hostname)
         else:  # the kubelet updates the object's status: its addresses, then Ready
             self._readdress(spec)
             self.set_node_ready(
@@ -257,6 +276,14 @@ class KubeWorld:
             for c in node.get("status", {}).get("conditions", [])
         )
 
+    def ready_status(self, name: str) -> str | None:
+        """The Node's Ready condition status (True, False, Unknown), None without a Node."""
+        node = self.store.find(by_kind("", "Node"), "", name, copy=False)
+        if node is None:
+            return None
+        conds = node.get("status", {}).get("conditions", []) or []
+        return next((c.get("status") for c in conds if c.get("type") == "Ready"), "Unknown")
+
     def schedule(self, pod: dict) -> str | None:
         """Pick a node for a pod the way a small scheduler would: Ready, schedulable,
         tolerated, selector-matching, with room for its GPU request; fewest pods first."""
@@ -286,13 +313,20 @@ class KubeWorld:
             candidates.append((len(self.pods(node=name)), name))
         return min(candidates)[1] if candidates else None
 
-    def set_node_ready(self, name: str, ready: bool, reason: str, message: str) -> None:
+    def set_node_ready(
+        self, name: str, ready: bool, reason: str, message: str, status: str = ""
+    ) -> None:
+        """The Ready condition as the kubelet posts it (True, or False: NotReady) or as the
+        node lifecycle controller sets it once the kubelet stopped posting (Unknown, the
+        default when not ready); the controller's taints follow the condition, and pods on
+        the node stop being Ready."""
         rt = by_kind("", "Node")
         if self.store.find(rt, "", name) is None:
             return
+        status = "True" if ready else (status or "Unknown")
+        added: list[dict] = []
 
         def edit(node: dict) -> None:
-            status = "True" if ready else "Unknown"
             old = {c["type"]: c for c in node.get("status", {}).get("conditions", []) or []}
             was = old.get("Ready", {})
             changed = was.get("status") != status
@@ -305,17 +339,26 @@ class KubeWorld:
                 # a kubelet that stopped posting last posted before it stopped
                 heartbeat=None if ready else was.get("lastHeartbeatTime"),
             )
-            taints = [
-                t
-                for t in node.get("spec", {}).get("taints", []) or []
-                if t.get("key") != "node.kubernetes.io/unreachable"
-            ]
-            if not ready:
-                taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"})
+            taints = node.get("spec", {}).get("taints", []) or []
+            if changed or not ready:
+                wanted = lifecycle_taints(status)
+                kept = [t for t in taints if _same_taint(t, wanted)]
+                if len(kept) != len(wanted):  # new or different: timeAdded is now
+                    kept = wanted
+                    added.extend(wanted)
+                taints = without_lifecycle_taints(taints) + kept
             node.setdefault("spec", {})["taints"] = taints
 
         self.store.mutate(rt, "", name, edit)
-        for pod in self.pods(node=name):
+        self._mark_pods(name, ready)
+        if added:
+            self.pods_lifecycle.taints_added(name, added)
+        if ready:
+            self.pods_lifecycle.kubelet_back(name)
+
+    def _mark_pods(self, node: str, ready: bool) -> None:
+        """The pods on `node` are Ready with it (its kubelet runs them) or not."""
+        for pod in self.pods(node=node):
 
             def mark(p: dict, ready: bool = ready) -> None:
                 p.setdefault("status", {})["conditions"] = pod_conditions(ready)
@@ -382,22 +425,24 @@ class KubeWorld:
             for pod in self.pods(node=name):
                 if controller_of(pod)[0] == "DaemonSet":
                     continue
-                self.store.delete(
-                    by_kind("", "Pod"), pod["metadata"]["namespace"], pod["metadata"]["name"]
-                )
-                self.replace_pod(pod)
+                meta = pod["metadata"]
+                marked = self.pods_lifecycle.delete(meta["namespace"], meta["name"])
+                # Talos waits for the drain: its kubelet stops the pods before the reset
+                with contextlib.suppress(NotFound):
+                    self.pods_lifecycle.remove(marked)
 
     def delete_node(self, name: str) -> None:
-        """The Node goes; its pods go; controllers re-create what they own elsewhere."""
+        """The Node object goes (kubectl delete node). Its pods stay bound to the name
+        until the pod GC collects them after its quarantine; Mayastor sees the node go."""
         with self.lock:
-            for pod in self.pods(node=name):
-                self.store.delete(
-                    by_kind("", "Pod"), pod["metadata"]["namespace"], pod["metadata"]["name"]
-                )
-                self.replace_pod(pod)
             with contextlib.suppress(NotFound):
                 self.store.delete(by_kind("", "Node"), "", name)
-            self.refresh_pools(name)
+            self.node_deleted(name)
+
+    def node_deleted(self, name: str) -> None:
+        """After a Node object was deleted (through the API or delete_node)."""
+        self.refresh_pools(name)
+        self.pods_lifecycle.node_deleted(name)
 
     def replace_pod(self, pod: dict) -> dict | None:
         """What a ReplicaSet/StatefulSet controller does when its pod is gone: a new one,
@@ -438,3 +483,20 @@ class KubeWorld:
                         pod["metadata"]["name"],
                         bind,
                     )
+
+
+def _same_taint(taint: dict, wanted: list[dict]) -> bool:
+    return any(taint.get("key") == w["key"] and taint.get("effect") == w["effect"] for w in wanted)
+
+
+def _admit_tolerations(rt: ResourceType, obj: dict, created: bool) -> None:
+    """The DefaultTolerationSeconds admission plugin, on every new Pod."""
+    if created and rt.group == "" and rt.kind == "Pod":
+        default_tolerations(obj)
+
+
+def _pod_ready(pod: dict) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )

@@ -172,6 +172,8 @@ def pod_object(
         spec["nodeSelector"] = node_selector
     if tolerate_control_plane:
         spec["tolerations"] = [{"operator": "Exists"}]
+    elif owner[0] == "Node":  # static pods stay on their node, as kubeadm's and Talos's do
+        spec["tolerations"] = [{"operator": "Exists", "effect": "NoExecute"}]
     if runtime_class or gpu:
         spec["runtimeClassName"] = runtime_class or "nvidia"
     meta: dict = {"name": name, "namespace": ns, "labels": dict(labels or {})}

@@ -31,6 +31,8 @@ from dapper.lab.world.model import (
 
 log = logging.getLogger("dapper.lab.world")
 
+NODE_MONITOR_GRACE = 50.0  # seconds: kube-controller-manager's --node-monitor-grace-period
+
 
 class WorldError(Exception):
     """An action the world refuses; `code` hints the protocol status (404, 409, 412...)."""
@@ -56,6 +58,16 @@ class Timings:
     # A node whose kubelet stops posting goes NotReady after the node-monitor grace period
     # (50 s in Kubernetes v1.32+); the lab runs that clock 12.5x faster.
     node_grace: float = 4.0
+    # How long a live kubelet takes to stop a deleted pod's containers and confirm the
+    # deletion (the lab's containers honour SIGTERM; never longer than the pod's grace).
+    container_stop: float = 0.1
+
+    def kube_seconds(self, seconds: float) -> float:
+        """Kubernetes' other controller clocks, run at node_grace's pace so that their order
+        and relative times stay real: the 300 s default NoExecute tolerations, the pod GC's
+        40 s quarantine and a pod's terminationGracePeriodSeconds. With the default
+        node_grace (4 s for 50 s) a 300 s toleration lasts 24 s and the quarantine 3.2 s."""
+        return seconds * self.node_grace / NODE_MONITOR_GRACE
 
 
 class Clock:

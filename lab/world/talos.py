@@ -260,6 +260,7 @@ class TalosWorld:
         machine.booted = False
         if not machine.maintenance:
             self._not_posting_after_grace(machine)
+            self.kube.refresh_pools(machine.hostname)  # its io-engine went with it
         for m in self.state.etcd.values():
             if m.ip == machine.ip:
                 m.healthy = False
@@ -274,6 +275,9 @@ class TalosWorld:
                     self.kube.set_node_ready(machine.hostname, False, *NOT_POSTING)
 
         self.state.clock.later(self.state.timings.node_grace, expire)
+
+    def posting(self, hostname: str) -> bool:
+        return self._posting(hostname)
 
     def _posting(self, hostname: str) -> bool:
         """Some machine's kubelet posts status for this Node (a replacement that
@@ -366,6 +370,7 @@ class TalosWorld:
             m.booted = False
             if not m.maintenance:
                 self._not_posting_after_grace(m)
+                self.kube.refresh_pools(m.hostname)
         for e in self.state.etcd.values():
             if e.ip == m.ip:
                 e.healthy = False

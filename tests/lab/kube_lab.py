@@ -61,8 +61,8 @@ class Lab:
 
 
 @contextlib.contextmanager
-def running_lab(tmp: Path, pki: Pki | None = None) -> Iterator[Lab]:
-    world = World(timings=Timings(task=0.05, boot=0.05, shutdown=0.02, clone=0.1))
+def running_lab(tmp: Path, pki: Pki | None = None, timings: Timings | None = None) -> Iterator[Lab]:
+    world = World(timings=timings or Timings(task=0.05, boot=0.05, shutdown=0.02, clone=0.1))
     pki = pki or Pki()
     creds = LabCredentials()
     server = KubeApiServer(world, pki, creds)

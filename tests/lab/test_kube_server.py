@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubernetes import client, config, watch
 from tests.lab.kube_lab import DRAIN_NODE, WORKER, Lab, pods_of, running_lab, writes
+from tests.waiting import eventually
 
 FLUX = ("kustomize.toolkit.fluxcd.io", "v1")
 
@@ -243,6 +244,11 @@ def test_eviction_honours_the_pdb(admin: client.ApiClient, lab: Lab) -> None:
 
     policy.patch_namespaced_pod_disruption_budget("web", "apps", {"spec": {"minAvailable": 1}})
     core.create_namespaced_pod_eviction("web-7d9f8-aaaaa", "apps", body)
+    # Terminating until its (live) kubelet has stopped it, then gone
+    evicted = core.read_namespaced_pod("web-7d9f8-aaaaa", "apps")
+    assert evicted.metadata.deletion_timestamp is not None
+    assert any(c.type == "DisruptionTarget" for c in evicted.status.conditions)
+    eventually(lambda: len(pods_of(lab.world, "apps", "web-7d9f8-")) == 2, timeout=5)
     with pytest.raises(ApiException) as gone:
         core.read_namespaced_pod("web-7d9f8-aaaaa", "apps")
     assert gone.value.status == 404
@@ -322,7 +328,8 @@ def test_watch_from_a_compacted_resource_version_is_gone(
 def test_drained_node_pods_move_through_plain_delete(admin: client.ApiClient, lab: Lab) -> None:
     core = client.CoreV1Api(admin)
     core.delete_namespaced_pod("api-5c6b-ccccc", "apps")
-    moved = pods_of(lab.world, "apps", "api-5c6b-")
+    # the kubelet confirms a moment later; the ReplicaSet's new pod is already elsewhere
+    moved = eventually(lambda: len(p := pods_of(lab.world, "apps", "api-5c6b-")) == 1 and p)
     assert len(moved) == 1 and moved[0]["spec"]["nodeName"] not in ("", DRAIN_NODE)
 
 

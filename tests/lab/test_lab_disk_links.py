@@ -11,6 +11,8 @@ from dapper.lab.kinds import by_kind
 from dapper.lab.world import World
 from ruamel.yaml import YAML
 
+from tests.waiting import eventually
+
 POOLS = Path(__file__).resolve().parents[2] / "kubernetes/apps/openebs-system/openebs/pools"
 KS = {"metadata": {"namespace": "openebs-system", "name": "openebs-diskpools"}, "spec": {}}
 
@@ -41,3 +43,26 @@ def test_a_pool_on_a_disk_the_node_lacks_is_not_created(world: World) -> None:
     assert live[good["metadata"]["name"]]["pool_status"] == "Online"
     assert live[bad["metadata"]["name"]]["pool_status"] == "Unknown"
     assert live[bad["metadata"]["name"]]["cr_state"] == "Creating"
+
+
+def test_a_pool_is_unknown_while_its_node_is_down_not_only_once_the_node_goes(
+    world: World,
+) -> None:
+    applier = Applier(world, Workloads(world))
+    pool = _tree_pools()[0]
+    pool["metadata"]["namespace"] = "openebs-system"
+    applier.apply(KS, [pool])
+    rt = by_kind("openebs.io", "DiskPool")
+    name, node = pool["metadata"]["name"], pool["spec"]["node"]
+
+    def state() -> str:
+        return world.store.get(rt, "openebs-system", name)["status"]["pool_status"]
+
+    assert state() == "Online"
+    vmid = world.machine(node).vmid
+    world.vm_stop(vmid)
+    eventually(lambda: world.vm(vmid).status == "stopped", timeout=5)
+    assert world.node_ready(node)  # Kubernetes has not noticed yet (grace period)
+    assert state() == "Unknown"  # Mayastor's io-engine went with the machine
+    world.vm_start(vmid)
+    eventually(lambda: state() == "Online", timeout=5, message="the pool back Online")

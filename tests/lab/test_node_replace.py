@@ -93,6 +93,22 @@ def pool_state(lab: RunningLab, name: str) -> str:
         kube.close()
 
 
+def pods_on(lab: RunningLab, node: str) -> list[dict]:
+    kube = KubeBackend.from_kubeconfig(lab.config.kubeconfig, context=lab.config.kube_context)
+    try:
+        return kube.pod_objects(node=node)
+    finally:
+        kube.close()
+
+
+def settled(pod: dict) -> bool:
+    """Not Terminating and Ready: run by the node's (new) kubelet."""
+    conds = pod.get("status", {}).get("conditions") or []
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in conds
+    )
+
+
 def dead(lab: RunningLab, fault: str, node: str) -> None:
     """Stage a dead node and wait until Kubernetes says so (after the grace period)."""
     lab.world.inject(fault)
@@ -123,6 +139,11 @@ def test_worker_from_a_destroyed_vm(lab: RunningLab, capsys: pytest.CaptureFixtu
     assert vm.macs[0].lower() in talconfig.lower()
     assert "bc:24:11:e0:17:19" not in talconfig
     assert pool_state(lab, "talos-node-large-2") == "Online"
+    # the dead node's pods went with its Node (pod GC); what runs there now is the new one's
+    pods = pods_on(lab, "talos-node-large-2")
+    assert pods and all(settled(p) for p in pods), [
+        p["metadata"]["name"] for p in pods if not settled(p)
+    ]
 
 
 def test_control_plane_from_a_failed_disk(
