@@ -54,6 +54,12 @@ class DrainStep(Step):
     id = "drain"
     title = "Cordon and drain the old node"
 
+    def _answers(self, ctx: RunContext, node: Any) -> bool:
+        """Worth draining: Ready, and its machine answers Talos. A node dead for less than
+        the grace period still reads Ready; evicting its pods would leave them Terminating
+        until a kubelet that never returns confirms."""
+        return bool(node.ready == "True" and machines(ctx).answers(resolve(ctx).node.ip))
+
     def check(self, ctx: RunContext) -> Check:
         if replacement_begun(ctx):
             return Check(True, "the replacement VM exists")
@@ -68,12 +74,15 @@ class DrainStep(Step):
     def preview(self, ctx: RunContext) -> StepPreview:
         node = old_node(ctx)
         name = resolve(ctx).hostname
-        if node is not None and node.ready != "True":
+        if node is not None and not self._answers(ctx, node):
             return StepPreview(
                 self.id,
                 self.title,
                 calls=[f"kubectl cordon {name}"],
-                notes=["the node is not Ready: no drain (its pods move once its Node is deleted)"],
+                notes=[
+                    "the node does not answer: no drain (its pods would only hang in "
+                    "Terminating; they go once its Node is deleted)"
+                ],
             )
         return StepPreview(
             self.id,
@@ -87,8 +96,8 @@ class DrainStep(Step):
             return {}
         name = node.name
         ctx.cluster.cordon(name)
-        if node.ready != "True":
-            ctx.progress(f"{name} is not Ready: cordoned, not drained")
+        if not self._answers(ctx, node):
+            ctx.progress(f"{name} does not answer: cordoned, not drained")
             return {"drained": False}
         try:
             report = ctx.cluster.drain(name, time.monotonic() + _timeout(ctx), ctx.progress)

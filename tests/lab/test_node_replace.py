@@ -343,3 +343,24 @@ def test_a_dry_run_shows_the_impact_and_changes_nothing(
     assert "qm clone 9000" in out and "talosctl apply-config --insecure" in out
     with lab.world.lock:
         assert (dict(lab.world.vms), len(lab.world.writes)) == before
+
+
+def test_a_node_dead_for_less_than_the_grace_period_is_cordoned_not_drained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Kubernetes still says Ready (the grace period has not run out) but the machine is
+    gone: draining would leave every pod Terminating; the run cordons and goes on."""
+    timings = Timings(reconcile_interval=600.0, node_grace=30.0, boot=0.3, clone=0.2, task=0.1)
+    running = start_lab(directory=tmp_path / "lab", timings=timings)
+    try:
+        assert running.flux is not None
+        running.flux.reconcile_now(timeout=60)
+        running.world.inject("disk-failed:talos-node-large-1")
+        assert node_ready(running, "talos-node-large-1")
+        rc = run_cli(running, "node=talos-node-large-1", "mac=new")
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        assert "does not answer: cordoned, not drained" in out.out
+        assert node_ready(running, "talos-node-large-1")
+    finally:
+        running.stop()
