@@ -60,6 +60,7 @@ class PodRef:
     gpu_request: int = 0
     owner_kind: str = ""  # DaemonSet, ReplicaSet, StatefulSet, Node (mirror), ""
     owner_name: str = ""
+    terminating: bool = False  # deletionTimestamp set: waiting for its kubelet (or a force)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ class Node:
     os_image: str = ""
     unschedulable: bool = False
     taints: tuple[str, ...] = ()
+    taint_times: tuple[tuple[str, float], ...] = ()  # taint -> timeAdded (NoExecute ones)
     labels: tuple[tuple[str, str], ...] = ()
     conditions: tuple[Condition, ...] = ()
     cpu_capacity: float = 0.0  # cores

@@ -182,6 +182,21 @@ def _condition_ok(c: Condition) -> bool:
     return True  # Reconciling and others: informative either way
 
 
+def _taints(n: Node, now: float) -> str:
+    """Each taint, with how long a NoExecute one has been on (the pods' tolerations count
+    from then: 300 s by default)."""
+    added = dict(n.taint_times)
+    return ", ".join(f"{t} ({fmt.since(added[t], now)})" if t in added else t for t in n.taints)
+
+
+def _pod_state(p: PodRef) -> Text:
+    """What kubectl's STATUS says: Terminating wins over the phase (a dead node's pods
+    keep their phase until a force delete or the pod GC)."""
+    if p.terminating:
+        return Text("Terminating", style=WARN)
+    return Text(p.phase or "?", style=OK if p.ready else WARN)
+
+
 def _pods(doc: _Doc, pods: Iterable[PodRef], title: str = "Pods") -> None:
     pods = sorted(pods, key=lambda p: (p.namespace, p.name))
     doc.section(title, f"{len(pods)}")
@@ -190,7 +205,7 @@ def _pods(doc: _Doc, pods: Iterable[PodRef], title: str = "Pods") -> None:
         return
     rows = [
         (
-            Text(p.phase or "?", style=OK if p.ready else WARN),
+            _pod_state(p),
             f"{p.namespace}/{p.name}",
             Text(str(p.gpu_request), style="cyan") if p.gpu_request else Text("-", style=DIM),
             Text(_owner(p), style=DIM),
@@ -283,7 +298,7 @@ def node_detail(n: Node, snapshot: ClusterSnapshot, now: float) -> Group:
     doc.line("pods", f"{len(n.pods)} / {n.pods_capacity or '-'}")
     if n.gpu_capacity or n.gpu_allocated:
         doc.line("gpu", f"{n.gpu_allocated} allocated / {n.gpu_allocatable or n.gpu_capacity}")
-    doc.line("taints", ", ".join(n.taints) or "none", WARN if n.taints else "")
+    doc.line("taints", _taints(n, now) or "none", WARN if n.taints else "")
     for k, v in n.labels:
         if k.startswith(("node-role", "topology", "nvidia.com/gpu.product", "dapper")):
             doc.line("label", f"{k}={v}", DIM)

@@ -129,6 +129,7 @@ def pod_ref(pod: dict) -> PodRef:
         gpu_request=pod_gpu_request(pod),
         owner_kind=owner_kind,
         owner_name=owner.get("name", ""),
+        terminating=bool(meta.get("deletionTimestamp")),
     )
 
 
@@ -173,6 +174,11 @@ def node(obj: dict, pods: tuple[PodRef, ...] = ()) -> Node:
         os_image=info.get("osImage", ""),
         unschedulable=bool(spec.get("unschedulable")),
         taints=tuple(_taint(t) for t in spec.get("taints") or []),
+        taint_times=tuple(
+            (_taint(t), added)
+            for t in spec.get("taints") or []
+            if (added := parse_time(t.get("timeAdded"))) is not None
+        ),
         labels=tuple(sorted(labels.items())),
         conditions=conditions(obj),
         cpu_capacity=float(parse_quantity(cap.get("cpu"))),
