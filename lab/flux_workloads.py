@@ -238,7 +238,13 @@ class Workloads:
             runtime_class=runtime,
         )
         pods, placer = self._index()
-        mine = pods.get((ns, "ReplicaSet", rs_name), [])
+        # a Terminating pod is no replica: the ReplicaSet has already replaced it, and
+        # scaling down must never pick the healthy replacement over it
+        mine = [
+            p
+            for p in pods.get((ns, "ReplicaSet", rs_name), [])
+            if not p["metadata"].get("deletionTimestamp")
+        ]
         ready = 0
         for p in mine:
             ready += bool(p["spec"].get("nodeName"))
