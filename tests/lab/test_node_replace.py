@@ -364,3 +364,17 @@ def test_a_node_dead_for_less_than_the_grace_period_is_cordoned_not_drained(
         assert node_ready(running, "talos-node-large-1")
     finally:
         running.stop()
+
+
+def test_read_only_previews_and_refuses_to_run(shared_lab: RunningLab) -> None:
+    from dapper.backends.errors import ReadOnlyError
+
+    engine = Engine(shared_lab.readonly_config)
+    with shared_lab.world.lock:
+        writes = len(shared_lab.world.writes)
+    preview = engine.run(NodeReplace(), {"node": "talos-node-large-2"}, dry_run=True)
+    assert preview.ok and preview.dry_run, preview.reason
+    with pytest.raises(ReadOnlyError):
+        engine.run(NodeReplace(), {"node": "talos-node-large-2"}, yes=True)
+    with shared_lab.world.lock:
+        assert len(shared_lab.world.writes) == writes

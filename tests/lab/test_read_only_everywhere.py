@@ -152,6 +152,8 @@ def test_no_operations_facade_and_no_runbook_run(lab: RunningLab) -> None:
     engine = Engine(lab.readonly_config)
     with pytest.raises(ReadOnlyError):
         engine.run(get("secret-rotate"), {"file": "x", "keys": "y"}, yes=True)
+    with pytest.raises(ReadOnlyError):
+        engine.run(get("node-replace"), {"node": "talos-node-large-2"}, yes=True)
 
 
 def test_the_lab_recorded_no_write(lab: RunningLab) -> None:
