@@ -144,16 +144,12 @@ def test_unschedulable_release_fails_the_waiting_kustomization_after_its_timeout
     ks = lab.ks("media", "extra")
     cond = ready(ks)
     assert (cond["status"], cond["reason"]) == ("False", "HealthCheckFailed")
-    assert cond["message"] == (
-        "timeout waiting for: [HelmRelease/media/hog status: 'InProgress']"
-    )
+    assert cond["message"] == ("timeout waiting for: [HelmRelease/media/hog status: 'InProgress']")
     healthy = next(c for c in ks["status"]["conditions"] if c["type"] == "Healthy")
     assert (healthy["status"], healthy["message"]) == ("False", cond["message"])
     retry = next(c for c in ks["status"]["conditions"] if c["type"] == "Reconciling")
     assert retry["reason"] == "ProgressingWithRetry"
-    assert retry["message"] == (
-        f"Running health checks for revision {rev} with a timeout of 30s"
-    )
+    assert retry["message"] == (f"Running health checks for revision {rev} with a timeout of 30s")
     assert ks["status"]["lastAttemptedRevision"] == rev
     assert ks["status"]["lastAppliedRevision"] != rev  # applied, but never healthy
     ks_states = timeline.of("ks", "extra")
@@ -236,8 +232,7 @@ def test_healthy_release_passes_the_health_check(lab: Lab) -> None:
     )
     lab.twin.request()
     eventually(
-        lambda: lab.ks("media", "extra")["status"].get("lastAppliedRevision")
-        == f"main@sha1:{sha}",
+        lambda: lab.ks("media", "extra")["status"].get("lastAppliedRevision") == f"main@sha1:{sha}",
         timeout=15.0,
         message="extra to apply the new revision",
     )
@@ -274,8 +269,10 @@ def test_a_dependent_waits_while_its_dependency_checks_health(lab: Lab) -> None:
     assert extra["message"] == "dependency 'media/plex' is not ready"
     # the upgrade stalls (no upgrade retries), the old release's pods stay replaced
     eventually(
-        lambda: hr_conditions(lab, "plex").get("Stalled", {}).get("message")
-        == "Failed to upgrade after 1 attempt(s)",
+        lambda: (
+            hr_conditions(lab, "plex").get("Stalled", {}).get("message")
+            == "Failed to upgrade after 1 attempt(s)"
+        ),
         timeout=15.0,
         message="the plex upgrade to stall",
     )
