@@ -101,7 +101,7 @@ class Applier:
             self._merge_live(rt, obj)
         live = self.store.upsert(obj, rt=rt)
         if kind in ("HelmRepository", "OCIRepository"):
-            self._source_ready(rt, live)
+            self.source_ready(rt, live)
         elif kind == "HelmRelease":
             self._helm_release(rt, live)
         elif kind == "DiskPool":
@@ -131,7 +131,7 @@ class Applier:
         with contextlib.suppress(NotFound):
             self.store.mutate(rt, meta.get("namespace", ""), meta["name"], fn, status_only=True)
 
-    def _source_ready(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+    def source_ready(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         spec = obj.get("spec") or {}
         if rt.kind == "OCIRepository":
             tag = str((spec.get("ref") or {}).get("tag") or "latest")

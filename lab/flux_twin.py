@@ -139,6 +139,11 @@ class FluxTwin:
         # the controller's 30s requeue), or sooner on a new revision, spec or request
         self._retry: dict[tuple[str, str], tuple[float, tuple[str, int, str]]] = {}
         self._nudge = False
+        # the GitRepository's artifact: what Kustomizations build, fetched from the remote
+        # at the source's interval, on a requestedAt, or when a test forces it
+        self.artifact: tuple[str, str] | None = None
+        self._next_fetch = 0.0
+        self._force_fetch = False
         self.scale_apps = scale_apps
         self.poll_interval = poll_interval
         self.last_error = ""
@@ -218,10 +223,13 @@ class FluxTwin:
             self._pending = True
             self._cv.notify_all()
 
-    def reconcile_now(self, timeout: float = 30.0) -> None:
-        """Trigger a pass and wait until one that began after this call has finished."""
+    def reconcile_now(self, timeout: float = 30.0, *, with_source: bool = True) -> None:
+        """Trigger a pass and wait until one that began after this call has finished;
+        `with_source` fetches the remote's head first (unless the GitRepository is
+        suspended), as `flux reconcile ks flux-system --with-source` would."""
         with self._cv:
             target = self._started + 1
+            self._force_fetch = self._force_fetch or with_source
             self._pending = True
             self._cv.notify_all()
             ok = self._cv.wait_for(
@@ -265,7 +273,6 @@ class FluxTwin:
     def _run(self) -> None:
         interval = max(self.world.timings.reconcile_interval, 0.05)
         next_periodic = 0.0
-        last_sha = None
         while True:
             with self._cv:
                 if not self._pending and not self._stopping:
@@ -273,19 +280,15 @@ class FluxTwin:
                 if self._stopping:
                     return
                 triggered = self._pending
-            try:
-                sha = self.remote.head()[1]
-            except Exception:  # the remote vanished (lab closing)
-                log.debug("reading the lab remote failed", exc_info=True)
-                sha = last_sha
             periodic = time.monotonic() >= next_periodic
             waiting = (
-                bool(self._health)
+                time.monotonic() >= self._next_fetch
+                or bool(self._health)
                 or self._nudge
                 or self.applier.releases.waiting()
                 or self._retry_due()
             )
-            if not (triggered or periodic or waiting or sha != last_sha):
+            if not (triggered or periodic or waiting):
                 continue
             if triggered:
                 with self._cv:  # debounce: let a burst of annotations coalesce
@@ -296,8 +299,7 @@ class FluxTwin:
                 self._pending = False
                 self._nudge = False
                 self._started += 1
-            moved = sha != last_sha
-            full = triggered or moved or (periodic and self._periodic % _DRIFT_EVERY == 0)
+            full = triggered or (periodic and self._periodic % _DRIFT_EVERY == 0)
             if periodic and not triggered:
                 self._periodic += 1
             began = time.monotonic()
@@ -308,8 +310,7 @@ class FluxTwin:
                 log.exception("Flux twin reconcile failed")
                 self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.last_duration = time.monotonic() - began
-            last_sha = sha
-            if triggered or periodic or moved:  # a health tick leaves the interval alone
+            if triggered or periodic:  # a health tick leaves the interval alone
                 next_periodic = time.monotonic() + interval
             with self._cv:
                 self._finished += 1
@@ -318,14 +319,17 @@ class FluxTwin:
     # -- one pass -------------------------------------------------------------------------
 
     def _pass(self, *, full: bool) -> None:
-        branch, sha = self.remote.head()
-        if not sha:
-            return
-        rev = revision(branch, sha)
-        self.revision = rev
         self.workloads.begin_pass()
         self.applier.releases.tick()
-        self._git_status(branch, sha)
+        self._sources_handled()
+        before = self.artifact
+        self._fetch()
+        if self.artifact is None:
+            return
+        branch, sha = self.artifact
+        full = full or self.artifact != before
+        rev = revision(branch, sha)
+        self.revision = rev
         snap = self.source.snapshot(branch, sha)
         if self._stopping:
             return
@@ -441,7 +445,16 @@ class FluxTwin:
             what = ", ".join(f"{k}/{n}/{nm} status: 'InProgress'" for n, nm, _g, k in waiting[:3])
             message = f"health check failed after {timeout}: timeout waiting for: [{what}]"
             self._finish(
-                ns, name, generation, req, rev, "False", HEALTH_CHECK_FAILED, message, entries
+                ns,
+                name,
+                generation,
+                req,
+                rev,
+                "False",
+                HEALTH_CHECK_FAILED,
+                message,
+                entries,
+                fault=True,
             )
             return
         checks = self._health_targets(obj, entries)
@@ -587,10 +600,13 @@ class FluxTwin:
         *,
         applied: bool = False,
         healthy: tuple[str, str, str] | bool | None = False,
+        fault: bool = False,
     ) -> None:
         """Flux's finalizeStatus: Ready, the request handled, and observedGeneration and
         the Reconciling condition's removal only on success (ProgressingWithRetry else).
-        `healthy`: a Healthy condition to set, None to drop it (no wait), False: leave."""
+        `healthy`: a Healthy condition to set, None to drop it (no wait), False: leave.
+        `fault`: the ks-failing fault keeps the shape the console's pictures were drawn
+        from (no Reconciling condition, observedGeneration set); real failures do not."""
 
         def edit(o: dict[str, Any]) -> None:
             st = o.setdefault("status", {})
@@ -609,7 +625,7 @@ class FluxTwin:
                 set_condition(st, "Healthy", *healthy, generation)
             elif reason == HEALTH_CHECK_FAILED:  # the ks-failing fault
                 set_condition(st, "Healthy", "False", reason, message, generation)
-            if ready == "True":
+            if ready == "True" or fault:
                 st["observedGeneration"] = generation
                 drop_condition(st, "Reconciling")
             else:
@@ -660,6 +676,47 @@ class FluxTwin:
                 "sourceRef": {"kind": "GitRepository", "name": ROOT[1]},
             },
         }
+
+    def _fetch(self) -> None:
+        """source-controller's GitRepository reconcile: a suspended source is not
+        fetched; otherwise the artifact moves at spec.interval (on the Flux clock), on a
+        new requestedAt or spec, or when forced."""
+        with self._cv:
+            forced, self._force_fetch = self._force_fetch, False
+        git = self.store.find(GIT_RT, *ROOT, copy=False)
+        if git is None:  # deleted by hand: recreated, as the operator would
+            self.store.upsert(self._git_repository(), rt=GIT_RT)
+            git = self.store.find(GIT_RT, *ROOT, copy=False) or {}
+        spec, status = git.get("spec") or {}, git.get("status") or {}
+        if spec.get("suspend"):
+            return
+        req = requested_at(git)
+        asked = bool(req) and status.get("lastHandledReconcileAt") != req
+        generation = int(git["metadata"].get("generation") or 1)
+        changed = status.get("observedGeneration") != generation
+        due = time.monotonic() >= self._next_fetch
+        if not (forced or asked or changed or due or self.artifact is None):
+            return
+        try:
+            branch, sha = self.remote.head()
+        except Exception:  # the remote vanished (lab closing)
+            log.debug("reading the lab remote failed", exc_info=True)
+            return
+        if not sha:
+            return
+        every = seconds(spec.get("interval"), 60.0) / self.time_scale
+        self._next_fetch = time.monotonic() + every
+        self.artifact = (branch, sha)
+        self._git_status(branch, sha)
+
+    def _sources_handled(self) -> None:
+        """Chart sources answer a requestedAt (their artifacts do not move in the lab)."""
+        for kind in ("OCIRepository", "HelmRepository"):
+            rt = by_kind(FLUX_SOURCE, kind)
+            for obj in self.store.list(rt, copy=False)[0]:
+                req = requested_at(obj)
+                if req and (obj.get("status") or {}).get("lastHandledReconcileAt") != req:
+                    self.applier.source_ready(rt, obj)
 
     def _git_status(self, branch: str, sha: str) -> None:
         rev = revision(branch, sha)

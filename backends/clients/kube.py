@@ -461,9 +461,12 @@ class KubeBackend:
         kind: str = "Kustomization",
         with_source: bool = False,
         requested_at: str | None = None,
+        source_timeout: float = 120.0,
     ) -> str:
         """What `flux reconcile` does: refuse a suspended object, then annotate
-        reconcile.fluxcd.io/requestedAt (the source first with `with_source`).
+        reconcile.fluxcd.io/requestedAt. With `with_source` the source is asked first and
+        waited for (Ready with the request handled, so its new artifact is stored), as
+        `flux reconcile ks --with-source` does; a suspended or failing source raises.
         Returns the timestamp to pass to wait_reconciled."""
         self._writable(f"reconcile {kind} {namespace}/{name}")
         if kind not in FLUX_KINDS:
@@ -484,12 +487,10 @@ class KubeBackend:
             )
             src_kind = ref.get("kind", "")
             if src_kind in FLUX_KINDS:
-                self.reconcile(
-                    ref.get("namespace") or namespace,
-                    ref.get("name", ""),
-                    kind=src_kind,
-                    requested_at=stamp,
-                )
+                src_ns, src_name = ref.get("namespace") or namespace, ref.get("name", "")
+                self.reconcile(src_ns, src_name, kind=src_kind, requested_at=stamp)
+                # as the flux CLI: the source's new artifact first, then the object
+                self.wait_reconciled(src_ns, src_name, stamp, timeout=source_timeout, kind=src_kind)
         patch = {"metadata": {"annotations": {REQUESTED_AT: stamp}}}
         self._patch_custom(kind, namespace, name, patch, f"reconcile {kind} {namespace}/{name}")
         return stamp
