@@ -44,6 +44,7 @@ class Release:
     number: int = 0  # latest release version in storage (0: none)
     deployed: bool = False  # the latest version is deployed (not failed)
     ever_deployed: int = 0  # last version that deployed (rollback target)
+    in_storage: bool = False  # Helm holds a release (deployed or failed): next is upgrade
     failures: int = 0  # failures of the active remediation since the spec last changed
     action: str = ""  # "install" | "upgrade" while waiting
     started: float = 0.0
@@ -109,13 +110,14 @@ class Releases:
             rel.failures = 0  # the conditions of the last failure changed
             rel.stalled = False
         rel.config, rel.chart, rel.version = config, chart, version
-        self._start(key, hr, "upgrade" if rel.number and rel.ever_deployed else "install")
+        self._start(key, hr, "upgrade" if rel.in_storage else "install")
 
     def _start(self, key: Key, hr: dict[str, Any], action: str) -> None:
         rel = self.releases[key]
         spec = hr.get("spec") or {}
         timeout = seconds(spec.get("timeout"))
         rel.action = action
+        rel.in_storage = True
         rel.number += 1
         rel.deployed = False
         rel.started = time.monotonic()
@@ -246,6 +248,7 @@ class Releases:
         if strategy == "uninstall" or not rel.ever_deployed:
             self.workloads.uninstall(*key)
             rel.ever_deployed = 0
+            rel.in_storage = False
             reason = "UninstallSucceeded"
             message = (
                 f"Helm uninstall succeeded for release {release} "
@@ -268,7 +271,7 @@ class Releases:
 
         self._edit(key, edit)
         if hr:
-            self._start(key, hr, "upgrade" if rel.ever_deployed else "install")
+            self._start(key, hr, "upgrade" if rel.in_storage else "install")
 
     # -- status helpers ----------------------------------------------------------------
 

@@ -9,9 +9,13 @@ Flux's reasons, lastApplied/lastAttempted revisions, `lastHandledReconcileAt` ec
 `reconcile.fluxcd.io/requestedAt` annotation, and `spec.suspend` honoured.
 
 A pass runs on the twin's own thread, never under the store lock: on start, on the
-reconcile interval, when the remote's head moves (the lab's stand-in for Flux's webhook
-receiver), when a Flux object gets a new requestedAt annotation or spec, and when a
-`ks-failing` fault toggles. Triggers are debounced and passes never overlap.
+reconcile interval, when the GitRepository stores a new artifact (fetched at its interval
+or on request, never while suspended), when a Flux object gets a new requestedAt
+annotation or spec, while health checks or Helm actions are waiting or a failed
+Kustomization's retry is due, and when a `ks-failing` fault toggles. Triggers are
+debounced and passes never overlap. Flux durations (interval, retryInterval, timeout)
+run on a clock `time_scale` times faster than the wall (flux_health.DEFAULT_TIME_SCALE);
+a settled Kustomization is re-applied (drift reverted) at its own interval on that clock.
 """
 
 from __future__ import annotations
@@ -73,7 +77,6 @@ SOPS_AGE_KEY = "age.agekey"
 ROOT_PATH = "./kubernetes/flux/cluster"
 _WATCHED = {(KS_RT.group, KS_RT.plural), (GIT_RT.group, GIT_RT.plural), (HR_RT.group, HR_RT.plural)}
 REQUEUE_DEPENDENCY = 30.0  # kustomize-controller's --requeue-dependency default
-_DRIFT_EVERY = 6  # periodic passes between full re-applies of unchanged Kustomizations
 
 
 def go_duration(text: str, default: str = "5m0s") -> str:
@@ -139,6 +142,7 @@ class FluxTwin:
         # the controller's 30s requeue), or sooner on a new revision, spec or request
         self._retry: dict[tuple[str, str], tuple[float, tuple[str, int, str]]] = {}
         self._nudge = False
+        self._applied_at: dict[tuple[str, str], float] = {}  # last reconcile's end
         # the GitRepository's artifact: what Kustomizations build, fetched from the remote
         # at the source's interval, on a requestedAt, or when a test forces it
         self.artifact: tuple[str, str] | None = None
@@ -156,7 +160,6 @@ class FluxTwin:
         self._finished = 0  # passes ended
         self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}
         self._synthetic: dict[tuple[str, str], Build] = {}
-        self._periodic = 0
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -264,7 +267,24 @@ class FluxTwin:
     def _on_fault(self, fault: str, _active: bool) -> None:
         if fault.startswith(("ks-failing:", "pool-degraded:")) and not self._stopping:
             self._retry.clear()  # the lab's fault switch acts now, not at the retry interval
+            self._applied_at.clear()  # nor at the drift interval
             self.request()
+
+    def _interval_due(self, key: tuple[str, str], spec: dict[str, Any]) -> bool:
+        every = seconds(spec.get("interval"), 600.0) / self.time_scale
+        return time.monotonic() - self._applied_at.get(key, 0.0) >= every
+
+    def _fetched_new(self) -> bool:
+        """Fetch if the source's interval is up; True when the artifact moved."""
+        if time.monotonic() < self._next_fetch:
+            return False
+        before = self.artifact
+        try:
+            self._fetch()
+        except Exception:  # the store or remote is closing; the next pass reports it
+            log.debug("fetching the lab remote failed", exc_info=True)
+            return False
+        return self.artifact != before
 
     def _retry_due(self) -> bool:
         now = time.monotonic()
@@ -282,13 +302,12 @@ class FluxTwin:
                 triggered = self._pending
             periodic = time.monotonic() >= next_periodic
             waiting = (
-                time.monotonic() >= self._next_fetch
-                or bool(self._health)
+                bool(self._health)
                 or self._nudge
                 or self.applier.releases.waiting()
                 or self._retry_due()
             )
-            if not (triggered or periodic or waiting):
+            if not (triggered or periodic or waiting or self._fetched_new()):
                 continue
             if triggered:
                 with self._cv:  # debounce: let a burst of annotations coalesce
@@ -299,12 +318,9 @@ class FluxTwin:
                 self._pending = False
                 self._nudge = False
                 self._started += 1
-            full = triggered or (periodic and self._periodic % _DRIFT_EVERY == 0)
-            if periodic and not triggered:
-                self._periodic += 1
             began = time.monotonic()
             try:
-                self._pass(full=full)
+                self._pass()
                 self.last_error = ""
             except Exception as exc:  # a broken pass must not stop the twin
                 log.exception("Flux twin reconcile failed")
@@ -318,16 +334,14 @@ class FluxTwin:
 
     # -- one pass -------------------------------------------------------------------------
 
-    def _pass(self, *, full: bool) -> None:
+    def _pass(self) -> None:
         self.workloads.begin_pass()
         self.applier.releases.tick()
         self._sources_handled()
-        before = self.artifact
         self._fetch()
         if self.artifact is None:
             return
         branch, sha = self.artifact
-        full = full or self.artifact != before
         rev = revision(branch, sha)
         self.revision = rev
         snap = self.source.snapshot(branch, sha)
@@ -344,7 +358,7 @@ class FluxTwin:
             done.add(fks.key)
             obj = self.store.find(KS_RT, fks.namespace, fks.name, copy=False)  # read-only
             if obj is not None:
-                self._reconcile(obj, rev, lambda fks=fks: self.source.build(snap, fks), full)
+                self._reconcile(obj, rev, lambda fks=fks: self.source.build(snap, fks))
         rest, _ = self.store.list(KS_RT, copy=False)  # read-only, as above
         for obj in rest:
             if self._stopping:
@@ -352,9 +366,7 @@ class FluxTwin:
             key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if key in done:
                 continue
-            self._reconcile(
-                obj, rev, lambda key=key, obj=obj: self._other_build(obj, key, rev), full
-            )
+            self._reconcile(obj, rev, lambda key=key, obj=obj: self._other_build(obj, key, rev))
 
     def _other_build(self, obj: dict[str, Any], key: tuple[str, str], rev: str) -> Build:
         """Synthetic benchmark apps build from a generator; anything else is not in Git."""
@@ -372,9 +384,7 @@ class FluxTwin:
             f"in the tree at revision {rev} (the lab builds only those)",
         )
 
-    def _reconcile(
-        self, obj: dict[str, Any], rev: str, build_fn: Callable[[], Build], full: bool
-    ) -> None:
+    def _reconcile(self, obj: dict[str, Any], rev: str, build_fn: Callable[[], Build]) -> None:
         meta, spec = obj["metadata"], obj.get("spec") or {}
         status = obj.get("status") or {}
         ns, name = meta["namespace"], meta["name"]
@@ -404,8 +414,8 @@ class FluxTwin:
             and is_ready(obj)
             and not failing
         )
-        if settled and not full:
-            return
+        if settled and not self._interval_due((ns, name), spec):
+            return  # drift is corrected at the Kustomization's own interval
         blocked = self._dependency_problem(ns, spec, rev)
         if blocked:
             self._finish(ns, name, generation, req, None, "False", DEPENDENCY_NOT_READY, blocked)
@@ -634,6 +644,7 @@ class FluxTwin:
                     retry["reason"] = PROGRESSING_WITH_RETRY
 
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
+        self._applied_at[(ns, name)] = time.monotonic()
         if ready == "True":
             self._retry.pop((ns, name), None)
             return

@@ -185,6 +185,27 @@ def test_unschedulable_release_fails_the_waiting_kustomization_after_its_timeout
     lab.twin.reconcile_now()
     assert lab.world.store.get(HR_RT, "media", "hog")["status"]["installFailures"] == 1
 
+    # a spec that fits clears the stall: the failed release is upgraded, extra goes healthy
+    fixed = lab.push({HOG: hog_release("1m", gpus=1)}, "hog: one GPU")
+    lab.twin.request()
+    eventually(
+        lambda: (
+            lab.ks("media", "extra")["status"].get("lastAppliedRevision") == f"main@sha1:{fixed}"
+        ),
+        timeout=15.0,
+        message="extra to recover",
+    )
+    conds = hr_conditions(lab, "hog")
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("True", "UpgradeSucceeded")
+    assert conds["Ready"]["message"] == (
+        "Helm upgrade succeeded for release media/hog.v2 with chart app-template@4.3.0"
+    )
+    assert "Stalled" not in conds
+    healthy = next(
+        c for c in lab.ks("media", "extra")["status"]["conditions"] if c["type"] == "Healthy"
+    )
+    assert healthy["status"] == "True"
+
 
 def test_install_remediation_uninstalls_and_retries_before_stalling(lab: Lab) -> None:
     timeline = Timeline(lab)

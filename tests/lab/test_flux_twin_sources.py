@@ -166,7 +166,7 @@ def test_reconcile_with_source_waits_for_the_new_artifact(tmp_path: Path) -> Non
         kube = KubeBackend.from_kubeconfig(
             running.config.kubeconfig, context=running.config.kube_context
         )
-        stamp = kube.reconcile("flux-system", "cluster-apps", with_source=True)
+        stamp = kube.reconcile("flux-system", "cluster-apps", with_source=True, source_timeout=30)
         git = running.world.store.get(GIT_RT, "flux-system", "flux-system")
         assert git["status"]["artifact"]["revision"] == f"main@sha1:{sha}"
         assert git["status"]["lastHandledReconcileAt"] == stamp
