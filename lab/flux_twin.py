@@ -201,16 +201,27 @@ class FluxTwin:
         )
 
     def live_identities(self) -> list[Any]:
-        """The age identities in the live sops-age Secret (none when it is missing)."""
+        """The age identities in the live sops-age Secret, from every `.agekey` entry as
+        kustomize-controller imports them (none when it is missing)."""
         obj = self.store.find(SECRET_RT, *SOPS_AGE)
-        raw = ((obj or {}).get("data") or {}).get(SOPS_AGE_KEY)
-        if not raw:
-            return []
-        try:
-            return parse_identities(base64.b64decode(raw).decode(), "secret sops-age")
-        except (SopsError, ValueError):
-            log.info("the live sops-age Secret holds no usable age key")
-            return []
+        out: list[Any] = []
+        for key, raw in sorted(((obj or {}).get("data") or {}).items()):
+            if not str(key).endswith(".agekey") or not raw:
+                continue
+            try:
+                out += parse_identities(base64.b64decode(raw).decode(), f"secret sops-age {key}")
+            except (SopsError, ValueError):
+                log.info("the live sops-age Secret's %s holds no usable age key", key)
+        return out
+
+    def _decryption_problem(self, ns: str, spec: dict[str, Any]) -> str:
+        """kustomize-controller's ImportKeys: the Kustomization's own decryption Secret
+        must exist in its namespace."""
+        ref = ((spec.get("decryption") or {}).get("secretRef") or {}).get("name")
+        if not ref or self.store.find(SECRET_RT, ns, str(ref), copy=False) is not None:
+            return ""
+        provider = (spec.get("decryption") or {}).get("provider") or "sops"
+        return f"cannot get {provider} decryption Secret '{ns}/{ref}': secrets \"{ref}\" not found"
 
     def stop(self) -> None:
         with self._cv:
@@ -432,7 +443,8 @@ class FluxTwin:
                 )
 
             self.store.mutate(KS_RT, ns, name, progress, status_only=True)
-        build = build_fn()
+        missing = self._decryption_problem(ns, spec)
+        build = Build(reason=BUILD_FAILED, message=missing) if missing else build_fn()
         if build.reason:
             attempted = None if build.reason == ARTIFACT_FAILED else rev
             self._finish(ns, name, generation, req, attempted, "False", build.reason, build.message)

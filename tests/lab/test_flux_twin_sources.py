@@ -177,3 +177,33 @@ def test_reconcile_with_source_waits_for_the_new_artifact(tmp_path: Path) -> Non
         if kube is not None:
             kube.close()
         running.stop()
+
+
+def test_a_missing_decryption_secret_fails_the_build(lab: Lab) -> None:
+    """Keys come from the Kustomization's own decryption.secretRef, read live."""
+    secret_rt = by_kind("", "Secret")
+    saved = lab.world.store.get(secret_rt, "flux-system", "sops-age")
+    lab.world.store.delete(secret_rt, "flux-system", "sops-age")
+
+    def ask(o: dict) -> None:  # noticed at the next reconcile: here, a requested one
+        o["metadata"].setdefault("annotations", {})[REQUESTED_AT] = "2026-01-01T00:00:01Z"
+
+    lab.world.store.mutate(KS_RT, "flux-system", "flux-system", ask)
+    lab.twin.reconcile_now()
+    root = lab.ks("flux-system", "flux-system")
+    cond = ready(root)
+    assert (cond["status"], cond["reason"]) == ("False", "BuildFailed")
+    assert cond["message"] == (
+        "cannot get sops decryption Secret 'flux-system/sops-age': secrets \"sops-age\" not found"
+    )
+    saved["metadata"] = {"namespace": "flux-system", "name": "sops-age"}
+    lab.world.store.upsert(saved, rt=secret_rt)
+    lab.twin.reconcile_now()  # a failed one waits for its retryInterval (10m: 6 s)...
+    assert ready(lab.ks("flux-system", "flux-system"))["status"] == "False"
+
+    def again(o: dict) -> None:  # ...or a new request
+        o["metadata"]["annotations"][REQUESTED_AT] = "2026-01-01T00:00:02Z"
+
+    lab.world.store.mutate(KS_RT, "flux-system", "flux-system", again)
+    lab.twin.reconcile_now()
+    assert ready(lab.ks("flux-system", "flux-system"))["status"] == "True"
