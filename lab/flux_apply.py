@@ -56,6 +56,8 @@ class Applier:
         self.store = world.store
         self.workloads = workloads
         self.releases = Releases(self.store, workloads, self.chart_of, time_scale)
+        # (group, kind, namespace, name) -> label and annotation keys last applied
+        self.owned: dict[tuple[str, str, str, str], tuple[frozenset[str], frozenset[str]]] = {}
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class Applier:
             obj["status"] = {"phase": "Active"}
         elif kind == "Secret":
             _secret_to_data(obj)
+        self._keep_others_metadata(rt, obj)
         if kind in _MERGED_KINDS:
             self._merge_live(rt, obj)
         live = self.store.upsert(obj, rt=rt)
@@ -108,6 +111,30 @@ class Applier:
             self._disk_pool(rt, live)
         elif kind == "PersistentVolumeClaim":
             self._pvc_bound(rt, live)
+
+    def _keep_others_metadata(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Server-side apply for labels and annotations: keys another manager set on the
+        live object (`kubectl label`, `kubectl annotate`) survive; keys this Kustomization
+        applied before and no longer renders are removed, as field ownership decides."""
+        meta = obj["metadata"]
+        ident = (rt.group, rt.kind, meta.get("namespace", ""), meta["name"])
+        live = self.store.find(rt, ident[2], ident[3], copy=False)
+        mine_before = self.owned.get(ident, (frozenset(), frozenset()))
+        applied = (
+            frozenset((meta.get("labels") or {}).keys()),
+            frozenset((meta.get("annotations") or {}).keys()),
+        )
+        self.owned[ident] = applied
+        if live is None:
+            return
+        for i, field_name in enumerate(("labels", "annotations")):
+            theirs = {
+                k: v
+                for k, v in ((live.get("metadata") or {}).get(field_name) or {}).items()
+                if k not in applied[i] and k not in mine_before[i]
+            }
+            if theirs:
+                meta[field_name] = {**theirs, **(meta.get(field_name) or {})}
 
     def _merge_live(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """Keep what other field managers set on the live object."""

@@ -207,3 +207,46 @@ def test_a_missing_decryption_secret_fails_the_build(lab: Lab) -> None:
     lab.world.store.mutate(KS_RT, "flux-system", "flux-system", again)
     lab.twin.reconcile_now()
     assert ready(lab.ks("flux-system", "flux-system"))["status"] == "True"
+
+
+def test_apply_keeps_what_other_managers_set(lab: Lab) -> None:
+    """Server-side apply: a label kubectl added and a Deployment's restartedAt survive a
+    re-apply; a label Flux applied and no longer renders goes."""
+
+    def kubectl_label(o: dict) -> None:
+        o["metadata"].setdefault("labels", {})["team"] = "media"
+
+    lab.world.store.mutate(CM_RT, "media", "extra-settings", kubectl_label)
+    deploy_rt = by_kind("apps", "Deployment")
+
+    def restart(o: dict) -> None:
+        meta = o["spec"]["template"].setdefault("metadata", {})
+        meta.setdefault("annotations", {})["kubectl.kubernetes.io/restartedAt"] = "now"
+
+    lab.world.store.mutate(deploy_rt, "media", "plex", restart)
+    labelled = TREE[CFILE].replace(
+        "  name: extra-settings\n", "  name: extra-settings\n  labels:\n    tier: one\n"
+    )
+    lab.push({CFILE: labelled.replace("MODE: one", "MODE: two")}, "extra: mode two, tier")
+    lab.twin.reconcile_now()
+    cm = lab.world.store.get(CM_RT, "media", "extra-settings")
+    assert cm["data"]["MODE"] == "two"
+    assert cm["metadata"]["labels"]["team"] == "media"
+    assert cm["metadata"]["labels"]["tier"] == "one"
+    lab.push({CFILE: TREE[CFILE]}, "extra: back to one, no tier")
+    lab.twin.reconcile_now()
+    cm = lab.world.store.get(CM_RT, "media", "extra-settings")
+    assert cm["data"]["MODE"] == "one"
+    assert "tier" not in cm["metadata"]["labels"]  # Flux's own, now unrendered
+    assert cm["metadata"]["labels"]["team"] == "media"  # kubectl's
+    # plex is re-applied on request; its Deployment keeps the rollout restart
+    stamp = "2026-01-01T00:00:03Z"
+
+    def ask(o: dict) -> None:
+        o["metadata"].setdefault("annotations", {})[REQUESTED_AT] = stamp
+
+    lab.world.store.mutate(KS_RT, "media", "plex", ask)
+    lab.twin.reconcile_now()
+    assert lab.ks("media", "plex")["status"]["lastHandledReconcileAt"] == stamp
+    template = lab.world.store.get(deploy_rt, "media", "plex")["spec"]["template"]
+    assert template["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] == "now"
