@@ -8,6 +8,7 @@ caller reaches past this class. Progress goes to a callback, one line at a time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -49,8 +50,17 @@ class Operations:
         kube = self.collector.kube()
         what = f"{namespace}/{name}"
         _say(progress, f"requesting reconcile of {what}" + (" with source" if with_source else ""))
+        # with the source, as the flux CLI: its new artifact is stored before the
+        # Kustomization is asked, so the Kustomization builds the new revision
         requested = await asyncio.to_thread(
-            kube.reconcile, namespace, name, with_source=with_source
+            functools.partial(
+                kube.reconcile,
+                namespace,
+                name,
+                with_source=with_source,
+                source_timeout=RECONCILE_TIMEOUT if with_source else None,
+                on_progress=progress,
+            )
         )
         _say(progress, f"waiting for {what} to handle {requested}")
         revision = await asyncio.to_thread(

@@ -19,6 +19,8 @@ import hashlib
 import logging
 from typing import Any
 
+from dapper.lab.flux_health import DEFAULT_TIME_SCALE
+from dapper.lab.flux_helm import Releases
 from dapper.lab.flux_status import (
     KS_NAME_LABEL,
     KS_NAMESPACE_LABEL,
@@ -47,11 +49,15 @@ class ApplyError(Exception):
 
 
 class Applier:
-    def __init__(self, world: World, workloads: Workloads) -> None:
+    def __init__(
+        self, world: World, workloads: Workloads, time_scale: float = DEFAULT_TIME_SCALE
+    ) -> None:
         self.world = world
         self.store = world.store
         self.workloads = workloads
-        self.release_versions: dict[tuple[str, str], tuple[str, int]] = {}
+        self.releases = Releases(self.store, workloads, self.chart_of, time_scale)
+        # (group, kind, namespace, name) -> label and annotation keys last applied
+        self.owned: dict[tuple[str, str, str, str], tuple[frozenset[str], frozenset[str]]] = {}
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -93,17 +99,42 @@ class Applier:
             obj["status"] = {"phase": "Active"}
         elif kind == "Secret":
             _secret_to_data(obj)
+        self._keep_others_metadata(rt, obj)
         if kind in _MERGED_KINDS:
             self._merge_live(rt, obj)
         live = self.store.upsert(obj, rt=rt)
         if kind in ("HelmRepository", "OCIRepository"):
-            self._source_ready(rt, live)
+            self.source_ready(rt, live)
         elif kind == "HelmRelease":
             self._helm_release(rt, live)
         elif kind == "DiskPool":
             self._disk_pool(rt, live)
         elif kind == "PersistentVolumeClaim":
             self._pvc_bound(rt, live)
+
+    def _keep_others_metadata(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Server-side apply for labels and annotations: keys another manager set on the
+        live object (`kubectl label`, `kubectl annotate`) survive; keys this Kustomization
+        applied before and no longer renders are removed, as field ownership decides."""
+        meta = obj["metadata"]
+        ident = (rt.group, rt.kind, meta.get("namespace", ""), meta["name"])
+        live = self.store.find(rt, ident[2], ident[3], copy=False)
+        mine_before = self.owned.get(ident, (frozenset(), frozenset()))
+        applied = (
+            frozenset((meta.get("labels") or {}).keys()),
+            frozenset((meta.get("annotations") or {}).keys()),
+        )
+        self.owned[ident] = applied
+        if live is None:
+            return
+        for i, field_name in enumerate(("labels", "annotations")):
+            theirs = {
+                k: v
+                for k, v in ((live.get("metadata") or {}).get(field_name) or {}).items()
+                if k not in applied[i] and k not in mine_before[i]
+            }
+            if theirs:
+                meta[field_name] = {**theirs, **(meta.get(field_name) or {})}
 
     def _merge_live(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """Keep what other field managers set on the live object."""
@@ -127,7 +158,7 @@ class Applier:
         with contextlib.suppress(NotFound):
             self.store.mutate(rt, meta.get("namespace", ""), meta["name"], fn, status_only=True)
 
-    def _source_ready(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+    def source_ready(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         spec = obj.get("spec") or {}
         if rt.kind == "OCIRepository":
             tag = str((spec.get("ref") or {}).get("tag") or "latest")
@@ -173,65 +204,7 @@ class Applier:
         return name, version
 
     def _helm_release(self, rt: ResourceType, hr: dict[str, Any]) -> None:
-        meta = hr["metadata"]
-        ns, name = meta["namespace"], meta["name"]
-        spec = hr.get("spec") or {}
-        if spec.get("suspend"):
-            return
-        chart, version = self.chart_of(hr)
-        config = hashlib.sha256(repr(sorted(spec.items())).encode()).hexdigest()
-        previous = self.release_versions.get((ns, name))
-        if previous is None:
-            number, action = 1, "install"
-        elif previous[0] != config:
-            number, action = previous[1] + 1, "upgrade"
-        else:
-            number, action = previous[1], ""
-        self.release_versions[(ns, name)] = (config, number)
-        release = str(spec.get("releaseName") or name)
-        self.workloads.ensure(hr, chart)
-        generation = meta.get("generation", 1)
-        verb = "install" if number == 1 else "upgrade"
-        reason = "InstallSucceeded" if number == 1 else "UpgradeSucceeded"
-        message = (
-            f"Helm {verb} succeeded for release {ns}/{release}.v{number} "
-            f"with chart {chart}@{version}"
-        )
-
-        def edit(o: dict[str, Any]) -> None:
-            st = o.setdefault("status", {})
-            set_condition(st, "Ready", "True", reason, message, generation)
-            set_condition(st, "Released", "True", reason, message, generation)
-            st["observedGeneration"] = generation
-            st["lastAttemptedRevision"] = version
-            st["lastAttemptedConfigDigest"] = "sha256:" + config
-            st["lastAttemptedGeneration"] = generation
-            st["lastAttemptedReleaseAction"] = "install" if number == 1 else "upgrade"
-            st["storageNamespace"] = ns
-            st["helmChart"] = f"{ns}/{ns}-{name}"
-            if requested_at(o):
-                st["lastHandledReconcileAt"] = requested_at(o)
-            history = st.get("history") or []
-            if action or not history:
-                now = now_rfc3339()
-                entry = {
-                    "name": release,
-                    "namespace": ns,
-                    "version": number,
-                    "status": "deployed",
-                    "chartName": chart,
-                    "chartVersion": version,
-                    "appVersion": version,
-                    "configDigest": "sha256:" + config,
-                    "firstDeployed": history[-1]["firstDeployed"] if history else now,
-                    "lastDeployed": now,
-                    "action": action or "install",
-                }
-                for h in history:
-                    h["status"] = "superseded"
-                st["history"] = [entry, *history][:5]
-
-        self._status(rt, hr, edit)
+        self.releases.apply(hr)
 
     def _disk_pool(self, rt: ResourceType, pool: dict[str, Any]) -> None:
         name = pool["metadata"]["name"]
@@ -270,24 +243,51 @@ class Applier:
 
     # -- prune ------------------------------------------------------------------------------
 
-    def prune(self, stale: list[dict[str, str]]) -> None:
-        """Delete objects a Kustomization applied before and no longer renders."""
+    def prune(self, stale: list[dict[str, str]], owner: tuple[str, str] | None = None) -> None:
+        """Delete objects a Kustomization applied before and no longer renders, as
+        ssa.DeleteAll does for kustomize-controller: only objects still labelled as the
+        owner's, never one marked `kustomize.toolkit.fluxcd.io/prune: disabled` (or
+        `reconcile: disabled`) in its labels or annotations. A pruned child Kustomization
+        deletes what it applied only when its own `prune` is on and it is not suspended
+        (the finalizer's default deletionPolicy, MirrorPrune)."""
         for entry in stale:
             ns, name, group, kind = parse_inventory_id(entry)
             try:
                 rt = by_kind(group, kind)
             except KeyError:
                 continue
+            live = self.store.find(rt, ns, name)
+            if live is None:
+                continue
+            if _prune_disabled(live) or (owner is not None and not _owned_by(live, owner)):
+                log.info("not pruning %s/%s/%s (prune disabled or owned elsewhere)", kind, ns, name)
+                continue
             if kind == "HelmRelease":
                 self.workloads.uninstall(ns, name)
-                self.release_versions.pop((ns, name), None)
+                self.releases.forget(ns, name)
             if kind == "Kustomization":
-                child = self.store.find(rt, ns, name)
-                inventory = ((child or {}).get("status") or {}).get("inventory") or {}
-                self.prune(list(inventory.get("entries") or []))
+                spec = live.get("spec") or {}
+                inventory = (live.get("status") or {}).get("inventory") or {}
+                if spec.get("prune") and not spec.get("suspend"):
+                    self.prune(list(inventory.get("entries") or []), owner=(ns, name))
             with contextlib.suppress(NotFound):
                 self.store.delete(rt, ns, name)
                 log.info("pruned %s/%s/%s", kind, ns, name)
+
+
+PRUNE_KEY = "kustomize.toolkit.fluxcd.io/prune"
+RECONCILE_KEY = "kustomize.toolkit.fluxcd.io/reconcile"
+
+
+def _prune_disabled(obj: dict[str, Any]) -> bool:
+    meta = obj.get("metadata") or {}
+    marks = {**(meta.get("labels") or {}), **(meta.get("annotations") or {})}
+    return marks.get(PRUNE_KEY) == "disabled" or marks.get(RECONCILE_KEY) == "disabled"
+
+
+def _owned_by(obj: dict[str, Any], owner: tuple[str, str]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return (labels.get(KS_NAMESPACE_LABEL), labels.get(KS_NAME_LABEL)) == owner
 
 
 def _secret_to_data(obj: dict[str, Any]) -> None:

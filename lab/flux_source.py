@@ -25,7 +25,7 @@ from dapper.backends.gitops.treesource import GitTreeSource, SourceError, read_t
 from dapper.backends.gitops.yamldocs import TreeError, parse_file, strip_markers
 from dapper.backends.sops.errors import SopsError
 from dapper.backends.sops.file import decrypt_text
-from dapper.lab.flux_status import BUILD_FAILED, DECRYPTION_FAILED
+from dapper.lab.flux_status import ARTIFACT_FAILED, BUILD_FAILED
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 log = logging.getLogger("dapper.lab.flux_source")
@@ -38,7 +38,7 @@ class Build:
     """A Kustomization's objects at one commit, or why there are none."""
 
     objects: list[dict[str, Any]] = field(default_factory=list)
-    reason: str = ""  # "" on success, else BuildFailed / DecryptionFailed
+    reason: str = ""  # "" on success, else ArtifactFailed / BuildFailed
     message: str = ""
 
 
@@ -181,12 +181,26 @@ class FluxSource:
             snap.builds[ks.key] = hit
         return hit
 
+    def has_dir(self, sha: str, path: str) -> bool:
+        """The commit has directory `path` (a Kustomization's spec.path)."""
+        clean = path.strip().removeprefix("./").strip("/")
+        if not clean:
+            return True
+        hit = self._snapshots.get(sha)
+        source = hit[1].source if hit else GitTreeSource(pygit2.Repository(self.repo_path), sha)
+        return source.is_dir(clean)
+
     def _build(self, snap: Snapshot, ks: FluxKustomization) -> Build:
+        if not self.has_dir(snap.sha, ks.path):
+            return path_not_found(ks.path)
         for kind, name, _optional in ks.substitute_from:
             error = snap.secret_errors.get((ks.namespace, name)) if kind == "Secret" else None
             if error:
+                ns = ks.namespace
                 return Build(
-                    reason=DECRYPTION_FAILED, message=f"decryption failed for '{name}': {error}"
+                    reason=BUILD_FAILED,
+                    message=f"decryption failed for '{name}': failed to decrypt and format "
+                    f"'{ns}/{name}' Secret data: {error}",
                 )
         try:
             docs = snap.tree.render(ks)
@@ -200,13 +214,26 @@ class FluxSource:
                 try:
                     obj = _decrypted(obj, d.file, d.line, decryptor)
                 except SopsError as exc:
-                    name = (obj.get("metadata") or {}).get("name", "")
-                    return Build(
-                        reason=DECRYPTION_FAILED,
-                        message=f"decryption failed for '{name}': {exc}",
+                    meta = obj.get("metadata") or {}
+                    name = meta.get("name", "")
+                    ns = ks.target_namespace or meta.get("namespace") or ""
+                    return Build(  # kustomize-controller's build() and decryptor wording
+                        reason=BUILD_FAILED,
+                        message=f"decryption failed for '{name}': failed to decrypt and "
+                        f"format '{ns}/{name}' Secret data: {exc}",
                     )
             objects.append(obj)
         return Build(objects)
+
+
+def path_not_found(path: str) -> Build:
+    """kustomize-controller's missing-path failure (before the attempt is recorded)."""
+    clean = path.strip().removeprefix("./").strip("/")
+    return Build(
+        reason=ARTIFACT_FAILED,
+        message=f"kustomization path not found: stat /tmp/kustomization-1/{clean}: "
+        "no such file or directory",
+    )
 
 
 def _is_sops_path(path: str) -> bool:

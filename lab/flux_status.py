@@ -20,6 +20,7 @@ KS_NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
 # Condition reasons (fluxcd/pkg apis/meta and kustomize-controller)
 SUCCEEDED = "ReconciliationSucceeded"
 PROGRESSING = "Progressing"
+PROGRESSING_WITH_RETRY = "ProgressingWithRetry"
 BUILD_FAILED = "BuildFailed"
 DECRYPTION_FAILED = "DecryptionFailed"
 HEALTH_CHECK_FAILED = "HealthCheckFailed"

@@ -9,9 +9,13 @@ Flux's reasons, lastApplied/lastAttempted revisions, `lastHandledReconcileAt` ec
 `reconcile.fluxcd.io/requestedAt` annotation, and `spec.suspend` honoured.
 
 A pass runs on the twin's own thread, never under the store lock: on start, on the
-reconcile interval, when the remote's head moves (the lab's stand-in for Flux's webhook
-receiver), when a Flux object gets a new requestedAt annotation or spec, and when a
-`ks-failing` fault toggles. Triggers are debounced and passes never overlap.
+reconcile interval, when the GitRepository stores a new artifact (fetched at its interval
+or on request, never while suspended), when a Flux object gets a new requestedAt
+annotation or spec, while health checks or Helm actions are waiting or a failed
+Kustomization's retry is due, and when a `ks-failing` fault toggles. Triggers are
+debounced and passes never overlap. Flux durations (interval, retryInterval, timeout)
+run on a clock `time_scale` times faster than the wall (flux_health.DEFAULT_TIME_SCALE);
+a settled Kustomization is re-applied (drift reverted) at its own interval on that clock.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from dapper.backends.gitops.fluxtree import DependencyCycle
@@ -29,16 +34,26 @@ from dapper.backends.sops.errors import SopsError
 from dapper.backends.sops.keys import parse_identities
 from dapper.lab import flux_scale
 from dapper.lab.flux_apply import Applier, ApplyError
-from dapper.lab.flux_source import Build, FluxSource
+from dapper.lab.flux_health import (
+    DEFAULT_TIME_SCALE,
+    go_string,
+    live_statuses,
+    seconds,
+    wait_verdict,
+)
+from dapper.lab.flux_source import Build, FluxSource, path_not_found
 from dapper.lab.flux_status import (
+    ARTIFACT_FAILED,
     BUILD_FAILED,
     DEPENDENCY_NOT_READY,
     HEALTH_CHECK_FAILED,
     PROGRESSING,
+    PROGRESSING_WITH_RETRY,
     SUCCEEDED,
     condition,
     digest,
     drop_condition,
+    inventory_id,
     is_ready,
     requested_at,
     revision,
@@ -61,7 +76,7 @@ SOPS_AGE = ("flux-system", "sops-age")  # decryption.secretRef of every Kustomiz
 SOPS_AGE_KEY = "age.agekey"
 ROOT_PATH = "./kubernetes/flux/cluster"
 _WATCHED = {(KS_RT.group, KS_RT.plural), (GIT_RT.group, GIT_RT.plural), (HR_RT.group, HR_RT.plural)}
-_DRIFT_EVERY = 6  # periodic passes between full re-applies of unchanged Kustomizations
+REQUEUE_DEPENDENCY = 30.0  # kustomize-controller's --requeue-dependency default
 
 
 def go_duration(text: str, default: str = "5m0s") -> str:
@@ -76,6 +91,31 @@ def go_duration(text: str, default: str = "5m0s") -> str:
     return f"{h}h{mi}m{s}s" if h else f"{mi}m{s}s"
 
 
+@dataclass
+class HealthWait:
+    """A Kustomization whose health check is running (the reconcile is not over)."""
+
+    namespace: str
+    name: str
+    generation: int
+    req: str
+    rev: str
+    entries: list[dict[str, str]]
+    checks: list[dict[str, str]]
+    began: float
+    deadline: float
+
+
+def _same_source(spec: dict[str, Any], ns: str, other: dict[str, Any]) -> bool:
+    mine, theirs = spec.get("sourceRef") or {}, (other.get("spec") or {}).get("sourceRef") or {}
+    other_ns = other["metadata"]["namespace"]
+    return (
+        mine.get("kind") == theirs.get("kind")
+        and mine.get("name") == theirs.get("name")
+        and (mine.get("namespace") or ns) == (theirs.get("namespace") or other_ns)
+    )
+
+
 class FluxTwin:
     """See the module docstring. `start()` once, `stop()` once."""
 
@@ -87,6 +127,7 @@ class FluxTwin:
         *,
         scale_apps: int = 0,
         poll_interval: float = 0.2,
+        time_scale: float = DEFAULT_TIME_SCALE,
     ) -> None:
         self.world = world
         self.store = world.store
@@ -94,7 +135,19 @@ class FluxTwin:
         self._seed_keys = [str(i) for i in identities]  # the sops-age Secret's first content
         self.source = FluxSource(str(remote.bare_path), self.live_identities)
         self.workloads = Workloads(world)
-        self.applier = Applier(world, self.workloads)
+        self.time_scale = time_scale
+        self.applier = Applier(world, self.workloads, time_scale)
+        self._health: dict[tuple[str, str], HealthWait] = {}
+        # a failed Kustomization is tried again at its retryInterval (DependencyNotReady:
+        # the controller's 30s requeue), or sooner on a new revision, spec or request
+        self._retry: dict[tuple[str, str], tuple[float, tuple[str, int, str]]] = {}
+        self._nudge = False
+        self._applied_at: dict[tuple[str, str], float] = {}  # last reconcile's end
+        # the GitRepository's artifact: what Kustomizations build, fetched from the remote
+        # at the source's interval, on a requestedAt, or when a test forces it
+        self.artifact: tuple[str, str] | None = None
+        self._next_fetch = 0.0
+        self._force_fetch = False
         self.scale_apps = scale_apps
         self.poll_interval = poll_interval
         self.last_error = ""
@@ -107,7 +160,6 @@ class FluxTwin:
         self._finished = 0  # passes ended
         self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}
         self._synthetic: dict[tuple[str, str], Build] = {}
-        self._periodic = 0
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -149,16 +201,27 @@ class FluxTwin:
         )
 
     def live_identities(self) -> list[Any]:
-        """The age identities in the live sops-age Secret (none when it is missing)."""
+        """The age identities in the live sops-age Secret, from every `.agekey` entry as
+        kustomize-controller imports them (none when it is missing)."""
         obj = self.store.find(SECRET_RT, *SOPS_AGE)
-        raw = ((obj or {}).get("data") or {}).get(SOPS_AGE_KEY)
-        if not raw:
-            return []
-        try:
-            return parse_identities(base64.b64decode(raw).decode(), "secret sops-age")
-        except (SopsError, ValueError):
-            log.info("the live sops-age Secret holds no usable age key")
-            return []
+        out: list[Any] = []
+        for key, raw in sorted(((obj or {}).get("data") or {}).items()):
+            if not str(key).endswith(".agekey") or not raw:
+                continue
+            try:
+                out += parse_identities(base64.b64decode(raw).decode(), f"secret sops-age {key}")
+            except (SopsError, ValueError):
+                log.info("the live sops-age Secret's %s holds no usable age key", key)
+        return out
+
+    def _decryption_problem(self, ns: str, spec: dict[str, Any]) -> str:
+        """kustomize-controller's ImportKeys: the Kustomization's own decryption Secret
+        must exist in its namespace."""
+        ref = ((spec.get("decryption") or {}).get("secretRef") or {}).get("name")
+        if not ref or self.store.find(SECRET_RT, ns, str(ref), copy=False) is not None:
+            return ""
+        provider = (spec.get("decryption") or {}).get("provider") or "sops"
+        return f"cannot get {provider} decryption Secret '{ns}/{ref}': secrets \"{ref}\" not found"
 
     def stop(self) -> None:
         with self._cv:
@@ -174,10 +237,13 @@ class FluxTwin:
             self._pending = True
             self._cv.notify_all()
 
-    def reconcile_now(self, timeout: float = 30.0) -> None:
-        """Trigger a pass and wait until one that began after this call has finished."""
+    def reconcile_now(self, timeout: float = 30.0, *, with_source: bool = True) -> None:
+        """Trigger a pass and wait until one that began after this call has finished;
+        `with_source` fetches the remote's head first (unless the GitRepository is
+        suspended), as `flux reconcile ks flux-system --with-source` would."""
         with self._cv:
             target = self._started + 1
+            self._force_fetch = self._force_fetch or with_source
             self._pending = True
             self._cv.notify_all()
             ok = self._cv.wait_for(
@@ -198,6 +264,7 @@ class FluxTwin:
             return
         if event.type == "DELETED":
             self._seen.pop(event.key, None)
+            self._retry.pop((event.key[2], event.key[3]), None)
             return
         meta = event.obj.get("metadata") or {}
         token = (requested_at(event.obj), int(meta.get("generation") or 0))
@@ -210,12 +277,33 @@ class FluxTwin:
 
     def _on_fault(self, fault: str, _active: bool) -> None:
         if fault.startswith(("ks-failing:", "pool-degraded:")) and not self._stopping:
+            self._retry.clear()  # the lab's fault switch acts now, not at the retry interval
+            self._applied_at.clear()  # nor at the drift interval
             self.request()
+
+    def _interval_due(self, key: tuple[str, str], spec: dict[str, Any]) -> bool:
+        every = seconds(spec.get("interval"), 600.0) / self.time_scale
+        return time.monotonic() - self._applied_at.get(key, 0.0) >= every
+
+    def _fetched_new(self) -> bool:
+        """Fetch if the source's interval is up; True when the artifact moved."""
+        if time.monotonic() < self._next_fetch:
+            return False
+        before = self.artifact
+        try:
+            self._fetch()
+        except Exception:  # the store or remote is closing; the next pass reports it
+            log.debug("fetching the lab remote failed", exc_info=True)
+            return False
+        return self.artifact != before
+
+    def _retry_due(self) -> bool:
+        now = time.monotonic()
+        return any(at <= now for at, _token in list(self._retry.values()))
 
     def _run(self) -> None:
         interval = max(self.world.timings.reconcile_interval, 0.05)
         next_periodic = 0.0
-        last_sha = None
         while True:
             with self._cv:
                 if not self._pending and not self._stopping:
@@ -223,13 +311,14 @@ class FluxTwin:
                 if self._stopping:
                     return
                 triggered = self._pending
-            try:
-                sha = self.remote.head()[1]
-            except Exception:  # the remote vanished (lab closing)
-                log.debug("reading the lab remote failed", exc_info=True)
-                sha = last_sha
             periodic = time.monotonic() >= next_periodic
-            if not (triggered or periodic or sha != last_sha):
+            waiting = (
+                bool(self._health)
+                or self._nudge
+                or self.applier.releases.waiting()
+                or self._retry_due()
+            )
+            if not (triggered or periodic or waiting or self._fetched_new()):
                 continue
             if triggered:
                 with self._cv:  # debounce: let a burst of annotations coalesce
@@ -238,34 +327,34 @@ class FluxTwin:
                         return
             with self._cv:
                 self._pending = False
+                self._nudge = False
                 self._started += 1
-            full = triggered or sha != last_sha or self._periodic % _DRIFT_EVERY == 0
-            if periodic and not triggered:
-                self._periodic += 1
             began = time.monotonic()
             try:
-                self._pass(full=full)
+                self._pass()
                 self.last_error = ""
             except Exception as exc:  # a broken pass must not stop the twin
                 log.exception("Flux twin reconcile failed")
                 self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.last_duration = time.monotonic() - began
-            last_sha = sha
-            next_periodic = time.monotonic() + interval
+            if triggered or periodic:  # a health tick leaves the interval alone
+                next_periodic = time.monotonic() + interval
             with self._cv:
                 self._finished += 1
                 self._cv.notify_all()
 
     # -- one pass -------------------------------------------------------------------------
 
-    def _pass(self, *, full: bool) -> None:
-        branch, sha = self.remote.head()
-        if not sha:
+    def _pass(self) -> None:
+        self.workloads.begin_pass()
+        self.applier.releases.tick()
+        self._sources_handled()
+        self._fetch()
+        if self.artifact is None:
             return
+        branch, sha = self.artifact
         rev = revision(branch, sha)
         self.revision = rev
-        self.workloads.begin_pass()
-        self._git_status(branch, sha)
         snap = self.source.snapshot(branch, sha)
         if self._stopping:
             return
@@ -280,7 +369,7 @@ class FluxTwin:
             done.add(fks.key)
             obj = self.store.find(KS_RT, fks.namespace, fks.name, copy=False)  # read-only
             if obj is not None:
-                self._reconcile(obj, rev, lambda fks=fks: self.source.build(snap, fks), full)
+                self._reconcile(obj, rev, lambda fks=fks: self.source.build(snap, fks))
         rest, _ = self.store.list(KS_RT, copy=False)  # read-only, as above
         for obj in rest:
             if self._stopping:
@@ -288,9 +377,7 @@ class FluxTwin:
             key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if key in done:
                 continue
-            self._reconcile(
-                obj, rev, lambda key=key, obj=obj: self._other_build(obj, key, rev), full
-            )
+            self._reconcile(obj, rev, lambda key=key, obj=obj: self._other_build(obj, key, rev))
 
     def _other_build(self, obj: dict[str, Any], key: tuple[str, str], rev: str) -> Build:
         """Synthetic benchmark apps build from a generator; anything else is not in Git."""
@@ -299,22 +386,36 @@ class FluxTwin:
             if hit is None:
                 hit = self._synthetic[key] = Build(flux_scale.objects(*key))
             return hit
-        path = (obj.get("spec") or {}).get("path", "")
-        return Build(
-            reason=BUILD_FAILED,
-            message=f"kustomization path not found: {path} is not built at revision {rev}",
+        path = str((obj.get("spec") or {}).get("path", ""))
+        if not self.source.has_dir(rev.rpartition(":")[2], path):
+            return path_not_found(path)
+        return Build(  # a directory no Kustomization in the tree points at: the lab
+            reason=BUILD_FAILED,  # builds only what the tree declares
+            message=f"kustomization path {path} is not declared by any Kustomization "
+            f"in the tree at revision {rev} (the lab builds only those)",
         )
 
-    def _reconcile(
-        self, obj: dict[str, Any], rev: str, build_fn: Callable[[], Build], full: bool
-    ) -> None:
+    def _reconcile(self, obj: dict[str, Any], rev: str, build_fn: Callable[[], Build]) -> None:
         meta, spec = obj["metadata"], obj.get("spec") or {}
         status = obj.get("status") or {}
         ns, name = meta["namespace"], meta["name"]
         generation = int(meta.get("generation") or 1)
         req = requested_at(obj)
         if spec.get("suspend"):
-            return  # Flux skips suspended objects entirely (and leaves the request unhandled)
+            self._retry.pop((ns, name), None)
+            # skipped, but finalizeStatus still records the request as handled
+            if req and status.get("lastHandledReconcileAt") != req:
+                self._handled_while_suspended(ns, name, req)
+            return
+        wait = self._health.get((ns, name))
+        if wait is not None:  # the worker is busy with its health check until it ends
+            self._check_health(wait)
+            return
+        gate = self._retry.get((ns, name))
+        fresh = gate is not None and gate[1] == (rev, generation, req)
+        if fresh and not is_ready(obj) and time.monotonic() < gate[0]:
+            return  # requeued for later: nothing new to act on yet
+        self._retry.pop((ns, name), None)
         failing = self.world.failing_kustomization(ns, name)
         settled = (
             status.get("lastAppliedRevision") == rev
@@ -324,33 +425,29 @@ class FluxTwin:
             and is_ready(obj)
             and not failing
         )
-        if settled and not full:
-            return
-        blocked = self._dependency_problem(ns, spec)
+        if settled and not self._interval_due((ns, name), spec):
+            return  # drift is corrected at the Kustomization's own interval
+        blocked = self._dependency_problem(ns, spec, rev)
         if blocked:
             self._finish(ns, name, generation, req, None, "False", DEPENDENCY_NOT_READY, blocked)
             return
+        timeout = go_duration(str(spec.get("timeout") or ""))
         if not settled:
-            timeout = go_duration(str(spec.get("timeout") or ""))
             message = f"Fetching manifests for revision {rev} with a timeout of {timeout}"
 
             def progress(o: dict[str, Any]) -> None:
                 st = o.setdefault("status", {})
                 set_condition(st, "Reconciling", "True", PROGRESSING, message, generation)
-                if condition(st, "Ready") is None:
-                    set_condition(
-                        st,
-                        "Ready",
-                        "Unknown",
-                        PROGRESSING,
-                        "Reconciliation in progress",
-                        generation,
-                    )
+                set_condition(
+                    st, "Ready", "Unknown", PROGRESSING, "Reconciliation in progress", generation
+                )
 
             self.store.mutate(KS_RT, ns, name, progress, status_only=True)
-        build = build_fn()
+        missing = self._decryption_problem(ns, spec)
+        build = Build(reason=BUILD_FAILED, message=missing) if missing else build_fn()
         if build.reason:
-            self._finish(ns, name, generation, req, rev, "False", build.reason, build.message)
+            attempted = None if build.reason == ARTIFACT_FAILED else rev
+            self._finish(ns, name, generation, req, attempted, "False", build.reason, build.message)
             return
         try:
             entries = self.applier.apply(obj, build.objects)
@@ -360,7 +457,7 @@ class FluxTwin:
         if spec.get("prune"):
             old = ((status.get("inventory") or {}).get("entries")) or []
             keep = {e["id"] for e in entries}
-            self.applier.prune([e for e in old if e["id"] not in keep])
+            self.applier.prune([e for e in old if e["id"] not in keep], owner=(ns, name))
         if failing:
             waiting = [
                 e["id"].split("_")
@@ -368,28 +465,147 @@ class FluxTwin:
                 if e["id"].endswith(("_HelmRelease", "_DiskPool"))
             ] or [[ns, name, FLUX_KS, "Kustomization"]]
             what = ", ".join(f"{k}/{n}/{nm} status: 'InProgress'" for n, nm, _g, k in waiting[:3])
-            timeout = go_duration(str(spec.get("timeout") or ""))
             message = f"health check failed after {timeout}: timeout waiting for: [{what}]"
             self._finish(
-                ns, name, generation, req, rev, "False", HEALTH_CHECK_FAILED, message, entries
+                ns,
+                name,
+                generation,
+                req,
+                rev,
+                "False",
+                HEALTH_CHECK_FAILED,
+                message,
+                entries,
+                fault=True,
             )
             return
-        message = f"Applied revision: {rev}"
+        checks = self._health_targets(obj, entries)
+        if checks:
+            self._start_health(obj, rev, req, entries, checks)
+            return
         self._finish(
-            ns, name, generation, req, rev, "True", SUCCEEDED, message, entries, applied=True
+            ns,
+            name,
+            generation,
+            req,
+            rev,
+            "True",
+            SUCCEEDED,
+            f"Applied revision: {rev}",
+            entries,
+            applied=True,
+            healthy=None,
         )
 
-    def _dependency_problem(self, ns: str, spec: dict[str, Any]) -> str:
+    # -- health checks (wait: true / healthChecks), as kustomize-controller's checkHealth ---
+
+    def _health_targets(
+        self, obj: dict[str, Any], entries: list[dict[str, str]]
+    ) -> list[dict[str, str]]:
+        """What the health check waits for: everything applied with `wait`, else the
+        listed healthChecks; never the Kustomization itself."""
+        spec, meta = obj.get("spec") or {}, obj["metadata"]
+        if spec.get("wait"):
+            targets = entries
+        else:
+            targets = []
+            for ref in spec.get("healthChecks") or []:
+                api = str(ref.get("apiVersion") or "")
+                stub = {
+                    "apiVersion": api,
+                    "kind": ref.get("kind", ""),
+                    "metadata": {
+                        "namespace": ref.get("namespace") or meta["namespace"],
+                        "name": ref.get("name", ""),
+                    },
+                }
+                targets.append(inventory_id(stub))
+        me = inventory_id(obj)["id"]
+        return [e for e in targets if e["id"] != me]
+
+    def _start_health(
+        self,
+        obj: dict[str, Any],
+        rev: str,
+        req: str,
+        entries: list[dict[str, str]],
+        checks: list[dict[str, str]],
+    ) -> None:
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        ns, name = meta["namespace"], meta["name"]
+        generation = int(meta.get("generation") or 1)
+        timeout = seconds(spec.get("timeout"))
+        message = f"Running health checks for revision {rev} with a timeout of {go_string(timeout)}"
+
+        def edit(o: dict[str, Any]) -> None:
+            st = o.setdefault("status", {})
+            st["lastAttemptedRevision"] = rev
+            st["inventory"] = {"entries": entries}
+            set_condition(st, "Reconciling", "True", PROGRESSING, message, generation)
+            set_condition(st, "Healthy", "Unknown", PROGRESSING, message, generation)
+
+        self.store.mutate(KS_RT, ns, name, edit, status_only=True)
+        began = time.monotonic()
+        deadline = began + timeout / self.time_scale
+        wait = HealthWait(ns, name, generation, req, rev, entries, checks, began, deadline)
+        self._health[(ns, name)] = wait
+        self._check_health(wait)
+
+    def _check_health(self, wait: HealthWait) -> None:
+        """ssa.WaitForSet's verdict on the live objects; ends the wait when it has one."""
+        timed_out = time.monotonic() >= wait.deadline
+        verdict, problem = wait_verdict(live_statuses(self.store, wait.checks), timed_out)
+        if verdict == "waiting":
+            return
+        self._health.pop((wait.namespace, wait.name), None)
+        args = (wait.namespace, wait.name, wait.generation, wait.req, wait.rev)
+        if verdict == "failed":
+            self._finish(
+                *args,
+                "False",
+                HEALTH_CHECK_FAILED,
+                problem,
+                wait.entries,
+                healthy=("False", HEALTH_CHECK_FAILED, problem),
+            )
+        else:
+            took = go_string((time.monotonic() - wait.began) * self.time_scale)
+            self._finish(
+                *args,
+                "True",
+                SUCCEEDED,
+                f"Applied revision: {wait.rev}",
+                wait.entries,
+                applied=True,
+                healthy=("True", "Succeeded", f"Health check passed in {took}"),
+            )
+        self._nudge = True  # a light pass soon: dependents may go on now
+
+    def _handled_while_suspended(self, ns: str, name: str, req: str) -> None:
+        def edit(o: dict[str, Any]) -> None:
+            o.setdefault("status", {})["lastHandledReconcileAt"] = req
+
+        self.store.mutate(KS_RT, ns, name, edit, status_only=True)
+
+    def _dependency_problem(self, ns: str, spec: dict[str, Any], rev: str) -> str:
+        """kustomize-controller's checkDependencies, message for message."""
         for dep in spec.get("dependsOn") or []:
             dns, dname = str(dep.get("namespace") or ns), str(dep.get("name", ""))
             other = self.store.find(KS_RT, dns, dname, copy=False)
             if other is None:
                 return (
-                    f"unable to get '{dns}/{dname}' dependency: "
-                    f'Kustomization.kustomize.toolkit.fluxcd.io "{dname}" not found'
+                    f"dependency '{dns}/{dname}' not found: "
+                    f'kustomizations.kustomize.toolkit.fluxcd.io "{dname}" not found'
                 )
+            ost = other.get("status") or {}
+            if not ost.get("conditions") or ost.get("observedGeneration") != (
+                other["metadata"].get("generation") or 1
+            ):
+                return f"dependency '{dns}/{dname}' is not ready"
             if not is_ready(other):
                 return f"dependency '{dns}/{dname}' is not ready"
+            if _same_source(spec, ns, other) and ost.get("lastAppliedRevision") != rev:
+                return f"dependency '{dns}/{dname}' revision is not up to date"
         return ""
 
     def _finish(
@@ -405,10 +621,17 @@ class FluxTwin:
         entries: list[dict[str, str]] | None = None,
         *,
         applied: bool = False,
+        healthy: tuple[str, str, str] | bool | None = False,
+        fault: bool = False,
     ) -> None:
+        """Flux's finalizeStatus: Ready, the request handled, and observedGeneration and
+        the Reconciling condition's removal only on success (ProgressingWithRetry else).
+        `healthy`: a Healthy condition to set, None to drop it (no wait), False: leave.
+        `fault`: the ks-failing fault keeps the shape the console's pictures were drawn
+        from (no Reconciling condition, observedGeneration set); real failures do not."""
+
         def edit(o: dict[str, Any]) -> None:
             st = o.setdefault("status", {})
-            st["observedGeneration"] = generation
             if req:
                 st["lastHandledReconcileAt"] = req
             if rev is not None:
@@ -418,16 +641,34 @@ class FluxTwin:
             if entries is not None:
                 st["inventory"] = {"entries": entries}
             set_condition(st, "Ready", ready, reason, message, generation)
-            drop_condition(st, "Reconciling")
-            wait = (o.get("spec") or {}).get("wait") or (o.get("spec") or {}).get("healthChecks")
-            if reason == HEALTH_CHECK_FAILED:
+            if healthy is None:
+                drop_condition(st, "Healthy")
+            elif isinstance(healthy, tuple):
+                set_condition(st, "Healthy", *healthy, generation)
+            elif reason == HEALTH_CHECK_FAILED:  # the ks-failing fault
                 set_condition(st, "Healthy", "False", reason, message, generation)
-            elif applied and wait:
-                set_condition(
-                    st, "Healthy", "True", "Succeeded", "Health check passed in 1.2s", generation
-                )
+            if ready == "True" or fault:
+                st["observedGeneration"] = generation
+                drop_condition(st, "Reconciling")
+            else:
+                retry = condition(st, "Reconciling")
+                if retry is not None:
+                    retry["reason"] = PROGRESSING_WITH_RETRY
 
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
+        self._applied_at[(ns, name)] = time.monotonic()
+        if ready == "True":
+            self._retry.pop((ns, name), None)
+            return
+        obj = self.store.find(KS_RT, ns, name, copy=False) or {}
+        spec = obj.get("spec") or {}
+        after = (
+            REQUEUE_DEPENDENCY
+            if reason == DEPENDENCY_NOT_READY
+            else seconds(spec.get("retryInterval") or spec.get("interval"), 600.0)
+        )
+        token = (self.revision, generation, req)
+        self._retry[(ns, name)] = (time.monotonic() + after / self.time_scale, token)
 
     # -- the source ---------------------------------------------------------------------
 
@@ -458,6 +699,47 @@ class FluxTwin:
                 "sourceRef": {"kind": "GitRepository", "name": ROOT[1]},
             },
         }
+
+    def _fetch(self) -> None:
+        """source-controller's GitRepository reconcile: a suspended source is not
+        fetched; otherwise the artifact moves at spec.interval (on the Flux clock), on a
+        new requestedAt or spec, or when forced."""
+        with self._cv:
+            forced, self._force_fetch = self._force_fetch, False
+        git = self.store.find(GIT_RT, *ROOT, copy=False)
+        if git is None:  # deleted by hand: recreated, as the operator would
+            self.store.upsert(self._git_repository(), rt=GIT_RT)
+            git = self.store.find(GIT_RT, *ROOT, copy=False) or {}
+        spec, status = git.get("spec") or {}, git.get("status") or {}
+        if spec.get("suspend"):
+            return
+        req = requested_at(git)
+        asked = bool(req) and status.get("lastHandledReconcileAt") != req
+        generation = int(git["metadata"].get("generation") or 1)
+        changed = status.get("observedGeneration") != generation
+        due = time.monotonic() >= self._next_fetch
+        if not (forced or asked or changed or due or self.artifact is None):
+            return
+        try:
+            branch, sha = self.remote.head()
+        except Exception:  # the remote vanished (lab closing)
+            log.debug("reading the lab remote failed", exc_info=True)
+            return
+        if not sha:
+            return
+        every = seconds(spec.get("interval"), 60.0) / self.time_scale
+        self._next_fetch = time.monotonic() + every
+        self.artifact = (branch, sha)
+        self._git_status(branch, sha)
+
+    def _sources_handled(self) -> None:
+        """Chart sources answer a requestedAt (their artifacts do not move in the lab)."""
+        for kind in ("OCIRepository", "HelmRepository"):
+            rt = by_kind(FLUX_SOURCE, kind)
+            for obj in self.store.list(rt, copy=False)[0]:
+                req = requested_at(obj)
+                if req and (obj.get("status") or {}).get("lastHandledReconcileAt") != req:
+                    self.applier.source_ready(rt, obj)
 
     def _git_status(self, branch: str, sha: str) -> None:
         rev = revision(branch, sha)

@@ -279,6 +279,10 @@ class Workloads:
                 "template": {"metadata": {"labels": pod_labels}, "spec": template["spec"]},
             },
         }
+        old = store.find(by_kind("apps", "Deployment"), ns, name, copy=False)
+        kept = (((old or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+        if kept.get("annotations"):  # `kubectl rollout restart`'s restartedAt survives
+            deployment["spec"]["template"]["metadata"]["annotations"] = dict(kept["annotations"])
         live = store.upsert(deployment, rt=by_kind("apps", "Deployment"))
         ready = min(ready, replicas)
         status = {

@@ -461,9 +461,15 @@ class KubeBackend:
         kind: str = "Kustomization",
         with_source: bool = False,
         requested_at: str | None = None,
+        source_timeout: float | None = None,
+        on_progress: Progress = None,
     ) -> str:
         """What `flux reconcile` does: refuse a suspended object, then annotate
-        reconcile.fluxcd.io/requestedAt (the source first with `with_source`).
+        reconcile.fluxcd.io/requestedAt, the source first with `with_source`. Given a
+        `source_timeout`, the source is waited for (Ready with the request handled, so its
+        new artifact is stored) before the object is asked, as `flux reconcile ks
+        --with-source` does; a suspended or failing source raises. Without one both are
+        annotated at once (a runbook then waits for the revision it pushed).
         Returns the timestamp to pass to wait_reconciled."""
         self._writable(f"reconcile {kind} {namespace}/{name}")
         if kind not in FLUX_KINDS:
@@ -484,12 +490,17 @@ class KubeBackend:
             )
             src_kind = ref.get("kind", "")
             if src_kind in FLUX_KINDS:
-                self.reconcile(
-                    ref.get("namespace") or namespace,
-                    ref.get("name", ""),
-                    kind=src_kind,
-                    requested_at=stamp,
-                )
+                src_ns, src_name = ref.get("namespace") or namespace, ref.get("name", "")
+                self.reconcile(src_ns, src_name, kind=src_kind, requested_at=stamp)
+                if source_timeout is not None:  # the source's new artifact first
+                    self.wait_reconciled(
+                        src_ns,
+                        src_name,
+                        stamp,
+                        timeout=source_timeout,
+                        on_progress=on_progress,
+                        kind=src_kind,
+                    )
         patch = {"metadata": {"annotations": {REQUESTED_AT: stamp}}}
         self._patch_custom(kind, namespace, name, patch, f"reconcile {kind} {namespace}/{name}")
         return stamp

@@ -176,7 +176,11 @@ def test_rekey_patches_the_cluster_key_before_the_push(lab) -> None:
 def test_rekey_that_pushes_first_fails_with_decryption_failed(lab) -> None:
     result = _rekey(lab, Rekey(cluster_key_first=False))
     assert not result.ok
-    assert "DecryptionFailed" in result.reason and "\n" not in result.reason
+    assert (
+        "BuildFailed" in result.reason
+        and "decryption failed" in result.reason
+        and "\n" not in result.reason
+    )
     assert "patch secrets" not in writes(lab)
 
     # the twin reads the live Secret on each reconcile: adding the key by hand recovers
