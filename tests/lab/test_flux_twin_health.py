@@ -18,7 +18,7 @@ from dapper.lab.flux_health import DEFAULT_TIME_SCALE
 from dapper.lab.flux_twin import HR_RT, KS_RT
 from dapper.lab.kinds import by_kind
 
-from tests.lab.test_flux_twin_tree import TREE, Lab, make_lab, ready
+from tests.lab.test_flux_twin_tree import TREE, Lab, ready, started_lab
 from tests.waiting import eventually
 
 EXTRA_KS = "kubernetes/apps/media/extra/ks.yaml"
@@ -68,15 +68,8 @@ def waiting_extra(timeout: str = "30s") -> str:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    made = make_lab(tmp_path)
-    try:
-        made.twin.start()
-        made.twin.reconcile_now()
+    with started_lab(tmp_path) as made:
         yield made
-    finally:
-        made.twin.stop()
-        made.world.close()
-        made.remote.close()
 
 
 class Timeline:

@@ -20,7 +20,7 @@ from dapper.lab.kinds import by_kind
 from dapper.lab.runtime import start_lab
 from dapper.lab.world import Timings
 
-from tests.lab.test_flux_twin_tree import SIG, TREE, Lab, make_lab, ready
+from tests.lab.test_flux_twin_tree import SIG, TREE, Lab, ready, started_lab
 from tests.waiting import eventually
 
 CM_RT = by_kind("", "ConfigMap")
@@ -32,15 +32,8 @@ MEDIA = "kubernetes/apps/media/kustomization.yaml"
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    made = make_lab(tmp_path)
-    try:
-        made.twin.start()
-        made.twin.reconcile_now()
+    with started_lab(tmp_path) as made:
         yield made
-    finally:
-        made.twin.stop()
-        made.world.close()
-        made.remote.close()
 
 
 def _git(lab: Lab) -> dict:

@@ -8,6 +8,7 @@ LAB-ONLY key, so the whole path (Git, fluxtree, sops, store) is exercised.
 from __future__ import annotations
 
 import base64
+import contextlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -246,8 +247,9 @@ def make_lab(tmp_path: Path, **twin_kw) -> Lab:
     return Lab(world, remote, twin, GitRepo.open(remote.scratch_path))
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+@contextlib.contextmanager
+def started_lab(tmp_path: Path) -> Iterator[Lab]:
+    """A twin that has made its first pass; everything it holds goes at the end."""
     made = make_lab(tmp_path)
     try:
         made.twin.start()
@@ -257,6 +259,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         made.twin.stop()
         made.world.close()
         made.remote.close()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with started_lab(tmp_path) as made:
+        yield made
 
 
 ALL = [
