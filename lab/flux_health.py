@@ -31,8 +31,9 @@ IN_PROGRESS = "InProgress"
 FAILED = "Failed"
 NOT_FOUND = "NotFound"
 
-# one Flux second lasts 1/DEFAULT_TIME_SCALE lab seconds (5m -> 3 s, 1m -> 0.6 s)
-DEFAULT_TIME_SCALE = 100.0
+# one Flux second lasts 1/DEFAULT_TIME_SCALE lab seconds (5m -> 10 s, 1m -> 2 s): fast enough
+# for tests, slow enough that a loaded 2-core machine does not fail the tree's health checks
+DEFAULT_TIME_SCALE = 30.0
 DEFAULT_TIMEOUT = 300.0  # kustomize-controller and helm-controller: 5m0s
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
