@@ -114,8 +114,9 @@ class Machines:
 
     def vm(self, vmid: int) -> Vm | None:
         """The VM with this id (a template too), or None."""
-        found = [v for v in self.pve.vms(with_config=True) if v.vmid == vmid]
-        return found[0] if found else None
+        if not any(v.vmid == vmid for v in self.pve.vms(with_config=False)):
+            return None
+        return self.pve.vm(vmid)  # one VM's config, not every VM's
 
     def wait_task(self, upid: str, ctx: RunContext, timeout: float) -> None:
         self.pve.wait_task(upid, timeout=timeout, on_progress=ctx.progress, poll=0.5)

@@ -280,6 +280,13 @@ class Fault:
     message: str
     since: float | None = None
 
+    def rank(self) -> tuple[int, bool, float]:
+        """Most telling first: errors, then a cause before what merely waits on it (Flux's
+        DependencyNotReady), then the newest; ties keep the order they were found in. The
+        fault line shows the first; the events pane lists them in this order."""
+        severity = {"error": 0, "warning": 1}.get(self.severity, 2)
+        return (severity, "DependencyNotReady" in self.message, -(self.since or 0.0))
+
 
 @dataclass(frozen=True)
 class ClusterSnapshot:

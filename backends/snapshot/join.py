@@ -189,7 +189,7 @@ def join(
         sources=sources,
     )
     faults = find_faults(snapshot) + _missing_devices(proxmox) + list(extra_faults)
-    return replace(snapshot, faults=tuple(faults))
+    return replace(snapshot, faults=tuple(sorted(faults, key=Fault.rank)))
 
 
 def _missing_devices(proxmox: ProxmoxData) -> list[Fault]:
@@ -366,9 +366,4 @@ def find_faults(s: ClusterSnapshot) -> list[Fault]:
                     k.last_transition,
                 )
             )
-    # errors first; a cause before what merely waits on it (Flux's DependencyNotReady),
-    # then the newest: the order the fault line and the events pane share
-    faults.sort(
-        key=lambda f: (f.severity != "error", "DependencyNotReady" in f.message, -(f.since or 0))
-    )
-    return faults
+    return sorted(faults, key=Fault.rank)

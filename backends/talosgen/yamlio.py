@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from dapper.backends.gitops.yamldocs import strip_markers
+from dapper.backends.gitops.yamldocs import to_plain as round_trip_to_plain
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -52,20 +54,9 @@ def line_of(node: Any, key: Any = None) -> int:
 
 
 def to_plain(node: Any) -> Any:
-    """Round-trip nodes as dicts, lists and plain scalars."""
-    if isinstance(node, dict):
-        return {str(k): to_plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [to_plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
+    """Round-trip nodes as dicts, lists and plain scalars (the tree's own conversion,
+    without its quoting markers)."""
+    return strip_markers(round_trip_to_plain(node))
 
 
 def _for_output(node: Any) -> Any:

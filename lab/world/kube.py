@@ -83,7 +83,7 @@ class KubeWorld:
                 spec.hostname, True, "KubeletReady", "kubelet is posting ready status"
             )
         self.refresh_pools(spec.hostname)
-        self.refresh_gpu_capacity()
+        self.refresh_gpu_capacity(spec.hostname)
 
     def _readdress(self, spec: NodeSpec) -> None:
         """A kubelet registering into an existing Node (a replacement whose old Node was
@@ -400,10 +400,13 @@ class KubeWorld:
                 rt, pool["metadata"]["namespace"], pool["metadata"]["name"], edit, status_only=True
             )
 
-    def refresh_gpu_capacity(self) -> None:
+    def refresh_gpu_capacity(self, hostname: str | None = None) -> None:
+        """The GPU nodes' (or one node's) nvidia.com/gpu from what their VMs hold now."""
         for spec in self.state.specs:
+            if not spec.gpu or (hostname is not None and spec.hostname != hostname):
+                continue
             units = self.gpu_units(spec.hostname)
-            if spec.gpu and self.node_exists(spec.hostname):
+            if self.node_exists(spec.hostname):
 
                 def edit(node: dict, units: int = units) -> None:
                     node["status"]["capacity"]["nvidia.com/gpu"] = str(units)

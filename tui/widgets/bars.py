@@ -158,20 +158,8 @@ def pane_bar_text(
 
 
 def newest_fault(snapshot: ClusterSnapshot) -> Fault | None:
-    """The fault the fault line shows: the worst severity, a cause before what merely waits
-    on it (Flux's DependencyNotReady), then the newest."""
-    if not snapshot.faults:
-        return None
-    order = {"error": 0, "warning": 1}
-    return max(
-        snapshot.faults,
-        key=lambda f: (
-            -order.get(f.severity, 2),
-            "DependencyNotReady" not in f.message,
-            f.since or 0.0,
-            f.subject,
-        ),
-    )
+    """The fault the fault line shows: the first by `Fault.rank` (the events pane's order)."""
+    return min(snapshot.faults, key=Fault.rank, default=None)
 
 
 def fault_line_text(snapshot: ClusterSnapshot, now: float) -> Text:
