@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         lab = start_lab(read_only=True)
         cfg = lab.readonly_config
         if lab.flux is not None:
-            lab.flux.reconcile_now(timeout=max(args.timeout, 30))
+            lab.flux.settle(timeout=max(args.timeout, 30))
     try:
         snapshot = asyncio.run(_collect(cfg, args.timeout))
     finally:

@@ -252,6 +252,21 @@ class FluxTwin:
         if not ok:
             raise TimeoutError(f"no Flux twin reconcile finished within {timeout}s")
 
+    def settle(self, timeout: float = 60.0) -> None:
+        """A pass, then wait (at most `timeout`) until no health check is still running and
+        no Kustomization is still progressing: what a one-shot reader (`status`) should
+        see, not the cluster half way through its first reconcile."""
+        deadline = time.monotonic() + timeout
+        self.reconcile_now(timeout=timeout)
+        while time.monotonic() < deadline:
+            with self.world.lock:
+                busy = bool(self._health) or any(
+                    _ready_status(ks) == "Unknown" for ks in self.store.list(KS_RT)[0]
+                )
+            if not busy:
+                return
+            time.sleep(0.1)
+
     @property
     def passes(self) -> int:
         return self._finished
@@ -771,3 +786,10 @@ class FluxTwin:
 
 
 __all__ = ["FluxTwin", "go_duration"]
+
+
+def _ready_status(obj: dict[str, Any]) -> str:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return str(c.get("status", "Unknown"))
+    return "Unknown"

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def lab():
     running = start_lab(repo=REPO, timings=Timings(boot=0.05, task=0.05, reconcile_interval=30))
-    running.flux.reconcile_now(timeout=30)
+    running.flux.settle(timeout=30)
     yield running
     running.stop()
 
@@ -84,7 +84,8 @@ def test_status_exit_2_on_unusable_config(tmp_path: Path, capsys) -> None:
 def test_status_with_no_config_runs_on_a_fresh_lab(capsys) -> None:
     code = main(["status", "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["cluster"] == "LAB" and len(out["nodes"]) == 7
+    assert code == 0, out["faults"]
+    assert out["cluster"] == "LAB" and len(out["nodes"]) == 7
 
 
 class _Alerts:
