@@ -252,20 +252,34 @@ class FluxTwin:
         if not ok:
             raise TimeoutError(f"no Flux twin reconcile finished within {timeout}s")
 
-    def settle(self, timeout: float = 60.0) -> None:
-        """A pass, then wait (at most `timeout`) until no health check is still running and
-        no Kustomization is still progressing: what a one-shot reader (`status`) should
-        see, not the cluster half way through its first reconcile."""
+    def settle(self, timeout: float = 60.0) -> bool:
+        """Reconcile until Flux has settled: True once every Kustomization is Ready except
+        one a `ks-failing` fault fails and those waiting on it; False at `timeout`, or once
+        no health check or retry is pending and two passes left the same statuses. What a
+        one-shot reader (`status`) and the console's pictures must see, not the cluster
+        half way: on a loaded machine a first health check can time out (the Flux clock
+        runs 30x) and pass on retry, as on a real cluster."""
         deadline = time.monotonic() + timeout
-        self.reconcile_now(timeout=timeout)
-        while time.monotonic() < deadline:
+        failing = {f.split(":", 1)[1] for f in self.world.faults if f.startswith("ks-failing:")}
+        last: tuple[tuple[str, str, str], ...] | None = None
+        while True:
+            self.reconcile_now(timeout=max(1.0, deadline - time.monotonic()))
             with self.world.lock:
-                busy = bool(self._health) or any(
-                    _ready_status(ks) == "Unknown" for ks in self.store.list(KS_RT)[0]
-                )
-            if not busy:
-                return
-            time.sleep(0.1)
+                items = self.store.list(KS_RT)[0]
+                busy = bool(self._health) or bool(self._retry)
+            statuses = tuple(sorted(_ready_line(ks) for ks in items))
+            if all(_settled(line, failing) for line in statuses):
+                return True
+            if (not busy and statuses == last) or time.monotonic() >= deadline:
+                return False
+            last = None if busy else statuses
+            time.sleep(0.2)
+
+    def unsettled(self) -> str:
+        """The Kustomizations not Ready, with their messages: why `settle` said False."""
+        with self.world.lock:
+            lines = sorted(_ready_line(ks) for ks in self.store.list(KS_RT)[0])
+        return "; ".join(f"{key}: {msg}" for key, status, msg in lines if status != "True")
 
     @property
     def passes(self) -> int:
@@ -788,8 +802,20 @@ class FluxTwin:
 __all__ = ["FluxTwin", "go_duration"]
 
 
-def _ready_status(obj: dict[str, Any]) -> str:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return str(c.get("status", "Unknown"))
-    return "Unknown"
+def _ready_line(ks: dict[str, Any]) -> tuple[str, str, str]:
+    """(namespace/name, Ready status, Ready message) of a Kustomization."""
+    meta = ks.get("metadata") or {}
+    ready = next(
+        (c for c in (ks.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
+        {},
+    )
+    key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    return key, str(ready.get("status", "Unknown")), str(ready.get("message", ""))
+
+
+def _settled(line: tuple[str, str, str], failing: set[str]) -> bool:
+    """Ready, failed by a fault, or waiting on one that a fault fails."""
+    key, status, message = line
+    if status == "True" or key in failing:
+        return True
+    return status == "False" and any(f"'{name}'" in message for name in failing)

@@ -23,6 +23,7 @@ from typing import Any
 from dapper.lab.kinds import by_kind
 from dapper.lab.store import NotFound
 from dapper.lab.world import World, pod_gpu_request, pod_object
+from dapper.lab.world.kube_objects import spread_rank
 
 GPU_SELECTOR = {"nvidia.feature.node.kubernetes.io/gpu": "true"}
 STORAGE_SELECTOR = {"openebs.io/engine": "mayastor"}
@@ -92,23 +93,17 @@ class _NodeRow:
     labels: dict[str, str]
     schedulable: bool
     tolerating_needed: bool  # a NoSchedule taint (control plane, unreachable)
-    pods: int
 
 
 @dataclass
 class Placer:
-    """A pass-long view of nodes and pod counts; decisions update it as they are made."""
+    """A pass-long table of the nodes pods may land on (read once per pass, not per pod)."""
 
     rows: list[_NodeRow] = field(default_factory=list)
 
     @classmethod
-    def from_world(cls, world: World, pods: list[dict]) -> Placer:
+    def from_world(cls, world: World) -> Placer:
         nodes, _ = world.store.list(by_kind("", "Node"))
-        counts: dict[str, int] = {}
-        for p in pods:
-            n = p.get("spec", {}).get("nodeName")
-            if n:
-                counts[n] = counts.get(n, 0) + 1
         rows = []
         for node in nodes:
             name = node["metadata"]["name"]
@@ -123,29 +118,26 @@ class Placer:
                     node["metadata"].get("labels", {}) or {},
                     ready and not node.get("spec", {}).get("unschedulable"),
                     any(t.get("effect") == "NoSchedule" for t in taints),
-                    counts.get(name, 0),
                 )
             )
         return cls(rows)
 
-    def place(self, selector: dict[str, str]) -> str:
-        best: _NodeRow | None = None
+    def place(self, selector: dict[str, str], owner: str, siblings: list[dict]) -> str:
+        """The node for one more pod of `owner`, given the pods it already has."""
+        held: dict[str, int] = {}
+        for p in siblings:
+            n = p.get("spec", {}).get("nodeName") or ""
+            held[n] = held.get(n, 0) + 1
+        best: tuple[tuple[int, str], str] | None = None
         for row in self.rows:
             if not row.schedulable or row.tolerating_needed:
                 continue
             if any(row.labels.get(k) != v for k, v in selector.items()):
                 continue
-            if best is None or row.pods < best.pods:
-                best = row
-        if best is None:
-            return ""
-        best.pods += 1
-        return best.name
-
-    def count(self, node: str) -> None:
-        for row in self.rows:
-            if row.name == node:
-                row.pods += 1
+            rank = spread_rank(owner, row.name, held.get(row.name, 0))
+            if best is None or rank < best[0]:
+                best = (rank, row.name)
+        return best[1] if best is not None else ""
 
 
 class Workloads:
@@ -172,7 +164,7 @@ class Workloads:
                     key = (p["metadata"]["namespace"], refs[0]["kind"], refs[0]["name"])
                     index.setdefault(key, []).append(p)
             self._pods = index
-            self._placer = Placer.from_world(self.world, pods)
+            self._placer = Placer.from_world(self.world)
         return self._pods, self._placer
 
     # -- HelmRelease -> workload ------------------------------------------------------
@@ -232,6 +224,7 @@ class Workloads:
             ns,
             "template",
             "",
+            owner=("ReplicaSet", rs_name),
             labels=pod_labels,
             gpu=gpu,
             node_selector=selector or None,
@@ -251,9 +244,11 @@ class Workloads:
         store = self.world.store
         fresh = not mine
         for _ in range(len(mine), replicas):
-            node = self.world.schedule(template) if gpu else placer.place(selector)
-            if gpu and node:
-                placer.count(node)
+            node = (
+                self.world.schedule(template)
+                if gpu
+                else placer.place(selector, f"{ns}/ReplicaSet/{rs_name}", mine)
+            )
             pod = pod_object(
                 ns,
                 f"{rs_name}-{_suffix(self.world.rng)}",

@@ -20,10 +20,12 @@ from dapper.lab.world.kube_objects import (
     name_suffix,
     node_conditions,
     node_object,
+    owner_key,
     pod_conditions,
     pod_gpu_request,
     pod_object,
     pod_status,
+    spread_rank,
 )
 from dapper.lab.world.kube_taints import (
     default_tolerations,
@@ -286,7 +288,8 @@ class KubeWorld:
 
     def schedule(self, pod: dict) -> str | None:
         """Pick a node for a pod the way a small scheduler would: Ready, schedulable,
-        tolerated, selector-matching, with room for its GPU request; fewest pods first."""
+        tolerated, selector-matching, with room for its GPU request; then spread from its
+        siblings (`spread_rank`)."""
         spec = pod.get("spec", {})
         gpu = pod_gpu_request(pod)
         selector = spec.get("nodeSelector") or {}
@@ -295,6 +298,16 @@ class KubeWorld:
             for t in spec.get("tolerations", []) or []
         )
         nodes, _ = self.store.list(by_kind("", "Node"))
+        owner = owner_key(pod)
+        siblings: dict[str, int] = {}
+        if owner:
+            for other in self.pods():
+                if owner_key(other) == owner:
+                    n = other.get("spec", {}).get("nodeName") or ""
+                    siblings[n] = siblings.get(n, 0) + 1
+        else:
+            meta = pod.get("metadata", {})
+            owner = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         candidates = []
         for node in nodes:
             name = node["metadata"]["name"]
@@ -310,7 +323,7 @@ class KubeWorld:
                 used = sum(pod_gpu_request(p) for p in self.pods(node=name))
                 if used + gpu > cap:
                     continue
-            candidates.append((len(self.pods(node=name)), name))
+            candidates.append((spread_rank(owner, name, siblings.get(name, 0)), name))
         return min(candidates)[1] if candidates else None
 
     def set_node_ready(

@@ -22,6 +22,21 @@ def controller_of(pod: dict) -> tuple[str, str]:
     return (refs[0].get("kind", ""), refs[0].get("name", "")) if refs else ("", "")
 
 
+def owner_key(pod: dict) -> str:
+    """`namespace/Kind/name` of the pod's controller, "" for a pod nothing owns."""
+    kind, name = controller_of(pod)
+    return f"{pod.get('metadata', {}).get('namespace', '')}/{kind}/{name}" if name else ""
+
+
+def spread_rank(owner: str, node: str, siblings: int) -> tuple[int, str]:
+    """How much a pod of `owner` prefers `node` (lower first): spread over nodes holding
+    fewer of its siblings, as kube-scheduler's default topology spreading does, then a
+    hash of owner and node. The result depends on the workload alone, never on the order
+    other workloads happened to be placed in, so the lab lays pods out the same on every
+    start (a fewest-pods-overall rule moved pods with the order HelmReleases got ready)."""
+    return siblings, hashlib.sha256(f"{owner}|{node}".encode()).hexdigest()
+
+
 def labels_match(labels: dict[str, str], selector: dict[str, str] | None) -> bool:
     return all(labels.get(k) == v for k, v in (selector or {}).items())
 

@@ -36,33 +36,9 @@ def running_lab(**kwargs: Any) -> Iterator[Any]:
 
 
 def converge(lab: Any, timeout: float = 90.0) -> None:
-    """Reconcile until Flux has settled: every Kustomization Ready, except one a fault
-    fails and those waiting on it. A loaded machine can time a health check out on the
-    first pass (the Flux clock runs 30x); the retry then passes, as on a real cluster.
-    Pictures must not catch the cluster half way."""
-    from dapper.lab.kinds import by_kind
-
-    failing = {f.split(":", 1)[1] for f in lab.world.faults if f.startswith("ks-failing:")}
-    deadline = time.monotonic() + timeout
-    while True:
-        lab.flux.reconcile_now(timeout=60)
-        with lab.world.lock:
-            items, _ = lab.world.store.list(by_kind("kustomize.toolkit.fluxcd.io", "Kustomization"))
-        unsettled = []
-        for ks in items:
-            key = f"{ks['metadata']['namespace']}/{ks['metadata']['name']}"
-            conds = {c["type"]: c for c in (ks.get("status") or {}).get("conditions") or []}
-            ready = conds.get("Ready", {})
-            waiting = ready.get("reason") == "DependencyNotReady" and any(
-                f"'{name}'" in ready.get("message", "") for name in failing
-            )
-            if ready.get("status") != "True" and key not in failing and not waiting:
-                unsettled.append(key)
-        if not unsettled:
-            return
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"Flux did not settle: {', '.join(sorted(unsettled))}")
-        time.sleep(0.5)
+    """Flux settled (`FluxTwin.settle`): pictures must not catch the cluster half way."""
+    if not lab.flux.settle(timeout=timeout):
+        raise TimeoutError(f"Flux did not settle: {lab.flux.unsettled()}")
 
 
 class FrozenClock:

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def lab() -> Iterator[RunningLab]:
     running = start_lab(repo=REPO, timings=Timings(boot=0.05, task=0.05, reconcile_interval=30))
     try:
-        running.flux.reconcile_now(timeout=30)
+        assert running.flux.settle(timeout=90), running.flux.unsettled()
         yield running
     finally:
         running.stop()

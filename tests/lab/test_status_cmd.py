@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def lab():
     running = start_lab(repo=REPO, timings=Timings(boot=0.05, task=0.05, reconcile_interval=30))
-    running.flux.settle(timeout=30)
+    assert running.flux.settle(timeout=90), running.flux.unsettled()
     yield running
     running.stop()
 
