@@ -291,8 +291,13 @@ class KubeWatcher:
                 kind.rv = ""
             return
         with self._lock:
-            kind.stream, kind.cut = resp, False
-            kind.last_ok = self.clock()
+            superseded = kind.resume_rv is not None  # resume() came while it was opening
+            if not superseded:
+                kind.stream, kind.cut = resp, False
+                kind.last_ok = self.clock()
+        if superseded:
+            _release(resp, False)
+            return
         clean = False
         try:
             if self._stop.is_set():
