@@ -105,6 +105,30 @@ class Machines:
             return False
         return True
 
+    def apply_in_maintenance(self, address: str, data: bytes) -> str:
+        """`talosctl apply-config --insecure` (mode auto); the mode Talos chose."""
+        result = self.run(lambda t: t.apply_configuration(address, data, "auto", maintenance=True))
+        return str(getattr(result, "mode", "") or "reboot")
+
+    def wait_configured(self, ctx: RunContext, hostname: str, ip: str, timeout: float) -> None:
+        """Until the machine answers at `ip` with the cluster's credentials, as `hostname`
+        (installed and rebooted into its config)."""
+        from dapper.actions.engine import StepFailed
+
+        def probe() -> tuple[bool, str]:
+            if self.hostname(ip) == hostname:
+                return True, f"{hostname} answers at {ip}"
+            return False, "installing and rebooting"
+
+        try:
+            ctx.wait(f"{hostname} to install and answer at {ip}", probe, timeout=timeout)
+        except StepFailed:
+            raise StepFailed(
+                f"{hostname} never answered at {ip} with the cluster's credentials: check "
+                "that talconfig.yaml's MAC is the VM's net0 and that talsecret.sops.yaml is "
+                "this cluster's"
+            ) from None
+
     # -- Proxmox ---------------------------------------------------------------------------
 
     def vm_named(self, name: str) -> Vm | None:

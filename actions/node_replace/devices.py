@@ -9,67 +9,13 @@ VM uses). A device some other running VM holds is refused before anything happen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from dapper.actions.engine import RunContext, StepFailed
-from dapper.actions.node_replace.target import HOSTPCI_KEYS, machines, resolve
-
-NVIDIA = "10de"
-
-
-@dataclass(frozen=True)
-class PciMapping:
-    id: str
-    paths: tuple[str, ...]  # PCI addresses on this host
-    vendor: str  # of the first device, e.g. 10de
-
-    @property
-    def gpu(self) -> bool:
-        return self.vendor == NVIDIA
-
-
-def _props(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
-        elif part.strip():
-            out.setdefault("", part.strip())
-    return out
-
-
-def mappings(ctx: RunContext) -> list[PciMapping]:
-    """The host's PCI resource mappings (GET /cluster/mapping/pci)."""
-    pve = machines(ctx).pve
-    host = pve.default_node()
-    out = []
-    for row in pve.call("get", "cluster/mapping/pci") or []:
-        paths: list[str] = []
-        vendor = ""
-        for entry in row.get("map") or []:
-            props = _props(str(entry))
-            if props.get("node", host) != host:
-                continue
-            paths += [p for p in props.get("path", "").split(";") if p]
-            vendor = vendor or props.get("id", "").split(":")[0]
-        out.append(PciMapping(str(row.get("id", "")), tuple(paths), vendor))
-    return out
-
-
-def address_of(value: str, known: list[PciMapping]) -> tuple[str, ...]:
-    """The PCI addresses a hostpci line stands for (raw or through a mapping)."""
-    props = _props(value)
-    if "mapping" in props:
-        found = [m for m in known if m.id == props["mapping"]]
-        return found[0].paths if found else ()
-    raw = props.get("host") or props.get("", "")
-    return tuple(a if a.count(":") == 2 else f"0000:{a}" for a in raw.split(";") if a)
+from dapper.actions.node_replace.target import resolve
+from dapper.actions.pci import PciMapping, address_of, in_use, mappings, pci_props
 
 
 def _as_mapping(value: str, known: list[PciMapping]) -> str:
-    props = _props(value)
+    props = pci_props(value)
     if "mapping" in props:
         return value
     addresses = address_of(value, known)
@@ -81,19 +27,6 @@ def _as_mapping(value: str, known: list[PciMapping]) -> str:
         )
     rest = [f"{k}={v}" for k, v in props.items() if k not in ("", "host")]
     return ",".join([f"mapping={hit[0].id}", *rest])
-
-
-def in_use(ctx: RunContext, known: list[PciMapping], *, besides: set[int]) -> dict[str, Any]:
-    """PCI address -> the running VM holding it (VMs in `besides` ignored)."""
-    out: dict[str, Any] = {}
-    for vm in machines(ctx).pve.vms(with_config=True):
-        if vm.vmid in besides or vm.status != "running":
-            continue
-        for key, value in vm.config:
-            if key in HOSTPCI_KEYS:
-                for address in address_of(value, known):
-                    out[address] = vm
-    return out
 
 
 def passthrough_lines(ctx: RunContext, old: dict[str, str]) -> dict[str, str]:

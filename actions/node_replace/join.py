@@ -59,31 +59,12 @@ class ApplyConfigStep(Step):
             raise StepFailed(f"the new machine no longer answers in maintenance mode at {address}")
         data = generated_config(ctx)
         ctx.save(applied=address)
-        result = m.run(lambda t: t.apply_configuration(address, data, "auto", maintenance=True))
-        ctx.progress(f"applied at {address}: {getattr(result, 'mode', '') or 'reboot'}")
+        ctx.progress(f"applied at {address}: {m.apply_in_maintenance(address, data)}")
         return {"applied": address}
 
     def verify(self, ctx: RunContext) -> dict[str, Any]:
         target = resolve(ctx)
-
-        def probe() -> tuple[bool, str]:
-            name = machines(ctx).hostname(target.node.ip)
-            if name == target.hostname:
-                return True, f"{target.hostname} answers at {target.node.ip}"
-            return False, "installing and rebooting"
-
-        try:
-            ctx.wait(
-                f"{target.hostname} to install and answer at {target.node.ip}",
-                probe,
-                timeout=_timeout(ctx),
-            )
-        except StepFailed:
-            raise StepFailed(
-                f"{target.hostname} never answered at {target.node.ip} with the cluster's "
-                "credentials: check that talconfig.yaml's MAC is the VM's net0 and that "
-                "talsecret.sops.yaml is this cluster's"
-            ) from None
+        machines(ctx).wait_configured(ctx, target.hostname, target.node.ip, _timeout(ctx))
         return {}
 
 

@@ -11,31 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from dapper.actions.engine import Check, RunContext, Step, StepFailed, StepPreview
-from dapper.actions.node_replace.old_node import TASK_TIMEOUT, replacement_begun
+from dapper.actions.node_replace.old_node import replacement_begun
 from dapper.actions.node_replace.target import (
-    HOSTPCI_KEYS,
     machines,
     old_vm_facts,
     resolve,
     sizes,
 )
+from dapper.actions.vm_build import (
+    clone_template,
+    configure_vm,
+    maintenance_probe,
+    start_vm,
+    template_vm,
+)
 from dapper.actions.yamledit import set_talconfig_mac
-from dapper.backends.errors import BackendError
 
 TALCONFIG = "kubernetes/bootstrap/talos/talconfig.yaml"
-OS_DISKS = ("virtio0", "scsi0", "sata0")
-
-
-def template_vm(ctx: RunContext) -> Any:
-    """The Talos template on Proxmox, or StepFailed (one line) when there is none."""
-    found = [v for v in machines(ctx).pve.vms(with_config=False) if v.template]
-    talos = [v for v in found if "talos" in v.name.lower()] or found
-    if not talos:
-        raise StepFailed(
-            "no Talos template on Proxmox: create one (a VM with the Talos ISO or nocloud "
-            "image, converted to a template) first"
-        )
-    return talos[0]
 
 
 def new_vm(ctx: RunContext) -> Any | None:
@@ -100,45 +92,20 @@ class CreateVmStep(Step):
             vmid = int(old["vmid"]) if ctx.params.get("vmid") == "reuse" and old else 0
             vmid = vmid or m.pve.next_vmid()
             ctx.save(vmid=vmid)  # before the clone: a resumed run finds its own VM
-        if m.vm(int(vmid)) is None:
-            ctx.progress(f"cloning template {template.vmid} to VM {vmid}")
-            upid = m.pve.clone(template.vmid, int(vmid), target.hostname, full=True)
-            m.wait_task(upid, ctx, TASK_TIMEOUT)
-        self._configure(ctx, int(vmid))
-        return {"vmid": int(vmid)}
-
-    def _configure(self, ctx: RunContext, vmid: int) -> None:
-        m = machines(ctx)
-        target = resolve(ctx)
+        clone_template(ctx, template.vmid, int(vmid), target.hostname)
         size = sizes(ctx)
-        vm = m.vm(vmid)
-        if vm is None:
-            raise StepFailed(f"VM {vmid} vanished after its clone")
-        config = dict(vm.config)
-        values: dict[str, str | int] = {
-            "name": target.hostname,
-            "cores": size["cores"],
-            "memory": size["memory"],
-            "tags": "talos;k8s;" + ("controlplane" if target.control_plane else "worker"),
-        }
-        mac = wanted_mac(ctx)
-        if mac and mac.lower() not in (x.lower() for x in vm.macs):
-            values["net0"] = _with_mac(config.get("net0", "virtio,bridge=vmbr0"), mac)
-        values.update(passthrough(ctx))
-        stale = [k for k in HOSTPCI_KEYS if k in config and k not in values]
-        m.pve.set_config(vmid, values, delete=stale, sync=True)
-        self._grow_os_disk(ctx, vmid, config, size["disk_gib"])
-
-    def _grow_os_disk(self, ctx: RunContext, vmid: int, config: dict[str, str], gib: int) -> None:
-        """The template's OS disk grown to the old VM's size (Proxmox only grows disks)."""
-        key = next((k for k in OS_DISKS if k in config), "")
-        if not key or _size_gib(config[key]) >= gib:
-            return
-        m = machines(ctx)
-        ctx.progress(f"growing {key} of VM {vmid} to {gib}G")
-        upid = m.pve.resize(vmid, key, f"{gib}G")
-        if upid:
-            m.wait_task(upid, ctx, TASK_TIMEOUT)
+        configure_vm(
+            ctx,
+            int(vmid),
+            name=target.hostname,
+            cores=size["cores"],
+            memory=size["memory"],
+            disk_gib=size["disk_gib"],
+            control_plane=target.control_plane,
+            mac=wanted_mac(ctx),
+            hostpci=passthrough(ctx),
+        )
+        return {"vmid": int(vmid)}
 
     def verify(self, ctx: RunContext) -> dict[str, Any]:
         vm = new_vm(ctx)
@@ -152,21 +119,6 @@ class CreateVmStep(Step):
         if missing:
             raise StepFailed(f"VM {vm.vmid} lacks {', '.join(missing)}")
         return {"mac": vm.macs[0] if vm.macs else ""}
-
-
-def _size_gib(drive: str) -> int:
-    """`local-zfs:vm-105-disk-0,size=32G` -> 32 (0 when it says no size in GiB)."""
-    for part in drive.split(",")[1:]:
-        if part.startswith("size=") and part.endswith("G") and part[5:-1].isdigit():
-            return int(part[5:-1])
-    return 0
-
-
-def _with_mac(net: str, mac: str) -> str:
-    """net0 `virtio=AA:..,bridge=vmbr0` with the MAC replaced (model kept)."""
-    parts = net.split(",")
-    model, _, _ = parts[0].partition("=")
-    return ",".join([f"{model}={mac.upper()}", *parts[1:]])
 
 
 class TreeMacStep(Step):
@@ -251,9 +203,7 @@ class BootStep(Step):
         vm = new_vm(ctx)
         if vm is None:
             raise StepFailed("the replacement VM is not on Proxmox")
-        m = machines(ctx)
-        if vm.status != "running":
-            m.wait_task(m.pve.start(vm.vmid), ctx, TASK_TIMEOUT)
+        start_vm(ctx, vm.vmid)
         return {}
 
     def verify(self, ctx: RunContext) -> dict[str, Any]:
@@ -262,20 +212,8 @@ class BootStep(Step):
         vm = new_vm(ctx)
         if vm is None:
             raise StepFailed("the replacement VM is not on Proxmox")
-        m = machines(ctx)
         found: dict[str, str] = {}
-
-        def probe() -> tuple[bool, str]:
-            try:
-                addresses = m.pve.guest_addresses(vm.vmid)
-            except BackendError as exc:
-                return False, exc.reason
-            for address in addresses:
-                if m.in_maintenance(address):
-                    found["address"] = address
-                    return True, f"maintenance mode at {address}"
-            return False, f"agent reports {', '.join(addresses) or 'no address'}"
-
+        probe = maintenance_probe(ctx, vm.vmid, found)
         timeout = float(ctx.params.get("timeout") or 600)
         ctx.wait(f"VM {vm.vmid} to boot into maintenance mode", probe, timeout=timeout)
         ctx.save(address=found["address"])

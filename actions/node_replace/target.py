@@ -3,8 +3,9 @@
 The tree says what the node must be (talconfig.yaml: hostname, role, address, MAC; a
 DiskPool in the Flux tree makes it a storage node; the GPU patch makes it the GPU node).
 The old VM is found by name on Proxmox; when it is gone (deleted by mistake) its facts come
-from the journal of this run, or from the role's defaults. Facts that later steps destroy
-(the old VMID, its CPU, memory and passthrough lines) are journaled by the first step.
+from the journal of this run, or from the tree's VM plan (vms.yaml). Facts that later steps
+destroy (the old VMID, its CPU, memory and passthrough lines) are journaled by the first
+step.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from dapper.actions.engine import RunContext, StepFailed
 from dapper.actions.machines import Machines
+from dapper.actions.pci import HOSTPCI_KEYS
 from dapper.actions.preflight import identities
 from dapper.backends.gitops.yamldocs import parse_text
 from dapper.backends.talosgen.talconfig import TalConfig, TalNode, load_talconfig
@@ -22,11 +24,6 @@ from dapper.backends.talosgen.talconfig import TalConfig, TalNode, load_talconfi
 DISKPOOLS = "kubernetes/apps/openebs-system/openebs/pools/diskpools.yaml"
 GPU_PATCH_MARK = "patches/gpu/"
 # The Dapper VMs' sizes per role, used when the old VM is gone and the run never saw it.
-ROLE_DEFAULTS = {
-    "controlplane": {"cores": 4, "memory": 16 * 1024, "disk_gib": 32},
-    "worker": {"cores": 16, "memory": 128 * 1024, "disk_gib": 128},
-}
-HOSTPCI_KEYS = tuple(f"hostpci{i}" for i in range(16))
 
 
 @dataclass(frozen=True)
@@ -130,10 +127,19 @@ def observe_old_vm(ctx: RunContext) -> dict[str, Any]:
 
 
 def sizes(ctx: RunContext) -> dict[str, int]:
-    """CPU, memory and OS disk for the new VM: the old VM's, else the role's defaults."""
+    """CPU, memory and OS disk for the new VM: the old VM's, else the tree's plan
+    (kubernetes/bootstrap/proxmox/vms.yaml, as bootstrap creates it)."""
+    from dapper.actions.vm_build import vm_plans
+
     target = resolve(ctx)
     old = old_vm_facts(ctx)
-    base = dict(ROLE_DEFAULTS[target.node.role])
+    plans = vm_plans(ctx)
+    plan = plans.vm(target.hostname)
+    if plan is not None:
+        base = {"cores": plan.cores, "memory": plan.memory, "disk_gib": plan.disk_gib}
+    else:
+        role = plans.roles[target.node.role]
+        base = {"cores": role["cores"], "memory": role["memory"], "disk_gib": role["disk"]}
     for key in ("cores", "memory", "disk_gib"):
         if old.get(key):
             base[key] = int(old[key])
