@@ -219,3 +219,32 @@ class ReconcileStep(Step):
 
             revisions[key] = ctx.wait(f"Kustomization {key}", probe, timeout=timeout)
         return {"revisions": revisions, "commit": sha}
+
+
+class IfChangedCommitStep(CommitStep):
+    """Commit only when `changes(ctx)` says a step of this run changed (or will change)
+    the tree: runbooks whose tree edit depends on their parameters or on what exists."""
+
+    def __init__(
+        self, summary: Callable[[RunContext], str], changes: Callable[[RunContext], bool]
+    ) -> None:
+        super().__init__(summary)
+        self.changes = changes
+
+    def check(self, ctx: RunContext) -> Check:
+        if not self.changes(ctx):
+            return Check(True, "the tree needs no change")
+        return super().check(ctx)
+
+
+class IfChangedPushStep(PushStep):
+    def __init__(self, changes: Callable[[RunContext], bool]) -> None:
+        self.changes = changes
+
+    def check(self, ctx: RunContext) -> Check:
+        if not self.changes(ctx):
+            return Check(True, "nothing to push")
+        return super().check(ctx)
+
+    def verify(self, ctx: RunContext) -> dict[str, Any]:
+        return super().verify(ctx) if self.changes(ctx) else {}

@@ -29,8 +29,11 @@ TALOS_TIMEOUT = 10.0
 class Machines:
     """One run's Talos client (mTLS and maintenance) and Proxmox backend."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, talosconfig: bytes | None = None) -> None:
+        """`talosconfig`: a talosconfig's text to use instead of the configured file (a
+        bootstrap's, generated from the tree before the file is written)."""
         self.config = config
+        self._talosconfig = talosconfig
         self._loop = asyncio.new_event_loop()
         self._talos: TalosClient | None = None
         self._pve: ProxmoxBackend | None = None
@@ -43,6 +46,16 @@ class Machines:
 
     @property
     def talos(self) -> TalosClient:
+        if self._talos is None and self._talosconfig is not None:
+            from dapper.backends.clients.talos import TalosClient
+            from dapper.backends.clients.talosconfig import parse_talosconfig
+
+            self._talos = TalosClient(
+                parse_talosconfig(self._talosconfig.decode(), where="(generated)"),
+                read_only=self.config.read_only,
+                timeout=TALOS_TIMEOUT,
+                maintenance_port=self.config.talos_maintenance_port,
+            )
         if self._talos is None:
             from dapper.backends.clients.talos import TalosClient
 

@@ -30,10 +30,17 @@ def _node_replace() -> Runbook:
     return NodeReplace()
 
 
+def _bootstrap() -> Runbook:
+    from dapper.actions.bootstrap.runbook import Bootstrap
+
+    return Bootstrap()
+
+
 RUNBOOKS: dict[str, Callable[[], Runbook]] = {
     "secret-rotate": _secret_rotate,
     "rekey": _rekey,
     "node-replace": _node_replace,
+    "bootstrap": _bootstrap,
 }
 
 

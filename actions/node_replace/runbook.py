@@ -13,11 +13,15 @@ unchanged (replacing a failed SSD, which changes the pool's disk link, is not ha
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from dapper.actions.choices import TalosNodes
-from dapper.actions.common_steps import CommitStep, PushStep, SyncStep, run_commit
-from dapper.actions.engine import Check, Runbook, RunContext, Step, StepFailed
+from dapper.actions.common_steps import (
+    IfChangedCommitStep,
+    IfChangedPushStep,
+    SyncStep,
+    run_commit,
+)
+from dapper.actions.engine import Runbook, RunContext, Step, StepFailed
 from dapper.actions.node_replace.devices import check_devices_free
 from dapper.actions.node_replace.impact import ImpactStep, check_quorum
 from dapper.actions.node_replace.join import (
@@ -48,25 +52,6 @@ from dapper.actions.node_replace.target import (
     resolve,
 )
 from dapper.actions.params import Param
-
-
-class _TreeCommit(CommitStep):
-    """Commit only when a step changed the tree (mac=keep changes nothing)."""
-
-    def check(self, ctx: RunContext) -> Check:
-        if not _tree_changes(ctx):
-            return Check(True, "the tree needs no change")
-        return super().check(ctx)
-
-
-class _TreePush(PushStep):
-    def check(self, ctx: RunContext) -> Check:
-        if not _tree_changes(ctx):
-            return Check(True, "nothing to push")
-        return super().check(ctx)
-
-    def verify(self, ctx: RunContext) -> dict[str, Any]:
-        return super().verify(ctx) if _tree_changes(ctx) else {}
 
 
 def _tree_changes(ctx: RunContext) -> bool:
@@ -137,8 +122,8 @@ class NodeReplace(Runbook):
             OldVmStep(),
             CreateVmStep(),
             TreeMacStep(),
-            _TreeCommit(self.commit_subject),
-            _TreePush(),
+            IfChangedCommitStep(self.commit_subject, _tree_changes),
+            IfChangedPushStep(_tree_changes),
             BootStep(),
             ApplyConfigStep(),
             ReadyStep(),

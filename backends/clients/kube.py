@@ -109,6 +109,9 @@ def rfc3339_nano(t_ns: int | None = None) -> str:
     return f"{base}.{frac}Z" if frac else f"{base}Z"
 
 
+CORE_PLURALS = {"Namespace": "namespaces", "Secret": "secrets", "ConfigMap": "configmaps"}
+
+
 class KubeBackend:
     """One cluster through one kubeconfig context; safe to call from several threads."""
 
@@ -598,6 +601,55 @@ class KubeBackend:
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
         self._call(f"restart {kind} {namespace}/{name}", fn, name, namespace, patch)
         return stamp
+
+    def apply_core(self, obj: dict, *, manager: str = "dapper-tui") -> None:
+        """Server-side apply (force) of a core/v1 Namespace, Secret or ConfigMap, as
+        `kubectl apply --server-side` does; the object's values are never logged."""
+        kind = str(obj.get("kind") or "")
+        meta = obj.get("metadata") or {}
+        name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "")
+        plural = CORE_PLURALS.get(kind)
+        if plural is None or not name or (kind != "Namespace" and not namespace):
+            raise BackendError(f"cannot apply {kind or 'an object'} {name}", code="INVALID")
+        what = f"apply {kind} {namespace + '/' if namespace else ''}{name}"
+        self._writable(what)
+        path = f"/api/v1/{plural}/{name}"
+        if kind != "Namespace":
+            path = f"/api/v1/namespaces/{namespace}/{plural}/{name}"
+        self._call(
+            what,
+            self._api.call_api,
+            path,
+            "PATCH",
+            query_params=[("fieldManager", manager), ("force", "true")],
+            header_params={
+                "Content-Type": "application/apply-patch+yaml",
+                "Accept": "application/json",
+            },
+            body=obj,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+
+    def core_names(self, kind: str, namespace: str = "") -> set[str]:
+        """Names of the Namespaces, Secrets or ConfigMaps (in `namespace`) that exist."""
+        plural = CORE_PLURALS[kind]
+        path = f"/api/v1/namespaces/{namespace}/{plural}" if namespace else f"/api/v1/{plural}"
+        resp = self._call(
+            f"list {plural}",
+            self._api.call_api,
+            path,
+            "GET",
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        data = resp[0] if isinstance(resp, tuple) else resp
+        try:
+            doc = json.loads(clean_json(data.data))
+        except ValueError:
+            raise BackendError(f"list {plural}: the server did not answer JSON") from None
+        return {str((i.get("metadata") or {}).get("name")) for i in doc.get("items") or []}
 
     def patch_secret(
         self,

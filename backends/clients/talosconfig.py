@@ -93,17 +93,24 @@ def load_talosconfig(
     """Read one context of a talosconfig; errors are one-line BackendErrors."""
     cfg_path = Path(path).expanduser() if path else default_talosconfig_path()
     try:
-        doc = YAML(typ="safe").load(cfg_path.read_text())
+        text = cfg_path.read_text()
     except OSError as exc:
         raise BackendError(f"talosconfig {cfg_path}: {exc.strerror or exc}") from exc
+    return parse_talosconfig(text, context, where=str(cfg_path))
+
+
+def parse_talosconfig(text: str, context: str | None = None, *, where: str = "") -> TalosContext:
+    """One context of a talosconfig's text (a file, or one generated in memory)."""
+    try:
+        doc = YAML(typ="safe").load(text)
     except YAMLError as exc:
-        raise BackendError(f"talosconfig {cfg_path}: not valid YAML") from exc
+        raise BackendError(f"talosconfig {where}: not valid YAML") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("contexts"), dict):
-        raise BackendError(f"talosconfig {cfg_path}: no contexts")
+        raise BackendError(f"talosconfig {where}: no contexts")
     name = context or doc.get("context") or ""
     ctx = doc["contexts"].get(name)
     if not isinstance(ctx, dict):
-        raise BackendError(f"talosconfig {cfg_path}: no context {name!r}")
+        raise BackendError(f"talosconfig {where}: no context {name!r}")
     endpoints = [str(e) for e in ctx.get("endpoints") or []]
     if not endpoints:
         raise BackendError(f"talosconfig context {name}: no endpoints")

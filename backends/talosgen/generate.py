@@ -85,8 +85,12 @@ def generate_configs(
     identities: Iterable[IdentityLike] | None,
     *,
     nodes: Iterable[str] | None = None,
+    talos_endpoint: str = "",
+    bundle: SecretBundle | None = None,
 ) -> GeneratedConfigs:
-    """Configs for `nodes` (default: all) from the repo at `root`; nothing is written."""
+    """Configs for `nodes` (default: all) from the repo at `root`; nothing is written.
+    The talosconfig's endpoints are the control planes, or `talos_endpoint` when given;
+    `bundle` stands in for talsecret.sops.yaml (a bootstrap's new one, not written yet)."""
     root = Path(root)
     talconfig = load_talconfig(root)
     talconfig.check_modelled_version()
@@ -97,12 +101,12 @@ def generate_configs(
         for reference in node_patches(talconfig, node):
             if reference not in patches:
                 patches[reference] = load_patch(reference, talconfig.directory, env)
-    bundle = load_secret_bundle(root, identities)
+    bundle = bundle or load_secret_bundle(root, identities)
     configs = {n.hostname: render_node(talconfig, n, bundle, patches) for n in chosen}
     names = {n.hostname: f"{talconfig.cluster_name}-{n.hostname}.yaml" for n in chosen}
     talosconfig = build_talosconfig(
         talconfig.cluster_name,
-        [n.ip for n in talconfig.nodes if n.control_plane],
+        [talos_endpoint] if talos_endpoint else [n.ip for n in talconfig.nodes if n.control_plane],
         [n.ip for n in talconfig.nodes],
         bundle.os,
     )

@@ -1,0 +1,1 @@
+"""The bootstrap runbook: from an empty Proxmox host to a Flux-reconciled cluster."""
