@@ -616,40 +616,58 @@ class KubeBackend:
         path = f"/api/v1/{plural}/{name}"
         if kind != "Namespace":
             path = f"/api/v1/namespaces/{namespace}/{plural}/{name}"
-        self._call(
+        self._raw(
             what,
-            self._api.call_api,
-            path,
             "PATCH",
-            query_params=[("fieldManager", manager), ("force", "true")],
-            header_params={
-                "Content-Type": "application/apply-patch+yaml",
-                "Accept": "application/json",
-            },
+            path,
+            query=[("fieldManager", manager), ("force", "true")],
+            content_type="application/apply-patch+yaml",
             body=obj,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
         )
 
     def core_names(self, kind: str, namespace: str = "") -> set[str]:
         """Names of the Namespaces, Secrets or ConfigMaps (in `namespace`) that exist."""
         plural = CORE_PLURALS[kind]
         path = f"/api/v1/namespaces/{namespace}/{plural}" if namespace else f"/api/v1/{plural}"
-        resp = self._call(
-            f"list {plural}",
-            self._api.call_api,
-            path,
-            "GET",
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
-        data = resp[0] if isinstance(resp, tuple) else resp
+        data = self._raw(f"list {plural}", "GET", path)
         try:
-            doc = json.loads(clean_json(data.data))
+            doc = json.loads(clean_json(data))
         except ValueError:
             raise BackendError(f"list {plural}: the server did not answer JSON") from None
         return {str((i.get("metadata") or {}).get("name")) for i in doc.get("items") or []}
+
+    def _raw(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "",
+        body: Any = None,
+    ) -> bytes:
+        """One request by path (for calls the generated API has no method for)."""
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            params = self._api.param_serialize(
+                method,
+                path,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+        except Exception as exc:
+            raise from_exception(exc, what, self.server) from None
+        resp = self._call(what, self._api.call_api, *params)
+        if not 200 <= int(resp.status) < 300:
+            from kubernetes.client.exceptions import ApiException
+
+            raise from_exception(ApiException(http_resp=resp), what, self.server)
+        resp.read()
+        return bytes(resp.data or b"")
 
     def patch_secret(
         self,
