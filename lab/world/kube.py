@@ -87,8 +87,16 @@ class KubeWorld:
             ds = self.store.find(by_kind("apps", "DaemonSet"), ns, name)
             if ds is None:
                 return
-            selector = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
-            self.ensure_daemonset(ns, name, node_selector=selector.get("nodeSelector") or None)
+            pod_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+            selector = pod_spec.get("nodeSelector") or None
+            nodes = [
+                s
+                for s in self.state.specs
+                if self.node_exists(s.hostname)
+                and labels_match(self.node_labels(s.hostname), selector)
+            ]
+            # the object stays as the API client made it (a Helm chart's labels included)
+            self._daemonset_pods(ns, name, nodes, cpu="100m", memory="128Mi")
             if (ns, name) != CNI_DAEMONSET:
                 return
             for node in self.store.list(by_kind("", "Node"))[0]:
@@ -275,26 +283,32 @@ class KubeWorld:
                 },
             }
             self.store.upsert(ds, rt=ds_rt)
-            existing = {
-                p["spec"].get("nodeName")
-                for p in self.pods(namespace=ns)
-                if controller_of(p) == ("DaemonSet", name)
-            }
-            for s in nodes:
-                if s.hostname not in existing:
-                    self.store.create(
-                        pod_object(
-                            ns,
-                            f"{name}-{name_suffix(self.state.rng)}",
-                            s.hostname,
-                            owner=("DaemonSet", name),
-                            labels={"app.kubernetes.io/name": name},
-                            cpu=cpu,
-                            memory=memory,
-                            gpu=gpu,
-                            tolerate_control_plane=True,
-                        )
+            self._daemonset_pods(ns, name, nodes, cpu=cpu, memory=memory, gpu=gpu)
+
+    def _daemonset_pods(
+        self, ns: str, name: str, nodes: list[NodeSpec], *, cpu: str, memory: str, gpu: int = 0
+    ) -> None:
+        """One pod of the DaemonSet on each of `nodes` that has none yet."""
+        existing = {
+            p["spec"].get("nodeName")
+            for p in self.pods(namespace=ns)
+            if controller_of(p) == ("DaemonSet", name)
+        }
+        for s in nodes:
+            if s.hostname not in existing:
+                self.store.create(
+                    pod_object(
+                        ns,
+                        f"{name}-{name_suffix(self.state.rng)}",
+                        s.hostname,
+                        owner=("DaemonSet", name),
+                        labels={"app.kubernetes.io/name": name},
+                        cpu=cpu,
+                        memory=memory,
+                        gpu=gpu,
+                        tolerate_control_plane=True,
                     )
+                )
 
     def ensure_namespace(self, ns: str) -> None:
         rt = by_kind("", "Namespace")
