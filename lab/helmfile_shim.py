@@ -183,11 +183,13 @@ class _Api:
         from kubernetes import client, config
 
         path = (kubeconfig.split(os.pathsep)[0] if kubeconfig else "") or None
+        cfg = client.Configuration()
         try:
-            self.client = config.new_client_from_config(config_file=path, context=context)
+            config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
         except (ConfigException, OSError) as exc:
             raise ShimError(f"Kubernetes cluster unreachable: {exc}") from None
-        self.client.configuration.retries = 0
+        cfg.retries = 0  # helm fails on the first refused connection, it does not retry
+        self.client = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
         self.crds = client.ApiextensionsV1Api(self.client)
