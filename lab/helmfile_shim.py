@@ -27,6 +27,7 @@ from dapper.lab.helm_releases import Release, chart_objects, installed_objects, 
 
 LOG_NAME = "helmfile.log"
 _FLUX_INSTANCE = ("fluxcd.controlplane.io", "v1", "fluxinstances")
+_EXISTS = object()  # a create answered 409 AlreadyExists
 
 
 class ShimError(Exception):
@@ -195,7 +196,14 @@ class _Api:
         self.crds = client.ApiextensionsV1Api(self.client)
         self.custom = client.CustomObjectsApi(self.client)
 
-    def _call(self, release: Release, fn: Any, *args: Any, missing_ok: bool = False) -> Any:
+    def _call(
+        self,
+        release: Release,
+        fn: Any,
+        *args: Any,
+        missing_ok: bool = False,
+        exists_ok: bool = False,
+    ) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -204,6 +212,8 @@ class _Api:
         except ApiException as exc:
             if missing_ok and exc.status == 404:
                 return None
+            if exists_ok and exc.status == 409:
+                return _EXISTS
             reason = exc.reason or ""
             raise ShimError(
                 f'release "{release.name}" failed: Error: {exc.status} {reason}'.strip()
@@ -246,18 +256,53 @@ class _Api:
         )
 
     def _create(self, release: Release, obj: dict[str, Any]) -> None:
-        ns = obj["metadata"].get("namespace", "")
+        """Create `obj`; one that exists already is adopted when it is this release's (a
+        CRD a destroy kept), as helm does, and refused otherwise."""
+        name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace", "")
         kind = obj["kind"]
+        group, version, plural = _FLUX_INSTANCE
         if kind == "Deployment":
-            self._call(release, self.apps.create_namespaced_deployment, ns, obj)
+            create, read = (
+                self.apps.create_namespaced_deployment,
+                self.apps.read_namespaced_deployment,
+            )
+            made = self._call(release, create, ns, obj, exists_ok=True)
         elif kind == "DaemonSet":
-            self._call(release, self.apps.create_namespaced_daemon_set, ns, obj)
+            create, read = (
+                self.apps.create_namespaced_daemon_set,
+                self.apps.read_namespaced_daemon_set,
+            )
+            made = self._call(release, create, ns, obj, exists_ok=True)
         elif kind == "CustomResourceDefinition":
-            self._call(release, self.crds.create_custom_resource_definition, obj)
+            create = self.crds.create_custom_resource_definition
+            read = self.crds.read_custom_resource_definition
+            made = self._call(release, create, obj, exists_ok=True)
         else:  # the FluxInstance
-            group, version, plural = _FLUX_INSTANCE
             create = self.custom.create_namespaced_custom_object
-            self._call(release, create, group, version, ns, plural, obj)
+            made = self._call(release, create, group, version, ns, plural, obj, exists_ok=True)
+        if made is not _EXISTS:
+            return
+        if kind == "FluxInstance":
+            live = self._call(
+                release, self.custom.get_namespaced_custom_object, group, version, ns, plural, name
+            )
+        else:
+            live = self._call(release, read, *((name, ns) if ns else (name,)))
+        annotations = (self.client.sanitize_for_serialization(live).get("metadata") or {}).get(
+            "annotations"
+        ) or {}
+        owner = (
+            annotations.get("meta.helm.sh/release-name"),
+            annotations.get("meta.helm.sh/release-namespace"),
+        )
+        if owner != (release.name, release.namespace):
+            where = f' in namespace "{ns}"' if ns else ""
+            raise ShimError(
+                f'release "{release.name}" failed: Error: rendered manifests contain a resource '
+                f'that already exists. Unable to continue with install: {kind} "{name}"{where} '
+                "exists and cannot be imported into the current release: invalid ownership "
+                "metadata"
+            )
 
     def uninstall(self, release: Release) -> None:
         secret = self._secret(release)

@@ -276,6 +276,11 @@ def test_the_shim_is_idempotent_and_destroy_keeps_crds(lab: RunningLab) -> None:
     assert "sh.helm.release.v1.prometheus-operator-crds.v1" not in names
     kept = crds.read_custom_resource_definition("servicemonitors.monitoring.coreos.com")
     assert kept.metadata.annotations["helm.sh/resource-policy"] == "keep"
+    # a resumed bootstrap applying again adopts the kept CRDs (they are the release's)
+    again = _helmfile(lab, "apply", "--selector", "name=prometheus-operator-crds")
+    assert again.returncode == 0, again.stderr
+    core.read_namespaced_secret("sh.helm.release.v1.prometheus-operator-crds.v1", "observability")
+    assert _helmfile(lab, "destroy", "--selector", "name=prometheus-operator-crds").returncode == 0
 
     log = read_log(lab.dir)
     first = next(e for e in log if e["argv"][3:4] == ["apply"] and len(e["argv"]) > 4)
