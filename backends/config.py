@@ -78,6 +78,11 @@ class Config:
     talos_maintenance_endpoint: str = ""
     # The port a machine's own address answers on in maintenance mode (Talos: 50000).
     talos_maintenance_port: int = 50000
+    # The Talos API endpoint a talosconfig generated for this cluster names (host:port);
+    # "" means the control planes' own addresses (talhelper's default).
+    talos_endpoint: str = ""
+    # The helmfile executable the bootstrap runs; "" means `helmfile` on PATH.
+    helmfile: str = ""
     proxmox: ProxmoxConfig = field(default_factory=ProxmoxConfig)
     repo_path: str = ""
     repo_remote: str = "origin"
@@ -177,7 +182,8 @@ def load_config(
             _pick(prox_section, ProxmoxConfig, "proxmox."), ("token_secret_file", "ca_file")
         )
         top = _expand_paths(
-            _pick(data, Config), ("kubeconfig", "talosconfig", "repo_path", "sops_age_key_file")
+            _pick(data, Config),
+            ("kubeconfig", "talosconfig", "repo_path", "sops_age_key_file", "helmfile"),
         )
     except ConfigError as exc:
         raise ConfigError(f"{cfg_path}: {exc}") from None

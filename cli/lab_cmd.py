@@ -19,12 +19,23 @@ def run(args: argparse.Namespace) -> int:
     directory = Path(args.dir or "lab-run").expanduser().resolve()
     repo = Path(args.repo).resolve() if args.repo else find_repo()
     try:
-        lab = start_lab(repo=repo, directory=directory, nodes=args.nodes, faults=tuple(args.fault))
+        lab = start_lab(
+            repo=repo,
+            directory=directory,
+            nodes=args.nodes,
+            faults=tuple(args.fault),
+            stage=args.stage,
+        )
     except WorldError as exc:
         print(f"dapper-tui lab: {exc}", file=sys.stderr)
         return 2
     f = lab.files
-    print(f"lab running: {len(lab.world.specs)} nodes; client files in {f.dir}")
+    if lab.world.stage == "bare":
+        print(f"lab running: a bare Proxmox host to bootstrap; client files in {f.dir}")
+        print(f"  dapper-tui --config {f.config} runbook run bootstrap")
+        print(f"      (writes {f.kubeconfig} and {f.talosconfig}; helmfile is {f.helmfile})")
+    else:
+        print(f"lab running: {len(lab.world.specs)} nodes; client files in {f.dir}")
     print(f"  kubectl --kubeconfig {f.kubeconfig} get nodes")
     print("      (context lab-readonly gets 403 on writes)")
     print(f"  talosctl --talosconfig {f.talosconfig} -n 10.100.0.50 version")

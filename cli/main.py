@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a fault (repeatable); the kinds are listed below",
     )
     lab.add_argument("--repo", help="the checkout whose kubernetes/ the lab reconciles")
+    lab.add_argument(
+        "--stage",
+        choices=("running", "bare"),
+        default="running",
+        help="running: the cluster as it runs (default); bare: an empty Proxmox host to "
+        "bootstrap (no VMs, no Kubernetes API until etcd is bootstrapped)",
+    )
 
     status = sub.add_parser("status", help="print the joined snapshot once; exit 0/1/2")
     status.add_argument(

@@ -40,6 +40,7 @@ class LabFiles:
     age_key: Path  # the operator's age key file in the lab (a copy of the LAB-ONLY key)
     config: Path  # dapper-tui config.toml (admin)
     config_readonly: Path
+    helmfile: Path | None = None  # the lab's helmfile shim (<dir>/bin/helmfile)
 
 
 def kubeconfig_text(url: str, ca_pem: bytes, creds: LabCredentials) -> str:
@@ -104,17 +105,25 @@ def write_client_files(
     creds: LabCredentials,
     repo_path: str,
     age_key_text: str,
+    helmfile: Path,
+    talos_context: str = "",
+    cluster_files: bool = True,
 ) -> LabFiles:
+    """Write every client file. Without `cluster_files` (a cluster still to bootstrap) the
+    kubeconfig and talosconfig are not written: the bootstrap writes them, and the configs
+    name the context it will write (`talos_context`)."""
     directory.mkdir(parents=True, exist_ok=True)
     age_key = _write_private(directory / "age.key", age_key_text)
     ca = directory / "ca.pem"
     ca.write_bytes(pki.https_ca.cert_pem)
-    kubeconfig = _write_private(
-        directory / "kubeconfig", kubeconfig_text(kube_url, pki.https_ca.cert_pem, creds)
-    )
-    talosconfig = _write_private(
-        directory / "talosconfig", talosconfig_text(talos_endpoint, talos_nodes, pki)
-    )
+    kubeconfig = directory / "kubeconfig"
+    talosconfig = directory / "talosconfig"
+    if cluster_files:
+        _write_private(kubeconfig, kubeconfig_text(kube_url, pki.https_ca.cert_pem, creds))
+        _write_private(talosconfig, talosconfig_text(talos_endpoint, talos_nodes, pki))
+    else:  # a previous run's files in the same --dir would be another cluster's
+        kubeconfig.unlink(missing_ok=True)
+        talosconfig.unlink(missing_ok=True)
     admin_secret = _write_private(directory / "pve-admin.secret", pve_admin[1] + "\n")
     auditor_secret = _write_private(directory / "pve-auditor.secret", pve_auditor[1] + "\n")
     proxmox_env = _write_private(
@@ -132,15 +141,18 @@ def write_client_files(
     def config_toml(read_only: bool) -> str:
         token_id = pve_auditor[0] if read_only else pve_admin[0]
         secret = auditor_secret if read_only else admin_secret
+        talos_ctx = talos_context or ("lab-reader" if read_only else "lab-admin")
         return (
             'cluster_name = "LAB"\n'
             "lab = true\n"
             f'kubeconfig = "{kubeconfig}"\n'
             f'kube_context = "{"lab-readonly" if read_only else "lab-admin"}"\n'
             f'talosconfig = "{talosconfig}"\n'
-            f'talos_context = "{"lab-reader" if read_only else "lab-admin"}"\n'
+            f'talos_context = "{talos_ctx}"\n'
             f'talos_maintenance_endpoint = "{talos_maintenance_endpoint}"\n'
             f"talos_maintenance_port = {talos_maintenance_port}\n"
+            f'talos_endpoint = "{talos_endpoint}"\n'
+            f'helmfile = "{helmfile}"\n'
             f'repo_path = "{repo_path}"\n'
             f'sops_age_key_file = "{age_key}"\n'
             f"read_only = {'true' if read_only else 'false'}\n\n"
@@ -165,4 +177,5 @@ def write_client_files(
         age_key,
         config,
         config_ro,
+        helmfile,
     )

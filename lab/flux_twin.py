@@ -61,7 +61,7 @@ from dapper.lab.flux_status import (
 )
 from dapper.lab.flux_workloads import Workloads
 from dapper.lab.git_remote import LabGitRemote
-from dapper.lab.kinds import FLUX_HELM, FLUX_KS, FLUX_SOURCE, by_kind
+from dapper.lab.kinds import FLUX_HELM, FLUX_KS, FLUX_OPERATOR, FLUX_SOURCE, by_kind
 from dapper.lab.store import WatchEvent, now_rfc3339
 from dapper.lab.world import World
 
@@ -70,6 +70,8 @@ log = logging.getLogger("dapper.lab.flux_twin")
 KS_RT = by_kind(FLUX_KS, "Kustomization")
 GIT_RT = by_kind(FLUX_SOURCE, "GitRepository")
 HR_RT = by_kind(FLUX_HELM, "HelmRelease")
+INSTANCE_RT = by_kind(FLUX_OPERATOR, "FluxInstance")
+INSTANCE = ("flux-system", "flux")  # the flux-instance chart's FluxInstance
 ROOT = ("flux-system", "flux-system")
 SECRET_RT = by_kind("", "Secret")
 SOPS_AGE = ("flux-system", "sops-age")  # decryption.secretRef of every Kustomization
@@ -128,8 +130,13 @@ class FluxTwin:
         scale_apps: int = 0,
         poll_interval: float = 0.2,
         time_scale: float = DEFAULT_TIME_SCALE,
+        await_instance: bool = False,
     ) -> None:
         self.world = world
+        # a cluster being bootstrapped (stage bare): Flux is not installed until the
+        # FluxInstance flux-system/flux exists; until then the twin does nothing
+        self.await_instance = await_instance
+        self._installed = False
         self.store = world.store
         self.remote = remote
         self._seed_keys = [str(i) for i in identities]  # the sops-age Secret's first content
@@ -169,18 +176,61 @@ class FluxTwin:
         stop: a test stops Flux to hold a runbook in its wait, then lets it answer)."""
         with self._cv:
             self._stopping = False
+        if not self.await_instance:
+            self._install()
+        self.store.add_listener(self._on_event)
+        self.world.on_fault(self._on_fault)
+        self._thread = threading.Thread(target=self._run, name="lab-flux-twin", daemon=True)
+        self._thread.start()
+
+    def _install(self) -> None:
+        """What the flux-operator does for its FluxInstance: the source and the root
+        Kustomization of the cluster's repository (the sops-age Secret too in the running
+        lab; a bootstrap creates its own)."""
         self.world.ensure_namespace("flux-system")
-        self._seed_sops_age()
+        if not self.await_instance:
+            self._seed_sops_age()
         self.store.upsert(self._git_repository(), rt=GIT_RT)
         self.store.upsert(self._root_kustomization(), rt=KS_RT)
         for ns in flux_scale.namespaces(self.scale_apps):
             self.world.ensure_namespace(ns)
         for obj in flux_scale.kustomizations(self.scale_apps):
             self.store.upsert(obj, rt=KS_RT)
-        self.store.add_listener(self._on_event)
-        self.world.on_fault(self._on_fault)
-        self._thread = threading.Thread(target=self._run, name="lab-flux-twin", daemon=True)
-        self._thread.start()
+        self._installed = True
+
+    def _instance_present(self) -> bool:
+        """Installed already, or the FluxInstance has just appeared (then install)."""
+        if self._installed:
+            return True
+        if self.store.find(INSTANCE_RT, *INSTANCE, copy=False) is None:
+            return False
+        self._install()
+        return True
+
+    def _instance_status(self) -> None:
+        """The FluxInstance reports Ready once the root Kustomization is (its first sync)."""
+        live = self.store.find(INSTANCE_RT, *INSTANCE, copy=False)
+        root = self.store.find(KS_RT, *ROOT, copy=False)
+        if live is None or root is None:
+            return
+        ready = is_ready(root)
+        want = ("True", "ReconciliationSucceeded") if ready else ("False", "Progressing")
+        conds = (live.get("status") or {}).get("conditions") or []
+        now = next((c for c in conds if c.get("type") == "Ready"), {})
+        if (now.get("status"), now.get("reason")) == want:
+            return
+        message = (
+            f"Reconciliation finished in 1s, revision {self.revision}"
+            if ready
+            else "Reconciliation in progress"
+        )
+
+        def edit(o: dict[str, Any]) -> None:
+            status = o.setdefault("status", {})
+            set_condition(status, "Ready", want[0], want[1], message)
+            status["lastAppliedRevision"] = self.revision
+
+        self.store.mutate(INSTANCE_RT, *INSTANCE, edit, status_only=True)
 
     # -- decryption keys: the live sops-age Secret, as kustomize-controller reads it -------
 
@@ -347,6 +397,8 @@ class FluxTwin:
                 or self.applier.releases.waiting()
                 or self._retry_due()
             )
+            if self.await_instance and not self._instance_present():
+                continue
             if not (triggered or periodic or waiting or self._fetched_new()):
                 continue
             if triggered:
@@ -368,6 +420,11 @@ class FluxTwin:
             self.last_duration = time.monotonic() - began
             if triggered or periodic:  # a health tick leaves the interval alone
                 next_periodic = time.monotonic() + interval
+            if self.await_instance:
+                try:
+                    self._instance_status()
+                except Exception:  # the store is closing
+                    log.debug("FluxInstance status failed", exc_info=True)
             with self._cv:
                 self._finished += 1
                 self._cv.notify_all()

@@ -234,6 +234,9 @@ class HttpsServer(LabServer):
         self._listener: Listener | None = None
         self._retired: list[Listener] = []
         self._running = False
+        # while closed, the port stays bound but not listening (connection refused, and
+        # nobody else can take it before the listener reopens)
+        self._reserved: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -264,6 +267,7 @@ class HttpsServer(LabServer):
         with self._lock:
             was_running, self._running = self._running, False
             self._close()
+            self._release()
             retired, self._retired = self._retired, []
         deadline = time.monotonic() + STOP_TIMEOUT
         stuck = sum(listener.reap(deadline) for listener in retired)
@@ -276,8 +280,13 @@ class HttpsServer(LabServer):
             if self._running:
                 self._sync()
 
+    def refusing(self) -> bool:
+        """Whether the port refuses connections now (the api-down fault; subclasses add
+        their own reasons)."""
+        return self.world.api_down(self.api_name)
+
     def _sync(self) -> None:
-        down = self.world.api_down(self.api_name)
+        down = self.refusing()
         if down and self._listener is not None:
             log.info("%s api down, closing %s", self.api_name, self.url)
             self._close()
@@ -286,6 +295,7 @@ class HttpsServer(LabServer):
             self._open()
 
     def _open(self) -> None:
+        self._release()
         self._listener = Listener(self)
         self.port = self._listener.server_port
 
@@ -294,3 +304,24 @@ class HttpsServer(LabServer):
         if listener is not None:
             listener.close()
             self._retired.append(listener)
+            if self._running:
+                self._reserve()
+
+    def _reserve(self) -> None:
+        """Hold the closed port: bound, never listening, so a connect is refused."""
+        if self._reserved is not None or not self.port:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:  # kept as before: the port is free until the listener reopens
+            sock.close()
+            log.debug("%s api: cannot hold port %s while closed", self.api_name, self.port)
+            return
+        self._reserved = sock
+
+    def _release(self) -> None:
+        sock, self._reserved = self._reserved, None
+        if sock is not None:
+            sock.close()

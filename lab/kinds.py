@@ -43,6 +43,7 @@ FLUX_KS = "kustomize.toolkit.fluxcd.io"
 FLUX_SOURCE = "source.toolkit.fluxcd.io"
 FLUX_HELM = "helm.toolkit.fluxcd.io"
 MAYASTOR = "openebs.io"
+FLUX_OPERATOR = "fluxcd.controlplane.io"
 
 RESOURCE_TYPES: tuple[ResourceType, ...] = (
     _t("", "v1", "Namespace", "namespaces", False, short_names=("ns",), subresources=("status",)),
@@ -164,11 +165,18 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         subresources=("status",),
     ),
     _t(
+        FLUX_OPERATOR,
+        "v1",
+        "FluxInstance",
+        "fluxinstances",
+        subresources=("status",),
+    ),
+    _t(
         MAYASTOR, "v1beta3", "DiskPool", "diskpools", short_names=("dsp",), subresources=("status",)
     ),
 )
 
-CUSTOM_GROUPS = frozenset({FLUX_KS, FLUX_SOURCE, FLUX_HELM, MAYASTOR})
+CUSTOM_GROUPS = frozenset({FLUX_KS, FLUX_SOURCE, FLUX_HELM, FLUX_OPERATOR, MAYASTOR})
 
 
 def by_kind(group: str, kind: str) -> ResourceType:

@@ -1,7 +1,9 @@
 """The lab's Kubernetes API server: HTTPS on loopback over the world's object store.
 
 `start()` binds a random port; the api-down fault closes the listening socket and every
-connection (clients see "connection refused") and clearing it reopens the same port.
+connection (clients see "connection refused") and clearing it reopens the same port. A lab
+that starts before the cluster exists (stage bare) holds the port refusing connections,
+as the VIP nobody holds yet, and listens once etcd is bootstrapped.
 `stop()` ends watches, connections and threads before returning.
 """
 
@@ -26,9 +28,16 @@ class KubeApiServer(HttpsServer):
     api_name = "kubernetes"
     handler = KubeHandler
 
-    def __init__(self, world: World, pki: Pki, credentials: LabCredentials) -> None:
+    def __init__(
+        self, world: World, pki: Pki, credentials: LabCredentials, *, at_bootstrap: bool = False
+    ) -> None:
         super().__init__(world, pki, server_ssl_context(pki.https_server, alpn=["http/1.1"]))
         self.credentials = credentials
+        # a cluster still to bootstrap (stage bare): no API server answers at the VIP until
+        # etcd exists; the port is held and refuses connections until then
+        self.at_bootstrap = at_bootstrap
+        if at_bootstrap:
+            world.talos.on_bootstrapped.append(lambda: self.api_down_changed(False))
         self.api = KubeApi(world)
         self._controllers = LabControllers(world.store)
         self.leases = NodeLeases(world.store)
@@ -44,6 +53,9 @@ class KubeApiServer(HttpsServer):
         self.events.start()
         self.start_serving()
         return self.port
+
+    def refusing(self) -> bool:
+        return super().refusing() or (self.at_bootstrap and not self.world.talos.bootstrapped())
 
     def connections_dropped(self) -> None:
         self.world.store.wake()  # watches waiting for events see their listener stopping

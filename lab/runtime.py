@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LAB_KEY = Path(__file__).resolve().parent / "keys" / "lab-only.agekey.txt"
+# The context of the talosconfig a bootstrap generates from the tree (talhelper names it
+# after talconfig's clusterName).
+BOOTSTRAP_TALOS_CONTEXT = "kubernetes"
 
 
 def find_repo(start: Path | None = None) -> Path | None:
@@ -121,11 +124,18 @@ def start_lab(
     flux: bool = True,
     read_only: bool = False,
     scale_apps: int | None = None,
+    stage: str = "running",
 ) -> RunningLab:
     """Start the lab. `directory` receives the client files (default: a private temp dir,
     removed on stop). Without a checkout holding kubernetes/, the Flux twin is skipped.
     `scale_apps` synthetic Flux apps are added to the real tree's (default: 3 per node
-    above the real 7, so a big lab has proportionally many Kustomizations and pods)."""
+    above the real 7, so a big lab has proportionally many Kustomizations and pods).
+
+    `stage` "running" is the Dapper cluster as it runs; "bare" is the Proxmox host before
+    a bootstrap: no cluster VM, machine, etcd or Kubernetes object, the Kubernetes port
+    refusing until etcd is bootstrapped, Flux idle until its FluxInstance exists, and no
+    kubeconfig or talosconfig written (the bootstrap writes them; the configs name the
+    paths and contexts it will write)."""
     t0 = time.perf_counter()
     tmp: str | None = None
     if directory is None:
@@ -133,7 +143,7 @@ def start_lab(
         directory = Path(tmp)
     if nodes < 1:
         raise WorldError(f"the lab needs at least one node, not {nodes}")
-    world = World(nodes=nodes, timings=timings)
+    world = World(nodes=nodes, timings=timings, stage=stage)
     creds = LabCredentials()
     started: list = []
     try:
@@ -144,7 +154,7 @@ def start_lab(
         servers = _start_servers(world, pki, creds, started)
         _publish_endpoints(world, servers)
         parts = (
-            _start_flux(world, repo, directory, apps)
+            _start_flux(world, repo, directory, apps, await_instance=stage == "bare")
             if flux and repo is not None
             else FluxParts(None, None, str(repo or ""))
         )
@@ -163,8 +173,8 @@ def start_lab(
         pki=pki,
         credentials=creds,
         files=files,
-        config=_lab_config(files, servers, parts.scratch, read_only),
-        readonly_config=_lab_config(files, servers, parts.scratch, True),
+        config=_lab_config(files, servers, parts.scratch, read_only, bare=stage == "bare"),
+        readonly_config=_lab_config(files, servers, parts.scratch, True, bare=stage == "bare"),
         servers=started,
         remote=parts.remote,
         flux=parts.twin,
@@ -208,7 +218,7 @@ def _start_servers(world: World, pki: Pki, creds: LabCredentials, started: list)
     from dapper.lab.pve_server import PveServer
     from dapper.lab.talos_server import TalosLabServer
 
-    kube = KubeApiServer(world, pki, creds)
+    kube = KubeApiServer(world, pki, creds, at_bootstrap=world.stage == "bare")
     kube.start()
     started.append(kube)
     kube_url = f"https://127.0.0.1:{kube.port}"
@@ -238,15 +248,24 @@ def _publish_endpoints(world: World, servers: LabServers) -> None:
     )
 
 
-def _start_flux(world: World, repo: Path, directory: Path, apps: int) -> FluxParts:
+def _start_flux(
+    world: World, repo: Path, directory: Path, apps: int, *, await_instance: bool = False
+) -> FluxParts:
     """The Git remote (a bare clone of `repo` under `directory`) and the Flux twin
-    reconciling it with `apps` synthetic apps added."""
+    reconciling it with `apps` synthetic apps added (once its FluxInstance exists, with
+    `await_instance`)."""
     from dapper.backends.sops.file import parse_identities
     from dapper.lab.flux_twin import FluxTwin
     from dapper.lab.git_remote import LabGitRemote
 
     remote = LabGitRemote.create(repo, directory / "git")
-    twin = FluxTwin(world, remote, parse_identities(LAB_KEY.read_text()), scale_apps=apps)
+    twin = FluxTwin(
+        world,
+        remote,
+        parse_identities(LAB_KEY.read_text()),
+        scale_apps=apps,
+        await_instance=await_instance,
+    )
     twin.start()
     return FluxParts(remote, twin, str(remote.scratch_path))
 
@@ -259,8 +278,12 @@ def _write_files(
     creds: LabCredentials,
     scratch: str,
 ) -> LabFiles:
-    """The kubeconfig, talosconfig, PVE token files, CA, age key and dapper configs."""
+    """The kubeconfig, talosconfig, PVE token files, CA, age key, helmfile shim and dapper
+    configs (no kubeconfig or talosconfig for a cluster still to bootstrap)."""
+    from dapper.lab.helmfile_shim import write_shim
+
     pve, talos = servers.pve, servers.talos
+    bare = world.stage == "bare"
     return write_client_files(
         directory,
         kube_url=servers.kube_url,
@@ -275,21 +298,29 @@ def _write_files(
         creds=creds,
         repo_path=scratch,
         age_key_text=LAB_KEY.read_text(),
+        helmfile=write_shim(directory),
+        talos_context=BOOTSTRAP_TALOS_CONTEXT if bare else "",
+        cluster_files=not bare,
     )
 
 
-def _lab_config(files: LabFiles, servers: LabServers, scratch: str, ro: bool) -> Config:
+def _lab_config(
+    files: LabFiles, servers: LabServers, scratch: str, ro: bool, *, bare: bool = False
+) -> Config:
     """The dapper Config pointing the real backends at the lab (admin or read-only)."""
     pve = servers.pve
+    talos_context = "lab-reader" if ro else "lab-admin"
     return Config(
         cluster_name="LAB",
         lab=True,
         kubeconfig=str(files.kubeconfig),
         kube_context="lab-readonly" if ro else "lab-admin",
         talosconfig=str(files.talosconfig),
-        talos_context="lab-reader" if ro else "lab-admin",
+        talos_context=BOOTSTRAP_TALOS_CONTEXT if bare else talos_context,
         talos_maintenance_endpoint=servers.talos.maintenance_endpoint,
         talos_maintenance_port=servers.talos.machine_port,
+        talos_endpoint=servers.talos.endpoint,
+        helmfile=str(files.helmfile or ""),
         proxmox=ProxmoxConfig(
             url=pve.url,
             token_id=(pve.auditor_token if ro else pve.admin_token).token_id,

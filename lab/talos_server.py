@@ -282,6 +282,7 @@ class TalosLabServer(LabServer):
         self._servers: list[_Server] = []
         self._stopped = False
         self.machine_port = 0  # one port on every machine's own loopback address
+        self._port_hold: socket.socket | None = None  # holds machine_port with no machine
         self._own: dict[str, _Server] = {}  # loopback address -> the listener there
         world.talos.on_new_machine.append(self._machine_appeared)
 
@@ -341,6 +342,9 @@ class TalosLabServer(LabServer):
         self._thread.join(5)
         self._thread = None
         self._loop = None
+        if self._port_hold is not None:
+            self._port_hold.close()
+            self._port_hold = None
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -414,6 +418,17 @@ class TalosLabServer(LabServer):
             ips = list(self.world.machines)
         for ip in ips:
             await self._listen_at(ip)
+        if not self.machine_port:
+            self._hold_machine_port()
+
+    def _hold_machine_port(self) -> None:
+        """No machine yet (a bare host): pick the machines' port now, so the configs
+        written at start name it, and hold it on the /24's unused .1 address."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((f"{self.world.loopback_prefix}1", 0))
+        self.machine_port = sock.getsockname()[1]
+        self._port_hold = sock
 
     @property
     def listening(self) -> bool:

@@ -50,20 +50,49 @@ from dapper.lab.world.pve import ProxmoxWorld
 from dapper.lab.world.state import Timings, WorldError, WorldState
 from dapper.lab.world.talos import ApplyOutcome, EtcdError, TalosWorld
 
+# "running": the Dapper cluster as it runs; "bare": an empty Proxmox host to bootstrap.
+STAGES = ("running", "bare")
+
 
 class World(WorldState):
     """The twin's state and its areas; see the module docstring for the consequences."""
 
-    def __init__(self, nodes: int = 7, timings: Timings | None = None, seed: int = 1) -> None:
+    def __init__(
+        self,
+        nodes: int = 7,
+        timings: Timings | None = None,
+        seed: int = 1,
+        *,
+        stage: str = "running",
+    ) -> None:
+        if stage not in STAGES:
+            raise WorldError(f"unknown lab stage {stage!r}: one of {', '.join(STAGES)}")
         super().__init__(nodes, timings, seed)
+        self.stage = stage
         self.kube = KubeWorld(self)
         self.talos = TalosWorld(self, self.kube)
         self.pve = ProxmoxWorld(self, self.talos)
         self.talos.stop_vm = self.pve.vm_stop
         self.kube.set_kubelet_posting(self._kubelet_posting)
         self.fault_injector = FaultInjector(self, self.kube, self.talos, self.pve)
-        self._seed()
+        if stage == "bare":
+            self._seed_host()
+            self.kube.watch_cni()
+        else:
+            self._seed()
         self.clock.start()
+
+    def _seed_host(self) -> None:
+        """The bare stage: the Proxmox host alone (devices, mappings, ISOs, template), no
+        VM, machine, etcd or Kubernetes object. Each storage HBA's SSD is the one the
+        running lab's storage node of that rank holds, so the tree's DiskPools (which name
+        disks by WWN) find their disks on whichever VM the runbook gives hba-N."""
+        self.pve.seed_pci()
+        storage = [s for s in self.specs if s.storage]
+        for hba, spec in zip(HBA_ADDRESSES, storage, strict=False):
+            self.hba_disk_seed[hba] = spec.hostname
+        self.pve.seed_template()
+        self.pve.seed_storage()
 
     def _seed(self) -> None:
         """The Dapper cluster as it runs: host devices, one VM and machine per node, then
@@ -262,6 +291,7 @@ __all__ = [
     "MIB",
     "PVE_HOST",
     "SSD_BYTES",
+    "STAGES",
     "TALOS_ISO",
     "TALOS_VERSION",
     "TEMPLATE_NAME",

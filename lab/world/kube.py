@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 
 from dapper.lab.kinds import ResourceType, by_kind
-from dapper.lab.store import NotFound
+from dapper.lab.store import NotFound, WatchEvent
 from dapper.lab.world.kube_lifecycle import PodLifecycle
 from dapper.lab.world.kube_network import PodNetwork
 from dapper.lab.world.kube_objects import (
@@ -35,6 +35,16 @@ from dapper.lab.world.kube_taints import (
 from dapper.lab.world.model import GPU_ADDRESSES, GPU_REPLICAS, NodeSpec
 from dapper.lab.world.state import WorldState
 
+CNI_DAEMONSET = ("kube-system", "cilium")
+# what a kubelet posts while no CNI plugin runs on its node (Ready=False)
+CNI_NOT_READY = (
+    "KubeletNotReady",
+    "container runtime network not ready: NetworkReady=false "
+    "reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not "
+    "initialized",
+)
+KUBELET_READY = ("KubeletReady", "kubelet is posting ready status")
+
 
 class KubeWorld:
     """Kubernetes objects and their consequences: Nodes, pods, DaemonSets, pools, GPUs."""
@@ -47,6 +57,55 @@ class KubeWorld:
         self.store.add_defaulter(_admit_tolerations)
         # the world wires in the Talos side (does the node's machine run its kubelet?)
         self.pods_lifecycle = PodLifecycle(state, self.replace_pod, self.node_ready)
+        # a cluster bootstrapped in the lab (stage bare) has no CNI until one is installed:
+        # kubelets post NotReady until the Cilium DaemonSet exists (the running lab's is
+        # seeded, so there the gate is off)
+        self.cni_gate = False
+
+    def watch_cni(self) -> None:
+        """Turn the CNI gate on and follow DaemonSets created through the API: each gets
+        its pods, and the Cilium one's arrival makes the nodes' network (and Ready) work."""
+        self.cni_gate = True
+        self.store.add_listener(self._on_store_event)
+
+    def cni_running(self) -> bool:
+        if not self.cni_gate:
+            return True
+        return self.store.find(by_kind("apps", "DaemonSet"), *CNI_DAEMONSET, copy=False) is not None
+
+    def _on_store_event(self, event: WatchEvent) -> None:
+        """Store listener (under the store lock): a new DaemonSet is handled on the clock."""
+        if event.type != "ADDED" or tuple(event.key[:2]) != ("apps", "daemonsets"):
+            return
+        ns, name = event.key[2], event.key[3]
+        self.state.later(0, lambda: self._daemonset_added(ns, name))
+
+    def _daemonset_added(self, ns: str, name: str) -> None:
+        """The DaemonSet controller runs its pods; a CNI's pods make every posting kubelet
+        report Ready."""
+        with self.lock:
+            ds = self.store.find(by_kind("apps", "DaemonSet"), ns, name)
+            if ds is None:
+                return
+            pod_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+            selector = pod_spec.get("nodeSelector") or None
+            nodes = [
+                s
+                for s in self.state.specs
+                if self.node_exists(s.hostname)
+                and labels_match(self.node_labels(s.hostname), selector)
+            ]
+            # the object stays as the API client made it (a Helm chart's labels included)
+            self._daemonset_pods(ns, name, nodes, cpu="100m", memory="128Mi")
+            if (ns, name) != CNI_DAEMONSET:
+                return
+            for node in self.store.list(by_kind("", "Node"))[0]:
+                hostname = node["metadata"]["name"]
+                if self.ready_status(hostname) == "False" and self.pods_lifecycle.kubelet_posting(
+                    hostname
+                ):
+                    self.set_node_ready(hostname, True, *KUBELET_READY)
+            self.reschedule_pending()
 
     def set_kubelet_posting(self, posting: Callable[[str], bool]) -> None:
         """Who answers for a node's kubelet: the world's machines."""
@@ -68,6 +127,8 @@ class KubeWorld:
         if not self.node_exists(spec.hostname):
             # node_object dates the first Ready 90 s after creation: make that now
             self.store.create(self.node_object(spec, created=self.state.clock.now() - 90))
+            if not self.cni_running():
+                self.set_node_ready(spec.hostname, False, *CNI_NOT_READY, status="False")
             for ds in self.store.list(by_kind("apps", "DaemonSet"))[0]:
                 self.ensure_daemonset(
                     ds["metadata"]["namespace"],
@@ -81,9 +142,7 @@ class KubeWorld:
             self.pods_lifecycle.kubelet_back(spec.hostname)
         else:  # the kubelet updates the object's status: its addresses, then Ready
             self._readdress(spec)
-            self.set_node_ready(
-                spec.hostname, True, "KubeletReady", "kubelet is posting ready status"
-            )
+            self.set_node_ready(spec.hostname, True, *KUBELET_READY)
         self.refresh_pools(spec.hostname)
         self.refresh_gpu_capacity(spec.hostname)
 
@@ -224,26 +283,32 @@ class KubeWorld:
                 },
             }
             self.store.upsert(ds, rt=ds_rt)
-            existing = {
-                p["spec"].get("nodeName")
-                for p in self.pods(namespace=ns)
-                if controller_of(p) == ("DaemonSet", name)
-            }
-            for s in nodes:
-                if s.hostname not in existing:
-                    self.store.create(
-                        pod_object(
-                            ns,
-                            f"{name}-{name_suffix(self.state.rng)}",
-                            s.hostname,
-                            owner=("DaemonSet", name),
-                            labels={"app.kubernetes.io/name": name},
-                            cpu=cpu,
-                            memory=memory,
-                            gpu=gpu,
-                            tolerate_control_plane=True,
-                        )
+            self._daemonset_pods(ns, name, nodes, cpu=cpu, memory=memory, gpu=gpu)
+
+    def _daemonset_pods(
+        self, ns: str, name: str, nodes: list[NodeSpec], *, cpu: str, memory: str, gpu: int = 0
+    ) -> None:
+        """One pod of the DaemonSet on each of `nodes` that has none yet."""
+        existing = {
+            p["spec"].get("nodeName")
+            for p in self.pods(namespace=ns)
+            if controller_of(p) == ("DaemonSet", name)
+        }
+        for s in nodes:
+            if s.hostname not in existing:
+                self.store.create(
+                    pod_object(
+                        ns,
+                        f"{name}-{name_suffix(self.state.rng)}",
+                        s.hostname,
+                        owner=("DaemonSet", name),
+                        labels={"app.kubernetes.io/name": name},
+                        cpu=cpu,
+                        memory=memory,
+                        gpu=gpu,
+                        tolerate_control_plane=True,
                     )
+                )
 
     def ensure_namespace(self, ns: str) -> None:
         rt = by_kind("", "Namespace")
@@ -336,6 +401,8 @@ class KubeWorld:
         rt = by_kind("", "Node")
         if self.store.find(rt, "", name) is None:
             return
+        if ready and not self.cni_running():  # the kubelet's runtime has no network yet
+            ready, status, (reason, message) = False, "False", CNI_NOT_READY
         status = "True" if ready else (status or "Unknown")
         added: list[dict] = []
 

@@ -123,6 +123,9 @@ class TalosWorld:
         # called (under the lock) when a new machine appears, e.g. the Talos server
         # opening the machine's own address
         self.on_new_machine: list[Callable[[Machine], None]] = []
+        # called on the clock (outside the lock) once etcd is bootstrapped, e.g. the
+        # Kubernetes API server starting to listen at the VIP
+        self.on_bootstrapped: list[Callable[[], None]] = []
 
     # -- the machines the lab starts with --------------------------------------------------
 
@@ -778,6 +781,8 @@ class TalosWorld:
             m.etcd_data = True
             m.etcd_service = "Running"
             if cluster == MAIN_CLUSTER:  # the API server comes up; the others' retries succeed
+                for hook in list(self.on_bootstrapped):
+                    self.state.later(0, hook)
                 self.join(m)
                 for other in self.state.machines.values():
                     if other is not m and not other.maintenance:
