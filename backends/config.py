@@ -71,9 +71,6 @@ class Config:
     kube_context: str = ""
     talosconfig: str = ""
     talos_context: str = ""
-    # The Talos endpoint a bootstrap's talosconfig names ("host:port"); "" means the
-    # control planes' own addresses from talconfig.yaml, as talhelper writes it.
-    talos_endpoint: str = ""
     # Where machines in maintenance mode answer (insecure TLS); "" means each node's :50000.
     talos_maintenance_endpoint: str = ""
     # The port a machine's own address answers on in maintenance mode (Talos: 50000).

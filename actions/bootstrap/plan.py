@@ -79,7 +79,7 @@ def talosconfig_path(ctx: RunContext) -> Path:
 
 def helmfile_command(ctx: RunContext) -> str:
     """The helmfile executable: the configured one, else helmfile on PATH (with helm)."""
-    configured = str(getattr(ctx.config, "helmfile", "") or "")
+    configured = ctx.config.helmfile
     if configured:
         path = os.path.expanduser(configured)
         if not os.access(path, os.X_OK):
