@@ -7,6 +7,7 @@ far as the console and the runbooks can see them. Objects live in the world's
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Callable
 
@@ -55,6 +56,7 @@ class KubeWorld:
         self.lock = state.lock
         self.store.add_defaulter(PodNetwork(self.store).default)
         self.store.add_defaulter(_admit_tolerations)
+        self.store.add_defaulter(_merge_string_data)
         # the world wires in the Talos side (does the node's machine run its kubelet?)
         self.pods_lifecycle = PodLifecycle(state, self.replace_pod, self.node_ready)
         # a cluster bootstrapped in the lab (stage bare) has no CNI until one is installed:
@@ -570,6 +572,17 @@ class KubeWorld:
 
 def _same_taint(taint: dict, wanted: list[dict]) -> bool:
     return any(taint.get("key") == w["key"] and taint.get("effect") == w["effect"] for w in wanted)
+
+
+def _merge_string_data(rt: ResourceType, obj: dict, _created: bool) -> None:
+    """A Secret's stringData is write-only: the API server merges it into data (base64,
+    winning over data's own key) and never stores or returns it."""
+    if (rt.group, rt.kind) != ("", "Secret") or "stringData" not in obj:
+        return
+    data = dict(obj.get("data") or {})
+    for key, value in (obj.pop("stringData") or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    obj["data"] = data
 
 
 def _admit_tolerations(rt: ResourceType, obj: dict, created: bool) -> None:

@@ -93,6 +93,7 @@ MAINTENANCE_APPLY_MODES = ("reboot", "auto", "try")
 TRY_TIMEOUT = 60.0  # constants.ConfigTryTimeout
 SYSTEM_PARTITIONS = ("EFI", "META", "STATE", "EPHEMERAL")
 WIPE_MODES = ("all", "system-disk", "user-disks")
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 @dataclass(frozen=True)
@@ -781,6 +782,8 @@ class TalosWorld:
             m.etcd_data = True
             m.etcd_service = "Running"
             if cluster == MAIN_CLUSTER:  # the API server comes up; the others' retries succeed
+                for ns in SYSTEM_NAMESPACES:  # what kube-apiserver creates as it starts
+                    self.kube.ensure_namespace(ns)
                 for hook in list(self.on_bootstrapped):
                     self.state.later(0, hook)
                 self.join(m)
