@@ -14,7 +14,6 @@ from pathlib import Path
 import pygit2
 import pytest
 from dapper.actions.engine import Engine
-from dapper.actions.events import Event, Kind, StepState
 from dapper.actions.node_replace.runbook import NodeReplace
 from dapper.backends.clients.gitrepo import parse_trailers
 from dapper.backends.clients.kube import KubeBackend
@@ -22,6 +21,7 @@ from dapper.cli.main import main
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings
 
+from tests.lab.stops import StopAfter
 from tests.waiting import eventually
 
 TALCONFIG = "kubernetes/bootstrap/talos/talconfig.yaml"
@@ -191,21 +191,6 @@ def test_gpu_node_keeps_the_old_vm_and_gets_its_gpus_back(
 
 
 # -- crash and resume -------------------------------------------------------------------------
-
-
-class StopAfter:
-    """Asks the engine to stop once `n` steps have finished (done or skipped)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.finished: list[str] = []
-
-    def __call__(self, event: Event) -> None:
-        if event.kind == Kind.STEP and event.state in (StepState.DONE, StepState.SKIPPED):
-            self.finished.append(event.step)
-
-    def stop(self) -> bool:
-        return len(self.finished) >= self.n
 
 
 def vmids(lab: RunningLab) -> set[int]:
