@@ -585,3 +585,36 @@ async def test_node_replace_from_a_node_row(lab: Any) -> None:
         result = await confirm_and_finish(pilot, run)
         assert result is not None and result.ok, run.query_one("#run-result").render()
     assert lab.world.node_ready("talos-node-large-1")
+
+
+async def test_bootstrap_from_the_console_on_a_bare_host(tmp_path: Path) -> None:
+    """The console opens on a bare host (nothing answers yet), runs bootstrap from the
+    runbooks screen, and then shows the cluster it built: seven Ready nodes."""
+    bare = start_lab(
+        directory=tmp_path / "lab",
+        timings=Timings(reconcile_interval=600.0, boot=0.2, clone=0.1, task=0.05),
+        stage="bare",
+    )
+    try:
+        app = make_app(bare)
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = await open_form(pilot, app, "bootstrap")
+            form = screen.form
+            assert form is not None
+            set_input(form, "timeout", "60")
+            run = await start_run(pilot, app)
+            await until(pilot, lambda: run.phase == "asking", "the preview")
+            shown = preview_shown(run)
+            assert "qm clone 9000 100 --name talos-control-1 --full" in shown
+            assert "talosctl bootstrap -n 10.100.0.50" in shown
+            result = await confirm_and_finish(pilot, run)
+            assert result is not None and result.ok, run.query_one("#run-result").render()
+            await pilot.press("escape")
+            await pilot.press("escape")
+            await until(
+                pilot,
+                lambda: sum(n.ready == "True" for n in app.snapshot.nodes) == 7,
+                "the console to show the cluster it built",
+            )
+    finally:
+        bare.stop()
