@@ -140,6 +140,8 @@ class KubeBackend:
 
         from kubernetes import client, config
 
+        if path and not os.path.exists(path):  # say so, not "Invalid kube-config file"
+            raise BackendError(f"kubeconfig {path}: no such file", code="CONFIG")
         cfg = client.Configuration()
         scratch = _scratch_dir()
         try:
