@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage",
         choices=("running", "bare"),
         default="running",
-        help="running: the cluster as it runs (default); bare: an empty Proxmox host to "
-        "bootstrap (no VMs, no Kubernetes API until etcd is bootstrapped)",
+        help="running: the cluster as it runs (default); bare: an empty Proxmox host (no "
+        "cluster VMs, no Kubernetes API until etcd exists)",
     )
 
     status = sub.add_parser("status", help="print the joined snapshot once; exit 0/1/2")

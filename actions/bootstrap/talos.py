@@ -156,11 +156,20 @@ class ApplyConfigsStep(Step):
 
 
 def etcd_members(ctx: RunContext) -> tuple[Any, ...]:
-    """The members the first control plane lists; () while etcd is not running."""
-    try:
-        return machines(ctx).etcd_members(first_control_plane(ctx).ip)
-    except BackendError:
-        return ()
+    """The etcd members any control plane lists (asked in talconfig order); () while
+    etcd runs nowhere. Asking only the first would miss a cluster that machine left, and
+    a Bootstrap there would start a second cluster."""
+    m = machines(ctx)
+    for node in talconfig(ctx).nodes:
+        if not node.control_plane:
+            continue
+        try:
+            members = m.etcd_members(node.ip)
+        except BackendError:
+            continue
+        if members:
+            return members
+    return ()
 
 
 class EtcdBootstrapStep(Step):
@@ -189,7 +198,13 @@ class EtcdBootstrapStep(Step):
         m = machines(ctx)
 
         def attempt() -> tuple[bool, str]:
-            if etcd_members(ctx):
+            members = etcd_members(ctx)
+            if members and not any(x.hostname == node.hostname for x in members):
+                raise StepFailed(
+                    f"etcd runs without {node.hostname} ({', '.join(x.hostname for x in members)})"
+                    ": a Bootstrap there would start a second cluster; join it instead"
+                )
+            if members:
                 return True, "etcd has a member"
             try:
                 m.run(lambda t: t.bootstrap(node.ip))

@@ -37,6 +37,21 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def signing_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    """Digital signature, plus certificate signing for a CA (as Talos's x509 package sets)."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _ca(organization: str, key: Any, now: dt.datetime) -> bytes:
     """A self-signed CA certificate (PEM) for `key`."""
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else []
@@ -50,20 +65,7 @@ def _ca(organization: str, key: Any, now: dt.datetime) -> bytes:
         .not_valid_before(now - dt.timedelta(seconds=10))
         .not_valid_after(now + dt.timedelta(days=365 * CA_YEARS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(signing_usage(cert_sign=True), critical=True)
     )
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)

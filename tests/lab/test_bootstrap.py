@@ -16,6 +16,8 @@ from dapper.lab.kinds import by_kind
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings
 
+from tests.lab.runbook_support import refused_by
+
 TIMINGS = Timings(reconcile_interval=600.0, boot=0.2, clone=0.1, task=0.05)
 
 
@@ -36,19 +38,8 @@ def run_cli(config: Path, *extra: str) -> int:
 
 
 def refused(lab: RunningLab, capsys: pytest.CaptureFixture[str], config: Path | None = None) -> str:
-    """One line on stderr, a non-zero exit, and no write anywhere."""
-    assert lab.remote is not None
-    with lab.world.lock:
-        before = (dict(lab.world.vms), len(lab.world.writes), len(lab.world.etcd))
-    head = lab.remote.repository().references["refs/heads/main"].target
-    assert run_cli(config or lab.files.config, "--yes") != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    with lab.world.lock:
-        after = (dict(lab.world.vms), len(lab.world.writes), len(lab.world.etcd))
-    assert after == before
-    assert lab.remote.repository().references["refs/heads/main"].target == head
-    assert len(err) == 1, err
-    return err[0]
+    """Run bootstrap expecting a refusal; return its one line (nothing changed)."""
+    return refused_by(lab, capsys, lambda: run_cli(config or lab.files.config, "--yes"))
 
 
 def test_a_cluster_that_exists_is_refused(
@@ -104,6 +95,27 @@ def test_server_side_apply_of_namespaces_secrets_and_configmaps(running: Running
     finally:
         kube.close()
         ro.close()
+
+
+def test_etcd_is_found_through_any_control_plane_so_bootstrap_is_never_called_again(
+    running: RunningLab,
+) -> None:
+    """talos-control-1 left etcd (its data wiped): asking it alone finds no etcd, and a
+    Bootstrap there would start a second cluster. The step asks every control plane."""
+    from dapper.actions.bootstrap.runbook import Bootstrap
+    from dapper.actions.bootstrap.talos import EtcdBootstrapStep, use_generated_talosconfig
+    from dapper.actions.engine import Engine
+
+    running.world.talos.etcd_leave("talos-control-1")
+    ctx = Engine(running.config)._context(Bootstrap(), "etcd-check", {"timeout": 5})
+    try:
+        use_generated_talosconfig(ctx)
+        found = EtcdBootstrapStep().check(ctx)
+    finally:
+        ctx.close()
+    assert found.done and found.reason == "etcd has 2 member(s)"
+    with running.world.lock:
+        assert not [w for w in running.world.writes if w.op.startswith("Bootstrap")]
 
 
 # -- from a bare host -------------------------------------------------------------------------
@@ -206,7 +218,7 @@ def test_a_run_stopped_after_each_step_resumes_to_the_same_end(bare: RunningLab)
     from dapper.actions.bootstrap.runbook import Bootstrap
     from dapper.actions.engine import Engine
 
-    from tests.lab.stops import StopAfter
+    from tests.lab.runbook_support import StopAfter
 
     runbook = Bootstrap()
     stopper = StopAfter(1)

@@ -21,7 +21,7 @@ from dapper.cli.main import main
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings
 
-from tests.lab.stops import StopAfter
+from tests.lab.runbook_support import StopAfter, refused_by
 from tests.waiting import eventually
 
 TALCONFIG = "kubernetes/bootstrap/talos/talconfig.yaml"
@@ -233,20 +233,8 @@ def test_a_run_stopped_after_each_step_resumes_to_the_same_end_without_repeats(
 
 
 def refused(lab: RunningLab, capsys: pytest.CaptureFixture[str], *params: str) -> str:
-    """Run the runbook expecting a refusal; return its one line after proving nothing
-    changed (no VM, Node, etcd or Git change)."""
-    assert lab.remote is not None
-    with lab.world.lock:
-        before = (dict(lab.world.vms), len(lab.world.writes), len(lab.world.etcd))
-    head = lab.remote.repository().references["refs/heads/main"].target
-    assert run_cli(lab, *params) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    with lab.world.lock:
-        after = (dict(lab.world.vms), len(lab.world.writes), len(lab.world.etcd))
-    assert after == before
-    assert lab.remote.repository().references["refs/heads/main"].target == head
-    assert len(err) == 1, err
-    return err[0]
+    """Run the runbook expecting a refusal; return its one line (nothing changed)."""
+    return refused_by(lab, capsys, lambda: run_cli(lab, *params))
 
 
 def test_a_node_not_in_the_tree_is_refused(
