@@ -592,7 +592,7 @@ async def test_bootstrap_from_the_console_on_a_bare_host(tmp_path: Path) -> None
     runbooks screen, and then shows the cluster it built: seven Ready nodes."""
     bare = start_lab(
         directory=tmp_path / "lab",
-        timings=Timings(reconcile_interval=600.0, boot=0.2, clone=0.1, task=0.05),
+        timings=Timings(reconcile_interval=600.0, boot=0.05, clone=0.05, task=0.02, install=0.05),
         stage="bare",
     )
     try:

@@ -18,7 +18,7 @@ from dapper.lab.world import Timings
 
 from tests.lab.runbook_support import refused_by
 
-TIMINGS = Timings(reconcile_interval=600.0, boot=0.2, clone=0.1, task=0.05)
+TIMINGS = Timings(reconcile_interval=600.0, boot=0.05, clone=0.05, task=0.02, install=0.05)
 
 
 @pytest.fixture(scope="module")
