@@ -66,6 +66,7 @@ class PveApi:
             ("GET", q + r"/status", self._status_index),
             ("GET", q + r"/status/current", self._status_current),
             ("GET", q + r"/config", self._config_get),
+            ("GET", q + r"/pending", self._pending),
             ("GET", q + r"/agent/network-get-interfaces", self._agent_interfaces),
             ("POST", q + r"/config", self._config_post, "VM.Config.HWType"),
             ("PUT", q + r"/config", self._config_put, "VM.Config.HWType"),
@@ -73,6 +74,8 @@ class PveApi:
             ("POST", q + r"/status/stop", self._stop, "VM.PowerMgmt"),
             ("POST", q + r"/status/shutdown", self._shutdown, "VM.PowerMgmt"),
             ("POST", q + r"/status/reboot", self._reboot, "VM.PowerMgmt"),
+            ("POST", q + r"/status/reset", self._reset, "VM.PowerMgmt"),
+            ("POST", q + r"/template", self._template, "VM.Allocate"),
             ("POST", q + r"/clone", self._clone, "VM.Clone"),
             ("DELETE", q, self._destroy, "VM.Allocate"),
             ("PUT", q + r"/resize", self._resize, "VM.Config.Disk"),
@@ -89,6 +92,7 @@ class PveApi:
             ("GET", n + r"/tasks/(?P<upid>[^/]+)/log", self._task_log),
             ("GET", r"cluster", self._cluster_index),
             ("GET", r"cluster/resources", self._resources),
+            ("GET", r"cluster/status", self._cluster_status),
             ("GET", r"cluster/nextid", self._nextid),
             ("GET", r"cluster/mapping", self._mapping_index),
             ("GET", r"cluster/mapping/pci", self._mappings),
@@ -185,10 +189,11 @@ class PveApi:
         return [{"name": s} for s in ("qemu", "status", "storage", "hardware", "tasks")]
 
     def _vm_index(self, **_: Any) -> list[dict]:
-        return [{"subdir": s} for s in ("config", "status", "clone")]
+        return [{"subdir": s} for s in ("config", "pending", "status", "clone", "template")]
 
     def _status_index(self, **_: Any) -> list[dict]:
-        return [{"subdir": s} for s in ("current", "start", "stop", "shutdown", "reboot")]
+        names = ("current", "start", "stop", "shutdown", "reboot", "reset")
+        return [{"subdir": s} for s in names]
 
     def _hardware_index(self, **_: Any) -> list[dict]:
         return [{"type": "pci"}, {"type": "usb"}]
@@ -198,7 +203,7 @@ class PveApi:
         return [{"name": "log"}, {"name": "status"}]
 
     def _cluster_index(self, **_: Any) -> list[dict]:
-        return [{"name": s} for s in ("resources", "nextid", "mapping", "tasks")]
+        return [{"name": s} for s in ("resources", "status", "nextid", "mapping", "tasks")]
 
     def _mapping_index(self, **_: Any) -> list[dict]:
         return [{"name": "pci"}, {"name": "usb"}, {"name": "dir"}]
@@ -226,9 +231,20 @@ class PveApi:
         with self.world.lock:
             return view.vm_status_current(self._vm(vmid), self.node)
 
-    def _config_get(self, vmid: int, **_: Any) -> dict:
+    def _config_get(self, vmid: int, params: dict[str, str], **_: Any) -> dict:
+        """The config with pending changes taken in, or (`current=1`) the running one."""
+        current = parse_bool("current", params["current"]) if "current" in params else False
         with self.world.lock:
-            return view.vm_config(self._vm(vmid))
+            return view.vm_config(self._vm(vmid), current=current)
+
+    def _pending(self, vmid: int, **_: Any) -> list[dict]:
+        with self.world.lock:
+            return view.vm_pending(self._vm(vmid))
+
+    def _cluster_status(self, **_: Any) -> list[dict]:
+        """A host in no cluster: only its own node entry (nodeid 0, local), no `cluster`
+        entry with quorum, as pve-manager fakes it when corosync has no nodes."""
+        return [view.cluster_status_node(self.world, self.node)]
 
     def _agent_interfaces(self, vmid: int, **_: Any) -> dict:
         """The QEMU guest agent's view of the guest's interfaces (the Talos schematics
@@ -358,10 +374,8 @@ class PveApi:
         if parse_upid(upid) is None:
             raise _param_error(upid="unable to parse worker upid")
         task = self.tasks.get(upid)
-        if task is None:
-            raise PveError(
-                500, f"unable to open file '/var/log/pve/tasks/{upid}' - No such file or directory"
-            )
+        if task is None:  # read_task_status: a well-formed UPID whose log file is missing
+            raise _param_error(upid="no such task")
         return task
 
     def _tasks(self, params: dict[str, str], **_: Any) -> list[dict]:
@@ -410,15 +424,52 @@ class PveApi:
         return body
 
     def _shutdown(self, vmid: int, token: PveToken, **_: Any) -> str:
+        """vm_stop with shutdown: a VM that is not running is already where it should be,
+        so the task ends OK."""
         self._unlocked(vmid)
         duration = self.world.timings.task + self.world.timings.shutdown
-        body = self._running_then(vmid, self.world.vm_stop)
+
+        def body(log: Callable[[str], None]) -> None:
+            with self.world.lock:
+                if self.world.vm(vmid).status == "running":
+                    self.world.vm_stop(vmid)
+
         return self._task("qmshutdown", vmid, token, body, duration=duration)
 
+    def _refuse_stopped(self, vmid: int) -> None:
+        """reboot and reset check before they fork: `VM <id> not running`."""
+        with self.world.lock:
+            if self._unlocked(vmid).status != "running":
+                raise PveError(500, f"VM {vmid} not running")
+
     def _reboot(self, vmid: int, token: PveToken, **_: Any) -> str:
-        self._unlocked(vmid)
+        """A reboot is a shutdown and a fresh start, so pending changes apply."""
+        self._refuse_stopped(vmid)
         body = self._running_then(vmid, self.world.vm_reboot)
         return self._task("qmreboot", vmid, token, body)
+
+    def _reset(self, vmid: int, token: PveToken, **_: Any) -> str:
+        """A hard reset of the same QEMU process: the guest reboots, pending changes stay
+        pending."""
+        self._refuse_stopped(vmid)
+        body = self._running_then(vmid, self.world.vm_reset)
+        return self._task("qmreset", vmid, token, body)
+
+    def _template(self, vmid: int, token: PveToken, **_: Any) -> str:
+        """`qm template`: refused before the fork for a template or a running VM; the flag
+        is written at once, the worker renames the disks to base volumes."""
+        with self.world.lock:
+            vm = self._unlocked(vmid)
+            if vm.template:
+                raise PveError(500, "you can't convert a template to a template")
+            if vm.status == "running":
+                raise PveError(500, "you can't convert a VM to template if VM is running")
+            vm.template = True
+
+        def body(log: Callable[[str], None]) -> None:
+            self.world.pve.vm_make_template(vmid)
+
+        return self._task("qmtemplate", vmid, token, body)
 
     def _clone(self, vmid: int, params: dict[str, str], token: PveToken, **_: Any) -> str:
         """qemu-server's clone_vm: its early checks in order, then a qmclone task."""

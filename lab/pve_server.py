@@ -144,8 +144,14 @@ class PveServer(HttpsServer):
     def authenticate(self, header: str | None) -> PveToken:
         if not header:
             raise PveError(401, "No ticket")
-        scheme, _, value = header.strip().partition("=")
-        if scheme != "PVEAPIToken" or "!" not in value:
+        # pve-http-server takes the value after `PVEAPIToken` and `=` or a space, so
+        # `PVEAPIToken user@realm!id=secret` is accepted as the `=` form is.
+        text = header.strip()
+        scheme = "PVEAPIToken"
+        if not text.startswith(scheme) or text[len(scheme) : len(scheme) + 1] not in ("=", " "):
+            raise PveError(401, "authentication failure")
+        value = text[len(scheme) + 1 :].strip()
+        if "!" not in value:
             raise PveError(401, "authentication failure")
         token_id, _, secret = value.partition("=")
         token = self._tokens.get(token_id.strip())

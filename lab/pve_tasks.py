@@ -64,6 +64,9 @@ class Task:
             "user": self.user,
             "status": "running" if self.running else "stopped",
         }
+        user, bang, tokenid = self.user.rpartition("!")
+        if bang:  # a token's task: PVE reports the user and the token's id apart
+            data.update(user=user, tokenid=tokenid)
         if not self.running:
             data["exitstatus"] = self.exitstatus
         return data

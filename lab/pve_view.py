@@ -107,11 +107,43 @@ def agent_interfaces(vm: LabVm, address: str) -> dict[str, Any]:
     return {"result": ifaces}
 
 
-def vm_config(vm: LabVm) -> dict[str, Any]:
-    cfg = dict(vm.config())
+def vm_config(vm: LabVm, *, current: bool = False) -> dict[str, Any]:
+    cfg = dict(vm.config(current=current))
     if vm.lock:
         cfg["lock"] = vm.lock
     return cfg
+
+
+def vm_pending(vm: LabVm) -> list[dict[str, Any]]:
+    """`qemu/{vmid}/pending`: every config key with its `value`, a `pending` one where a
+    change waits for the next start, `delete: 1` where a removal does (and keys only
+    pending, with no value yet)."""
+    cfg = vm.config(current=True)
+    rows: list[dict[str, Any]] = []
+    for key in sorted(cfg):
+        row: dict[str, Any] = {"key": key, "value": cfg[key]}
+        if key in vm.pending:
+            row["pending"] = int(vm.pending[key]) if key == "cores" else vm.pending[key]
+        if key in vm.pending_delete:
+            row["delete"] = 1
+        rows.append(row)
+    rows += [{"key": k, "pending": v} for k, v in sorted(vm.pending.items()) if k not in cfg]
+    rows += [{"key": k, "delete": 1} for k in vm.pending_delete if k not in cfg]
+    return rows
+
+
+def cluster_status_node(world: World, node: str = PVE_HOST) -> dict[str, Any]:
+    """The node entry of `cluster/status` on a host that is in no cluster."""
+    return {
+        "type": "node",
+        "id": f"node/{node}",
+        "name": node,
+        "nodeid": 0,
+        "ip": "127.0.0.1",
+        "local": 1,
+        "online": 1,
+        "level": "",
+    }
 
 
 def host_memory_used(world: World) -> int:

@@ -177,6 +177,9 @@ class World(WorldState):
     def vm_reboot(self, vmid: int) -> None:
         self.pve.vm_reboot(vmid)
 
+    def vm_reset(self, vmid: int) -> None:
+        self.pve.vm_reset(vmid)
+
     def vm_clone(
         self,
         vmid: int,

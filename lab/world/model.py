@@ -70,6 +70,9 @@ class LabVm:
     drives: dict[str, str] = field(default_factory=dict)  # virtio0, ide2...: drive strings
     nics: dict[int, tuple[str, str]] = field(default_factory=dict)  # N -> (model, options)
     pci_in_use: list[str] = field(default_factory=list)  # host devices held while running
+    # changes made while running that wait for the next start (PVE's [PENDING] section)
+    pending: dict[str, str] = field(default_factory=dict)
+    pending_delete: list[str] = field(default_factory=list)
 
     def net(self, index: int) -> str:
         """netN as PVE prints it: `model=MAC` then the other options, verbatim."""
@@ -77,8 +80,10 @@ class LabVm:
         text = f"{model}={self.macs[index].upper()}"
         return f"{text},{options}" if options else text
 
-    def config(self) -> dict[str, str | int]:
-        """The VM's config as PVE's qemu/{vmid}/config returns it; the digest covers it all."""
+    def config(self, current: bool = True) -> dict[str, str | int]:
+        """The VM's config as PVE's qemu/{vmid}/config returns it; the digest covers it all,
+        the pending section too. `current=False` (the API's default) takes pending values
+        in and drops pending deletions, as load_current_config does."""
         cfg: dict[str, str | int] = {
             "name": self.name,
             "cores": self.cores,
@@ -95,7 +100,17 @@ class LabVm:
         if self.template:
             cfg["template"] = 1
         text = "\n".join(f"{k}: {v}" for k, v in sorted(cfg.items()))
-        cfg["digest"] = hashlib.sha1(text.encode()).hexdigest()
+        if self.pending or self.pending_delete:
+            text += "\n[PENDING]\n" + "\n".join(
+                f"{k}: {v}" for k, v in sorted(self.pending.items())
+            )
+            text += "\ndelete: " + ",".join(self.pending_delete)
+        digest = hashlib.sha1(text.encode()).hexdigest()
+        if not current:
+            cfg.update({k: int(v) if k == "cores" else v for k, v in self.pending.items()})
+            for key in self.pending_delete:
+                cfg.pop(key, None)
+        cfg["digest"] = digest
         return cfg
 
 

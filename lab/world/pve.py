@@ -218,6 +218,8 @@ class ProxmoxWorld:
                 wanted = is_cdrom(drive) and volid not in ("none", "cdrom")
                 if wanted and not self.volume_exists(volid):
                     raise WorldError(f"volume '{volid}' does not exist", 500)
+            if vm.pending or vm.pending_delete:
+                self.apply_pending(vm)
             vm.pci_in_use = devices_for_start(self.state, vm)
             vm.status = "running"
             vm.started_at = self.state.clock.now()
@@ -233,6 +235,30 @@ class ProxmoxWorld:
             vm.started_at = None
             vm.pci_in_use = []
             self.talos.power_off(vmid)
+
+    def vm_reset(self, vmid: int) -> None:
+        """system_reset: the guest restarts in the same QEMU process (devices kept, pending
+        config untouched)."""
+        with self.lock:
+            vm = self.vm(vmid)
+            self.talos.power_off(vmid)
+            vm.started_at = self.state.clock.now()
+            self.talos.power_on(vm)
+        self.talos.boot_later(vmid)
+
+    def vm_make_template(self, vmid: int) -> None:
+        """template_create: the flag, and each disk renamed `vm-` -> `base-`."""
+        with self.lock:
+            vm = self.vm(vmid)
+            vm.template = True
+            for key in sorted(vm.drives):
+                drive = vm.drives[key]
+                if is_cdrom(drive) or key.startswith("unused"):
+                    continue
+                volid, *options = drive.split(",")
+                storage, _, volname = volid.partition(":")
+                if volname.startswith("vm-"):
+                    vm.drives[key] = ",".join([f"{storage}:base-{volname[3:]}", *options])
 
     def vm_reboot(self, vmid: int) -> None:
         with self.lock:
@@ -382,34 +408,72 @@ class ProxmoxWorld:
 
     def vm_set_config(self, vmid: int, changes: dict[str, str], delete: list[str]) -> None:
         """Apply validated config keys: structured ones to their fields, drives (new disks
-        allocated), NICs (model and options kept as given), the rest verbatim."""
+        allocated), NICs (model and options kept as given), the rest verbatim. On a running
+        VM, cores, memory and hostpci cannot be hot-plugged (PVE's default `hotplug` is
+        network,disk,usb): they wait in the pending section for the next start."""
         with self.lock:
             vm = self.vm(vmid)
-            for key, value in changes.items():
-                if key == "name":
-                    vm.name = value
-                elif key == "cores":
-                    vm.cores = int(value)
-                elif key == "memory":
-                    vm.memory_mib = int(value)
-                elif key in HOSTPCI_KEYS:
-                    vm.hostpci[key] = value
-                elif key.startswith("net") and key[3:].isdigit():
-                    self._set_nic(vm, int(key[3:]), value)
-                elif key == "tags":
-                    vm.tags = [t for t in value.replace(",", ";").split(";") if t]
-                elif key.startswith(DISK_KEYS) and key.rstrip("0123456789") in DISK_KEYS:
-                    self._set_drive(vm, key, value)
-                else:
-                    vm.extra[key] = value
-            for key in delete:
-                vm.hostpci.pop(key, None)
-                vm.extra.pop(key, None)
-                vm.drives.pop(key, None)
-                if key.startswith("net") and key[3:].isdigit() and int(key[3:]) < len(vm.macs):
-                    vm.macs[int(key[3:])] = ""
-                if key == "tags":
-                    vm.tags = []
+            if vm.status == "running":
+                changes, delete = self._defer(vm, changes, delete)
+            self._apply(vm, changes, delete)
+
+    def _defer(
+        self, vm: LabVm, changes: dict[str, str], delete: list[str]
+    ) -> tuple[dict[str, str], list[str]]:
+        """Move the keys a running VM cannot take now into its pending section; a pending
+        value equal to the running one is dropped, as cleanup_pending does."""
+        running = vm.config(current=True)
+        now: dict[str, str] = {}
+        for key, value in changes.items():
+            if not _cold(key):
+                now[key] = value
+                continue
+            if key in vm.pending_delete:
+                vm.pending_delete.remove(key)
+            if str(running.get(key, "")) == value:
+                vm.pending.pop(key, None)
+            else:
+                vm.pending[key] = value
+        later = [k for k in delete if _cold(k)]
+        for key in later:
+            vm.pending.pop(key, None)
+            if key in running and key not in vm.pending_delete:
+                vm.pending_delete.append(key)
+        return now, [k for k in delete if not _cold(k)]
+
+    def apply_pending(self, vm: LabVm) -> None:
+        """A (re)start: the pending section becomes the config."""
+        changes, delete = dict(vm.pending), list(vm.pending_delete)
+        vm.pending.clear()
+        vm.pending_delete.clear()
+        self._apply(vm, changes, delete)
+
+    def _apply(self, vm: LabVm, changes: dict[str, str], delete: list[str]) -> None:
+        for key, value in changes.items():
+            if key == "name":
+                vm.name = value
+            elif key == "cores":
+                vm.cores = int(value)
+            elif key == "memory":
+                vm.memory_mib = int(value)
+            elif key in HOSTPCI_KEYS:
+                vm.hostpci[key] = value
+            elif key.startswith("net") and key[3:].isdigit():
+                self._set_nic(vm, int(key[3:]), value)
+            elif key == "tags":
+                vm.tags = [t for t in value.replace(",", ";").split(";") if t]
+            elif key.startswith(DISK_KEYS) and key.rstrip("0123456789") in DISK_KEYS:
+                self._set_drive(vm, key, value)
+            else:
+                vm.extra[key] = value
+        for key in delete:
+            vm.hostpci.pop(key, None)
+            vm.extra.pop(key, None)
+            vm.drives.pop(key, None)
+            if key.startswith("net") and key[3:].isdigit() and int(key[3:]) < len(vm.macs):
+                vm.macs[int(key[3:])] = ""
+            if key == "tags":
+                vm.tags = []
 
     def _set_nic(self, vm: LabVm, index: int, value: str) -> None:
         first, _, options = value.partition(",")
@@ -429,6 +493,11 @@ class ProxmoxWorld:
         disks = [d for k, d in sorted(vm.drives.items()) if not is_cdrom(d)]
         if disks:
             vm.disk_gib = max(drive_size_gib(disks[0]), 0) or vm.disk_gib
+
+
+def _cold(key: str) -> bool:
+    """A key PVE applies to a running VM only at its next start."""
+    return key in ("cores", "memory") or key in HOSTPCI_KEYS
 
 
 def _with_uuid(smbios1: str, new_uuid: str) -> str:
