@@ -367,8 +367,9 @@ class KubeWorld:
         nodes, _ = self.store.list(by_kind("", "Node"))
         owner = owner_key(pod)
         siblings: dict[str, int] = {}
-        if owner:
-            for other in self.pods():
+        if owner:  # siblings share the namespace: read only it, without copies
+            ns = pod.get("metadata", {}).get("namespace")
+            for other in self.store.list(by_kind("", "Pod"), ns, copy=False)[0]:
                 if owner_key(other) == owner:
                     n = other.get("spec", {}).get("nodeName") or ""
                     siblings[n] = siblings.get(n, 0) + 1
