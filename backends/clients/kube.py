@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import ssl
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from dapper.backends.clients.kube_models import (
     SourceInfo,
     WorkloadInfo,
 )
+from dapper.backends.clients.kubeconfig import scratch_dir
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.model import Event, Kustomization, Node, PodRef, StoragePool
 from dapper.backends.safe_text import clean_json
@@ -53,17 +53,6 @@ DISKPOOL_VERSIONS = ("v1beta3", "v1beta2")
 WATCH_KINDS = ("nodes", "pods", "kustomizations", "diskpools", "events")
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-
-
-def _scratch_dir() -> str:
-    """A fresh 0700 directory for the client library to unpack kubeconfig CA/cert/key data
-    into, on a memory filesystem when there is one. It lives only while the kubeconfig is
-    loaded (see `_load_tls_into_memory`), so no exit, SIGKILL included, leaves a key behind."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
-    try:
-        return tempfile.mkdtemp(prefix="dapper-kube-", dir=base)
-    except OSError:
-        return tempfile.mkdtemp(prefix="dapper-kube-")
 
 
 def _load_tls_into_memory(cfg: Any) -> ssl.SSLContext | None:
@@ -143,7 +132,7 @@ class KubeBackend:
         if path and not os.path.exists(path):  # say so, not "Invalid kube-config file"
             raise BackendError(f"kubeconfig {path}: no such file", code="CONFIG")
         cfg = client.Configuration()
-        scratch = _scratch_dir()
+        scratch = scratch_dir()
         try:
             config.load_kube_config(
                 config_file=os.fspath(path) if path else None,

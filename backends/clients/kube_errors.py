@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import ssl
+import sys
 
 from dapper.backends.errors import BackendError
 
@@ -41,27 +42,39 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
+def from_status(status: int, body: object, what: str, reason: str = "") -> BackendError:
+    """Map an HTTP error status and its Status body to a one-line BackendError."""
+    msg = status_message(body) or reason
+    if status == 401:
+        return BackendError("token rejected (401 Unauthorized)", code="UNAUTHORIZED")
+    if status == 403:
+        return BackendError(f"forbidden: {msg}", code="FORBIDDEN")
+    if status == 404:
+        return BackendError(f"not found: {msg}", code="NOT_FOUND")
+    if status == 409:
+        return BackendError(f"conflict: {msg}", code="CONFLICT")
+    if status == 429:
+        return BackendError(f"too many requests: {msg}", code="TOO_MANY_REQUESTS")
+    return BackendError(f"{what}: HTTP {status} {msg}".strip(), code=f"HTTP_{status}")
+
+
+def _api_exception_type() -> type | None:
+    """The client's ApiException, only if the client is already loaded: importing it
+    would cost the lean read path (kube_reader) the whole `kubernetes` package."""
+    module = sys.modules.get("kubernetes.client.exceptions")
+    return getattr(module, "ApiException", None) if module is not None else None
+
+
 def from_exception(exc: BaseException, what: str, server: str = "") -> BackendError:
     """Map a client or transport exception to a BackendError with a one-line reason."""
-    from kubernetes.client.exceptions import ApiException
-
     log.debug("kubernetes %s failed", what, exc_info=exc)
     if isinstance(exc, BackendError):
         return exc
-    if isinstance(exc, ApiException):
-        msg = status_message(exc.body) or str(exc.reason or "")
-        status = int(exc.status or 0)
-        if status == 401:
-            return BackendError("token rejected (401 Unauthorized)", code="UNAUTHORIZED")
-        if status == 403:
-            return BackendError(f"forbidden: {msg}", code="FORBIDDEN")
-        if status == 404:
-            return BackendError(f"not found: {msg}", code="NOT_FOUND")
-        if status == 409:
-            return BackendError(f"conflict: {msg}", code="CONFLICT")
-        if status == 429:
-            return BackendError(f"too many requests: {msg}", code="TOO_MANY_REQUESTS")
-        return BackendError(f"{what}: HTTP {status} {msg}".strip(), code=f"HTTP_{status}")
+    api_exception = _api_exception_type()
+    if api_exception is not None and isinstance(exc, api_exception):
+        status = int(getattr(exc, "status", 0) or 0)
+        reason = str(getattr(exc, "reason", "") or "")
+        return from_status(status, getattr(exc, "body", None), what, reason)
     where = f" ({server})" if server else ""
     chain = _chain(exc)
     names = " ".join(type(e).__name__ for e in chain)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import io
 import logging
 import re
@@ -257,7 +258,6 @@ class TalosClient:
         self.timeout = timeout
         self.maintenance_endpoint = maintenance_endpoint
         self.maintenance_port = maintenance_port
-        self.roles = certificate_roles(context.crt_pem)
         self._ssl = client_ssl_context(context)
         self._insecure = insecure_ssl_context()
         self._channels: dict[tuple[asyncio.AbstractEventLoop, str, bool], TalosChannel] = {}
@@ -284,6 +284,12 @@ class TalosClient:
             maintenance_endpoint=maintenance_endpoint,
             maintenance_port=maintenance_port,
         )
+
+    @functools.cached_property
+    def roles(self) -> tuple[str, ...]:
+        """The certificate's Talos roles, read only to explain a denial (parsing X.509
+        costs the one-shot `status` an import it otherwise never needs)."""
+        return certificate_roles(self.context.crt_pem)
 
     async def __aenter__(self) -> TalosClient:
         return self

@@ -19,6 +19,7 @@ from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContex
 
 if TYPE_CHECKING:
     from dapper.backends.clients.kube import KubeBackend
+    from dapper.backends.clients.kube_reader import KubeReader, RawKubeReader
     from dapper.backends.clients.kube_watch import KubeWatcher
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class KubernetesSource:
     def __init__(self, context: SourceContext) -> None:
         self.context = context
         self._client: KubeBackend | None = None
+        self._lean: KubeReader | None = None
+        self._lean_tried = False
         self._watcher: KubeWatcher | None = None
         self._flight = SingleFlight()
 
@@ -50,6 +53,22 @@ class KubernetesSource:
                     timeout=self.context.timeout,
                 )
             return self._client
+
+    def reader(self) -> RawKubeReader:
+        """What lists and watches go through: the lean GET-only reader when the kubeconfig
+        allows it (no 1.7 s of client imports before the first snapshot), else the client."""
+        with IMPORTS:
+            if not self._lean_tried:
+                from dapper.backends.clients.kube_reader import open_reader
+
+                config = self.context.config
+                self._lean = open_reader(
+                    config.kubeconfig or None,
+                    config.kube_context or None,
+                    timeout=self.context.timeout,
+                )
+                self._lean_tried = True
+        return self._lean or self.client()
 
     # -- watches ---------------------------------------------------------------------------
 
@@ -69,7 +88,7 @@ class KubernetesSource:
         with IMPORTS:
             from dapper.backends.clients.kube_watch import KubeWatcher
 
-        self._watcher = KubeWatcher(self.client, on_change=on_change, **options)
+        self._watcher = KubeWatcher(self.reader, on_change=on_change, **options)
         self._watcher.start()
 
     # -- the source ------------------------------------------------------------------------
@@ -92,7 +111,7 @@ class KubernetesSource:
             log.info("kubernetes watches not in sync (%s): listing", watcher.reason)
         from dapper.backends.clients.kube import WATCH_KINDS
 
-        k = self.client()
+        k = self.reader()
         # Five independent list calls: in parallel, the snapshot waits for the slowest only.
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="kube-list") as pool:
             lists = {kind: pool.submit(k.list_raw, kind) for kind in WATCH_KINDS}
@@ -106,6 +125,8 @@ class KubernetesSource:
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.close)
         self._flight.cancel()
+        if self._lean is not None:
+            self._lean.close()
         if self._client is not None:
             self._client.close()
 

@@ -45,8 +45,14 @@ class TalosSource:
         return (SourceName.KUBERNETES,)
 
     def _talosconfig_nodes(self) -> tuple[str, ...]:
+        """The context's nodes, read without building the client (that imports grpc)."""
+        from dapper.backends.clients.talosconfig import load_talosconfig
+
+        config = self.context.config
         try:
-            return tuple(self.client().context.nodes)
+            if self._client is not None:
+                return tuple(self._client.context.nodes)
+            return load_talosconfig(config.talosconfig or None, config.talos_context or None).nodes
         except Exception:  # an unreadable talosconfig degrades the talos source on fetch
             return ()
 

@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 from dapper.backends.clients.kube import KubeBackend
+from dapper.backends.clients.kube_reader import open_reader
 from dapper.lab.pki import Pki
+
+# both ways to the API: the full client, and the lean GET-only reader of the snapshot
+OPENERS = {
+    "client": "KubeBackend.from_kubeconfig(sys.argv[1])",
+    "lean": "open_reader(sys.argv[1], None, timeout=5.0)",
+}
 
 
 class _NodeList(http.server.BaseHTTPRequestHandler):
@@ -84,14 +91,22 @@ current-context: c
     return path
 
 
+@pytest.mark.parametrize("opener", sorted(OPENERS))
 def test_client_certificate_is_sent_from_memory(
-    mtls_server: tuple[int, Pki], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mtls_server: tuple[int, Pki], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: str
 ) -> None:
     port, pki = mtls_server
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    backend = KubeBackend.from_kubeconfig(_kubeconfig(tmp_path / "kc", port, pki))
+    _NodeList.peers.clear()
+    kubeconfig = _kubeconfig(tmp_path / "kc", port, pki)
+    backend = (
+        KubeBackend.from_kubeconfig(kubeconfig)
+        if opener == "client"
+        else open_reader(str(kubeconfig), None, timeout=5.0)
+    )
+    assert backend is not None
     assert list(runtime.iterdir()) == []  # nothing on disk before the first request
     try:
         assert backend.list_raw("nodes") == ([], "7")
@@ -105,23 +120,30 @@ def test_client_certificate_is_sent_from_memory(
 _HOLDER = """
 import sys, time
 from dapper.backends.clients.kube import KubeBackend
-backend = KubeBackend.from_kubeconfig(sys.argv[1])
+from dapper.backends.clients.kube_reader import open_reader
+backend = OPENER
 backend.list_raw("nodes")
 print("loaded", flush=True)
 time.sleep(60)
 """
 
 
+@pytest.mark.parametrize("opener", sorted(OPENERS))
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGKILL])
 def test_no_key_left_after_any_exit(
-    mtls_server: tuple[int, Pki], tmp_path: Path, sig: signal.Signals
+    mtls_server: tuple[int, Pki], tmp_path: Path, sig: signal.Signals, opener: str
 ) -> None:
     port, pki = mtls_server
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(_kubeconfig(tmp_path / "kc", port, pki))],
+        [
+            sys.executable,
+            "-c",
+            _HOLDER.replace("OPENER", OPENERS[opener]),
+            str(_kubeconfig(tmp_path / "kc", port, pki)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

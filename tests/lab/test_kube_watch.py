@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from dapper.backends.clients.kube import KubeBackend
+from dapper.backends.clients.kube_reader import KubeReader
 from dapper.backends.model import Health
 from dapper.backends.snapshot.collector import Collector
 from dapper.lab.runtime import RunningLab, start_lab
@@ -43,17 +44,18 @@ def watch_threads() -> list[str]:
 
 
 def count_lists(collector: Collector) -> list[str]:
-    """Every list request the collector's backend makes from now on (watches excluded)."""
-    backend = collector.kube()
+    """Every list request the collector's reader makes from now on (watches excluded)."""
+    reader = collector._sources["kubernetes"].reader()  # type: ignore[attr-defined]
+    assert isinstance(reader, KubeReader), "the lab's kubeconfig is served by the lean reader"
     calls: list[str] = []
-    inner = backend._call
+    inner = reader._json
 
     def counting(what: str, *args, **kwargs):
         if what.startswith("list "):
             calls.append(what)
         return inner(what, *args, **kwargs)
 
-    backend._call = counting  # type: ignore[method-assign]
+    reader._json = counting  # type: ignore[method-assign]
     return calls
 
 
