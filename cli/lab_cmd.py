@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
             repo=repo,
             directory=directory,
             nodes=args.nodes,
+            pods=args.pods,
+            churn=args.churn,
             faults=tuple(args.fault),
             stage=args.stage,
         )
@@ -36,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"      (writes {f.kubeconfig} and {f.talosconfig}; helmfile is {f.helmfile})")
     else:
         print(f"lab running: {len(lab.world.specs)} nodes; client files in {f.dir}")
+        if lab.flux is not None and (args.pods or args.churn):
+            lab.flux.settle(timeout=600)
+            pods = len(lab.world.pods())
+            churn = f"; churn {args.churn:g} pod changes/s" if args.churn else ""
+            print(f"  {pods} pods, {lab.flux.scale_apps} synthetic apps{churn}")
     print(f"  kubectl --kubeconfig {f.kubeconfig} get nodes")
     print("      (context lab-readonly gets 403 on writes)")
     print(f"  talosctl --talosconfig {f.talosconfig} -n 10.100.0.50 version")

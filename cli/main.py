@@ -49,6 +49,24 @@ def _node_count(text: str) -> int:
     return count
 
 
+def _bounded(text: str, kind: type, low: float, high: float) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
+    return value
+
+
+def _pod_count(text: str) -> int:
+    return int(_bounded(text, int, 1, 100_000))
+
+
+def _churn_rate(text: str) -> float:
+    return _bounded(text, float, 0, 1000)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dapper-tui",
@@ -74,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KIND:TARGET",
         help="inject a fault (repeatable); the kinds are listed below",
+    )
+    lab.add_argument(
+        "--pods",
+        type=_pod_count,
+        default=None,
+        metavar="N",
+        help="about N pods in all: the synthetic apps' replicas grow to fill it",
+    )
+    lab.add_argument(
+        "--churn",
+        type=_churn_rate,
+        default=0.0,
+        metavar="PER_SECOND",
+        help="pod changes per second (restarts, and replaced pods), for watches under load",
     )
     lab.add_argument("--repo", help="the checkout whose kubernetes/ the lab reconciles")
     lab.add_argument(

@@ -12,6 +12,30 @@ from typing import Any
 
 SYNTHETIC_LABEL = "lab.dapper.dev/synthetic"
 APPS_PER_NAMESPACE = 50
+STATEFUL_EVERY = 5  # every 5th synthetic app is a StatefulSet, the rest Deployments
+# What the real tree runs besides the synthetic apps, measured on the default lab: 85
+# pods at 7 nodes, and 7 DaemonSet pods per added node (cilium, spegel, promtail,
+# node-exporter, NFD worker, Mayastor). `--pods` is a target; the lab prints the count.
+REAL_TREE_PODS = 85
+PODS_PER_EXTRA_NODE = 7
+
+
+def replicas_plan(apps: int, nodes: int, total_pods: int | None) -> list[int]:
+    """Replicas of each synthetic app so the lab runs about `total_pods` pods in all
+    (None: one each). Spread evenly, never below one."""
+    if apps <= 0:
+        return []
+    if total_pods is None:
+        return [1] * apps
+    rest = REAL_TREE_PODS + PODS_PER_EXTRA_NODE * max(0, nodes - 7)
+    synthetic = max(apps, total_pods - rest)
+    base, extra = divmod(synthetic, apps)
+    return [base + (1 if i < extra else 0) for i in range(apps)]
+
+
+def index_of(name: str) -> int:
+    """The index a synthetic app's name carries (name_of's inverse)."""
+    return int(name.rsplit("-", 1)[1])
 
 
 def namespace_of(index: int) -> str:
@@ -59,8 +83,10 @@ def namespaces(count: int) -> list[str]:
     return sorted({namespace_of(i) for i in range(count)})
 
 
-def objects(namespace: str, name: str) -> list[dict[str, Any]]:
-    """What one synthetic app applies."""
+def objects(namespace: str, name: str, replicas: int = 1) -> list[dict[str, Any]]:
+    """What one synthetic app applies: app-template values with `replicas` pods, as a
+    StatefulSet for every STATEFUL_EVERY-th app."""
+    stateful = index_of(name) % STATEFUL_EVERY == STATEFUL_EVERY - 1
     return [
         {
             "apiVersion": "source.toolkit.fluxcd.io/v1",
@@ -88,12 +114,14 @@ def objects(namespace: str, name: str) -> list[dict[str, Any]]:
                 "values": {
                     "controllers": {
                         name: {
+                            "type": "statefulset" if stateful else "deployment",
+                            "replicas": replicas,
                             "containers": {
                                 "app": {
                                     "image": {"repository": "ghcr.io/lab/bench", "tag": "1.0.0"},
                                     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
                                 }
-                            }
+                            },
                         }
                     }
                 },

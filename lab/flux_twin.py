@@ -128,6 +128,7 @@ class FluxTwin:
         identities: Iterable[Any],
         *,
         scale_apps: int = 0,
+        scale_replicas: list[int] | None = None,
         poll_interval: float = 0.2,
         time_scale: float = DEFAULT_TIME_SCALE,
         await_instance: bool = False,
@@ -156,6 +157,7 @@ class FluxTwin:
         self._next_fetch = 0.0
         self._force_fetch = False
         self.scale_apps = scale_apps
+        self.scale_replicas = scale_replicas or [1] * scale_apps  # per synthetic app
         self.poll_interval = poll_interval
         self.last_error = ""
         self.last_duration = 0.0
@@ -470,7 +472,8 @@ class FluxTwin:
         if (obj["metadata"].get("labels") or {}).get(flux_scale.SYNTHETIC_LABEL) == "true":
             hit = self._synthetic.get(key)
             if hit is None:
-                hit = self._synthetic[key] = Build(flux_scale.objects(*key))
+                replicas = self.scale_replicas[flux_scale.index_of(key[1])]
+                hit = self._synthetic[key] = Build(flux_scale.objects(*key, replicas=replicas))
             return hit
         path = str((obj.get("spec") or {}).get("path", ""))
         if not self.source.has_dir(rev.rpartition(":")[2], path):

@@ -77,6 +77,16 @@ def gpu_units(values: Any) -> int:
         return 0
 
 
+def controller_type(values: Any) -> str:
+    """app-template's controllers.<c>.type (first controller): deployment or statefulset."""
+    controllers = values.get("controllers") if isinstance(values, dict) else None
+    if isinstance(controllers, dict):
+        for ctl in controllers.values():
+            if isinstance(ctl, dict) and ctl.get("type") == "statefulset":
+                return "statefulset"
+    return "deployment"
+
+
 def replicas_of(values: Any) -> int:
     """app-template's controllers.<c>.replicas (first controller), else 1."""
     controllers = values.get("controllers") if isinstance(values, dict) else None
@@ -191,6 +201,8 @@ class Workloads:
                     refs.append(("apps", "DaemonSet", ns, ds_name))
                 if chart in WITH_DEPLOYMENT:
                     refs += self._deployment(ns, f"{release}-controller", name, {}, 1)
+            elif controller_type(values) == "statefulset":
+                refs += self._statefulset(ns, release, name, replicas_of(values))
             else:
                 refs += self._deployment(ns, release, name, values, replicas_of(values))
         old = self.derived.get((ns, name), [])
@@ -331,6 +343,56 @@ class Workloads:
                     _delete(store, "apps", "ReplicaSet", ns, other)
         return [("apps", "Deployment", ns, name), ("apps", "ReplicaSet", ns, rs_name)]
 
+    def _statefulset(self, ns: str, name: str, hr_name: str, replicas: int) -> list[Ref]:
+        """A StatefulSet: pods named by ordinal (name-0, name-1, ...), one per ordinal;
+        an ordinal whose pod is still Terminating is not re-created (the invariant the
+        node-death twin keeps)."""
+        labels = {"app.kubernetes.io/name": name, HR_NAME_LABEL: hr_name, HR_NAMESPACE_LABEL: ns}
+        pod_labels = {"app.kubernetes.io/name": name}
+        store = self.world.store
+        live = store.upsert(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {
+                    "replicas": replicas,
+                    "serviceName": name,
+                    "selector": {"matchLabels": pod_labels},
+                    "template": {"metadata": {"labels": pod_labels}},
+                },
+            },
+            rt=by_kind("apps", "StatefulSet"),
+        )
+        pods, placer = self._index()
+        mine = pods.get((ns, "StatefulSet", name), [])
+        held = {p["metadata"]["name"]: p for p in mine}
+        owner = f"{ns}/StatefulSet/{name}"
+        for ordinal in range(replicas):
+            pod_name = f"{name}-{ordinal}"
+            if pod_name in held:
+                continue
+            node = placer.place({}, owner, mine)
+            pod = pod_object(ns, pod_name, node, owner=("StatefulSet", name), labels=pod_labels)
+            mine.append(store.create(pod))
+        pods[(ns, "StatefulSet", name)] = mine
+        wanted = {f"{name}-{i}" for i in range(replicas)}
+        for pod in [p for p in mine if p["metadata"]["name"] not in wanted]:
+            _delete(store, "", "Pod", ns, pod["metadata"]["name"])
+        ready = sum(
+            1 for p in mine if p["metadata"]["name"] in wanted and p["spec"].get("nodeName")
+        )
+        status = {
+            "observedGeneration": live["metadata"].get("generation", 1),
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "currentReplicas": replicas,
+            "updatedReplicas": replicas,
+        }
+        _set_status(store, "StatefulSet", ns, name, status)
+        return [("apps", "StatefulSet", ns, name)]
+
     def _daemonset_complete(self, ns: str, name: str, selector: dict[str, str]) -> bool:
         """The DaemonSet exists as wanted with a pod per desired node (nothing to do)."""
         ds = self.world.store.find(by_kind("apps", "DaemonSet"), ns, name)
@@ -348,7 +410,7 @@ class Workloads:
     def remove(self, refs: list[Ref]) -> None:
         """Delete derived objects and the pods they own (a helm uninstall)."""
         for group, kind, ns, name in refs:
-            if kind in ("ReplicaSet", "DaemonSet"):
+            if kind in ("ReplicaSet", "DaemonSet", "StatefulSet"):
                 self._remove_owned(ns, kind, name)
             _delete(self.world.store, group, kind, ns, name)
 

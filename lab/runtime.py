@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dapper.backends.config import Config, ProxmoxConfig
+from dapper.lab.churn import Churn
 from dapper.lab.clientfiles import LabFiles, kubeconfig_text, write_client_files
 from dapper.lab.credentials import LabCredentials
+from dapper.lab.flux_scale import replicas_plan
 from dapper.lab.pki import Pki
 from dapper.lab.world import Timings, World, WorldError
 
@@ -64,6 +66,7 @@ class RunningLab:
     servers: list = field(default_factory=list)
     remote: LabGitRemote | None = None
     flux: FluxTwin | None = None
+    churn: Churn | None = None
     _tmp: str | None = None
 
     @property
@@ -71,6 +74,8 @@ class RunningLab:
         return self.files.dir
 
     def stop(self) -> None:
+        if self.churn is not None:
+            self.churn.stop()
         if self.flux is not None:
             self.flux.stop()
         for server in reversed(self.servers):
@@ -124,12 +129,16 @@ def start_lab(
     flux: bool = True,
     read_only: bool = False,
     scale_apps: int | None = None,
+    pods: int | None = None,
+    churn: float = 0.0,
     stage: str = "running",
 ) -> RunningLab:
     """Start the lab. `directory` receives the client files (default: a private temp dir,
     removed on stop). Without a checkout holding kubernetes/, the Flux twin is skipped.
     `scale_apps` synthetic Flux apps are added to the real tree's (default: 3 per node
     above the real 7, so a big lab has proportionally many Kustomizations and pods).
+    `pods` sizes their replicas so the lab runs about that many pods in all; `churn` pod
+    changes per second keep watches busy (lab.churn).
 
     `stage` "running" is the Dapper cluster as it runs; "bare" is the Proxmox host before
     a bootstrap: no cluster VM, machine, etcd or Kubernetes object, the Kubernetes port
@@ -154,7 +163,14 @@ def start_lab(
         servers = _start_servers(world, pki, creds, started)
         _publish_endpoints(world, servers)
         parts = (
-            _start_flux(world, repo, directory, apps, await_instance=stage == "bare")
+            _start_flux(
+                world,
+                repo,
+                directory,
+                apps,
+                replicas=replicas_plan(apps, nodes, pods),
+                await_instance=stage == "bare",
+            )
             if flux and repo is not None
             else FluxParts(None, None, str(repo or ""))
         )
@@ -178,8 +194,11 @@ def start_lab(
         servers=started,
         remote=parts.remote,
         flux=parts.twin,
+        churn=Churn(world, churn) if churn > 0 else None,
         _tmp=tmp,
     )
+    if lab.churn is not None:
+        lab.churn.start()
     log.info("lab started in %.0f ms at %s", (time.perf_counter() - t0) * 1000, directory)
     return lab
 
@@ -249,7 +268,13 @@ def _publish_endpoints(world: World, servers: LabServers) -> None:
 
 
 def _start_flux(
-    world: World, repo: Path, directory: Path, apps: int, *, await_instance: bool = False
+    world: World,
+    repo: Path,
+    directory: Path,
+    apps: int,
+    *,
+    replicas: list[int] | None = None,
+    await_instance: bool = False,
 ) -> FluxParts:
     """The Git remote (a bare clone of `repo` under `directory`) and the Flux twin
     reconciling it with `apps` synthetic apps added (once its FluxInstance exists, with
@@ -264,6 +289,7 @@ def _start_flux(
         remote,
         parse_identities(LAB_KEY.read_text()),
         scale_apps=apps,
+        scale_replicas=replicas,
         await_instance=await_instance,
     )
     twin.start()

@@ -31,6 +31,8 @@ from dapper.lab.world.model import (
 
 log = logging.getLogger("dapper.lab.world")
 
+LOOPBACK_BLOCKS = 8  # /24s of machine addresses: room for 2,000 machines and spares
+LOOPBACK_CAPACITY = 253 * LOOPBACK_BLOCKS
 NODE_MONITOR_GRACE = 50.0  # seconds: kube-controller-manager's --node-monitor-grace-period
 
 
@@ -129,6 +131,13 @@ class Clock:
 class WorldState:
     """The facts of the twin: Kubernetes objects, PCI devices, VMs, machines, etcd, faults."""
 
+    def loopback_address(self, index: int) -> str:
+        """The `index`th machine address of the lab's loopback range (.2-.254 of each /24;
+        the first /24's .1 holds the machines' port)."""
+        a, b = self._loopback_net
+        block, host = divmod(index % LOOPBACK_CAPACITY, 253)
+        return f"127.{a}.{b + block}.{2 + host}"
+
     def __init__(self, nodes: int, timings: Timings | None, seed: int) -> None:
         self.lock = threading.RLock()
         self.clock = Clock(self.lock)
@@ -149,13 +158,15 @@ class WorldState:
         # and the bootstrap token (.cluster.token). Without a bundle both tokens are the
         # one generated below.
         self.cluster_os_ca = ""
-        # Where each machine's own address is on this host: a loopback /24 of the lab's own
-        # (127.0.0.0/8 is all loopback on Linux), drawn from the OS so that labs running
-        # side by side do not collide; the guest agent reports these addresses.
+        # Where each machine's own address is on this host: LOOPBACK_BLOCKS loopback /24s
+        # of the lab's own (127.0.0.0/8 is all loopback on Linux; 2,000 machines need
+        # eight), drawn from the OS so that labs running side by side do not collide; the
+        # guest agent reports these addresses. `loopback_prefix` is the first /24.
         spare = random.SystemRandom()
-        self.loopback_prefix = f"127.{spare.randint(2, 254)}.{spare.randint(0, 255)}."
+        self._loopback_net = (spare.randint(2, 254), spare.randint(0, 255 - LOOPBACK_BLOCKS))
+        self.loopback_prefix = "127.{}.{}.".format(*self._loopback_net)
         self.lab_addresses: dict[str, str] = {}  # machine IP -> its loopback address
-        self.next_loopback = 2  # where the next loopback address is looked for
+        self.next_loopback = 0  # the index where the next loopback address is looked for
         token = random.Random(f"cluster-token-{seed}")  # not self.rng: its draws stay as they were
         self.cluster_token = f"{token.getrandbits(24):06x}.{token.getrandbits(64):016x}"
         self.machine_token = self.cluster_token

@@ -47,7 +47,7 @@ from dapper.lab.talos_config import ConfigError, MachineConfig
 from dapper.lab.world.kube import KubeWorld
 from dapper.lab.world.kube_objects import name_suffix
 from dapper.lab.world.model import GIB, SSD_BYTES, EtcdMemberState, LabVm, Machine, NodeSpec
-from dapper.lab.world.state import WorldError, WorldState
+from dapper.lab.world.state import LOOPBACK_CAPACITY, WorldError, WorldState
 
 NOT_POSTING = ("NodeStatusUnknown", "Kubelet stopped posting node status.")
 READY = ("KubeletReady", "kubelet is posting ready status")
@@ -178,14 +178,14 @@ class TalosWorld:
         if machine.ip not in taken:
             used = set(taken.values())
             start = self.state.next_loopback
-            for step in range(253):
-                last = 2 + (start - 2 + step) % 253
-                if f"{self.state.loopback_prefix}{last}" not in used:
+            for step in range(LOOPBACK_CAPACITY):
+                address = self.state.loopback_address(start + step)
+                if address not in used:
                     break
             else:
                 raise WorldError("no free loopback address for another machine", 507)
-            self.state.next_loopback = last + 1
-            taken[machine.ip] = f"{self.state.loopback_prefix}{last}"
+            self.state.next_loopback = start + step + 1
+            taken[machine.ip] = address
         return taken[machine.ip]
 
     def machine_at(self, address: str) -> Machine | None:
