@@ -189,7 +189,12 @@ def plan(presses: int) -> list[tuple[str, str]]:
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def row(kind: str, values: list[float]) -> str:
+    cells = [statistics.median(values), pct(values, 0.95), pct(values, 0.99), max(values)]
+    return f"   {kind:14s} {len(values):4d} " + " ".join(f"{v * 1000:6.0f}ms" for v in cells)
 
 
 def run_size(config: Path, cols: int, rows: int, presses: int, seed: int) -> None:
@@ -214,10 +219,8 @@ def run_size(config: Path, cols: int, rows: int, presses: int, seed: int) -> Non
         every: list[float] = []
         for kind, values in samples.items():
             every += values
-            cells = [statistics.median(values), pct(values, 0.95), pct(values, 0.99), max(values)]
-            print(f"   {kind:14s} {len(values):4d} " + " ".join(f"{v * 1000:6.0f}ms" for v in cells))
-        cells = [statistics.median(every), pct(every, 0.95), pct(every, 0.99), max(every)]
-        print(f"   {'all':14s} {len(every):4d} " + " ".join(f"{v * 1000:6.0f}ms" for v in cells))
+            print(row(kind, values))
+        print(row("all", every))
         print(f"   console RSS {rss:.0f} MiB (peak {peak:.0f} MiB)")
         print(f"   screen changed by itself within 100 ms in {spontaneous:.0%} of null probes")
     finally:
@@ -233,7 +236,7 @@ def start_lab(args: argparse.Namespace, directory: Path) -> subprocess.Popen[str
     assert proc.stdout is not None
     for line in proc.stdout:
         print("   lab:", line.rstrip())
-        if " pods, " in line or "Ctrl+C" in line and not (args.pods or args.churn):
+        if " pods, " in line or ("Ctrl+C" in line and not (args.pods or args.churn)):
             break
     return proc
 
@@ -249,8 +252,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dapper-bench-keys-") as tmp:
         t = time.perf_counter()
         lab = start_lab(args, Path(tmp) / "lab")
-        print(f"-- lab: {args.nodes} nodes, ~{args.pods} pods, churn {args.churn:g}/s, "
-              f"ready after {time.perf_counter() - t:.0f} s")
+        print(
+            f"-- lab: {args.nodes} nodes, ~{args.pods} pods, churn {args.churn:g}/s, "
+            f"ready after {time.perf_counter() - t:.0f} s"
+        )
         try:
             for i, size in enumerate(args.sizes.split(",")):
                 cols, rows = (int(x) for x in size.split("x"))
