@@ -40,7 +40,7 @@ class _Gone(Exception):
 @dataclass
 class _Kind:
     name: str
-    objects: dict[Key, dict] = field(default_factory=dict)
+    objects: dict[Key, Any] = field(default_factory=dict)  # as `convert` made them
     rv: str = ""
     synced: bool = False
     error: str = ""
@@ -52,6 +52,14 @@ class _Kind:
     relist_wanted: int = 0  # sync() asks for a re-list by raising this ...
     relist_done: int = 0  # ... and waits until a list begun after the ask raised this
     thread: threading.Thread | None = None
+
+
+def _first(item: tuple[Key, Any]) -> Key:
+    return item[0]
+
+
+def _raw(kind: str, obj: dict) -> Any:
+    return obj
 
 
 def _key(obj: dict) -> Key:
@@ -99,8 +107,10 @@ class KubeWatcher:
         debounce: float = 0.1,
         backoff: tuple[float, float] = (0.2, 10.0),
         clock: Callable[[], float] = time.time,
+        convert: Callable[[str, dict], Any] = _raw,
     ) -> None:
         self._backend = backend
+        self._convert = convert  # (kind, raw object) -> what the cache keeps of it
         self._on_change = on_change
         self.timeout_seconds = timeout_seconds
         self.debounce = debounce
@@ -145,13 +155,15 @@ class KubeWatcher:
         with self._lock:
             return {k.name: k.lists for k in self._kinds.values()}
 
-    def cache(self) -> dict[str, list[dict]] | None:
-        """Each kind's raw objects, read at one moment; None unless every kind is in sync.
-        The objects are shared, never changed in place: callers must not change them."""
+    def cache(self) -> dict[str, list[Any]] | None:
+        """Each kind's objects (as `convert` made them) in (namespace, name) order, read at
+        one moment; None unless every kind is in sync. The objects are shared, never
+        changed in place: callers must not change them."""
         with self._lock:
             if not all(k.synced for k in self._kinds.values()):
                 return None
-            return {k.name: list(k.objects.values()) for k in self._kinds.values()}
+            taken = {k.name: list(k.objects.items()) for k in self._kinds.values()}
+        return {name: [o for _, o in sorted(items, key=_first)] for name, items in taken.items()}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -264,7 +276,8 @@ class KubeWatcher:
         with self._lock:
             asked = kind.relist_wanted
         items, rv = backend.list_raw(kind.name)
-        objects = {_key(o): o for o in items}
+        convert = self._convert
+        objects = {_key(o): convert(kind.name, o) for o in items}
         with self._lock:
             kind.objects, kind.rv = objects, rv
             kind.synced, kind.error = True, ""
@@ -330,11 +343,12 @@ class KubeWatcher:
             message = obj.get("message") or obj.get("reason") or "error"
             raise BackendError(f"watch {kind.name}: HTTP {code} {message}", code=f"HTTP_{code}")
         rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        stored = self._convert(kind.name, obj) if type_ in ("ADDED", "MODIFIED") else None
         with self._lock:
             if rv:
                 kind.rv = rv
             if type_ in ("ADDED", "MODIFIED"):
-                kind.objects[_key(obj)] = obj
+                kind.objects[_key(obj)] = stored
             elif type_ == "DELETED":
                 kind.objects.pop(_key(obj), None)
             else:  # BOOKMARK: only the resourceVersion moves

@@ -7,7 +7,10 @@ Each source may be missing (degraded or never fetched); the join uses what there
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
+from typing import Any, TypeVar
 
 from dapper.backends.model import (
     ClusterSnapshot,
@@ -98,6 +101,19 @@ def _pci_base(address: str) -> str:
     return addr.split(".", 1)[0]
 
 
+_T = TypeVar("_T")
+_POD_ORDER = attrgetter("namespace", "name")  # in C: a lambda was a tenth of the join
+
+
+def evolve(obj: _T, **changes: Any) -> _T:
+    """dataclasses.replace for the model's frozen dataclasses (no __post_init__, no
+    slots), without re-running __init__: the join copies thousands of them per snapshot,
+    and replace() was half its time at 500 nodes."""
+    new = copy.copy(obj)
+    new.__dict__.update(changes)
+    return new
+
+
 def join(
     *,
     cluster: str,
@@ -143,11 +159,11 @@ def join(
             vm = vms_by_mac.get(mac.lower()) if mac else None
         if vm is not None:
             node_of_vm[vm.vmid] = node.name
-        pods = tuple(sorted(pods_by_node.get(node.name, ()), key=lambda p: (p.namespace, p.name)))
+        pods = tuple(sorted(pods_by_node.get(node.name, ()), key=_POD_ORDER))
         pool = pools_by_node.get(node.name)
         cpu, mem = _usage(machine, vm)
         nodes.append(
-            replace(
+            evolve(
                 node,
                 cpu_usage=node.cpu_usage if node.cpu_usage is not None else cpu,
                 mem_usage=node.mem_usage if node.mem_usage is not None else mem,
@@ -159,16 +175,16 @@ def join(
             )
         )
 
-    vms = tuple(replace(vm, node_name=node_of_vm.get(vm.vmid, "")) for vm in proxmox.vms)
+    vms = tuple(evolve(vm, node_name=node_of_vm.get(vm.vmid, "")) for vm in proxmox.vms)
     gpus = _join_gpus(proxmox, vms, {n.name: n for n in nodes})
     gpu_addrs: dict[str, list[str]] = {}
     for g in gpus:
         if g.node_name:
             gpu_addrs.setdefault(g.node_name, []).append(g.address)
-    nodes = [replace(n, gpus=tuple(gpu_addrs.get(n.name, ()))) for n in nodes]
+    nodes = [evolve(n, gpus=tuple(gpu_addrs[n.name])) if n.name in gpu_addrs else n for n in nodes]
 
     kustomizations = tuple(
-        replace(
+        evolve(
             ks,
             files=git.files.get(ks.key, ks.files),
             depends_on=ks.depends_on or git.depends_on.get(ks.key, ()),

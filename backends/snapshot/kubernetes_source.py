@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_SHOWN = 200  # the newest events kept in a snapshot
+# A watched change shows within this long; sooner, a churning cluster (50 pod changes a
+# second) would have the console re-joining the snapshot all the time.
+WATCH_DEBOUNCE = 1.0
 
 
 class KubernetesSource:
@@ -88,7 +91,8 @@ class KubernetesSource:
         with IMPORTS:
             from dapper.backends.clients.kube_watch import KubeWatcher
 
-        self._watcher = KubeWatcher(self.reader, on_change=on_change, **options)
+        settings: dict[str, Any] = {"debounce": WATCH_DEBOUNCE, **options}
+        self._watcher = KubeWatcher(self.reader, on_change=on_change, convert=ingest, **settings)
         self._watcher.start()
 
     # -- the source ------------------------------------------------------------------------
@@ -106,7 +110,7 @@ class KubernetesSource:
         if watcher is not None and watcher.healthy and (not fresh or watcher.sync(timeout)):
             cached = watcher.cache()
         if cached is not None:
-            return kube_data(cached)
+            return kube_data(cached)  # parsed as each object arrived (ingest)
         if watcher is not None and watcher.reason:
             log.info("kubernetes watches not in sync (%s): listing", watcher.reason)
         from dapper.backends.clients.kube import WATCH_KINDS
@@ -115,7 +119,8 @@ class KubernetesSource:
         # Five independent list calls: in parallel, the snapshot waits for the slowest only.
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="kube-list") as pool:
             lists = {kind: pool.submit(k.list_raw, kind) for kind in WATCH_KINDS}
-            return kube_data({kind: f.result()[0] for kind, f in lists.items()})
+            raw = {kind: sorted(f.result()[0], key=_list_order) for kind, f in lists.items()}
+        return kube_data({kind: [ingest(kind, o) for o in items] for kind, items in raw.items()})
 
     def feed(self, parts: SnapshotParts, data: object) -> None:
         assert isinstance(data, KubeData)
@@ -131,27 +136,42 @@ class KubernetesSource:
             self._client.close()
 
 
-def kube_data(raw: dict[str, list[dict]]) -> KubeData:
-    """KubeData from each watched kind's raw objects (listed or from the watch cache),
-    in the API's list order (namespace, name) whichever way they came."""
+def ingest(kind: str, obj: dict) -> Any:
+    """What the snapshot keeps of one object, parsed once when it arrives: a watch
+    delivers one changed object at a time, and re-parsing 20,000 raw pods on every change
+    was most of a refresh (and their raw JSON most of the console's memory). Nodes stay
+    raw: they are parsed with their pods when the snapshot is made."""
     from dapper.backends.clients import kube_parse
 
-    def ordered(kind: str) -> list[dict]:
-        return sorted(raw[kind], key=_list_order)
+    if kind == "pods":
+        return kube_parse.pod_ref(obj)
+    if kind == "kustomizations":
+        return kube_parse.kustomization(obj)
+    if kind == "diskpools":
+        return kube_parse.disk_pool(obj)
+    if kind == "events":
+        return kube_parse.event(obj)
+    return obj
 
-    pod_refs = [kube_parse.pod_ref(o) for o in ordered("pods")]
+
+def kube_data(parsed: dict[str, list[Any]]) -> KubeData:
+    """KubeData from each kind's ingested objects, in the API's list order (namespace,
+    name), whether listed or from the watch cache."""
+    from dapper.backends.clients import kube_parse
+
+    pod_refs: list[PodRef] = parsed["pods"]
     by_node: dict[str, list[PodRef]] = {}
     for p in pod_refs:
         by_node.setdefault(p.node, []).append(p)
     nodes = [
-        kube_parse.node(o, tuple(by_node.get(o["metadata"]["name"], ()))) for o in ordered("nodes")
+        kube_parse.node(o, tuple(by_node.get(o["metadata"]["name"], ()))) for o in parsed["nodes"]
     ]
-    events = sorted((kube_parse.event(o) for o in raw["events"]), key=lambda e: -e.time)
+    events = sorted(parsed["events"], key=lambda e: -e.time)
     return KubeData(
         nodes=tuple(nodes),
         pods=tuple(pod_refs),
-        kustomizations=tuple(kube_parse.kustomization(o) for o in ordered("kustomizations")),
-        pools=tuple(kube_parse.disk_pool(o) for o in ordered("diskpools")),
+        kustomizations=tuple(parsed["kustomizations"]),
+        pools=tuple(parsed["diskpools"]),
         events=tuple(events[:EVENTS_SHOWN]),
     )
 

@@ -108,8 +108,8 @@ async def test_cordon_and_delete_reach_the_snapshot_without_a_list(
 
         client.CoreV1Api(admin._api).delete_namespaced_pod(victim.name, victim.namespace)
         await eventually_async(
-            lambda: all(
-                p["metadata"]["name"] != victim.name for p in collector.watcher.cache()["pods"]
+            lambda: all(  # pods are kept parsed (PodRef), nodes raw
+                p.name != victim.name for p in collector.watcher.cache()["pods"]
             ),
             message="the deleted pod to leave the cache",
         )
