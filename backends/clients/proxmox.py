@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +41,8 @@ from dapper.backends.safe_text import clean_tree
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
+# (a cluster/resources row, a function reading that VM's config) -> the VM's config
+ConfigOf = Callable[[dict[str, Any], Callable[[], dict[str, str]]], dict[str, str]]
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
@@ -374,8 +377,14 @@ class ProxmoxBackend:
         raw = self.call("get", f"nodes/{node or self._vm_node(vmid)}/qemu/{vmid}/config") or {}
         return {str(k): str(v) for k, v in raw.items()}
 
-    def vms(self, *, with_config: bool = True) -> list[Vm]:
-        """Every QEMU VM of the cluster with status and usage; with config: devices and MACs."""
+    def vms(
+        self,
+        *,
+        with_config: bool = True,
+        config_of: ConfigOf | None = None,
+    ) -> list[Vm]:
+        """Every QEMU VM of the cluster with status and usage; with config: devices and MACs.
+        `config_of(row, read)` gives a VM's config, from a cache or by calling `read()`."""
         rows = [r for r in self.call("get", "cluster/resources", type="vm") or []]
         rows = [r for r in rows if r.get("type", "qemu") == "qemu"]
         if self._node:
@@ -387,7 +396,9 @@ class ProxmoxBackend:
             node = str(r.get("node", ""))
             config: dict[str, str] = {}
             if with_config:
-                config = self.vm_config(int(r["vmid"]), node)
+                vmid = int(r["vmid"])
+                read = partial(self.vm_config, vmid, node)
+                config = config_of(r, read) if config_of is not None else read()
                 if node not in pci and any(k in config for k in HOSTPCI_KEYS):
                     pci[node] = self.pci_devices(node)
                 if mappings is None and _uses_mapping(config):

@@ -56,7 +56,7 @@ T = TypeVar("T")
 MACHINES_AT_ONCE = 32
 # Hostname, CPU count and disks change only with a reconfiguration or a reboot; a
 # refresh re-reads them this often, and re-reads them at once when the version changes.
-STATIC_TTL = 60.0
+STATIC_TTL = 600.0
 
 # What a node may be named in the `node` header: a hostname or an IP address.
 _NODE_ADDRESS = re.compile(r"[A-Za-z0-9.:_\[\]-]{1,253}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from dapper.backends.model import SourceName
 from dapper.backends.snapshot.join import HostPci, ProxmoxData, SnapshotParts
@@ -11,6 +14,12 @@ from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContex
 
 if TYPE_CHECKING:
     from dapper.backends.clients.proxmox import ProxmoxBackend
+
+
+# A VM's config (devices, MACs, pending changes) is read again after this long, and at
+# once when its status or a reboot says it may have changed; at 500 VMs, reading every
+# config on every sweep was 500 calls each 5 s.
+CONFIG_TTL = 60.0
 
 
 class ProxmoxSource:
@@ -22,6 +31,8 @@ class ProxmoxSource:
         self._client: ProxmoxBackend | None = None
         self._pci_seen: dict[str, HostPci] = {}
         self._flight = SingleFlight()
+        # vmid -> (read at, status, uptime, config)
+        self._configs: dict[int, tuple[float, str, int, dict[str, str]]] = {}
 
     def client(self) -> ProxmoxBackend:
         """The Proxmox API client, built on first use."""
@@ -39,11 +50,32 @@ class ProxmoxSource:
         return ()
 
     async def fetch(self, *, fresh: bool = False) -> ProxmoxData:
-        return await self._flight.run(self._read)
+        return await self._flight.run(lambda: self._read(fresh))
 
-    def _read(self) -> ProxmoxData:
+    def _config_of(
+        self, fresh: bool, row: dict[str, Any], read: Callable[[], dict[str, str]]
+    ) -> dict[str, str]:
+        """The VM's config from the cache while it can still be right, else read now."""
+        vmid, status = int(row["vmid"]), str(row.get("status", ""))
+        uptime = int(row.get("uptime") or 0)
+        cached = self._configs.get(vmid)
+        now = time.monotonic()
+        if (
+            not fresh
+            and cached is not None
+            and now - cached[0] < CONFIG_TTL
+            and cached[1] == status
+            and uptime >= cached[2]  # no restart since (pending changes apply on one)
+        ):
+            return cached[3]
+        config = read()
+        self._configs[vmid] = (now, status, uptime, config)
+        return config
+
+    def _read(self, fresh: bool) -> ProxmoxData:
         p = self.client()
-        vms = tuple(p.vms())
+        vms = tuple(p.vms(config_of=partial(self._config_of, fresh)))
+        self._configs = {vm.vmid: self._configs[vm.vmid] for vm in vms if vm.vmid in self._configs}
         pci: list[HostPci] = []
         for node in p.node_names():
             for d in p.pci_devices(node):
