@@ -27,6 +27,7 @@ from dapper.backends.config import Config
 from dapper.backends.errors import BackendError
 from dapper.backends.model import ClusterSnapshot, Health, SourceHealth, SourceName
 from dapper.backends.protocols import ClusterOperations
+from dapper.backends.snapshot.engine import Engine
 from dapper.backends.snapshot.join import join
 from dapper.backends.snapshot.registry import REGISTRY, SourceRegistry
 from dapper.backends.snapshot.sources import (
@@ -85,7 +86,8 @@ class Collector:
             str(name): factory(context) for name, factory in registry.factories().items()
         }
         self._health = {name: SourceHealth(source=name) for name in self._sources}
-        self._locks = {name: asyncio.Lock() for name in self._sources}
+        self._locks = {name: asyncio.Lock() for name in self._sources}  # the engine's loop
+        self._engine = Engine()
         self._watch_lock = threading.Lock()  # start_watches (a thread) against close()
         self._watched: set[str] = set()
         self._closed = False
@@ -167,7 +169,11 @@ class Collector:
     async def refresh(self, source: str, *, fresh: bool = False) -> ClusterSnapshot:
         """Fetch one source and re-join; never raises (a failure degrades that source).
         `fresh` re-reads a watched source from the API (the watcher lists again), so what
-        was written before the call shows; otherwise the watch cache serves it."""
+        was written before the call shows; otherwise the watch cache serves it. The work
+        runs on the collector's own loop (engine.py), never on the caller's."""
+        return await self._engine.run(self._refresh(source, fresh))
+
+    async def _refresh(self, source: str, fresh: bool) -> ClusterSnapshot:
         async with self._locks[source]:
             now = self.clock()
             previous = self._health[source]
@@ -223,6 +229,10 @@ class Collector:
     async def close(self) -> None:
         with self._watch_lock:
             self._closed = True
+        await self._engine.run(self._close_sources())
+        self._engine.stop()
+
+    async def _close_sources(self) -> None:
         for name, source in self._sources.items():
             try:
                 await source.close()

@@ -7,8 +7,11 @@ Ages are frozen to the snapshot's own time and lab ports are masked (tests/conso
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from dapper.lab.world import Timings
+from dapper.tui.trends import NodeTrends
 
 from tests.console.tui_lab import make_app, running_lab, settle
 
@@ -22,9 +25,21 @@ def lab():
         yield lab
 
 
+TREND_SAMPLES = 3
+
+
+def steady_trends(app) -> None:
+    """The node detail's sparkline as if TREND_SAMPLES snapshots had come: how many did
+    depends on how the collector's refreshes interleave, which a picture must not."""
+    app.trends = NodeTrends()
+    for i in range(TREND_SAMPLES):
+        app.trends.add(replace(app.snapshot, taken_at=app.snapshot.taken_at + i))
+
+
 def keys(*pressed):
     async def run_before(pilot) -> None:
         await settle(pilot, pilot.app)
+        steady_trends(pilot.app)
         for key in pressed:
             await pilot.press(key)
             await pilot.pause()
