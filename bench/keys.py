@@ -197,7 +197,9 @@ def row(kind: str, values: list[float]) -> str:
     return f"   {kind:14s} {len(values):4d} " + " ".join(f"{v * 1000:6.0f}ms" for v in cells)
 
 
-def run_size(config: Path, cols: int, rows: int, presses: int, seed: int) -> None:
+def run_size(
+    config: Path, cols: int, rows: int, presses: int, seed: int, show: bool = False
+) -> None:
     rng = random.Random(seed)
     term = start_console(config, cols, rows)
     try:
@@ -211,6 +213,7 @@ def run_size(config: Path, cols: int, rows: int, presses: int, seed: int) -> Non
         for kind, keys in plan(presses):
             samples.setdefault(kind, []).append(term.press(keys))
             time.sleep(rng.uniform(0.05, 0.25))
+        screen_after = term.text()
         null = [term.press("", timeout=0.1) for _ in range(max(20, presses // 2))]
         spontaneous = sum(1 for s in null if s < 0.1) / len(null)
         rss, peak = term.rss_mib()
@@ -223,6 +226,8 @@ def run_size(config: Path, cols: int, rows: int, presses: int, seed: int) -> Non
         print(row("all", every))
         print(f"   console RSS {rss:.0f} MiB (peak {peak:.0f} MiB)")
         print(f"   screen changed by itself within 100 ms in {spontaneous:.0%} of null probes")
+        if show:
+            print(screen_after)
     finally:
         stop_console(term)
 
@@ -248,7 +253,15 @@ def main() -> int:
     parser.add_argument("--churn", type=float, default=50.0)
     parser.add_argument("--sizes", default="160x48,80x24")
     parser.add_argument("--presses", type=int, default=40, help="cursor moves per pane")
+    parser.add_argument("--lab-dir", help="a running `dapper-tui lab --dir` to use instead")
+    parser.add_argument("--show", action="store_true", help="print the screen after the keys")
     args = parser.parse_args()
+    if args.lab_dir:
+        for i, size in enumerate(args.sizes.split(",")):
+            cols, rows = (int(x) for x in size.split("x"))
+            config = Path(args.lab_dir) / "config-readonly.toml"
+            run_size(config, cols, rows, args.presses, i, args.show)
+        return 0
     with tempfile.TemporaryDirectory(prefix="dapper-bench-keys-") as tmp:
         t = time.perf_counter()
         lab = start_lab(args, Path(tmp) / "lab")

@@ -707,10 +707,15 @@ class TalosClient:
         return TalosMachine(node=node, stage="unreachable", error=exc.reason)
 
     async def machines(
-        self, nodes: Iterable[str] | None = None, *, timeout: float | None = None
+        self,
+        nodes: Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
+        on_answer: Callable[[TalosMachine], None] | None = None,
     ) -> tuple[TalosMachine, ...]:
         """machine() for each node (default: the context's nodes), concurrently; each is
-        bounded by `timeout`, so one slow machine cannot hold up the others."""
+        bounded by `timeout`, so one slow machine cannot hold up the others. `on_answer`
+        hears each machine as it answers, so a caller that stops waiting keeps those."""
         targets = list(nodes if nodes is not None else self.context.nodes)
         gate = asyncio.Semaphore(MACHINES_AT_ONCE)
         # etcd membership is cluster-wide: ask the first control plane that answers, once
@@ -725,7 +730,10 @@ class TalosClient:
 
         async def one(node: str) -> TalosMachine:
             async with gate:  # outside machine()'s timeout: waiting is not the node's fault
-                return await self.machine(node, timeout=timeout, etcd=shared_etcd)
+                answer = await self.machine(node, timeout=timeout, etcd=shared_etcd)
+            if on_answer is not None:
+                on_answer(answer)
+            return answer
 
         return tuple(await asyncio.gather(*(one(n) for n in targets)))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -74,12 +76,21 @@ class TalosSource:
             nodes = tuple(dict.fromkeys([*known, *t.context.nodes]))
         targets = tuple(nodes if nodes is not None else t.context.nodes)
         asked = self._due(targets, fresh)
-        answers = await t.machines(asked, timeout=self.context.timeout)
-        if answers and all(m.stage == "unreachable" for m in answers):
+        answers: list[TalosMachine] = []
+
+        def keep(machine: TalosMachine) -> None:
+            answers.append(machine)
+            self._seen[machine.node] = (time.monotonic(), machine)
+
+        # A sweep has a time budget: what answered by then is kept, the rest is asked
+        # first next time (a first sweep of 500 machines fills in over a few sweeps).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.context.timeout):
+                await t.machines(asked, timeout=self.context.timeout, on_answer=keep)
+        if not answers and asked:
+            raise BackendError("no Talos machine answered in time")
+        if len(answers) == len(asked) and all(m.stage == "unreachable" for m in answers):
             raise BackendError(answers[0].error or "no Talos machine answered")
-        now = time.monotonic()
-        for m in answers:
-            self._seen[m.node] = (now, m)
         self._seen = {n: self._seen[n] for n in targets if n in self._seen}
         return TalosData(machines=tuple(self._seen[n][1] for n in targets if n in self._seen))
 
