@@ -369,6 +369,7 @@ KS_COLUMNS = (
         lambda k, now: styled(fmt.since(k.last_transition, now)),
         lambda k: -(k.last_transition or 0),
         4,
+        timed=True,
     ),
     Column(
         "message",
@@ -402,7 +403,15 @@ def event_key(e: Event) -> str:
 
 
 EVENT_COLUMNS = (
-    Column("age", "AGE", 0, lambda e, now: styled(fmt.since(e.time, now)), lambda e: -e.time, 4),
+    Column(
+        "age",
+        "AGE",
+        0,
+        lambda e, now: styled(fmt.since(e.time, now)),
+        lambda e: -e.time,
+        4,
+        timed=True,
+    ),
     Column("source", "SOURCE", 3, lambda e, _: styled(e.source), lambda e: e.source, 10),
     Column(
         "severity",

@@ -35,6 +35,9 @@ class Column:
     min_width: int = 0
     # A usage 0..1: drawn as a bar before the cell's text when the pane has room left.
     bar: Callable[[Any], float | None] | None = None
+    # The cell reads `now` (an age): drawn again on every refresh. Other cells are drawn
+    # again only when their row's data changed (a table keeps them per row).
+    timed: bool = False
 
     @property
     def is_name(self) -> bool:

@@ -54,6 +54,7 @@ class ResourceTable(SurvivesErrors, DataTable):
         self._signature: tuple = ()
         self._last: tuple[ClusterSnapshot, float] | None = None
         self._bars: set[str] = set()  # columns drawn with a usage bar at this width
+        self._row_cache: dict[str, _RowCells] = {}  # row key -> its data and cells
         for command in spec.commands:  # read-only: the keys stay, to say why they do nothing
             self._bindings.bind(command.key, f"act('{command.id}')", command.label, show=writable)
 
@@ -73,7 +74,10 @@ class ResourceTable(SurvivesErrors, DataTable):
         return self._objects.get(key)
 
     def show(self, snapshot: ClusterSnapshot, now: float) -> None:
-        """Render the pane's rows of `snapshot`, as little as possible changing on screen."""
+        """Render the pane's rows of `snapshot`, as little as possible changing on screen.
+
+        A row whose data equals what it was keeps its cells (only ages are drawn again):
+        at 1,500 rows, drawing every cell on every refresh was most of the event loop."""
         self._last = (snapshot, now)
         spec = self.spec
         flagged = fault_subjects(snapshot, spec.id)
@@ -83,14 +87,10 @@ class ResourceTable(SurvivesErrors, DataTable):
         self.fault_count = len(faults)
         if self.faults_only:
             rows = faults
-        cells = {spec.row_key(r): tuple(c.cell(r, now) for c in spec.columns) for r in rows}
+        cells = self._cells_of(rows, now)
         if self.filter_text:
             needle = self.filter_text.lower()
-            rows = [
-                r
-                for r in rows
-                if needle in " ".join(t.plain for t in cells[spec.row_key(r)]).lower()
-            ]
+            rows = [r for r in rows if needle in self._row_cache[spec.row_key(r)].text]
         if self.sort_column:
             col = next(c for c in spec.columns if c.key == self.sort_column)
             rows.sort(key=_sort_key(col, cells, spec), reverse=self.sort_reverse)
@@ -101,12 +101,42 @@ class ResourceTable(SurvivesErrors, DataTable):
         signature = tuple((c.key, widths[c.key], self._label(c).plain) for c in columns)
         index = [spec.columns.index(c) for c in columns]
         placed = list(zip(index, columns, strict=True))
-        shown_cells = {
-            k: tuple(self._drawn(cells[k][i], c, widths[c.key], k) for i, c in placed)
-            for k in order
-        }
+        drawing = (signature, frozenset(self._bars))
+        shown_cells: dict[str, tuple[Text, ...]] = {}
+        for k in order:
+            cached = self._row_cache[k]
+            if cached.drawn is None or cached.drawing != drawing:
+                cached.drawn = tuple(
+                    self._drawn(cells[k][i], c, widths[c.key], k) for i, c in placed
+                )
+                cached.drawing = drawing
+            shown_cells[k] = cached.drawn
         if signature != self._signature or not self._patch(columns, order, shown_cells):
             self._rebuild(columns, widths, order, shown_cells, signature)
+
+    def _cells_of(self, rows: list[Any], now: float) -> dict[str, tuple[Text, ...]]:
+        """Each row's cells, from the row cache when the row's data is unchanged."""
+        spec = self.spec
+        timed = [i for i, c in enumerate(spec.columns) if c.timed]
+        cache: dict[str, _RowCells] = {}
+        cells: dict[str, tuple[Text, ...]] = {}
+        for r in rows:
+            k = spec.row_key(r)
+            hit = self._row_cache.get(k)
+            if hit is not None and (hit.row is r or hit.row == r):
+                if timed:
+                    row = list(hit.cells)
+                    for i in timed:
+                        row[i] = spec.columns[i].cell(r, now)
+                    if tuple(row) != hit.cells:
+                        hit = _RowCells(r, tuple(row))
+                hit.row = r
+            else:
+                hit = _RowCells(r, tuple(c.cell(r, now) for c in spec.columns))
+            cache[k] = hit
+            cells[k] = hit.cells
+        self._row_cache = cache
+        return cells
 
     def rerender(self) -> None:
         if self._last is not None:
@@ -133,7 +163,7 @@ class ResourceTable(SurvivesErrors, DataTable):
             if col.max_width <= FIXED_WIDTH and not col.fill:
                 widths[col.key] = max(label, col.max_width)
                 continue
-            content = max((cell_len(cells[k][i].plain) for k in order), default=0)
+            content = max((self._row_cache[k].widths[i] for k in order), default=0)
             widths[col.key] = max(label, min(col.max_width, content))
         available = self.size.width or 80
         if len(order) > self.size.height - 1:
@@ -151,7 +181,9 @@ class ResourceTable(SurvivesErrors, DataTable):
         candidates = [
             c
             for c in spec.columns
-            if c.priority == 0 or any(cells[k][index[c.key]].plain for k in order) or not order
+            if c.priority == 0
+            or any(self._row_cache[k].widths[index[c.key]] for k in order)
+            or not order
         ]
 
         # a whole name beats columns the detail view shows anyway (priority NAME_FIRST+)
@@ -309,6 +341,21 @@ class ResourceTable(SurvivesErrors, DataTable):
         self.sort_reverse = False
         self.rerender()
         return self.sort_column or "default order"
+
+
+class _RowCells:
+    """One row's data as last drawn, its cells, their widths and plain text (for the
+    filter), and the cells as shown at the table's current column widths."""
+
+    __slots__ = ("cells", "drawing", "drawn", "row", "text", "widths")
+
+    def __init__(self, row: Any, cells: tuple[Text, ...]) -> None:
+        self.row = row
+        self.cells = cells
+        self.widths = tuple(cell_len(c.plain) for c in cells)
+        self.text = " ".join(c.plain for c in cells).lower()
+        self.drawn: tuple[Text, ...] | None = None
+        self.drawing: tuple | None = None
 
 
 def _cut(text: Text, col: Column, width: int) -> Text:
