@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 from dapper.backends.model import ClusterSnapshot, Health
 from dapper.tui import format as fmt
 from dapper.tui.pane_spec import PaneSpec
+from dapper.tui.widgets.bars import TextLine
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widget import AwaitMount
-from textual.widgets import Static
 
 if TYPE_CHECKING:
     from dapper.tui.widgets.table import ResourceTable
@@ -55,7 +55,7 @@ class ResourcePane(Vertical):
         self.spec = spec
         self.writable = writable
         self._table: ResourceTable | None = None
-        self.banner = Static("", classes="banner", markup=False)
+        self.banner = TextLine(classes="banner")
         self.banner.display = False
         self.border_title = f"{spec.key} {spec.title}"
 
@@ -97,8 +97,11 @@ class ResourcePane(Vertical):
         elif not text and built and snapshot.taken_at > 0 and not has_rows:
             text = Text(f"no {self.spec.noun}s", style="dim")
         self.banner.update(Text(" ").append_text(text) if text else text)
-        self.banner.display = bool(text)
-        self.border_title = Text(self.title_text())  # the filter is typed text: no markup
+        if self.banner.display != bool(text):
+            self.banner.display = bool(text)
+        title = Text(self.title_text())  # the filter is typed text: no markup
+        if title != self.border_title:
+            self.border_title = title
 
     def title_text(self) -> str:
         if not self.built:

@@ -269,13 +269,15 @@ class ResourceTable(SurvivesErrors, DataTable):
                     self.add_row(*row, key=key)
                     self._cells[key] = row
                     continue
-                kept = list(row)
+                if old is row:  # unchanged: the row cache kept the very tuple the table holds
+                    continue
+                if old == row:  # equal anew: keep the table's, so next time is an `is`
+                    self._row_cache[key].drawn = old
+                    continue
                 for i, text in enumerate(row):
-                    if old[i] != text:
+                    if old[i] is not text:  # the table then holds exactly `row`
                         self.update_cell(key, columns[i].key, text)
-                    else:
-                        kept[i] = old[i]  # the table holds the old object: rank by it
-                self._cells[key] = tuple(kept)
+                self._cells[key] = row
             if order != self._order_in_table(order):
                 rank = {id(self._cells[k][0]): i for i, k in enumerate(order)}
                 first = columns[0].key
