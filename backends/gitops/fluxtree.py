@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from dapper.backends.gitops.kustomize_build import Overlay, Patch, Renderer, describe
-from dapper.backends.gitops.postbuild import is_disabled, substitute
+from dapper.backends.gitops.postbuild import (
+    EnvsubstError,
+    check_names,
+    is_disabled,
+    post_build_error,
+    substitute,
+)
 from dapper.backends.gitops.treesource import FileSource, SourceError, as_source, norm, walk
 from dapper.backends.gitops.yamldocs import (
     SHARED_PARSES,
@@ -262,16 +268,26 @@ class FluxTree:
             self._index.setdefault(_doc_key(d), d)
         undefined: list[tuple[str, Doc]] = []
         if ks.has_post_build:
-            values, keep = self._values(ks)
+            values, kept = self._values(ks)
+
+            def keep(n: str) -> bool:
+                return n in kept and n not in values
+
             for d in docs:
-                if is_disabled(d.obj):
-                    continue
+                if is_disabled(d.obj) or not (values or kept):
+                    continue  # Flux substitutes only when there is at least one variable
                 missing: set[str] = set()
-                d.obj = _subst_tree(d.obj, values, keep, missing)
+                try:
+                    check_names(values)
+                    d.obj = _subst_tree(d.obj, values, keep, missing)
+                except EnvsubstError as exc:
+                    raise TreeError(d.file, d.line, post_build_error(d.obj, exc)) from exc
                 undefined.extend((n, d) for n in sorted(missing))
         return _Built(docs, files, undefined)
 
-    def _values(self, ks: FluxKustomization) -> tuple[dict[str, str], Callable[[str], bool]]:
+    def _values(self, ks: FluxKustomization) -> tuple[dict[str, str], set[str]]:
+        """The variables of `ks` as Git has them, and the names whose (encrypted) values
+        are unknown."""
         values: dict[str, str] = {}
         kept: set[str] = set()
         for kind, name, optional in ks.substitute_from:
@@ -300,7 +316,8 @@ class FluxTree:
                 data.update(string_data)
             values.update(data)
         values.update(ks.substitute)
-        return values, lambda n: n in kept and n not in values
+        values = {k: v.replace("\n", "") for k, v in values.items()}  # as Flux loads them
+        return values, kept
 
     def _lookup(self, kind: str, namespace: str, name: str) -> Doc | None:
         """A ConfigMap/Secret as the cluster would have it: rendered, else in any file."""
