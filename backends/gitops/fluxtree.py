@@ -148,6 +148,7 @@ class _Built:
     docs: list[Doc]
     files: set[str]
     undefined: list[tuple[str, Doc]]
+    raw: list[dict[str, Any]] | None = None  # docs' objects before substitution (if any)
 
 
 def _s(v: Any, default: str = "") -> str:
@@ -267,7 +268,9 @@ class FluxTree:
         for d in docs:
             self._index.setdefault(_doc_key(d), d)
         undefined: list[tuple[str, Doc]] = []
+        raw = None
         if ks.has_post_build:
+            raw = [d.obj for d in docs]  # substitution copies, so these stay as built
             values, kept = self._values(ks)
 
             def keep(n: str) -> bool:
@@ -279,11 +282,11 @@ class FluxTree:
                 missing: set[str] = set()
                 try:
                     check_names(values)
-                    d.obj = _subst_tree(d.obj, values, keep, missing)
+                    d.obj = substitute_tree(d.obj, values, keep, missing)
                 except EnvsubstError as exc:
                     raise TreeError(d.file, d.line, post_build_error(d.obj, exc)) from exc
                 undefined.extend((n, d) for n in sorted(missing))
-        return _Built(docs, files, undefined)
+        return _Built(docs, files, undefined, raw)
 
     def _values(self, ks: FluxKustomization) -> tuple[dict[str, str], set[str]]:
         """The variables of `ks` as Git has them, and the names whose (encrypted) values
@@ -437,6 +440,14 @@ class FluxTree:
             raise self.errors[ks.key]
         return self._built[ks.key].docs
 
+    def render_unsubstituted(self, ks: FluxKustomization) -> list[tuple[Doc, dict[str, Any]]]:
+        """(doc, its object as kustomize built it, before postBuild substitution): for a
+        caller (the lab's Flux) that substitutes with values from elsewhere. The objects
+        are shared: copy before changing them."""
+        docs = self.render(ks)
+        raw = self._built[ks.key].raw
+        return list(zip(docs, raw if raw is not None else [d.obj for d in docs], strict=True))
+
     def build(self, ks: FluxKustomization) -> list[dict[str, Any]]:
         """Objects a Kustomization applies (kustomize build + Flux postBuild), plain dicts."""
         return [strip_markers(d.obj) for d in self.render(ks)]
@@ -538,18 +549,29 @@ def _doc_key(d: Doc) -> tuple[str, str, str]:
     return (str(d.obj.get("kind", "")), str(m.get("namespace") or ""), str(m.get("name") or ""))
 
 
-def _subst_tree(
-    node: Any, values: Mapping[str, str], keep: Callable[[str], bool], missing: set[str]
+def substitute_tree(
+    node: Any,
+    values: Mapping[str, str],
+    keep: Callable[[str], bool] = lambda _n: False,
+    missing: set[str] | None = None,
+    *,
+    strict: bool = False,
 ) -> Any:
+    """envsubst over every key and string of an object (Flux substitutes the object's
+    YAML text); an unquoted scalar is re-typed as Flux's re-parse would. Raises
+    EnvsubstError; names left without a value are added to `missing`."""
+    missing = set() if missing is None else missing
     if isinstance(node, dict):
         return {
-            _subst_tree(k, values, keep, missing): _subst_tree(v, values, keep, missing)
+            substitute_tree(k, values, keep, missing, strict=strict): substitute_tree(
+                v, values, keep, missing, strict=strict
+            )
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_subst_tree(v, values, keep, missing) for v in node]
-    if isinstance(node, str) and "${" in node:
-        res = substitute(node, values, keep)
+        return [substitute_tree(v, values, keep, missing, strict=strict) for v in node]
+    if isinstance(node, str) and "$" in node:
+        res = substitute(node, values, keep, strict=strict)
         missing |= res.undefined
         if res.text == node:
             return node
@@ -615,4 +637,5 @@ __all__ = [
     "SopsFile",
     "TreeError",
     "describe",
+    "substitute_tree",
 ]

@@ -135,6 +135,9 @@ class WorldState:
         self.timings = timings or Timings()
         self.rng = random.Random(seed)
         self.store = ObjectStore()
+        # the Flux twin runs and writes kustomize-controller's Events itself (the start-up
+        # history then leaves Kustomizations to it)
+        self.flux_events = False
         self.specs: list[NodeSpec] = node_specs(nodes)
         self.pci: dict[str, PciDevice] = {}
         self.vms: dict[int, LabVm] = {}
