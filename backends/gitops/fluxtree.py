@@ -59,6 +59,15 @@ Key = tuple[str, str]  # (namespace, name)
 SecretValues = Callable[[str, str], Mapping[str, str] | None]
 
 
+class PostBuildError(TreeError):
+    """kustomize built the Kustomization; its postBuild substitution (with the values
+    the tree holds) failed. Keeps what kustomize built."""
+
+    def __init__(self, cause: TreeError, built: _Built) -> None:
+        super().__init__(cause.file, cause.line, cause.reason)
+        self.built = built
+
+
 class DependencyCycle(Exception):
     def __init__(self, cycle: list[Key]) -> None:
         super().__init__("dependsOn cycle: " + " -> ".join(f"{n}/{k}" for n, k in cycle))
@@ -230,6 +239,8 @@ class FluxTree:
                 built = self._build(ks)
             except TreeError as exc:
                 self.errors[ks.key] = exc
+                if isinstance(exc, PostBuildError):  # kustomize built it; substitution failed
+                    self._built[ks.key] = exc.built
                 continue
             self._built[ks.key] = built
             for d in built.docs:
@@ -271,7 +282,16 @@ class FluxTree:
         raw = None
         if ks.has_post_build:
             raw = [d.obj for d in docs]  # substitution copies, so these stay as built
-            values, kept = self._values(ks)
+
+            def failed(exc: TreeError) -> PostBuildError:
+                for d, obj in zip(docs, raw, strict=True):
+                    d.obj = obj
+                return PostBuildError(exc, _Built(docs, files, [], raw))
+
+            try:
+                values, kept = self._values(ks)
+            except TreeError as exc:
+                raise failed(exc) from exc
 
             def keep(n: str) -> bool:
                 return n in kept and n not in values
@@ -284,7 +304,8 @@ class FluxTree:
                     check_names(values)
                     d.obj = substitute_tree(d.obj, values, keep, missing)
                 except EnvsubstError as exc:
-                    raise TreeError(d.file, d.line, post_build_error(d.obj, exc)) from exc
+                    error = TreeError(d.file, d.line, post_build_error(d.obj, exc))
+                    raise failed(error) from exc
                 undefined.extend((n, d) for n in sorted(missing))
         return _Built(docs, files, undefined, raw)
 
@@ -442,10 +463,13 @@ class FluxTree:
 
     def render_unsubstituted(self, ks: FluxKustomization) -> list[tuple[Doc, dict[str, Any]]]:
         """(doc, its object as kustomize built it, before postBuild substitution): for a
-        caller (the lab's Flux) that substitutes with values from elsewhere. The objects
+        caller (the lab's Flux) that substitutes with values from elsewhere, so a
+        substitution that failed with the tree's own values does not count. The objects
         are shared: copy before changing them."""
-        docs = self.render(ks)
-        raw = self._built[ks.key].raw
+        built = self._built.get(ks.key)
+        if built is None:
+            raise self.errors[ks.key]
+        docs, raw = built.docs, built.raw
         return list(zip(docs, raw if raw is not None else [d.obj for d in docs], strict=True))
 
     def build(self, ks: FluxKustomization) -> list[dict[str, Any]]:
