@@ -19,6 +19,7 @@ import hashlib
 import logging
 from typing import Any
 
+from dapper.lab.flux_events import FluxEvents
 from dapper.lab.flux_health import DEFAULT_TIME_SCALE
 from dapper.lab.flux_helm import Releases
 from dapper.lab.flux_status import (
@@ -50,12 +51,16 @@ class ApplyError(Exception):
 
 class Applier:
     def __init__(
-        self, world: World, workloads: Workloads, time_scale: float = DEFAULT_TIME_SCALE
+        self,
+        world: World,
+        workloads: Workloads,
+        time_scale: float = DEFAULT_TIME_SCALE,
+        events: FluxEvents | None = None,
     ) -> None:
         self.world = world
         self.store = world.store
         self.workloads = workloads
-        self.releases = Releases(self.store, workloads, self.chart_of, time_scale)
+        self.releases = Releases(self.store, workloads, self.chart_of, time_scale, events)
         # (group, kind, namespace, name) -> label and annotation keys last applied
         self.owned: dict[tuple[str, str, str, str], tuple[frozenset[str], frozenset[str]]] = {}
         # the last apply's change set: "Kind/namespace/name created|configured", as

@@ -14,6 +14,11 @@ controller. What it emits, and the twin with it:
   (`BuildFailed`, `ReconciliationFailed`, `HealthCheckFailed`, `ArtifactFailed`);
 - "Dependencies do not meet ready condition, retrying in 30s", `DependencyNotReady`.
 
+helm-controller (flux_helm) records each Helm action's outcome about the HelmRelease:
+`InstallSucceeded`/`UpgradeSucceeded`, `UninstallSucceeded`/`RollbackSucceeded` (Normal),
+`InstallFailed`/`UpgradeFailed` (Warning), annotated with the chart version, the config
+digest (`token`) and the app version.
+
 client-go's event logger folds a repeat (same object, type, reason and message) into the
 existing Event (`count` + 1, new `lastTimestamp`) instead of writing another, so the
 number of Events stays bounded by what actually differs; the API server's TTL (the lab's

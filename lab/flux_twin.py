@@ -156,8 +156,8 @@ class FluxTwin:
         self.source = FluxSource(str(remote.bare_path), self.live_identities)
         self.workloads = Workloads(world)
         self.time_scale = time_scale
-        self.applier = Applier(world, self.workloads, time_scale)
         self.events = FluxEvents(self.store)
+        self.applier = Applier(world, self.workloads, time_scale, self.events)
         # kustomize-controller's StrictPostBuildSubstitutions feature gate (off by default)
         self.strict_substitutions = strict_substitutions
         self._seeded = False  # cluster-settings and cluster-secrets in flux-system
