@@ -218,10 +218,12 @@ class FluxSource:
     def decryptor(self, sha: str, identities: Iterable[Any]) -> _Decryptor:
         ids = list(identities)
         keys = tuple(sorted(str(i.to_public()) for i in ids))
+        snap = self._snapshots[sha]
+        if snap[2] == keys:  # the keys the tree's own parse used: its files are decrypted
+            return snap[1]
         hit = self._decryptors.get((sha, keys))
         if hit is None:
-            source = self._snapshots[sha][1].source
-            hit = self._decryptors[(sha, keys)] = _Decryptor(source, ids)
+            hit = self._decryptors[(sha, keys)] = _Decryptor(snap[1].source, ids)
         return hit
 
     def build(self, snap: Snapshot, ks: FluxKustomization, inputs: Inputs | None = None) -> Build:

@@ -220,7 +220,18 @@ def test_events_fold_repeats_like_client_go(lab: Lab) -> None:
     plex = [
         e
         for e in lab.world.store.list(EVENT_RT, "media")[0]
-        if e["involvedObject"]["name"] == "plex"
+        if e["involvedObject"]["name"] == "plex" and e["involvedObject"]["kind"] == "Kustomization"
     ]
     assert {"Progressing", "ReconciliationSucceeded"} <= {e["reason"] for e in plex}
     assert all(e["reportingComponent"] == "kustomize-controller" for e in plex)
+    release = [  # and helm-controller's, about the HelmRelease it installed
+        e
+        for e in lab.world.store.list(EVENT_RT, "media")[0]
+        if e["involvedObject"]["kind"] == "HelmRelease"
+    ]
+    assert [(e["type"], e["reason"], e["reportingComponent"]) for e in release] == [
+        ("Normal", "InstallSucceeded", "helm-controller")
+    ]
+    assert release[0]["message"] == (
+        "Helm install succeeded for release media/plex.v1 with chart app-template@4.3.0"
+    )
