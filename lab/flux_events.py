@@ -50,8 +50,9 @@ _REMEMBERED = 4096  # client-go's event logger cache size
 class FluxEvents:
     """Writes (or folds) the Flux controllers' Events into the lab's store."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, *, enabled: bool = True) -> None:
         self.store = store
+        self.enabled = enabled
         # (component, kind, namespace, name, type, reason, message) -> Event (ns, name)
         self._last: OrderedDict[tuple[str, ...], tuple[str, str]] = OrderedDict()
 
@@ -66,6 +67,8 @@ class FluxEvents:
         component: str = KUSTOMIZE_CONTROLLER,
         extra: dict[str, str] | None = None,
     ) -> None:
+        if not self.enabled:
+            return
         meta = involved.get("metadata") or {}
         key = (
             component,

@@ -156,7 +156,7 @@ class FluxTwin:
         self.source = FluxSource(str(remote.bare_path), self.live_identities)
         self.workloads = Workloads(world)
         self.time_scale = time_scale
-        self.events = FluxEvents(self.store)
+        self.events = FluxEvents(self.store, enabled=world.timings.flux_events)
         self.applier = Applier(world, self.workloads, time_scale, self.events)
         # kustomize-controller's StrictPostBuildSubstitutions feature gate (off by default)
         self.strict_substitutions = strict_substitutions
@@ -195,7 +195,7 @@ class FluxTwin:
         stop: a test stops Flux to hold a runbook in its wait, then lets it answer)."""
         with self._cv:
             self._stopping = False
-        self.world.flux_events = True
+        self.world.flux_events = self.world.timings.flux_events
         if not self.await_instance:
             self._install()
         self.store.add_listener(self._on_event)
