@@ -20,14 +20,17 @@ helm-controller (flux_helm) records each Helm action's outcome about the HelmRel
 digest (`token`) and the app version.
 
 client-go's event logger folds a repeat (same object, type, reason and message) into the
-existing Event (`count` + 1, new `lastTimestamp`) instead of writing another, so the
-number of Events stays bounded by what actually differs; the API server's TTL (the lab's
-EventHistory sweep) removes old ones.
+existing Event (`count` + 1, new `lastTimestamp`) instead of writing another, and its
+spam filter lets a controller send 25 Events about one object, then one every 5 minutes
+(wall clock; the rest are dropped), so the number and churn of Events stay bounded
+however fast the lab's Flux clock runs; the API server's TTL (the lab's EventHistory
+sweep) removes old ones.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -45,6 +48,8 @@ _GROUPS = {
     HELM_CONTROLLER: "helm.toolkit.fluxcd.io",
 }
 _REMEMBERED = 4096  # client-go's event logger cache size
+SPAM_BURST = 25  # client-go's spam filter: Events per source and object at once...
+SPAM_REFILL = 300.0  # ...then one more every 5 minutes
 
 
 class FluxEvents:
@@ -55,6 +60,8 @@ class FluxEvents:
         self.enabled = enabled
         # (component, kind, namespace, name, type, reason, message) -> Event (ns, name)
         self._last: OrderedDict[tuple[str, ...], tuple[str, str]] = OrderedDict()
+        # (component, kind, namespace, name) -> (tokens, when last counted)
+        self._spam: OrderedDict[tuple[str, ...], tuple[float, float]] = OrderedDict()
 
     def emit(
         self,
@@ -79,6 +86,8 @@ class FluxEvents:
             reason,
             message,
         )
+        if not self._allowed(key[:4]):
+            return
         try:
             if self._fold(key):
                 return
@@ -100,6 +109,18 @@ class FluxEvents:
         self._last[key] = (event["metadata"]["namespace"], event["metadata"]["name"])
         while len(self._last) > _REMEMBERED:
             self._last.popitem(last=False)
+
+    def _allowed(self, source: tuple[str, ...]) -> bool:
+        """client-go's EventSourceObjectSpamFilter: a token bucket per source and object."""
+        now = time.monotonic()
+        tokens, then = self._spam.get(source, (float(SPAM_BURST), now))
+        tokens = min(float(SPAM_BURST), tokens + (now - then) / SPAM_REFILL)
+        allowed = tokens >= 1.0
+        self._spam[source] = (tokens - 1.0 if allowed else tokens, now)
+        self._spam.move_to_end(source)
+        while len(self._spam) > _REMEMBERED:
+            self._spam.popitem(last=False)
+        return allowed
 
     def _fold(self, key: tuple[str, ...]) -> bool:
         """A repeat of a remembered Event bumps its count; False when there is none."""

@@ -213,6 +213,12 @@ def test_events_fold_repeats_like_client_go(lab: Lab) -> None:
         ("BuildFailed", 1),
         ("DependencyNotReady", 3),
     ]
+    # the spam filter: 25 Events about one object at once, the rest dropped
+    plex_ks = lab.ks("media", "plex")
+    for i in range(30):
+        events.emit(plex_ks, "Normal", "Chatty", f"message {i}")
+    chatty = [e for e in lab.world.store.list(EVENT_RT, "media")[0] if e["reason"] == "Chatty"]
+    assert len(chatty) == 25
     folded = next(e for e in mine if e["reason"] == "DependencyNotReady")
     assert folded["metadata"]["annotations"] == {"kustomize.toolkit.fluxcd.io/revision": "main@x"}
     assert folded["involvedObject"]["kind"] == "Kustomization"
