@@ -354,6 +354,7 @@ class FluxTwin:
                 for k, v in (obj.pop("stringData", None) or {}).items():
                     data[str(k)] = base64.b64encode(str(v).encode()).decode()
                 obj["data"] = data
+                obj.setdefault("type", "Opaque")
             self.store.upsert(obj, rt=rt)
 
     def _decryption_problem(self, ns: str, spec: dict[str, Any]) -> str:
@@ -864,7 +865,9 @@ class FluxTwin:
         token = (self.revision, generation, req)
         self._retry[(ns, name)] = (time.monotonic() + after / self.time_scale, token)
 
-    def _event(self, ns: str, name: str, ready: str, reason: str, message: str, rev: str | None):
+    def _event(
+        self, ns: str, name: str, ready: str, reason: str, message: str, rev: str | None
+    ) -> None:
         """The Event kustomize-controller records for the reconcile just finished."""
         obj = self.store.find(KS_RT, ns, name, copy=False)
         if obj is None:
