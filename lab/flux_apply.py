@@ -19,6 +19,7 @@ import hashlib
 import logging
 from typing import Any
 
+from dapper.lab.flux_events import FluxEvents
 from dapper.lab.flux_health import DEFAULT_TIME_SCALE
 from dapper.lab.flux_helm import Releases
 from dapper.lab.flux_status import (
@@ -50,14 +51,21 @@ class ApplyError(Exception):
 
 class Applier:
     def __init__(
-        self, world: World, workloads: Workloads, time_scale: float = DEFAULT_TIME_SCALE
+        self,
+        world: World,
+        workloads: Workloads,
+        time_scale: float = DEFAULT_TIME_SCALE,
+        events: FluxEvents | None = None,
     ) -> None:
         self.world = world
         self.store = world.store
         self.workloads = workloads
-        self.releases = Releases(self.store, workloads, self.chart_of, time_scale)
+        self.releases = Releases(self.store, workloads, self.chart_of, time_scale, events)
         # (group, kind, namespace, name) -> label and annotation keys last applied
         self.owned: dict[tuple[str, str, str, str], tuple[frozenset[str], frozenset[str]]] = {}
+        # the last apply's change set: "Kind/namespace/name created|configured", as
+        # fluxcd/pkg/ssa's ChangeSetEntry prints them (unchanged objects are not listed)
+        self.changes: list[str] = []
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -66,6 +74,7 @@ class Applier:
         ks_ns, ks_name = ks["metadata"]["namespace"], ks["metadata"]["name"]
         default_ns = (ks.get("spec") or {}).get("targetNamespace") or "default"
         entries: list[dict[str, str]] = []
+        self.changes = []
         ordered = sorted(objects, key=lambda o: _FIRST.get(str(o.get("kind")), 2))
         for raw in ordered:
             obj = clone(raw)
@@ -102,7 +111,14 @@ class Applier:
         self._keep_others_metadata(rt, obj)
         if kind in _MERGED_KINDS:
             self._merge_live(rt, obj)
+        meta = obj["metadata"]
+        before = self.store.find(rt, meta.get("namespace", ""), meta["name"], copy=False)
+        was = (before or {}).get("metadata", {}).get("resourceVersion")
         live = self.store.upsert(obj, rt=rt)
+        if before is None or live["metadata"].get("resourceVersion") != was:
+            where = f"{meta['namespace']}/" if rt.namespaced else ""
+            action = "created" if before is None else "configured"
+            self.changes.append(f"{kind}/{where}{meta['name']} {action}")
         if kind in ("HelmRepository", "OCIRepository"):
             self.source_ready(rt, live)
         elif kind == "HelmRelease":
@@ -297,3 +313,17 @@ def _secret_to_data(obj: dict[str, Any]) -> None:
         data[str(k)] = base64.b64encode(("" if v is None else str(v)).encode()).decode()
     obj["data"] = data
     obj.setdefault("type", "Opaque")
+
+
+def encrypted_secret(objects: list[dict[str, Any]]) -> str:
+    """kustomize-controller's refusal of a v1 Secret that still carries its `sops` block
+    (a Kustomization without spec.decryption), or ""."""
+    for obj in objects:
+        if obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1" and "sops" in obj:
+            meta = obj.get("metadata") or {}
+            where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+            return (
+                f"Secret/{where}{meta.get('name', '')} is SOPS encrypted, configuring "
+                "decryption is required for this secret to be reconciled"
+            )
+    return ""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dapper.lab.flux_events import HELM_CONTROLLER, FluxEvents
 from dapper.lab.flux_health import go_string, live_statuses, seconds, wait_verdict
 from dapper.lab.flux_status import drop_condition, inventory_id, requested_at, set_condition
 from dapper.lab.flux_workloads import Ref, Workloads
@@ -72,8 +73,10 @@ class Releases:
         workloads: Workloads,
         chart_of: Callable[[dict[str, Any]], tuple[str, str]],
         time_scale: float,
+        events: FluxEvents | None = None,
     ) -> None:
         self.store = store
+        self.events = events  # helm-controller's Events about each action's outcome
         self.workloads = workloads
         self.chart_of = chart_of
         self.time_scale = time_scale
@@ -202,6 +205,7 @@ class Releases:
             self._history(o, st, key, "deployed", action)
 
         self._edit(key, edit)
+        self._event(key, "Normal", reason, message)
 
     def _failed(self, key: Key) -> None:
         rel = self.releases[key]
@@ -236,6 +240,7 @@ class Releases:
                 set_condition(st, "Reconciling", "True", RETRY, message, gen)
 
         self._edit(key, edit)
+        self._event(key, "Warning", reason, message)
         if exhausted:
             rel.stalled = True
             return
@@ -270,10 +275,24 @@ class Releases:
             set_condition(st, "Reconciling", "True", RETRY, message, gen)
 
         self._edit(key, edit)
+        self._event(key, "Normal", reason, message)
         if hr:
             self._start(key, hr, "upgrade" if rel.in_storage else "install")
 
     # -- status helpers ----------------------------------------------------------------
+
+    def _event(self, key: Key, type_: str, reason: str, message: str) -> None:
+        """helm-controller's event for an action's outcome, annotated as its eventMeta
+        does (chart version, config digest, app version)."""
+        hr = self.store.find(HR_RT, *key, copy=False)
+        if self.events is None or hr is None:
+            return
+        rel = self.releases[key]
+        group = "helm.toolkit.fluxcd.io"
+        extra = {f"{group}/token": "sha256:" + rel.config, f"{group}/app-version": rel.version}
+        self.events.emit(
+            hr, type_, reason, message, revision=rel.version, component=HELM_CONTROLLER, extra=extra
+        )
 
     def _name(self, key: Key) -> str:
         hr = self.store.find(HR_RT, *key, copy=False) or {}

@@ -1,10 +1,14 @@
 """What the lab's Flux twin reads: the tree at the remote's head, built and decrypted.
 
 One `Snapshot` per commit of the bare remote (the GitRepository artifact): the parsed
-FluxTree plus, per Kustomization, its rendered objects with SOPS Secrets decrypted in
-memory the way kustomize-controller does it. Snapshots are cached by commit and builds
-by (commit, Kustomization), so a periodic reconcile of an unchanged tree costs no parsing
-or age decryption. Decrypted values only ever live in these in-memory objects.
+FluxTree plus, per Kustomization, its rendered objects built the way kustomize-controller
+builds them, resource by resource: a SOPS Secret decrypted in memory with the
+Kustomization's own keys (only with spec.decryption; without it the Secret keeps its
+`sops` block and the apply refuses it), then postBuild substitution with the variables
+the twin read from the live ConfigMaps and Secrets. Snapshots are cached by commit and
+builds by (commit, Kustomization, keys and variables), so a periodic reconcile of an
+unchanged tree costs no parsing, age decryption or substitution. Decrypted values only
+ever live in these in-memory objects.
 
 Decryption works on the source file as committed (the MAC covers it exactly), then the
 values are placed into the rendered object, which kustomize may have renamed or labelled.
@@ -20,7 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
-from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree
+from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree, substitute_tree
+from dapper.backends.gitops.postbuild import (
+    EnvsubstError,
+    check_names,
+    is_disabled,
+    post_build_error,
+)
 from dapper.backends.gitops.treesource import GitTreeSource, SourceError, read_text, walk
 from dapper.backends.gitops.yamldocs import TreeError, parse_file, strip_markers
 from dapper.backends.sops.errors import SopsError
@@ -31,6 +41,12 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 log = logging.getLogger("dapper.lab.flux_source")
 
 Key = tuple[str, str]
+# what the bootstrap's flux-secrets step applies into flux-system before Flux starts (the
+# running lab stands for a bootstrapped cluster, so the twin seeds what is missing)
+BOOTSTRAP_FILES = (
+    "kubernetes/components/common/substitutions/cluster-settings.yaml",
+    "kubernetes/components/common/substitutions/cluster-secrets.sops.yaml",
+)
 
 
 @dataclass
@@ -48,7 +64,7 @@ class Snapshot:
     sha: str
     tree: FluxTree
     secret_errors: dict[Key, str] = field(default_factory=dict)  # substituteFrom Secrets
-    builds: dict[Key, Build] = field(default_factory=dict)
+    builds: dict[Key, tuple[tuple[Any, ...], Build]] = field(default_factory=dict)
 
     @property
     def revision(self) -> str:
@@ -134,6 +150,27 @@ def _plain(node: Any) -> Any:
     return str(node)
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What a Kustomization's build takes from the cluster, read live by the twin: its
+    decryption keys (None without spec.decryption) and its postBuild variables (None
+    without spec.postBuild; a string when loading them failed, kustomize-controller's
+    message)."""
+
+    identities: tuple[Any, ...] | None = None
+    variables: Mapping[str, str] | str | None = None
+    strict: bool = False
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        keys = None
+        if self.identities is not None:
+            keys = tuple(sorted(str(i.to_public()) for i in self.identities))
+        values = self.variables
+        if isinstance(values, Mapping):
+            values = tuple(sorted(values.items()))
+        return (keys, values, self.strict)
+
+
 class FluxSource:
     """Snapshots of the remote's head, cached by commit (the last few are kept)."""
 
@@ -142,10 +179,13 @@ class FluxSource:
     def __init__(self, repo_path: str, identities: Iterable[Any] | Callable[[], list[Any]]) -> None:
         self.repo_path = repo_path
         # a callable is asked on every snapshot: the twin passes the live sops-age Secret's
-        # keys, so a changed Secret takes effect on the next reconcile, as with real Flux
+        # keys (they decrypt what the tree's own parse needs), so a changed Secret takes
+        # effect on the next reconcile, as with real Flux
         fixed = [] if callable(identities) else list(identities)
         self._identities = identities if callable(identities) else (lambda: fixed)
         self._snapshots: dict[str, tuple[Snapshot, _Decryptor, tuple[str, ...]]] = {}
+        # (commit, public keys) -> decryptor: a Kustomization decrypts with its own keys
+        self._decryptors: dict[tuple[str, tuple[str, ...]], _Decryptor] = {}
 
     def snapshot(self, branch: str, sha: str) -> Snapshot:
         identities = list(self._identities())
@@ -171,15 +211,33 @@ class FluxSource:
         self._snapshots[sha] = (snap, decryptor, keys)
         while len(self._snapshots) > self.KEEP:
             self._snapshots.pop(next(iter(self._snapshots)))
+        for old in [k for k in self._decryptors if k[0] not in self._snapshots]:
+            del self._decryptors[old]
         return snap
 
-    def build(self, snap: Snapshot, ks: FluxKustomization) -> Build:
-        """The objects `ks` applies at the snapshot's commit, Secrets decrypted."""
-        hit = snap.builds.get(ks.key)
+    def decryptor(self, sha: str, identities: Iterable[Any]) -> _Decryptor:
+        ids = list(identities)
+        keys = tuple(sorted(str(i.to_public()) for i in ids))
+        snap = self._snapshots[sha]
+        if snap[2] == keys:  # the keys the tree's own parse used: its files are decrypted
+            return snap[1]
+        hit = self._decryptors.get((sha, keys))
         if hit is None:
-            hit = self._build(snap, ks)
-            snap.builds[ks.key] = hit
+            hit = self._decryptors[(sha, keys)] = _Decryptor(snap[1].source, ids)
         return hit
+
+    def build(self, snap: Snapshot, ks: FluxKustomization, inputs: Inputs | None = None) -> Build:
+        """The objects `ks` applies at the snapshot's commit, built as kustomize-controller
+        builds them from what the cluster holds now (`inputs`): each object decrypted with
+        the Kustomization's own keys, then substituted with its live variables. Cached per
+        commit until the inputs change."""
+        inputs = inputs or Inputs()
+        mark = inputs.fingerprint()
+        hit = snap.builds.get(ks.key)
+        if hit is None or hit[0] != mark:
+            hit = (mark, self._build(snap, ks, inputs))
+            snap.builds[ks.key] = hit
+        return hit[1]
 
     def has_dir(self, sha: str, path: str) -> bool:
         """The commit has directory `path` (a Kustomization's spec.path)."""
@@ -190,39 +248,65 @@ class FluxSource:
         source = hit[1].source if hit else GitTreeSource(pygit2.Repository(self.repo_path), sha)
         return source.is_dir(clean)
 
-    def _build(self, snap: Snapshot, ks: FluxKustomization) -> Build:
+    def seed_objects(self, snap: Snapshot, namespace: str) -> list[dict[str, Any]]:
+        """What a bootstrap applies into `namespace` before Flux starts (cluster-settings
+        and cluster-secrets, decrypted in memory with the snapshot's keys), as the tree
+        holds them at this commit; nothing it cannot read or decrypt."""
+        decryptor = self._snapshots[snap.sha][1]
+        out: list[dict[str, Any]] = []
+        for path in BOOTSTRAP_FILES:
+            try:
+                if _is_sops_path(path):
+                    docs = decryptor.documents(path)
+                else:
+                    docs = [_plain(d) for d, _line in parse_file(decryptor.source, path)]
+            except (SopsError, TreeError, SourceError) as exc:
+                log.info("lab Flux: %s not seeded: %s", path, exc)
+                continue
+            for doc in docs:
+                if isinstance(doc, dict) and doc.get("kind") in ("ConfigMap", "Secret"):
+                    obj = {k: v for k, v in doc.items() if k != "sops"}
+                    obj.setdefault("apiVersion", "v1")
+                    obj["metadata"] = {**(obj.get("metadata") or {}), "namespace": namespace}
+                    out.append(obj)
+        return out
+
+    def _build(self, snap: Snapshot, ks: FluxKustomization, inputs: Inputs) -> Build:
         if not self.has_dir(snap.sha, ks.path):
             return path_not_found(ks.path)
-        for kind, name, _optional in ks.substitute_from:
-            error = snap.secret_errors.get((ks.namespace, name)) if kind == "Secret" else None
-            if error:
-                ns = ks.namespace
-                return Build(
-                    reason=BUILD_FAILED,
-                    message=f"decryption failed for '{name}': failed to decrypt and format "
-                    f"'{ns}/{name}' Secret data: {error}",
-                )
         try:
-            docs = snap.tree.render(ks)
+            pairs = snap.tree.render_unsubstituted(ks)
         except TreeError as exc:
             return Build(reason=BUILD_FAILED, message=str(exc))
-        decryptor = self._snapshots[snap.sha][1]
+        decryptor = None
+        if inputs.identities is not None:
+            decryptor = self.decryptor(snap.sha, inputs.identities)
         objects: list[dict[str, Any]] = []
-        for d in docs:
-            obj = strip_markers(d.obj)
-            if obj.get("kind") == "Secret" and _is_sops_path(d.file):
+        for d, raw in pairs:  # kustomize-controller's build(), resource by resource
+            obj = raw
+            meta = obj.get("metadata") or {}
+            name = str(meta.get("name", ""))
+            if decryptor is not None and obj.get("kind") == "Secret" and _is_sops_path(d.file):
                 try:
                     obj = _decrypted(obj, d.file, d.line, decryptor)
                 except SopsError as exc:
-                    meta = obj.get("metadata") or {}
-                    name = meta.get("name", "")
                     ns = ks.target_namespace or meta.get("namespace") or ""
                     return Build(  # kustomize-controller's build() and decryptor wording
                         reason=BUILD_FAILED,
                         message=f"decryption failed for '{name}': failed to decrypt and "
                         f"format '{ns}/{name}' Secret data: {exc}",
                     )
-            objects.append(obj)
+            if inputs.variables is not None and not is_disabled(obj):
+                if isinstance(inputs.variables, str):
+                    message = f"post build failed for '{name}': {inputs.variables}"
+                    return Build(reason=BUILD_FAILED, message=message)
+                if inputs.variables:  # no variables: Flux leaves the text alone
+                    try:
+                        check_names(inputs.variables)
+                        obj = substitute_tree(obj, inputs.variables, strict=inputs.strict)
+                    except EnvsubstError as exc:
+                        return Build(reason=BUILD_FAILED, message=post_build_error(obj, exc))
+            objects.append(strip_markers(obj))
         return Build(objects)
 
 

@@ -8,6 +8,14 @@ pass. Statuses follow Flux: revisions `main@sha1:<sha>`, Ready/Reconciling condi
 Flux's reasons, lastApplied/lastAttempted revisions, `lastHandledReconcileAt` echoing the
 `reconcile.fluxcd.io/requestedAt` annotation, and `spec.suspend` honoured.
 
+Each Kustomization builds from what the cluster holds when it reconciles, as
+kustomize-controller does: its own `decryption.secretRef` (every `.agekey` entry of that
+Secret in its namespace) and its `postBuild` variables from the live ConfigMaps and
+Secrets of `substituteFrom` (a missing one fails the build unless `optional`), so a
+changed ConfigMap changes the next build. The running lab seeds what a bootstrap applies
+before Flux (cluster-settings and cluster-secrets in flux-system) when it is missing.
+Every reconcile leaves kustomize-controller's Kubernetes Events (flux_events).
+
 A pass runs on the twin's own thread, never under the store lock: on start, on the
 reconcile interval, when the GitRepository stores a new artifact (fetched at its interval
 or on request, never while suspended), when a Flux object gets a new requestedAt
@@ -21,6 +29,7 @@ a settled Kustomization is re-applied (drift reverted) at its own interval on th
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import threading
@@ -33,7 +42,8 @@ from dapper.backends.gitops.fluxtree import DependencyCycle
 from dapper.backends.sops.errors import SopsError
 from dapper.backends.sops.keys import parse_identities
 from dapper.lab import flux_scale
-from dapper.lab.flux_apply import Applier, ApplyError
+from dapper.lab.flux_apply import Applier, ApplyError, encrypted_secret
+from dapper.lab.flux_events import FluxEvents
 from dapper.lab.flux_health import (
     DEFAULT_TIME_SCALE,
     go_string,
@@ -41,7 +51,7 @@ from dapper.lab.flux_health import (
     seconds,
     wait_verdict,
 )
-from dapper.lab.flux_source import Build, FluxSource, path_not_found
+from dapper.lab.flux_source import Build, FluxSource, Inputs, path_not_found
 from dapper.lab.flux_status import (
     ARTIFACT_FAILED,
     BUILD_FAILED,
@@ -49,6 +59,7 @@ from dapper.lab.flux_status import (
     HEALTH_CHECK_FAILED,
     PROGRESSING,
     PROGRESSING_WITH_RETRY,
+    RECONCILIATION_FAILED,
     SUCCEEDED,
     condition,
     digest,
@@ -74,6 +85,7 @@ INSTANCE_RT = by_kind(FLUX_OPERATOR, "FluxInstance")
 INSTANCE = ("flux-system", "flux")  # the flux-instance chart's FluxInstance
 ROOT = ("flux-system", "flux-system")
 SECRET_RT = by_kind("", "Secret")
+CONFIGMAP_RT = by_kind("", "ConfigMap")
 SOPS_AGE = ("flux-system", "sops-age")  # decryption.secretRef of every Kustomization
 SOPS_AGE_KEY = "age.agekey"
 ROOT_PATH = "./kubernetes/flux/cluster"
@@ -132,6 +144,7 @@ class FluxTwin:
         poll_interval: float = 0.2,
         time_scale: float = DEFAULT_TIME_SCALE,
         await_instance: bool = False,
+        strict_substitutions: bool = False,
     ) -> None:
         self.world = world
         # a cluster being bootstrapped (stage bare): Flux is not installed until the
@@ -144,7 +157,13 @@ class FluxTwin:
         self.source = FluxSource(str(remote.bare_path), self.live_identities)
         self.workloads = Workloads(world)
         self.time_scale = time_scale
-        self.applier = Applier(world, self.workloads, time_scale)
+        self.events = FluxEvents(self.store, enabled=world.timings.flux_events)
+        self.applier = Applier(world, self.workloads, time_scale, self.events)
+        # kustomize-controller's StrictPostBuildSubstitutions feature gate (off by default)
+        self.strict_substitutions = strict_substitutions
+        self._seeded = False  # cluster-settings and cluster-secrets in flux-system
+        self._keys: dict[tuple[tuple[str, str], ...], list[Any]] = {}  # parsed .agekey data
+        self._began: dict[tuple[str, str], float] = {}  # the running reconcile's start
         self._health: dict[tuple[str, str], HealthWait] = {}
         # a failed Kustomization is tried again at its retryInterval (DependencyNotReady:
         # the controller's 30s requeue), or sooner on a new revision, spec or request
@@ -178,6 +197,7 @@ class FluxTwin:
         stop: a test stops Flux to hold a runbook in its wait, then lets it answer)."""
         with self._cv:
             self._stopping = False
+        self.world.flux_events = self.world.timings.flux_events
         if not self.await_instance:
             self._install()
         self.store.add_listener(self._on_event)
@@ -253,18 +273,91 @@ class FluxTwin:
         )
 
     def live_identities(self) -> list[Any]:
-        """The age identities in the live sops-age Secret, from every `.agekey` entry as
-        kustomize-controller imports them (none when it is missing)."""
-        obj = self.store.find(SECRET_RT, *SOPS_AGE)
+        """The age identities in the live flux-system/sops-age Secret (what the tree's own
+        parse decrypts with; each Kustomization builds with its own, `identities_in`)."""
+        return self.identities_in(*SOPS_AGE)
+
+    def identities_in(self, namespace: str, name: str) -> list[Any]:
+        """The age identities of a live Secret, from every `.agekey` entry as
+        kustomize-controller's ImportKeys takes them (none when it is missing)."""
+        obj = self.store.find(SECRET_RT, namespace, name, copy=False) or {}
+        data = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+        for k, v in (obj.get("stringData") or {}).items():  # as the API server folds it
+            data[str(k)] = base64.b64encode(str(v).encode()).decode()
+        entries = tuple(sorted((k, v) for k, v in data.items() if k.endswith(".agekey") and v))
+        hit = self._keys.get(entries)
+        if hit is not None:
+            return hit
         out: list[Any] = []
-        for key, raw in sorted(((obj or {}).get("data") or {}).items()):
-            if not str(key).endswith(".agekey") or not raw:
-                continue
+        for key, raw in entries:
             try:
-                out += parse_identities(base64.b64decode(raw).decode(), f"secret sops-age {key}")
+                out += parse_identities(base64.b64decode(raw).decode(), f"secret {name} {key}")
             except (SopsError, ValueError):
-                log.info("the live sops-age Secret's %s holds no usable age key", key)
+                log.info("the live Secret %s/%s's %s holds no usable age key", namespace, name, key)
+        if len(self._keys) > 64:
+            self._keys.clear()
+        self._keys[entries] = out
         return out
+
+    def _inputs(self, obj: dict[str, Any]) -> Inputs:
+        """What kustomize-controller reads from the cluster to build `obj` (the live
+        Kustomization): its own decryption keys and its postBuild variables."""
+        ns, spec = obj["metadata"]["namespace"], obj.get("spec") or {}
+        identities = None
+        decryption = spec.get("decryption")
+        if isinstance(decryption, dict):
+            ref = (decryption.get("secretRef") or {}).get("name")
+            identities = tuple(self.identities_in(ns, str(ref))) if ref else ()
+        return Inputs(identities, self._variables(ns, spec), self.strict_substitutions)
+
+    def _variables(self, ns: str, spec: dict[str, Any]) -> dict[str, str] | str | None:
+        """fluxcd/pkg kustomize's LoadVariables: the data of each substituteFrom
+        ConfigMap and Secret (newlines dropped), read live from the Kustomization's
+        namespace, then postBuild.substitute over them; a missing one that is not
+        optional is the error text. None without spec.postBuild."""
+        post = spec.get("postBuild")
+        if not isinstance(post, dict):
+            return None
+        out: dict[str, str] = {}
+        for ref in post.get("substituteFrom") or []:
+            kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
+            if kind not in ("ConfigMap", "Secret"):
+                continue
+            rt = CONFIGMAP_RT if kind == "ConfigMap" else SECRET_RT
+            live = self.store.find(rt, ns, name, copy=False)
+            if live is None:
+                if ref.get("optional"):
+                    continue
+                return f"substitute from '{kind}/{name}' error: {rt.plural} \"{name}\" not found"
+            for key, value in (live.get("data") or {}).items():
+                text = str(value)
+                if kind == "Secret":
+                    with contextlib.suppress(ValueError, UnicodeDecodeError):
+                        text = base64.b64decode(text).decode()
+                out[str(key)] = text.replace("\n", "")
+            if kind == "Secret":  # a real API server has folded it into data; the lab's
+                for key, value in (live.get("stringData") or {}).items():  # API keeps it
+                    out[str(key)] = str(value).replace("\n", "")
+        for key, value in (post.get("substitute") or {}).items():
+            out[str(key)] = str(value).replace("\n", "")
+        return out
+
+    def _seed_bootstrap_objects(self, snap: Any) -> None:
+        """The running lab stands for a bootstrapped cluster: what the bootstrap applies
+        into flux-system before Flux starts (cluster-settings, cluster-secrets) exists,
+        from the tree, unless it does already. A bare lab's bootstrap applies its own."""
+        self._seeded = True
+        for obj in self.source.seed_objects(snap, ROOT[0]):
+            rt = SECRET_RT if obj["kind"] == "Secret" else CONFIGMAP_RT
+            if self.store.find(rt, ROOT[0], obj["metadata"]["name"], copy=False) is not None:
+                continue
+            if rt is SECRET_RT:
+                data = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+                for k, v in (obj.pop("stringData", None) or {}).items():
+                    data[str(k)] = base64.b64encode(str(v).encode()).decode()
+                obj["data"] = data
+                obj.setdefault("type", "Opaque")
+            self.store.upsert(obj, rt=rt)
 
     def _decryption_problem(self, ns: str, spec: dict[str, Any]) -> str:
         """kustomize-controller's ImportKeys: the Kustomization's own decryption Secret
@@ -446,6 +539,8 @@ class FluxTwin:
         snap = self.source.snapshot(branch, sha)
         if self._stopping:
             return
+        if not self._seeded and not self.await_instance:
+            self._seed_bootstrap_objects(snap)
         try:
             order = snap.tree.dependency_order()
         except DependencyCycle:
@@ -457,7 +552,9 @@ class FluxTwin:
             done.add(fks.key)
             obj = self.store.find(KS_RT, fks.namespace, fks.name, copy=False)  # read-only
             if obj is not None:
-                self._reconcile(obj, rev, lambda fks=fks: self.source.build(snap, fks))
+                self._reconcile(
+                    obj, rev, lambda live, fks=fks: self.source.build(snap, fks, self._inputs(live))
+                )
         rest, _ = self.store.list(KS_RT, copy=False)  # read-only, as above
         for obj in rest:
             if self._stopping:
@@ -465,7 +562,7 @@ class FluxTwin:
             key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if key in done:
                 continue
-            self._reconcile(obj, rev, lambda key=key, obj=obj: self._other_build(obj, key, rev))
+            self._reconcile(obj, rev, lambda live, key=key: self._other_build(live, key, rev))
 
     def _other_build(self, obj: dict[str, Any], key: tuple[str, str], rev: str) -> Build:
         """Synthetic benchmark apps build from a generator; anything else is not in Git."""
@@ -484,7 +581,9 @@ class FluxTwin:
             f"in the tree at revision {rev} (the lab builds only those)",
         )
 
-    def _reconcile(self, obj: dict[str, Any], rev: str, build_fn: Callable[[], Build]) -> None:
+    def _reconcile(
+        self, obj: dict[str, Any], rev: str, build_fn: Callable[[dict[str, Any]], Build]
+    ) -> None:
         meta, spec = obj["metadata"], obj.get("spec") or {}
         status = obj.get("status") or {}
         ns, name = meta["namespace"], meta["name"]
@@ -516,6 +615,7 @@ class FluxTwin:
         )
         if settled and not self._interval_due((ns, name), spec):
             return  # drift is corrected at the Kustomization's own interval
+        self._began[(ns, name)] = time.monotonic()
         blocked = self._dependency_problem(ns, spec, rev)
         if blocked:
             self._finish(ns, name, generation, req, None, "False", DEPENDENCY_NOT_READY, blocked)
@@ -533,16 +633,24 @@ class FluxTwin:
 
             self.store.mutate(KS_RT, ns, name, progress, status_only=True)
         missing = self._decryption_problem(ns, spec)
-        build = Build(reason=BUILD_FAILED, message=missing) if missing else build_fn()
+        build = Build(reason=BUILD_FAILED, message=missing) if missing else build_fn(obj)
         if build.reason:
             attempted = None if build.reason == ARTIFACT_FAILED else rev
             self._finish(ns, name, generation, req, attempted, "False", build.reason, build.message)
             return
+        encrypted = encrypted_secret(build.objects)
+        if encrypted:  # kustomize-controller's apply() refuses before applying anything
+            self._finish(ns, name, generation, req, rev, "False", RECONCILIATION_FAILED, encrypted)
+            return
         try:
             entries = self.applier.apply(obj, build.objects)
         except ApplyError as exc:
-            self._finish(ns, name, generation, req, rev, "False", "ReconciliationFailed", str(exc))
+            self._finish(ns, name, generation, req, rev, "False", RECONCILIATION_FAILED, str(exc))
             return
+        if self.applier.changes:
+            self.events.emit(
+                obj, "Normal", PROGRESSING, "\n".join(self.applier.changes), revision=rev
+            )
         if spec.get("prune"):
             old = ((status.get("inventory") or {}).get("entries")) or []
             keep = {e["id"] for e in entries}
@@ -746,6 +854,7 @@ class FluxTwin:
 
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
         self._applied_at[(ns, name)] = time.monotonic()
+        self._event(ns, name, ready, reason, message, rev)
         if ready == "True":
             self._retry.pop((ns, name), None)
             return
@@ -758,6 +867,33 @@ class FluxTwin:
         )
         token = (self.revision, generation, req)
         self._retry[(ns, name)] = (time.monotonic() + after / self.time_scale, token)
+
+    def _event(
+        self, ns: str, name: str, ready: str, reason: str, message: str, rev: str | None
+    ) -> None:
+        """The Event kustomize-controller records for the reconcile just finished."""
+        obj = self.store.find(KS_RT, ns, name, copy=False)
+        if obj is None:
+            return
+        began = self._began.pop((ns, name), None)
+        revision = rev or self.revision
+        if ready == "True":
+            took = (time.monotonic() - began) * self.time_scale if began else 1.0
+            every = go_duration(str((obj.get("spec") or {}).get("interval") or ""), "10m0s")
+            self.events.emit(
+                obj,
+                "Normal",
+                SUCCEEDED,  # whole seconds on the Flux clock, so repeats fold
+                f"Reconciliation finished in {go_string(max(1, round(took)))}, next run in {every}",
+                revision=revision,
+                extra={f"{FLUX_KS}/commit_status": "update"},
+            )
+        elif reason == DEPENDENCY_NOT_READY:
+            wait = go_string(REQUEUE_DEPENDENCY)
+            message = f"Dependencies do not meet ready condition, retrying in {wait}"
+            self.events.emit(obj, "Normal", reason, message, revision=revision)
+        else:
+            self.events.emit(obj, "Warning", reason, message, revision=revision)
 
     # -- the source ---------------------------------------------------------------------
 

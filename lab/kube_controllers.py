@@ -44,6 +44,7 @@ def emit_event(
     at: float | None = None,
     host: str = "",
     labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> dict:
     """Create a core/v1 Event about `involved` (a full object), happening now or `at`."""
     meta = involved.get("metadata", {})
@@ -61,6 +62,7 @@ def emit_event(
                 "namespace": ns,
                 "creationTimestamp": now,
                 **({"labels": labels} if labels else {}),
+                **({"annotations": annotations} if annotations else {}),
             },
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion", "v1"),

@@ -3,10 +3,11 @@
 A fresh lab is a cluster whose workloads just rolled out: the pods of that rollout (those
 bound at start or within ROLLOUT_SECONDS, at most MAX_SEEDED_PODS) get the scheduler's and
 kubelet's events (Scheduled, Pulled, Created, Started, timed from their creation), one
-kube-system pod a start-up readiness-probe Warning, and every Flux Kustomization
-that becomes Ready, or applies a new revision, the kustomize-controller's
-ReconciliationSucceeded. Each history event carries the HISTORY_LABEL so tests and tools
-can tell it from events the operator's actions cause.
+kube-system pod a start-up readiness-probe Warning, and, when no Flux twin writes
+kustomize-controller's own Events (lab.flux_events), every Flux Kustomization that
+becomes Ready, or applies a new revision, a ReconciliationSucceeded. Each history event
+carries the HISTORY_LABEL so tests and tools can tell it from events the operator's
+actions cause.
 
 Events live EVENT_TTL seconds after their last occurrence, as with kube-apiserver's
 default --event-ttl=1h (the lab's time scale is real time); a sweep every SWEEP_SECONDS
@@ -20,6 +21,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from dapper.lab.kinds import by_kind
 from dapper.lab.kube_controllers import emit_event
@@ -119,8 +121,16 @@ def _ready_revision(obj: dict) -> tuple[bool, str]:
 class EventHistory:
     """Seeds the start-up history, follows Flux reconciliations, expires old Events."""
 
-    def __init__(self, store: ObjectStore, *, seed: bool = True, ttl: float = EVENT_TTL) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        seed: bool = True,
+        ttl: float = EVENT_TTL,
+        live_flux: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.store = store
+        self.live_flux = live_flux  # True: the Flux twin records its own Events
         self.seed = seed
         self.ttl = ttl
         self._seen: dict[tuple[str, str], tuple[bool, str]] = {}
@@ -165,6 +175,8 @@ class EventHistory:
             return
         if event.key[:2] != (KS_GROUP, "kustomizations") or event.type == "DELETED":
             return
+        if self.live_flux():
+            return  # the twin writes kustomize-controller's Events as it reconciles
         key = (event.key[2], event.key[3])
         state = _ready_revision(event.obj)
         before = self._seen.get(key, (False, ""))

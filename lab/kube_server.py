@@ -41,7 +41,9 @@ class KubeApiServer(HttpsServer):
         self.api = KubeApi(world)
         self._controllers = LabControllers(world.store)
         self.leases = NodeLeases(world.store)
-        self.events = EventHistory(world.store, seed=world.timings.event_history)
+        self.events = EventHistory(
+            world.store, seed=world.timings.event_history, live_flux=lambda: world.flux_events
+        )
 
     def start(self) -> int:
         for crd in crd_objects():

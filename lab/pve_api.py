@@ -24,6 +24,7 @@ from dapper.lab.pve_params import (
     config_changes,
     new_disks,
     parse_bool,
+    revert_keys,
 )
 from dapper.lab.pve_perms import ADMIN_ROLES, AUDITOR_ROLES, PveToken
 
@@ -625,8 +626,10 @@ class PveApi:
             token.require(f"/sdn/zones/localnetwork/{bridge}", "SDN.Use")
 
     def _config_changes(self, vmid: int, params: dict[str, str], token: PveToken):
-        """Schema, early permissions and the digest; returns (changes, deletions)."""
+        """Schema, early permissions and the digest; returns (changes, deletions, the
+        pending changes to revert)."""
         changes, delete = config_changes(params)
+        revert = revert_keys(params)
         self._check_writes(vmid, changes, delete, token)
         with self.world.lock:
             cfg = view.vm_config(self._unlocked(vmid))
@@ -634,13 +637,27 @@ class PveApi:
             raise PveError(
                 500, "detected modified configuration - file changed by other user? Try again."
             )
-        return changes, delete
+        return changes, delete, revert
 
-    def _apply_config(self, vmid: int, changes: dict, delete: list[str], token: PveToken) -> None:
-        """update_vm's worker: passthrough permission per hostpci (the old value too),
-        then the change."""
+    def _apply_config(
+        self,
+        vmid: int,
+        changes: dict,
+        delete: list[str],
+        token: PveToken,
+        revert: list[str] | None = None,
+    ) -> None:
+        """update_vm's worker: a reverted key is set to its running value (its pending
+        change goes) or, set only in the pending section, deleted; then passthrough
+        permission per hostpci (the old value too), then the change."""
         with self.world.lock:
             vm = self.world.vm(vmid)
+            running = vm.config(current=True)
+            for key in revert or ():
+                if key in running:
+                    changes[key] = str(running[key])
+                elif key in vm.pending:
+                    delete.append(key)
             for key in delete:
                 if key in vm.hostpci:
                     check_hostpci(token, key, vm.hostpci[key])
@@ -652,24 +669,26 @@ class PveApi:
             self.world.vm_set_config(vmid, changes, delete)
 
     def _config_post(self, vmid: int, params: dict[str, str], token: PveToken, **_: Any) -> str:
-        changes, delete = self._config_changes(vmid, params, token)
+        changes, delete, revert = self._config_changes(vmid, params, token)
 
         def body(log: Callable[[str], None]) -> None:
             for key, value in changes.items():
                 log(f"update VM {vmid}: -{key} {value}")
             if delete:
                 log(f"update VM {vmid}: -delete {','.join(delete)}")
+            if revert:
+                log(f"update VM {vmid}: -revert {','.join(revert)}")
             try:
-                self._apply_config(vmid, changes, delete, token)
+                self._apply_config(vmid, changes, delete, token, revert)
             except PveError as exc:
                 raise WorldError(exc.reason, exc.status) from exc
 
         return self._task("qmconfig", vmid, token, body)
 
     def _config_put(self, vmid: int, params: dict[str, str], token: PveToken, **_: Any) -> None:
-        changes, delete = self._config_changes(vmid, params, token)
+        changes, delete, revert = self._config_changes(vmid, params, token)
         try:
-            self._apply_config(vmid, changes, delete, token)
+            self._apply_config(vmid, changes, delete, token, revert)
         except WorldError as exc:
             raise PveError(500, str(exc)) from exc
         return None

@@ -112,6 +112,34 @@ def config_changes(
     return changes, delete
 
 
+def option_exists(key: str) -> bool:
+    """A VM config option qemu-server knows (PVE::QemuServer::option_exists)."""
+    return bool(
+        key in CONFIG_KEYS
+        or key in HOSTPCI_KEYS
+        or NET_KEY.match(key)
+        or DRIVE_KEY.match(key)
+        or OTHER_KEY.match(key)
+    )
+
+
+def revert_keys(params: dict[str, str]) -> list[str]:
+    """update_vm's `revert` list, checked as qemu-server checks it: known options, none
+    also set or deleted in the same call (its messages, parameters as it names them)."""
+    keys = [k for k in re.split(r"[,;\s\0]+", params.get("revert", "")) if k]
+    for key in keys:
+        if not option_exists(key):
+            raise param_error(revert=f"unknown option '{key}'")
+        if key in params:
+            raise param_error(delete=f"you can't use '-{key}' and -revert {key}' at the same time")
+    for key in re.split(r"[,;\s\0]+", params.get("delete", "")):
+        if key in keys:
+            raise param_error(
+                revert=f"you can't use '-delete {key}' and -revert {key}' at the same time"
+            )
+    return keys
+
+
 def check_hostpci(token: PveToken, key: str, value: str) -> None:
     """qemu-server's check_hostpci_perm: a raw device is root@pam's alone (tokens
     included); a mapping needs Mapping.Use on /mapping/pci/<id>."""

@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from dapper.backends.gitops.kustomize_build import Overlay, Patch, Renderer, describe
-from dapper.backends.gitops.postbuild import is_disabled, substitute
+from dapper.backends.gitops.postbuild import (
+    EnvsubstError,
+    check_names,
+    is_disabled,
+    post_build_error,
+    substitute,
+)
 from dapper.backends.gitops.treesource import FileSource, SourceError, as_source, norm, walk
 from dapper.backends.gitops.yamldocs import (
     SHARED_PARSES,
@@ -51,6 +57,15 @@ TREE_DIR = "kubernetes"
 
 Key = tuple[str, str]  # (namespace, name)
 SecretValues = Callable[[str, str], Mapping[str, str] | None]
+
+
+class PostBuildError(TreeError):
+    """kustomize built the Kustomization; its postBuild substitution (with the values
+    the tree holds) failed. Keeps what kustomize built."""
+
+    def __init__(self, cause: TreeError, built: _Built) -> None:
+        super().__init__(cause.file, cause.line, cause.reason)
+        self.built = built
 
 
 class DependencyCycle(Exception):
@@ -142,6 +157,7 @@ class _Built:
     docs: list[Doc]
     files: set[str]
     undefined: list[tuple[str, Doc]]
+    raw: list[dict[str, Any]] | None = None  # docs' objects before substitution (if any)
 
 
 def _s(v: Any, default: str = "") -> str:
@@ -223,6 +239,8 @@ class FluxTree:
                 built = self._build(ks)
             except TreeError as exc:
                 self.errors[ks.key] = exc
+                if isinstance(exc, PostBuildError):  # kustomize built it; substitution failed
+                    self._built[ks.key] = exc.built
                 continue
             self._built[ks.key] = built
             for d in built.docs:
@@ -261,17 +279,39 @@ class FluxTree:
         for d in docs:
             self._index.setdefault(_doc_key(d), d)
         undefined: list[tuple[str, Doc]] = []
+        raw = None
         if ks.has_post_build:
-            values, keep = self._values(ks)
-            for d in docs:
-                if is_disabled(d.obj):
-                    continue
-                missing: set[str] = set()
-                d.obj = _subst_tree(d.obj, values, keep, missing)
-                undefined.extend((n, d) for n in sorted(missing))
-        return _Built(docs, files, undefined)
+            raw = [d.obj for d in docs]  # substitution copies, so these stay as built
 
-    def _values(self, ks: FluxKustomization) -> tuple[dict[str, str], Callable[[str], bool]]:
+            def failed(exc: TreeError) -> PostBuildError:
+                for d, obj in zip(docs, raw, strict=True):
+                    d.obj = obj
+                return PostBuildError(exc, _Built(docs, files, [], raw))
+
+            try:
+                values, kept = self._values(ks)
+            except TreeError as exc:
+                raise failed(exc) from exc
+
+            def keep(n: str) -> bool:
+                return n in kept and n not in values
+
+            for d in docs:
+                if is_disabled(d.obj) or not (values or kept):
+                    continue  # Flux substitutes only when there is at least one variable
+                missing: set[str] = set()
+                try:
+                    check_names(values)
+                    d.obj = substitute_tree(d.obj, values, keep, missing)
+                except EnvsubstError as exc:
+                    error = TreeError(d.file, d.line, post_build_error(d.obj, exc))
+                    raise failed(error) from exc
+                undefined.extend((n, d) for n in sorted(missing))
+        return _Built(docs, files, undefined, raw)
+
+    def _values(self, ks: FluxKustomization) -> tuple[dict[str, str], set[str]]:
+        """The variables of `ks` as Git has them, and the names whose (encrypted) values
+        are unknown."""
         values: dict[str, str] = {}
         kept: set[str] = set()
         for kind, name, optional in ks.substitute_from:
@@ -300,7 +340,8 @@ class FluxTree:
                 data.update(string_data)
             values.update(data)
         values.update(ks.substitute)
-        return values, lambda n: n in kept and n not in values
+        values = {k: v.replace("\n", "") for k, v in values.items()}  # as Flux loads them
+        return values, kept
 
     def _lookup(self, kind: str, namespace: str, name: str) -> Doc | None:
         """A ConfigMap/Secret as the cluster would have it: rendered, else in any file."""
@@ -420,6 +461,17 @@ class FluxTree:
             raise self.errors[ks.key]
         return self._built[ks.key].docs
 
+    def render_unsubstituted(self, ks: FluxKustomization) -> list[tuple[Doc, dict[str, Any]]]:
+        """(doc, its object as kustomize built it, before postBuild substitution): for a
+        caller (the lab's Flux) that substitutes with values from elsewhere, so a
+        substitution that failed with the tree's own values does not count. The objects
+        are shared: copy before changing them."""
+        built = self._built.get(ks.key)
+        if built is None:
+            raise self.errors[ks.key]
+        docs, raw = built.docs, built.raw
+        return list(zip(docs, raw if raw is not None else [d.obj for d in docs], strict=True))
+
     def build(self, ks: FluxKustomization) -> list[dict[str, Any]]:
         """Objects a Kustomization applies (kustomize build + Flux postBuild), plain dicts."""
         return [strip_markers(d.obj) for d in self.render(ks)]
@@ -521,18 +573,29 @@ def _doc_key(d: Doc) -> tuple[str, str, str]:
     return (str(d.obj.get("kind", "")), str(m.get("namespace") or ""), str(m.get("name") or ""))
 
 
-def _subst_tree(
-    node: Any, values: Mapping[str, str], keep: Callable[[str], bool], missing: set[str]
+def substitute_tree(
+    node: Any,
+    values: Mapping[str, str],
+    keep: Callable[[str], bool] = lambda _n: False,
+    missing: set[str] | None = None,
+    *,
+    strict: bool = False,
 ) -> Any:
+    """envsubst over every key and string of an object (Flux substitutes the object's
+    YAML text); an unquoted scalar is re-typed as Flux's re-parse would. Raises
+    EnvsubstError; names left without a value are added to `missing`."""
+    missing = set() if missing is None else missing
     if isinstance(node, dict):
         return {
-            _subst_tree(k, values, keep, missing): _subst_tree(v, values, keep, missing)
+            substitute_tree(k, values, keep, missing, strict=strict): substitute_tree(
+                v, values, keep, missing, strict=strict
+            )
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_subst_tree(v, values, keep, missing) for v in node]
-    if isinstance(node, str) and "${" in node:
-        res = substitute(node, values, keep)
+        return [substitute_tree(v, values, keep, missing, strict=strict) for v in node]
+    if isinstance(node, str) and "$" in node:
+        res = substitute(node, values, keep, strict=strict)
         missing |= res.undefined
         if res.text == node:
             return node
@@ -598,4 +661,5 @@ __all__ = [
     "SopsFile",
     "TreeError",
     "describe",
+    "substitute_tree",
 ]

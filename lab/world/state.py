@@ -57,6 +57,9 @@ class Timings:
     reconcile_interval: float = 5.0  # the Flux twin's periodic reconcile
     reconcile_delay: float = 0.05  # from requestedAt to reconcile start
     event_history: bool = True  # seed the recent Event history a real cluster shows
+    # the Flux twin writes kustomize- and helm-controller's Events as it reconciles (off
+    # for a quiet lab whose pictures must not depend on how many reconciles ran)
+    flux_events: bool = True
     # A node whose kubelet stops posting goes NotReady after the node-monitor grace period
     # (50 s in Kubernetes v1.32+); the lab runs that clock 12.5x faster.
     node_grace: float = 4.0
@@ -144,6 +147,9 @@ class WorldState:
         self.timings = timings or Timings()
         self.rng = random.Random(seed)
         self.store = ObjectStore()
+        # the Flux twin runs and writes kustomize-controller's Events itself (the start-up
+        # history then leaves Kustomizations to it)
+        self.flux_events = False
         self.specs: list[NodeSpec] = node_specs(nodes)
         self.pci: dict[str, PciDevice] = {}
         self.vms: dict[int, LabVm] = {}

@@ -20,7 +20,7 @@ NARROW, WIDE = (80, 24), (160, 48)
 
 @pytest.fixture(scope="module")
 def lab():
-    quiet = Timings(event_history=False)
+    quiet = Timings(event_history=False, flux_events=False)
     with running_lab(faults=("ks-failing:observability/loki",), timings=quiet) as lab:
         yield lab
 

@@ -171,6 +171,13 @@ def test_unschedulable_release_fails_the_waiting_kustomization_after_its_timeout
     assert hr["status"]["history"][0]["status"] == "failed"
     hr_states = timeline.of("hr", "hog")
     assert hr_states == [("Unknown", "Progressing"), ("False", "InstallFailed")]
+    # kustomize-controller's Warning about the Kustomization says the same
+    warned = [
+        e
+        for e in lab.world.store.list(by_kind("", "Event"), "media")[0]
+        if e["involvedObject"]["name"] == "extra" and e["type"] == "Warning"
+    ]
+    assert [(e["reason"], e["message"]) for e in warned] == [("HealthCheckFailed", cond["message"])]
     hr_began = timeline.at("hr", "hog", "Progressing")
     assert timeline.at("hr", "hog", "InstallFailed") - hr_began >= 60 / DEFAULT_TIME_SCALE
 
@@ -198,6 +205,10 @@ def test_unschedulable_release_fails_the_waiting_kustomization_after_its_timeout
         c for c in lab.ks("media", "extra")["status"]["conditions"] if c["type"] == "Healthy"
     )
     assert healthy["status"] == "True"
+
+
+def stalled_message_cause(hr: dict) -> str:
+    return next(c for c in hr["status"]["conditions"] if c["type"] == "Ready")["message"]
 
 
 def test_install_remediation_uninstalls_and_retries_before_stalling(lab: Lab) -> None:
@@ -229,6 +240,20 @@ def test_install_remediation_uninstalls_and_retries_before_stalling(lab: Lab) ->
     stalled = next(c for c in hr["status"]["conditions"] if c["type"] == "Stalled")
     assert stalled["message"] == "Failed to install after 2 attempt(s)"
     assert hr["status"]["installFailures"] == 2
+    # helm-controller's Events: each outcome, about the HelmRelease, failures as Warnings
+    events = [
+        e
+        for e in lab.world.store.list(by_kind("", "Event"), "media")[0]
+        if e["involvedObject"]["kind"] == "HelmRelease" and e["involvedObject"]["name"] == "hog"
+    ]
+    assert sorted((e["type"], e["reason"], e["count"]) for e in events) == [
+        ("Normal", "UninstallSucceeded", 1),
+        ("Warning", "InstallFailed", 2),  # the same message twice: one Event, count 2
+    ]
+    failed = next(e for e in events if e["reason"] == "InstallFailed")
+    assert failed["message"] == stalled_message_cause(hr)
+    assert failed["reportingComponent"] == "helm-controller"
+    assert failed["metadata"]["annotations"]["helm.toolkit.fluxcd.io/revision"] == "4.3.0"
     # without wait the Kustomization itself is done once applied, and has no Healthy
     ks = lab.ks("media", "extra")
     assert ready(ks)["status"] == "True"

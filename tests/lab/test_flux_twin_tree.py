@@ -120,7 +120,8 @@ spec:
         "media",
         "./kubernetes/apps/media/plex/app",
         "  targetNamespace: media\n  dependsOn:\n    - name: nvidia-device-plugin\n"
-        "      namespace: kube-system\n  postBuild:\n    substitute:\n      APP: plex\n",
+        "      namespace: kube-system\n  postBuild:\n    substitute:\n      APP: plex\n"
+        "  decryption:\n    provider: sops\n    secretRef:\n      name: sops-age\n",
     ),
     "kubernetes/apps/media/plex/app/kustomization.yaml": (
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
@@ -244,7 +245,21 @@ def make_lab(tmp_path: Path, **twin_kw) -> Lab:
     remote = LabGitRemote.create(seed, tmp_path / "lab")
     world = World(timings=Timings(reconcile_interval=300.0, reconcile_delay=0.01))
     twin = FluxTwin(world, remote, read_identity_file(KEY_FILE), poll_interval=0.05, **twin_kw)
+    # plex decrypts with its own namespace's copy of the key (the real tree's common
+    # component puts one in every namespace)
+    world.ensure_namespace("media")
+    world.store.upsert(media_sops_age(), rt=SECRET_RT)
     return Lab(world, remote, twin, GitRepo.open(remote.scratch_path))
+
+
+def media_sops_age(text: str | None = None) -> dict:
+    key = KEY_FILE.read_text() if text is None else text
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"namespace": "media", "name": "sops-age"},
+        "data": {"age.agekey": base64.b64encode(key.encode()).decode()},
+    }
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from dapper.backends.clients.kube import KubeBackend
 from dapper.backends.clients.proxmox import ProxmoxBackend
 from dapper.backends.clients.talos import TalosClient
 from dapper.backends.errors import BackendError
-from dapper.backends.sops.file import parse_identities
+from dapper.backends.sops.file import decrypt_file, load_yaml_documents, parse_identities
 from dapper.backends.talosgen.clientconfig import build_talosconfig
 from dapper.backends.talosgen.generate import generate_configs
 from dapper.backends.talosgen.secrets import load_secret_bundle
@@ -235,6 +235,25 @@ def test_bootstrap_by_hand_reaches_the_running_lab(lab: RunningLab) -> None:
     core.create_namespaced_secret(
         "flux-system", {"metadata": {"name": "sops-age"}, "data": {"age.agekey": key}}
     )
+    # what cluster-apps substitutes from, read live by kustomize-controller: the
+    # bootstrap's flux-secrets step applies them (cluster-secrets decrypted in memory)
+    common = repo / "kubernetes/components/common/substitutions"
+    secrets = decrypt_file(
+        common / "cluster-secrets.sops.yaml", parse_identities(LAB_KEY.read_text())
+    )
+    for doc in secrets.documents:
+        data = {
+            str(k): base64.b64encode(str(v).encode()).decode()
+            for k, v in (doc.get("stringData") or {}).items()
+        }
+        core.create_namespaced_secret(
+            "flux-system", {"metadata": {"name": "cluster-secrets"}, "data": data}
+        )
+    for doc in load_yaml_documents((common / "cluster-settings.yaml").read_text(), "settings"):
+        data = {str(k): str(v) for k, v in (doc.get("data") or {}).items()}
+        core.create_namespaced_config_map(
+            "flux-system", {"metadata": {"name": "cluster-settings"}, "data": data}
+        )
     assert lab.flux is not None and lab.flux.passes == 0  # Flux waits for its instance
     assert not kube.kustomization_objects()
 

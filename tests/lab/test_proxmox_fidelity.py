@@ -114,6 +114,41 @@ def test_a_stopped_vm_takes_changes_at_once_and_a_reboot_applies_pending(
     assert not any("pending" in r for r in admin.call("get", f"{Q}/104/pending"))
 
 
+def test_revert_drops_pending_changes(admin: ProxmoxBackend, server: PveServer, ca_file: str):
+    """`revert=` on POST .../config: a key that runs goes back to its running value (its
+    pending change or pending deletion goes), a key set only in the pending section goes."""
+    running = admin.call("get", f"{Q}/104/config", current=1)
+    admin.set_config(104, {"cores": 12, "hostpci1": "mapping=p100-3,pcie=1"}, sync=True)
+    admin.set_config(104, delete=["memory"], sync=True)
+    rows = {r["key"]: r for r in admin.call("get", f"{Q}/104/pending")}
+    assert rows["cores"]["pending"] == 12 and rows["memory"]["delete"] == 1
+    upid = admin.set_config(104, {"revert": "cores,hostpci1,memory"})
+    assert isinstance(upid, str)
+    admin.wait_task(upid, timeout=10)
+    rows = {r["key"]: r for r in admin.call("get", f"{Q}/104/pending")}
+    assert not any("pending" in r or "delete" in r for r in rows.values())
+    assert "hostpci1" not in rows
+    merged = admin.call("get", f"{Q}/104/config")
+    assert (merged["cores"], merged["memory"]) == (running["cores"], running["memory"])
+    # qemu-server's own checks, before any task: known options, not set or deleted too
+    url = f"{server.url}/api2/json/{Q}/104/config"
+    headers = {"Authorization": server.admin_token.header}
+    for data, errors in (
+        ({"revert": "bogus"}, {"revert": "unknown option 'bogus'"}),
+        (
+            {"revert": "cores", "cores": "4"},
+            {"delete": "you can't use '-cores' and -revert cores' at the same time"},
+        ),
+        (
+            {"revert": "cores", "delete": "cores"},
+            {"revert": "you can't use '-delete cores' and -revert cores' at the same time"},
+        ),
+    ):
+        resp = requests.post(url, data=data, headers=headers, verify=ca_file, timeout=5)
+        assert resp.status_code == 400 and resp.reason == "Parameter verification failed."
+        assert resp.json()["errors"] == errors
+
+
 # -- 7: template, reset, cluster/status
 
 
