@@ -1,16 +1,29 @@
-"""The Talos source: every machine's stage, services, etcd members and resources."""
+"""The Talos source: every machine's stage, services, etcd members and resources.
+
+The machines asked are the nodes Kubernetes lists (or the caller's or the talosconfig's),
+plus, at its own address, the machine of each running VM no node matches: a new VM in
+maintenance mode is in no cluster yet, and the Proxmox source gives its guest agent's
+addresses (`Vm.addresses`, from that source's latest data). Those are dialled directly,
+as talosctl --insecure does (never through a shared endpoint); an address where nothing
+answered is asked again only after `PROBE_RETRY`.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from dapper.backends.errors import BackendError
-from dapper.backends.model import SourceName
-from dapper.backends.snapshot.join import KubeData, SnapshotParts, TalosData
+from dapper.backends.model import SourceName, TalosMachine
+from dapper.backends.snapshot.join import KubeData, ProxmoxData, SnapshotParts, TalosData
 from dapper.backends.snapshot.sources import IMPORTS, SourceContext
 
 if TYPE_CHECKING:
     from dapper.backends.clients.talos import TalosClient
+
+
+PROBE_RETRY = 30.0  # seconds before a VM address where no machine answered is asked again
+PROBES_PER_SWEEP = 16  # node-less VMs' machines asked at most per sweep
 
 
 class TalosSource:
@@ -20,6 +33,8 @@ class TalosSource:
     def __init__(self, context: SourceContext) -> None:
         self.context = context
         self._client: TalosClient | None = None
+        self._direct: TalosClient | None = None
+        self._silent: dict[str, float] = {}  # VM address -> when nothing answered there
 
     def client(self) -> TalosClient:
         """The Talos client, built on first use from the talosconfig."""
@@ -36,6 +51,23 @@ class TalosSource:
                     maintenance_endpoint=config.talos_maintenance_endpoint or None,
                 )
             return self._client
+
+    def direct(self) -> TalosClient:
+        """A client that reaches maintenance machines at their own address (the guest
+        agent's), never through the configured maintenance endpoint."""
+        with IMPORTS:
+            if self._direct is None:
+                from dapper.backends.clients.talos import TalosClient
+
+                config = self.context.config
+                self._direct = TalosClient.from_config(
+                    config.talosconfig or None,
+                    config.talos_context or None,
+                    read_only=True,
+                    timeout=self.context.timeout,
+                    maintenance_port=config.talos_maintenance_port,
+                )
+            return self._direct
 
     def refresh_after(self) -> tuple[str, ...]:
         """Kubernetes first when neither the caller nor the talosconfig names nodes: then
@@ -59,14 +91,43 @@ class TalosSource:
             known = [n.internal_ip or n.name for n in kube.nodes]
             nodes = tuple(dict.fromkeys([*known, *t.context.nodes]))
         machines = await t.machines(nodes, timeout=self.context.timeout)
-        if machines and all(m.stage == "unreachable" for m in machines):
+        loose = await self._vm_machines({m.node for m in machines})
+        if machines and not loose and all(m.stage == "unreachable" for m in machines):
             raise BackendError(machines[0].error or "no Talos machine answered")
-        return TalosData(machines=tuple(machines))
+        return TalosData(machines=(*machines, *loose))
+
+    async def _vm_machines(self, asked: set[str]) -> tuple[TalosMachine, ...]:
+        """The machines at the guest-agent addresses of node-less running VMs (see module)."""
+        proxmox = self.context.latest(SourceName.PROXMOX)
+        if not isinstance(proxmox, ProxmoxData):
+            return ()
+        now = time.monotonic()
+        self._silent = {a: t for a, t in self._silent.items() if now - t < PROBE_RETRY}
+        targets: list[str] = []
+        for vm in proxmox.vms:
+            address = next((a for a in vm.addresses if a not in asked), None)
+            if vm.status != "running" or address is None:
+                continue
+            if address in self._silent:
+                continue
+            targets.append(address)
+            if len(targets) == PROBES_PER_SWEEP:
+                break
+        if not targets:
+            return ()
+        found = await self.direct().machines(targets, timeout=self.context.timeout)
+        for m in found:
+            if m.stage == "unreachable":
+                self._silent[m.node] = now
+            else:
+                self._silent.pop(m.node, None)
+        return tuple(m for m in found if m.stage != "unreachable")
 
     def feed(self, parts: SnapshotParts, data: object) -> None:
         assert isinstance(data, TalosData)
         parts.talos = data
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._direct):
+            if client is not None:
+                await client.aclose()
