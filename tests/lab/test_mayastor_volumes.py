@@ -10,6 +10,8 @@ holds replicas cannot be deleted; a pool on a fresh disk holds nothing.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +19,12 @@ from typing import Any
 
 import pytest
 from dapper.backends.clients.proxmox import ProxmoxBackend
+from dapper.backends.model import ClusterSnapshot
+from dapper.backends.snapshot.collector import Collector
 from dapper.lab.runtime import RunningLab, start_lab
 from dapper.lab.world import Timings
+from dapper.tui.detail_builders import pool_detail
+from rich.console import Console
 
 from kubernetes import client, config
 from tests.waiting import eventually
@@ -254,3 +260,50 @@ def test_a_pool_on_a_fresh_disk_starts_empty(lab: RunningLab, api: client.ApiCli
     assert lab.world.mayastor.usage(pool)[0] > 0
     fresh = {**pool, "spec": {**pool["spec"], "disks": ["/dev/disk/by-id/wwn-0x5002538000000001"]}}
     assert lab.world.mayastor.usage(fresh) == (0, 0)
+
+
+def snap(config) -> ClusterSnapshot:
+    async def go() -> ClusterSnapshot:
+        collector = Collector(config, timeout=3.0)
+        try:
+            return await collector.refresh_all()
+        finally:
+            await collector.close()
+
+    return asyncio.run(go())
+
+
+def test_the_console_names_the_claims_a_dead_node_took(
+    lab: RunningLab, api: client.ApiClient
+) -> None:
+    """The collector's Mayastor source: a Faulted volume is an error of its pool, shown in
+    the Pools pane's detail with the claim's name; the read-only identity is told it
+    cannot read volumes (a warning, the source itself fine)."""
+    claim(api, "lonely", "1Gi")
+    vol = volume(api, "lonely")
+    (replica,) = vol["state"]["replica_topology"].values()
+    s = snap(lab.config)
+    assert s.source("mayastor").ok
+    assert not [f for f in s.faults if "default/lonely" in f.message]
+
+    pve = ProxmoxBackend.from_config(lab.config.proxmox)
+    try:
+        vmid = next(v.vmid for v in pve.vms() if v.name == replica["node"])
+        pve.wait_task(pve.stop(vmid), timeout=10)
+        s = snap(lab.config)
+        fault = next(f for f in s.faults if "default/lonely" in f.message)
+        assert (fault.severity, fault.pane, fault.subject) == ("error", "pools", replica["pool"])
+        assert "Faulted" in fault.message
+        pool = next(p for p in s.pools if p.name == replica["pool"])
+        console = Console(width=160, record=True)
+        console.print(pool_detail(pool, s, s.taken_at))
+        assert "default/lonely Faulted" in console.export_text()
+
+        reader = dataclasses.replace(lab.config, kube_context="lab-readonly", read_only=True)
+        r = snap(reader)
+        assert r.source("mayastor").ok
+        warning = next(f for f in r.faults if f.subject == "mayastor")
+        assert warning.severity == "warning" and "forbidden" in warning.message
+    finally:
+        pve.wait_task(pve.start(vmid), timeout=10)
+        pve.close()
