@@ -24,6 +24,7 @@ class SourceName(StrEnum):
     TALOS = "talos"
     PROXMOX = "proxmox"
     GIT = "git"
+    MAYASTOR = "mayastor"
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dapper.backends.errors import BackendError
-from dapper.backends.model import Fault
+from dapper.backends.model import Fault, SourceName
 from dapper.backends.snapshot.join import SnapshotParts
 from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
 
 if TYPE_CHECKING:
     from dapper.backends.clients.kube import KubeBackend
 
-NAME = "mayastor"
+NAME = SourceName.MAYASTOR
 DRIVER = "io.openebs.csi-mayastor"
 # Where the openebs chart's api-rest Service is (the tree's HelmRelease `openebs`).
 NAMESPACE = "openebs-system"

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dapper.backends.model import SourceName
 from dapper.backends.snapshot.git_source import GitSource
 from dapper.backends.snapshot.kubernetes_source import KubernetesSource
-from dapper.backends.snapshot.mayastor_source import NAME as MAYASTOR
 from dapper.backends.snapshot.mayastor_source import MayastorSource
 from dapper.backends.snapshot.proxmox_source import ProxmoxSource
 from dapper.backends.snapshot.sources import SourceFactory
@@ -19,7 +18,7 @@ BUILTIN: tuple[tuple[str, SourceFactory], ...] = (
     (SourceName.TALOS, TalosSource),
     (SourceName.PROXMOX, ProxmoxSource),
     (SourceName.GIT, GitSource),
-    (MAYASTOR, MayastorSource),
+    (SourceName.MAYASTOR, MayastorSource),
 )
 
 
