@@ -180,12 +180,13 @@ class MayastorWorld:
         return None
 
     def is_mayastor(self, pvc: dict[str, Any]) -> bool:
-        """Whether Mayastor's provisioner owns this claim (also while its class is missing:
-        the claim then waits for it)."""
+        """Whether Mayastor's provisioner owns this claim (also while the class it names is
+        missing: the claim then waits for it). A claim of no class with no default class
+        waits for a pre-provisioned PV, not for Mayastor."""
         name = (pvc.get("spec") or {}).get("storageClassName")
         sc = self.storage_class(pvc)
         if sc is None:
-            return name is None or bool(name)
+            return bool(name)
         return sc.get("provisioner") == PROVISIONER
 
     def provision(self, ns: str, name: str) -> None:
