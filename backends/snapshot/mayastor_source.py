@@ -6,12 +6,14 @@ their PersistentVolume (one list). A source that only reports (see sources.Sourc
 Faulted volume (no healthy replica: its data is gone unless restored) is an error of the
 pool its replica was on, a Degraded one a warning there, so the Pools pane's detail and
 the fault line name the claims a dead node takes with it. A cluster without Mayastor's
-api-rest (404) has no such faults; an identity that may not use the proxy (the `view`
-role) gets one warning saying so, not a degraded source.
+api-rest (404) has no such faults, nor has an identity that may not use the proxy (the
+`view` role, the read-only console's): both show pools without their volumes, the source
+itself healthy.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,8 @@ from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContex
 
 if TYPE_CHECKING:
     from dapper.backends.clients.kube import KubeBackend
+
+log = logging.getLogger(__name__)
 
 NAME = SourceName.MAYASTOR
 DRIVER = "io.openebs.csi-mayastor"
@@ -72,9 +76,10 @@ class MayastorSource:
             if exc.code == "NOT_FOUND":
                 return MayastorData()  # no Mayastor api-rest here
             if exc.code == "FORBIDDEN":
-                return MayastorData(
-                    (Fault("warning", "pools", NAME, f"volumes not readable: {exc.reason}"),)
-                )
+                # the `view` role has no services/proxy: a read-only console (a wall
+                # screen) shows pools without their volumes rather than a standing warning
+                log.info("Mayastor volumes not readable: %s", exc.reason)
+                return MayastorData()
             raise
         if not any(_status(v) not in ("Online", "") for v in volumes):
             return MayastorData()
