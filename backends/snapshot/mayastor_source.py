@@ -8,7 +8,9 @@ pool its replica was on, a Degraded one a warning there, so the Pools pane's det
 the fault line name the claims a dead node takes with it. A cluster without Mayastor's
 api-rest (404) has no such faults, nor has an identity that may not use the proxy (the
 `view` role, the read-only console's): both show pools without their volumes, the source
-itself healthy.
+itself healthy. When the Kubernetes API does not answer, the Kubernetes source says so and
+this one keeps the faults it last saw; an api-rest that fails behind a working API server
+(a 503 through the proxy) degrades this source.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ DRIVER = "io.openebs.csi-mayastor"
 # Where the openebs chart's api-rest Service is (the tree's HelmRelease `openebs`).
 NAMESPACE = "openebs-system"
 SERVICE = "http:openebs-api-rest:http"
+# The Kubernetes API itself does not answer: that is the Kubernetes source's fault to tell.
+API_DOWN = frozenset({"REFUSED", "TLS", "DNS", "TIMEOUT", "UNAVAILABLE", "UNAUTHORIZED"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class MayastorSource:
         self.context = context
         self._client: KubeBackend | None = None
         self._flight = SingleFlight()
+        self._last = MayastorData()
 
     def client(self) -> KubeBackend:
         with IMPORTS:
@@ -69,10 +74,19 @@ class MayastorSource:
         return await self._flight.run(self._read)
 
     def _read(self) -> MayastorData:
+        data = self._volumes()
+        self._last = data
+        return data
+
+    def _volumes(self) -> MayastorData:
         k = self.client()
         try:
             volumes = k.mayastor_volumes(NAMESPACE, SERVICE)
         except BackendError as exc:
+            if exc.code in API_DOWN:
+                # the Kubernetes source reports its API down; keep what was last seen
+                log.info("Mayastor volumes not read: %s", exc.reason)
+                return self._last
             if exc.code == "NOT_FOUND":
                 return MayastorData()  # no Mayastor api-rest here
             if exc.code == "FORBIDDEN":

@@ -41,7 +41,7 @@ def test_status_json_on_a_healthy_lab(lab, capsys) -> None:
     }
     assert len(out["gpus"]) == 4 and out["read_only"] is True
     assert {s["source"]: s["health"] for s in out["sources"]} == dict.fromkeys(
-        ("kubernetes", "talos", "proxmox", "git"), "ok"
+        ("kubernetes", "talos", "proxmox", "git", "mayastor"), "ok"
     )
 
 
