@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from dapper.backends.clients.talos import TalosClient
 
 
-PROBE_RETRY = 30.0  # seconds before a VM address where no machine answered is asked again
+# Seconds before a VM address where no machine answered is asked again: short, since a
+# booting machine's agent may report its address a moment before apid listens there.
+PROBE_RETRY = 10.0
 PROBES_PER_SWEEP = 16  # node-less VMs' machines asked at most per sweep
 
 
