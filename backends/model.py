@@ -24,6 +24,7 @@ class SourceName(StrEnum):
     TALOS = "talos"
     PROXMOX = "proxmox"
     GIT = "git"
+    MAYASTOR = "mayastor"
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,10 @@ class Vm:
     tags: tuple[str, ...] = ()
     config: tuple[tuple[str, str], ...] = ()  # raw config keys for the detail view
     node_name: str = ""  # joined: the Kubernetes node this VM runs
+    # A running VM no Kubernetes node matches (a new one in maintenance mode): its IPv4
+    # addresses as the QEMU guest agent reports them, and the Talos machine found there.
+    addresses: tuple[str, ...] = ()
+    talos: TalosMachine | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import logging
 from typing import Any
 
@@ -111,6 +110,8 @@ class Applier:
         self._keep_others_metadata(rt, obj)
         if kind in _MERGED_KINDS:
             self._merge_live(rt, obj)
+        elif kind == "PersistentVolumeClaim":
+            self._keep_binding(rt, obj)
         meta = obj["metadata"]
         before = self.store.find(rt, meta.get("namespace", ""), meta["name"], copy=False)
         was = (before or {}).get("metadata", {}).get("resourceVersion")
@@ -151,6 +152,14 @@ class Applier:
             }
             if theirs:
                 meta[field_name] = {**theirs, **(meta.get(field_name) or {})}
+
+    def _keep_binding(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """The binder's spec.volumeName survives a re-apply (its field, not Flux's)."""
+        meta = obj["metadata"]
+        live = self.store.find(rt, meta.get("namespace", ""), meta["name"], copy=False)
+        bound = ((live or {}).get("spec") or {}).get("volumeName")
+        if bound and not (obj.get("spec") or {}).get("volumeName"):
+            obj.setdefault("spec", {})["volumeName"] = bound
 
     def _merge_live(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """Keep what other field managers set on the live object."""
@@ -223,10 +232,9 @@ class Applier:
         self.releases.apply(hr)
 
     def _disk_pool(self, rt: ResourceType, pool: dict[str, Any]) -> None:
-        name = pool["metadata"]["name"]
         capacity = (SSD_BYTES // POOL_CLUSTER - 1) * POOL_CLUSTER
-        fraction = 0.08 + (int(hashlib.sha256(name.encode()).hexdigest(), 16) % 2800) / 10000
-        used = int(capacity * fraction) // MIB * MIB
+        # what the replicas on its disk hold: a new pool on a fresh disk starts empty
+        used, _committed = self.world.mayastor.usage(pool)
         state, missing = pool_state(self.world, pool)
 
         def edit(o: dict[str, Any]) -> None:
@@ -248,6 +256,13 @@ class Applier:
         self._status(rt, pool, edit)
 
     def _pvc_bound(self, rt: ResourceType, pvc: dict[str, Any]) -> None:
+        """A claim another provisioner serves is Bound at once; Mayastor's provisioner
+        (`world.mayastor`) binds its claims itself once a pool can take the volume (asked
+        here at once, so a claim with a pool to go to is Bound within the apply)."""
+        if self.world.mayastor.is_mayastor(pvc):
+            meta = pvc["metadata"]
+            self.world.mayastor.provision(meta.get("namespace", ""), meta["name"])
+            return
         spec = pvc.get("spec") or {}
         size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
         modes = spec.get("accessModes") or ["ReadWriteOnce"]

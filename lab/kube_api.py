@@ -381,6 +381,11 @@ class KubeApi:
                     r.namespace or "", r.name, grace=opts.grace
                 )
                 return self._out(obj, r)
+            if r.rt.kind == "DiskPool" and not opts.dry_run:
+                # Mayastor's finalizer holds a pool with replicas (Terminating until empty)
+                held = self.world.mayastor.delete_pool(r.namespace or "", r.name)
+                if held is not None:
+                    return self._out(held, r)
             obj = self.store.delete(r.rt, r.namespace or "", r.name, dry_run=opts.dry_run)
             if r.rt.kind == "Node" and not opts.dry_run:
                 self.world.kube.node_deleted(r.name)  # Mayastor and the pod GC see it go

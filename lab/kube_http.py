@@ -22,11 +22,12 @@ from dapper.lab.kube_api import (
     write_options,
 )
 from dapper.lab.kube_apply import parse_apply_body
-from dapper.lab.kube_authz import AUTHZ_GROUP, access_review, rules_review
+from dapper.lab.kube_authz import AUTHZ_GROUP, USERS, access_review, permits, rules_review
 from dapper.lab.kube_protobuf import PROTOBUF
 from dapper.lab.kube_protobuf import decode as decode_protobuf
 from dapper.lab.kube_selectors import parse_field_selector, parse_label_selector
 from dapper.lab.kube_tables import to_table
+from dapper.lab.mayastor_rest import answer, proxy_target, serves
 from dapper.lab.store import Gone, StoreError
 
 log = logging.getLogger("dapper.lab.kube")
@@ -98,6 +99,10 @@ class KubeHandler(LabHandler):
         if doc is not None:
             self._json(200, doc)
             return
+        proxied = proxy_target(path)
+        if proxied is not None:
+            self._proxy(method, *proxied, who)
+            return
         r = route(path)
         if r is None:
             raise StoreError(404, "NotFound", "the server could not find the requested resource")
@@ -127,6 +132,25 @@ class KubeHandler(LabHandler):
             )
             return
         self._write(api, r, verb, body, who, query)
+
+    def _proxy(self, method: str, namespace: str, service: str, rest: str, who: str) -> None:
+        """The service proxy, for the one Service the lab runs behind it: Mayastor's
+        api-rest (see mayastor_rest); the backend's answer passes through verbatim."""
+        verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch"}.get(
+            method, method.lower()
+        )
+        name = service.split(":")[1] if service.count(":") == 2 else service.split(":")[0]
+        if not permits(who, verb, "", "services", "proxy"):
+            raise StoreError(
+                403,
+                "Forbidden",
+                f'services "{name}" is forbidden: User "{USERS[who]}" cannot {verb} resource '
+                f'"services/proxy" in API group "" in the namespace "{namespace}"',
+            )
+        if not serves(self.server.owner.world, namespace, service):
+            raise StoreError(404, "NotFound", f'services "{name}" not found')
+        code, doc = answer(self.server.owner.world, method, rest)
+        self._json(code, doc)  # type: ignore[arg-type]
 
     def _write(
         self, api: KubeApi, r: Route, verb: str, body: bytes, who: str, query: dict[str, str]

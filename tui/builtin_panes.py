@@ -172,6 +172,15 @@ def _vm_mem(v: Vm, _now: float) -> Text:
     return _pct_cell(v.mem_used / v.mem_total if running else None)
 
 
+def _vm_node(v: Vm, _now: float) -> Text:
+    """The node it runs, else what its machine is (a new VM in maintenance mode)."""
+    if v.node_name:
+        return styled(v.node_name)
+    if v.talos is not None and v.talos.stage:
+        return styled(v.talos.stage, WARN)
+    return styled(fmt.DASH, DIM)
+
+
 VM_COLUMNS = (
     Column("vmid", "VMID", 0, lambda v, _: styled(str(v.vmid)), lambda v: v.vmid, 5),
     Column("name", "NAME", 0, lambda v, _: styled(v.name), lambda v: v.name, 26, min_width=14),
@@ -197,8 +206,8 @@ VM_COLUMNS = (
         "node",
         "NODE",
         2,
-        lambda v, _: styled(v.node_name or fmt.DASH, "" if v.node_name else DIM),
-        lambda v: v.node_name,
+        _vm_node,
+        lambda v: v.node_name or (v.talos.stage if v.talos else ""),
         22,
     ),
 )
@@ -517,7 +526,7 @@ POOLS = register_builtin(
         key="4",
         order=4,
         aliases=("pools", "pool", "dsp", "storage"),
-        sources=("kubernetes",),
+        sources=("kubernetes", "mayastor"),
         rows=lambda s: s.pools,
         row_key=lambda p: p.name,
         fault=pool_fault,

@@ -455,6 +455,19 @@ def vm_detail(v: Vm, snapshot: ClusterSnapshot, now: float) -> Group:
     _faults(doc, snapshot, "vms", str(v.vmid))
     doc.section("Proxmox")
     _vm_lines(doc, v)
+    if v.addresses:
+        doc.line("agent", ", ".join(v.addresses))
+    if v.talos is not None:  # a node-less VM's machine, asked at its agent's address
+        t = v.talos
+        doc.line(
+            "talos",
+            Text.assemble(
+                f"{t.node} · ",
+                (t.stage or "-", OK if t.stage == "running" else WARN),
+                f" · {t.version}" if t.version else "",
+                f" · disks {', '.join(t.disks)}" if t.disks else "",
+            ),
+        )
     if v.config:
         doc.section("Config", f"{len(v.config)} keys")
         for k, val in v.config:

@@ -306,6 +306,41 @@ class KubeBackend:
         items = self._list_cr(MAYASTOR_GROUP, version, "diskpools", namespace)
         return [parse.disk_pool(o) for o in items]
 
+    def mayastor_volumes(self, namespace: str, service: str) -> list[dict]:
+        """Mayastor's volumes (control plane REST v0: spec + state with replica_topology),
+        read as `kubectl mayastor` does, through the API server's service proxy to the
+        chart's api-rest Service (`service` as the proxy names it: scheme:name:port)."""
+        path = f"/api/v1/namespaces/{namespace}/services/{service}/proxy/v0/volumes"
+
+        def get(*, _request_timeout: Any = None, _preload_content: bool = True) -> Any:
+            # the generated proxy method would quote the path's slashes and cannot send
+            # the API's required max_entries; serialized as the generated methods do
+            request = self._api.param_serialize(
+                "GET",
+                path,
+                query_params=[("max_entries", 0)],
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            return self._api._call_with_legacy_options(
+                request, {}, None, _preload_content, _request_timeout, True
+            )
+
+        doc = self._json("list Mayastor volumes", get)
+        return list(doc.get("entries") or [])
+
+    def volume_claims(self, driver: str) -> dict[str, str]:
+        """CSI volume handle -> "namespace/claim" of the PersistentVolumes of `driver`."""
+        doc = self._json("list persistent volumes", self._core().list_persistent_volume)
+        out: dict[str, str] = {}
+        for pv in doc.get("items") or []:
+            spec = pv.get("spec") or {}
+            csi = spec.get("csi") or {}
+            ref = spec.get("claimRef") or {}
+            if csi.get("driver") == driver and csi.get("volumeHandle"):
+                out[str(csi["volumeHandle"])] = f"{ref.get('namespace', '')}/{ref.get('name', '')}"
+        return out
+
     # -- raw list and watch of the snapshot's kinds (kube_watch keeps a cache with them) ---
 
     def _kind_target(self, kind: str) -> tuple[str, Callable[..., Any], tuple] | None:

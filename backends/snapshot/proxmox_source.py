@@ -1,15 +1,33 @@
-"""The Proxmox source: VMs (config and status) and each host's PCI devices."""
+"""The Proxmox source: VMs (config and status) and each host's PCI devices.
+
+A running VM that no Kubernetes node matches (a new machine in maintenance mode is in no
+cluster yet) also gets the addresses its QEMU guest agent reports, so the Talos source
+can ask the machine there. Only such VMs are asked, each at most once per boot while its
+answer stays fresh (`AGENT_TTL`), a few per sweep: at hundreds of nodes a sweep makes no
+agent call for VMs that are nodes. Which VMs are nodes comes from the other sources'
+latest data (the previous sweep's when they run concurrently); only until Kubernetes has
+answered once does a refresh of everything read Proxmox after it. While Kubernetes has
+never answered (a bare host before bootstrap) every running VM counts as node-less.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from dapper.backends.model import SourceName
-from dapper.backends.snapshot.join import HostPci, ProxmoxData, SnapshotParts
+from dapper.backends.errors import BackendError
+from dapper.backends.model import SourceName, Vm
+from dapper.backends.snapshot.join import (
+    HostPci,
+    KubeData,
+    ProxmoxData,
+    SnapshotParts,
+    TalosData,
+    vms_without_node,
+)
 from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
 
 if TYPE_CHECKING:
@@ -20,6 +38,17 @@ if TYPE_CHECKING:
 # once when its status or a reboot says it may have changed; at 500 VMs, reading every
 # config on every sweep was 500 calls each 5 s.
 CONFIG_TTL = 60.0
+AGENT_TTL = 60.0  # seconds an agent's addresses are reused (a machine may take a static IP)
+AGENT_RETRY = 10.0  # seconds before asking an agent that did not answer (still booting) again
+AGENT_PER_SWEEP = 8  # agent calls at most per sweep; the rest wait for the next sweep
+
+
+@dataclass(frozen=True)
+class _AgentAnswer:
+    asked_at: float  # monotonic
+    uptime: int  # the VM's uptime when asked: a smaller one later means it rebooted
+    addresses: tuple[str, ...] = ()
+    ok: bool = True
 
 
 class ProxmoxSource:
@@ -30,6 +59,7 @@ class ProxmoxSource:
         self.context = context
         self._client: ProxmoxBackend | None = None
         self._pci_seen: dict[str, HostPci] = {}
+        self._agent: dict[int, _AgentAnswer] = {}
         self._flight = SingleFlight()
         # vmid -> (read at, status, uptime, config)
         self._configs: dict[int, tuple[float, str, int, dict[str, str]]] = {}
@@ -47,6 +77,10 @@ class ProxmoxSource:
             return self._client
 
     def refresh_after(self) -> tuple[str, ...]:
+        """Kubernetes first until it has answered once: before that every running VM
+        would look node-less and have its guest agent asked."""
+        if self.context.latest(SourceName.KUBERNETES) is None:
+            return (SourceName.KUBERNETES,)
         return ()
 
     async def fetch(self, *, fresh: bool = False) -> ProxmoxData:
@@ -98,7 +132,47 @@ class ProxmoxSource:
             if address not in present and address in wanted:
                 pci.append(replace(known, present=False))
         self._pci_seen.update({d.address: d for d in pci if d.present})
-        return ProxmoxData(vms=vms, pci=tuple(pci))
+        return ProxmoxData(vms=self._with_agent_addresses(p, vms), pci=tuple(pci))
+
+    def _with_agent_addresses(self, p: ProxmoxBackend, vms: tuple[Vm, ...]) -> tuple[Vm, ...]:
+        """`vms` with `addresses` filled for the running VMs no node matches (see module)."""
+        kube = self.context.latest(SourceName.KUBERNETES)
+        talos = self.context.latest(SourceName.TALOS)
+        loose = vms_without_node(
+            kube if isinstance(kube, KubeData) else KubeData(),
+            talos if isinstance(talos, TalosData) else TalosData(),
+            vms,
+        )
+        wanted = {vm.vmid: vm for vm in loose}
+        for vmid in set(self._agent) - set(wanted):  # now a node, stopped or gone
+            del self._agent[vmid]
+        now = time.monotonic()
+        budget = AGENT_PER_SWEEP
+        found: dict[int, tuple[str, ...]] = {}
+        for vmid, vm in wanted.items():
+            seen = self._agent.get(vmid)
+            fresh = (
+                seen is not None
+                and vm.uptime >= seen.uptime
+                and now - seen.asked_at < (AGENT_TTL if seen.ok else AGENT_RETRY)
+            )
+            if not fresh and budget > 0:
+                budget -= 1
+                try:
+                    addresses = p.guest_addresses(vmid, vm.host)
+                except BackendError:  # not running yet, or no agent in this guest
+                    seen = _AgentAnswer(now, vm.uptime, ok=False)
+                else:
+                    seen = _AgentAnswer(now, vm.uptime, addresses)
+                self._agent[vmid] = seen
+            if seen is not None and seen.addresses:
+                self._agent[vmid] = replace(seen, uptime=vm.uptime)
+                found[vmid] = seen.addresses
+        if not found:
+            return vms
+        return tuple(
+            replace(vm, addresses=found[vm.vmid]) if vm.vmid in found else vm for vm in vms
+        )
 
     def feed(self, parts: SnapshotParts, data: object) -> None:
         assert isinstance(data, ProxmoxData)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dapper.backends.model import SourceName
 from dapper.backends.snapshot.git_source import GitSource
 from dapper.backends.snapshot.kubernetes_source import KubernetesSource
+from dapper.backends.snapshot.mayastor_source import MayastorSource
 from dapper.backends.snapshot.proxmox_source import ProxmoxSource
 from dapper.backends.snapshot.sources import SourceFactory
 from dapper.backends.snapshot.talos_source import TalosSource
@@ -17,6 +18,7 @@ BUILTIN: tuple[tuple[str, SourceFactory], ...] = (
     (SourceName.TALOS, TalosSource),
     (SourceName.PROXMOX, ProxmoxSource),
     (SourceName.GIT, GitSource),
+    (SourceName.MAYASTOR, MayastorSource),
 )
 
 

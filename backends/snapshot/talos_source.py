@@ -1,4 +1,12 @@
-"""The Talos source: every machine's stage, services, etcd members and resources."""
+"""The Talos source: every machine's stage, services, etcd members and resources.
+
+The machines asked are the nodes Kubernetes lists (or the caller's or the talosconfig's),
+plus, at its own address, the machine of each running VM no node matches: a new VM in
+maintenance mode is in no cluster yet, and the Proxmox source gives its guest agent's
+addresses (`Vm.addresses`, from that source's latest data). Those are dialled directly,
+as talosctl --insecure does (never through a shared endpoint); an address where nothing
+answered is asked again only after `PROBE_RETRY`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from dapper.backends.errors import BackendError
 from dapper.backends.model import SourceName, TalosMachine
-from dapper.backends.snapshot.join import KubeData, SnapshotParts, TalosData
+from dapper.backends.snapshot.join import KubeData, ProxmoxData, SnapshotParts, TalosData
 from dapper.backends.snapshot.sources import IMPORTS, SourceContext
 
 if TYPE_CHECKING:
@@ -20,6 +28,10 @@ if TYPE_CHECKING:
 # seen yet or not running; the others keep their last answer. At 7 nodes every machine is
 # asked every sweep; at 500, each running machine about every 50 s (about 4 calls each).
 SWEEP_BUDGET = 48
+# Seconds before a VM address where no machine answered is asked again: short, since a
+# booting machine's agent may report its address a moment before apid listens there.
+PROBE_RETRY = 10.0
+PROBES_PER_SWEEP = 16  # node-less VMs' machines asked at most per sweep
 
 
 class TalosSource:
@@ -30,6 +42,8 @@ class TalosSource:
         self.context = context
         self._client: TalosClient | None = None
         self._seen: dict[str, tuple[float, TalosMachine]] = {}  # node -> (asked at, answer)
+        self._direct: TalosClient | None = None
+        self._silent: dict[str, float] = {}  # VM address -> when nothing answered there
 
     def client(self) -> TalosClient:
         """The Talos client, built on first use from the talosconfig."""
@@ -46,6 +60,23 @@ class TalosSource:
                     maintenance_endpoint=config.talos_maintenance_endpoint or None,
                 )
             return self._client
+
+    def direct(self) -> TalosClient:
+        """A client that reaches maintenance machines at their own address (the guest
+        agent's), never through the configured maintenance endpoint."""
+        with IMPORTS:
+            if self._direct is None:
+                from dapper.backends.clients.talos import TalosClient
+
+                config = self.context.config
+                self._direct = TalosClient.from_config(
+                    config.talosconfig or None,
+                    config.talos_context or None,
+                    read_only=True,
+                    timeout=self.context.timeout,
+                    maintenance_port=config.talos_maintenance_port,
+                )
+            return self._direct
 
     def refresh_after(self) -> tuple[str, ...]:
         """Kubernetes first when neither the caller nor the talosconfig names nodes: then
@@ -87,12 +118,15 @@ class TalosSource:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.context.timeout):
                 await t.machines(asked, timeout=self.context.timeout, on_answer=keep)
-        if not answers and asked:
+        loose = await self._vm_machines(set(targets))
+        if not answers and asked and not loose:
             raise BackendError("no Talos machine answered in time")
-        if len(answers) == len(asked) and all(m.stage == "unreachable" for m in answers):
+        everyone = len(answers) == len(asked)
+        if everyone and not loose and all(m.stage == "unreachable" for m in answers):
             raise BackendError(answers[0].error or "no Talos machine answered")
         self._seen = {n: self._seen[n] for n in targets if n in self._seen}
-        return TalosData(machines=tuple(self._seen[n][1] for n in targets if n in self._seen))
+        kept = tuple(self._seen[n][1] for n in targets if n in self._seen)
+        return TalosData(machines=(*kept, *loose))
 
     def _due(self, targets: tuple[str, ...], fresh: bool) -> tuple[str, ...]:
         """Who is asked this sweep: everyone when `fresh`; else every machine not seen yet
@@ -104,10 +138,38 @@ class TalosSource:
         running = sorted((n for n in targets if n not in urgent), key=lambda n: self._seen[n][0])
         return (*urgent, *running[:SWEEP_BUDGET])
 
+    async def _vm_machines(self, asked: set[str]) -> tuple[TalosMachine, ...]:
+        """The machines at the guest-agent addresses of node-less running VMs (see module)."""
+        proxmox = self.context.latest(SourceName.PROXMOX)
+        if not isinstance(proxmox, ProxmoxData):
+            return ()
+        now = time.monotonic()
+        self._silent = {a: t for a, t in self._silent.items() if now - t < PROBE_RETRY}
+        targets: list[str] = []
+        for vm in proxmox.vms:
+            address = next((a for a in vm.addresses if a not in asked), None)
+            if vm.status != "running" or address is None:
+                continue
+            if address in self._silent:
+                continue
+            targets.append(address)
+            if len(targets) == PROBES_PER_SWEEP:
+                break
+        if not targets:
+            return ()
+        found = await self.direct().machines(targets, timeout=self.context.timeout)
+        for m in found:
+            if m.stage == "unreachable":
+                self._silent[m.node] = now
+            else:
+                self._silent.pop(m.node, None)
+        return tuple(m for m in found if m.stage != "unreachable")
+
     def feed(self, parts: SnapshotParts, data: object) -> None:
         assert isinstance(data, TalosData)
         parts.talos = data
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._direct):
+            if client is not None:
+                await client.aclose()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dapper.lab.world.faults import FAULT_KINDS, FaultInjector
 from dapper.lab.world.kube import KubeWorld
 from dapper.lab.world.kube_objects import pod_gpu_request, pod_object
+from dapper.lab.world.mayastor import MayastorWorld
 from dapper.lab.world.model import (
     APIS,
     DAPPER_NODES,
@@ -70,6 +71,7 @@ class World(WorldState):
         super().__init__(nodes, timings, seed)
         self.stage = stage
         self.kube = KubeWorld(self)
+        self.mayastor = MayastorWorld(self)  # volumes of the claims Kubernetes gets
         self.talos = TalosWorld(self, self.kube)
         self.pve = ProxmoxWorld(self, self.talos)
         self.talos.stop_vm = self.pve.vm_stop
@@ -118,6 +120,7 @@ class World(WorldState):
         )
 
     def close(self) -> None:
+        self.mayastor.close()
         self.clock.stop()
         self.store.close()
         self.clock.join()

@@ -66,6 +66,8 @@ class Timings:
     # How long a live kubelet takes to stop a deleted pod's containers and confirm the
     # deletion (the lab's containers honour SIGTERM; never longer than the pod's grace).
     container_stop: float = 0.1
+    # A Mayastor replica rebuild onto a new pool (real: minutes, by size and bandwidth).
+    rebuild: float = 1.0
 
     def kube_seconds(self, seconds: float) -> float:
         """Kubernetes' other controller clocks, run at node_grace's pace so that their order

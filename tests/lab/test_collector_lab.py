@@ -54,7 +54,7 @@ def fault(lab: RunningLab) -> Iterator:
 
 def test_default_lab_is_healthy_and_joined(lab: RunningLab) -> None:
     s = snap(lab.config)
-    assert [src.health for src in s.sources] == [Health.OK] * 4, s.sources
+    assert [src.health for src in s.sources] == [Health.OK] * 5, s.sources
     assert len(s.nodes) == 7 and all(n.ready == "True" for n in s.nodes)
     gpu_node = next(n for n in s.nodes if n.name == "talos-node-gpu-1")
     assert gpu_node.vm is not None and gpu_node.vm.vmid == 103

@@ -41,7 +41,7 @@ def test_status_json_on_a_healthy_lab(lab, capsys) -> None:
     }
     assert len(out["gpus"]) == 4 and out["read_only"] is True
     assert {s["source"]: s["health"] for s in out["sources"]} == dict.fromkeys(
-        ("kubernetes", "talos", "proxmox", "git"), "ok"
+        ("kubernetes", "talos", "proxmox", "git", "mayastor"), "ok"
     )
 
 
@@ -131,4 +131,4 @@ def test_status_json_shows_a_registered_source(lab, capsys, monkeypatch) -> None
     alerts = out["sources"][-1]
     assert (alerts["source"], alerts["health"]) == ("alerts", "degraded")
     assert alerts["reason"] == "alertmanager: 503 Service Unavailable"
-    assert [s["health"] for s in out["sources"][:-1]] == ["ok"] * 4
+    assert [s["health"] for s in out["sources"][:-1]] == ["ok"] * 5  # the built-in sources

@@ -14,6 +14,7 @@ from dapper.backends.snapshot.join import (
     ProxmoxData,
     TalosData,
     join,
+    vms_without_node,
 )
 
 P100 = "GP100GL [Tesla P100 PCIe 16GB]"
@@ -193,3 +194,40 @@ def test_a_gpu_the_host_no_longer_lists_is_recovered_from_the_vm_config() -> Non
         ("0000:81:00.0", True, None),
         ("0000:84:00.0", False, 103),
     ]
+
+
+def test_node_less_vms_are_those_no_node_matches() -> None:
+    nodes = (
+        Node(name="w1", internal_ip="10.0.0.1"),
+        Node(name="w2", internal_ip="10.0.0.2", labels=(("dapper.io/mac", "AA:BB"),)),
+    )
+    machines = (TalosMachine(node="10.0.0.1", hostname="vm-w1", stage="running"),)
+    vms = (
+        Vm(1, "vm-w1", "pve", "running"),  # the node's machine's hostname
+        Vm(2, "other", "pve", "running", macs=("aa:bb",)),  # the node's MAC label
+        Vm(3, "w1", "pve", "running"),  # the node's name
+        Vm(4, "new", "pve", "running"),
+        Vm(5, "off", "pve", "stopped"),
+        Vm(6, "tpl", "pve", "running", template=True),
+    )
+    loose = vms_without_node(KubeData(nodes=nodes), TalosData(machines=machines), vms)
+    assert [vm.vmid for vm in loose] == [4]
+
+
+def test_node_less_vm_gets_the_machine_at_its_agent_address() -> None:
+    s = snapshot(
+        nodes=(Node(name="w1", internal_ip="10.0.0.1"),),
+        vms=(
+            Vm(1, "w1", "pve", "running", addresses=("10.0.0.1",)),
+            Vm(2, "new", "pve", "running", addresses=("10.0.0.9",)),
+        ),
+        machines=(
+            TalosMachine(node="10.0.0.1", hostname="w1", stage="running"),
+            TalosMachine(node="10.0.0.9", stage="maintenance", maintenance=True),
+        ),
+    )
+    by_id = {vm.vmid: vm for vm in s.vms}
+    assert by_id[1].node_name == "w1" and by_id[1].talos is None  # the node carries it
+    assert by_id[2].node_name == "" and by_id[2].talos is not None
+    assert by_id[2].talos.stage == "maintenance"
+    assert [n.name for n in s.nodes] == ["w1"]

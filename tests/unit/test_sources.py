@@ -133,7 +133,7 @@ def test_refresh_all_waits_for_what_a_source_reads() -> None:
 
 
 def test_the_registry_holds_the_builtins_once_and_lends_names() -> None:
-    assert SOURCES == REGISTRY.names() == ("kubernetes", "talos", "proxmox", "git")
+    assert SOURCES == REGISTRY.names() == ("kubernetes", "talos", "proxmox", "git", "mayastor")
     assert [str(n) for n in SourceName] == list(SOURCES)
     with REGISTRY.registered("alerts", Alerts):
         assert REGISTRY.names()[-1] == "alerts"
