@@ -3,6 +3,7 @@ and the verbs (get, list, create, update, patch, delete, evict) over the object 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from dataclasses import dataclass, replace
@@ -220,12 +221,31 @@ class KubeApi:
         ]
         return out, rv
 
-    def list(self, r: Route, label: str, field: str) -> dict:
+    def list(self, r: Route, label: str, field: str, limit: int = 0, token: str = "") -> dict:
+        """A list, or one page of it (`limit`, `continue` as the API server pages: the
+        token says where the next page starts and at which resourceVersion the first was
+        served; the lab serves later pages from the current store)."""
         items, rv = self.filtered(r, label, field)
+        start = 0
+        if token:
+            try:
+                rv_text, _, offset = (
+                    base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+                )
+                rv, start = int(rv_text), int(offset)
+            except ValueError:
+                raise StoreError(400, "BadRequest", "continue key is not valid") from None
+        meta: dict = {"resourceVersion": str(rv)}
+        if limit > 0:
+            end = start + limit
+            if end < len(items):
+                meta["continue"] = base64.urlsafe_b64encode(f"{rv}:{end}".encode()).decode()
+                meta["remainingItemCount"] = len(items) - end
+            items = items[start:end]
         return {
             "kind": f"{r.rt.kind}List",
             "apiVersion": r.api_version,
-            "metadata": {"resourceVersion": str(rv)},
+            "metadata": meta,
             "items": items,
         }
 

@@ -114,7 +114,17 @@ class KubeHandler(LabHandler):
             self._watch(r, query)
             return
         if verb == "list":
-            doc = api.list(r, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+            try:
+                limit = int(query.get("limit") or 0)
+            except ValueError:
+                raise StoreError(400, "BadRequest", "limit must be a number") from None
+            doc = api.list(
+                r,
+                query.get("labelSelector", ""),
+                query.get("fieldSelector", ""),
+                limit,
+                query.get("continue", ""),
+            )
             self._json(
                 200, self._maybe_table(r, doc["items"], doc["metadata"]["resourceVersion"], doc)
             )

@@ -101,6 +101,18 @@ def rfc3339_nano(t_ns: int | None = None) -> str:
 CORE_PLURALS = {"Namespace": "namespaces", "Secret": "secrets", "ConfigMap": "configmaps"}
 
 
+def claims_of(volumes: list[dict], driver: str) -> dict[str, str]:
+    """CSI volume handle -> "namespace/claim" of the PersistentVolumes of `driver`."""
+    out: dict[str, str] = {}
+    for pv in volumes:
+        spec = pv.get("spec") or {}
+        csi = spec.get("csi") or {}
+        ref = spec.get("claimRef") or {}
+        if csi.get("driver") == driver and csi.get("volumeHandle"):
+            out[str(csi["volumeHandle"])] = f"{ref.get('namespace', '')}/{ref.get('name', '')}"
+    return out
+
+
 class KubeBackend:
     """One cluster through one kubeconfig context; safe to call from several threads."""
 
@@ -332,14 +344,7 @@ class KubeBackend:
     def volume_claims(self, driver: str) -> dict[str, str]:
         """CSI volume handle -> "namespace/claim" of the PersistentVolumes of `driver`."""
         doc = self._json("list persistent volumes", self._core().list_persistent_volume)
-        out: dict[str, str] = {}
-        for pv in doc.get("items") or []:
-            spec = pv.get("spec") or {}
-            csi = spec.get("csi") or {}
-            ref = spec.get("claimRef") or {}
-            if csi.get("driver") == driver and csi.get("volumeHandle"):
-                out[str(csi["volumeHandle"])] = f"{ref.get('namespace', '')}/{ref.get('name', '')}"
-        return out
+        return claims_of(doc.get("items") or [], driver)
 
     # -- raw list and watch of the snapshot's kinds (kube_watch keeps a cache with them) ---
 

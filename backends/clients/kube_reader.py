@@ -16,9 +16,9 @@ import ssl
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from dapper.backends.clients.kube import DISKPOOL_VERSIONS, MAYASTOR_GROUP
+from dapper.backends.clients.kube import DISKPOOL_VERSIONS, MAYASTOR_GROUP, claims_of
 from dapper.backends.clients.kube_errors import from_exception, from_status
 from dapper.backends.clients.kubeconfig import KubeTarget, scratch_dir
 from dapper.backends.errors import BackendError
@@ -26,6 +26,7 @@ from dapper.backends.safe_text import clean_json
 
 log = logging.getLogger("dapper.backends.clients.kube")
 
+LIST_PAGE = 500  # objects per list request
 _PATHS = {
     "nodes": ("nodes", "/api/v1/nodes"),
     "pods": ("pods", "/api/v1/pods"),
@@ -43,6 +44,16 @@ class RawKubeReader(Protocol):
     def list_raw(self, kind: str) -> tuple[list[dict], str]: ...
 
     def watch_raw(self, kind: str, resource_version: str, timeout_seconds: int) -> Any: ...
+
+
+class VolumeReads(Protocol):
+    """What the Mayastor source reads: KubeReader or the full KubeBackend."""
+
+    def mayastor_volumes(self, namespace: str, service: str) -> list[dict]: ...
+
+    def volume_claims(self, driver: str) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
 
 
 def client_context(target: KubeTarget) -> ssl.SSLContext:
@@ -149,14 +160,35 @@ class KubeReader:
         raise ValueError(f"not a watched kind: {kind}")
 
     def list_raw(self, kind: str) -> tuple[list[dict], str]:
-        """As KubeBackend.list_raw: the kind's raw objects and the list's resourceVersion."""
+        """As KubeBackend.list_raw: the kind's raw objects and the list's resourceVersion,
+        read in pages of LIST_PAGE (as kubectl and informers do): one 20,000-pod answer
+        would hold its whole text and its parse in memory at once."""
         target = self._target(kind)
         if target is None:
             return [], ""
         what, path = target
-        doc = self._json(f"list {what}", path)
-        rv = str((doc.get("metadata") or {}).get("resourceVersion") or "")
-        return doc.get("items") or [], rv
+        items: list[dict] = []
+        rv, token = "", ""
+        while True:
+            query = f"?limit={LIST_PAGE}" + (f"&continue={quote(token)}" if token else "")
+            doc = self._json(f"list {what}", path + query)
+            meta = doc.get("metadata") or {}
+            rv = rv or str(meta.get("resourceVersion") or "")
+            items += doc.get("items") or []
+            token = str(meta.get("continue") or "")
+            if not token:
+                return items, rv
+
+    def mayastor_volumes(self, namespace: str, service: str) -> list[dict]:
+        """As KubeBackend.mayastor_volumes: api-rest's volumes through the service proxy."""
+        path = f"/api/v1/namespaces/{namespace}/services/{service}/proxy/v0/volumes"
+        doc = self._json("list Mayastor volumes", path + "?max_entries=0")
+        return list(doc.get("entries") or [])
+
+    def volume_claims(self, driver: str) -> dict[str, str]:
+        """As KubeBackend.volume_claims: CSI volume handle -> "namespace/claim"."""
+        doc = self._json("list persistent volumes", "/api/v1/persistentvolumes")
+        return claims_of(doc.get("items") or [], driver)
 
     def watch_raw(self, kind: str, resource_version: str, timeout_seconds: int) -> Any:
         """As KubeBackend.watch_raw: the open streaming response; None when not served."""

@@ -25,7 +25,7 @@ from dapper.backends.snapshot.join import SnapshotParts
 from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
 
 if TYPE_CHECKING:
-    from dapper.backends.clients.kube import KubeBackend
+    from dapper.backends.clients.kube_reader import VolumeReads
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +49,28 @@ class MayastorSource:
 
     def __init__(self, context: SourceContext) -> None:
         self.context = context
-        self._client: KubeBackend | None = None
+        self._client: VolumeReads | None = None
         self._flight = SingleFlight()
         self._last = MayastorData()
 
-    def client(self) -> KubeBackend:
+    def client(self) -> VolumeReads:
+        """The lean GET-only reader when the kubeconfig allows it (see kube_reader), else
+        the full client, read-only either way."""
         with IMPORTS:
             if self._client is None:
-                from dapper.backends.clients.kube import KubeBackend
+                from dapper.backends.clients.kube_reader import open_reader
 
                 config = self.context.config
-                self._client = KubeBackend.from_kubeconfig(
-                    config.kubeconfig or None,
-                    context=config.kube_context or None,
-                    read_only=True,
-                    timeout=self.context.timeout,
-                )
+                path, context = config.kubeconfig or None, config.kube_context or None
+                lean = open_reader(path, context, timeout=self.context.timeout)
+                if lean is not None:
+                    self._client = lean
+                else:
+                    from dapper.backends.clients.kube import KubeBackend
+
+                    self._client = KubeBackend.from_kubeconfig(
+                        path, context=context, read_only=True, timeout=self.context.timeout
+                    )
             return self._client
 
     def refresh_after(self) -> tuple[str, ...]:

@@ -75,3 +75,43 @@ def test_one_shot_snapshot_never_imports_the_client(kube_lab: RunningLab, tmp_pa
     nodes, kustomizations, bad = counts.split()
     assert (int(nodes), bad) == (7, "-") and int(kustomizations) > 0
     assert modules == "[]"
+
+
+def test_lists_come_in_pages_and_the_pages_add_up(
+    kube_lab: RunningLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dapper.backends.clients import kube_reader
+
+    reader = open_reader(str(kube_lab.files.kubeconfig), None, timeout=10)
+    assert isinstance(reader, KubeReader)
+    pages: list[str] = []
+    inner = reader._json
+
+    def counting(what: str, path: str) -> dict:
+        pages.append(path)
+        return inner(what, path)
+
+    monkeypatch.setattr(kube_reader, "LIST_PAGE", 10)
+    monkeypatch.setattr(reader, "_json", counting)
+    try:
+        paged, rv = reader.list_raw("pods")
+    finally:
+        reader.close()
+    everything = kube_lab.world.pods()
+    assert sorted(p["metadata"]["name"] for p in paged) == sorted(
+        p["metadata"]["name"] for p in everything
+    )
+    assert rv and len(pages) == -(-len(everything) // 10)
+    assert "continue=" in pages[1]
+    # kubectl pages too (--chunk-size, 500 by default)
+    config = str(kube_lab.files.kubeconfig)
+    kubectl = subprocess.run(
+        ["kubectl", "--kubeconfig", config, "get", "pods", "-A", "--chunk-size=7", "-o", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if kubectl.returncode == 127:  # pragma: no cover - kubectl is on the CI machines
+        pytest.skip("kubectl not installed")
+    assert kubectl.returncode == 0, kubectl.stderr
+    assert len(kubectl.stdout.split()) == len(everything)
