@@ -274,7 +274,7 @@ def main() -> int:
                 cols, rows = (int(x) for x in size.split("x"))
                 run_size(Path(tmp) / "lab" / "config-readonly.toml", cols, rows, args.presses, i)
         finally:
-            lab.send_signal(signal.SIGINT)
+            lab.send_signal(signal.SIGTERM)  # SIGINT is ignored when run in the background
             lab.wait(timeout=60)
     return 0
 
