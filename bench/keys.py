@@ -198,7 +198,13 @@ def row(kind: str, values: list[float]) -> str:
 
 
 def run_size(
-    config: Path, cols: int, rows: int, presses: int, seed: int, show: bool = False
+    config: Path,
+    cols: int,
+    rows: int,
+    presses: int,
+    seed: int,
+    show: bool = False,
+    soak: float = 0.0,
 ) -> None:
     rng = random.Random(seed)
     term = start_console(config, cols, rows)
@@ -214,6 +220,11 @@ def run_size(
             samples.setdefault(kind, []).append(term.press(keys))
             time.sleep(rng.uniform(0.05, 0.25))
         screen_after = term.text()
+        if soak:  # the console left running under churn, a key now and then: memory
+            end = time.monotonic() + soak
+            while time.monotonic() < end:
+                term.press(DOWN if rng.random() < 0.5 else UP)
+                time.sleep(5)
         null = [term.press("", timeout=0.1) for _ in range(max(20, presses // 2))]
         spontaneous = sum(1 for s in null if s < 0.1) / len(null)
         rss, peak = term.rss_mib()
@@ -224,7 +235,8 @@ def run_size(
             every += values
             print(row(kind, values))
         print(row("all", every))
-        print(f"   console RSS {rss:.0f} MiB (peak {peak:.0f} MiB)")
+        after = f" after {soak:.0f} s more of churn" if soak else ""
+        print(f"   console RSS {rss:.0f} MiB{after} (peak {peak:.0f} MiB)")
         print(f"   screen changed by itself within 100 ms in {spontaneous:.0%} of null probes")
         if show:
             print(screen_after)
@@ -255,12 +267,15 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=40, help="cursor moves per pane")
     parser.add_argument("--lab-dir", help="a running `dapper-tui lab --dir` to use instead")
     parser.add_argument("--show", action="store_true", help="print the screen after the keys")
+    parser.add_argument(
+        "--soak", type=float, default=0.0, help="seconds to keep the console running before RSS"
+    )
     args = parser.parse_args()
     if args.lab_dir:
         for i, size in enumerate(args.sizes.split(",")):
             cols, rows = (int(x) for x in size.split("x"))
             config = Path(args.lab_dir) / "config-readonly.toml"
-            run_size(config, cols, rows, args.presses, i, args.show)
+            run_size(config, cols, rows, args.presses, i, args.show, args.soak)
         return 0
     with tempfile.TemporaryDirectory(prefix="dapper-bench-keys-") as tmp:
         t = time.perf_counter()
@@ -272,7 +287,8 @@ def main() -> int:
         try:
             for i, size in enumerate(args.sizes.split(",")):
                 cols, rows = (int(x) for x in size.split("x"))
-                run_size(Path(tmp) / "lab" / "config-readonly.toml", cols, rows, args.presses, i)
+                config = Path(tmp) / "lab" / "config-readonly.toml"
+                run_size(config, cols, rows, args.presses, i, args.show, args.soak)
         finally:
             lab.send_signal(signal.SIGTERM)  # SIGINT is ignored when run in the background
             lab.wait(timeout=60)

@@ -43,6 +43,7 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
 CONFIG_READERS = 8  # VM configs read at once (the API answers each in its own worker)
+PARALLEL_FROM = 16  # fewer VMs than this are read one after another
 # (a cluster/resources row, a function reading that VM's config) -> the VM's config
 ConfigOf = Callable[[dict[str, Any], Callable[[], dict[str, str]]], dict[str, str]]
 log = logging.getLogger(__name__)
@@ -415,7 +416,7 @@ class ProxmoxBackend:
             read = partial(self.vm_config, int(row["vmid"]), str(row.get("node", "")))
             return config_of(row, read) if config_of is not None else read()
 
-        if len(rows) <= 1:
+        if len(rows) <= PARALLEL_FROM:  # a thread's own session (TLS) costs more than it saves
             return [one(r) for r in rows]
         with ThreadPoolExecutor(CONFIG_READERS, thread_name_prefix="pve-config") as pool:
             return list(pool.map(one, rows))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dapper.backends.model import PodRef, SourceName
@@ -117,9 +116,9 @@ class KubernetesSource:
 
         k = self.reader()
         # Five independent list calls: in parallel, the snapshot waits for the slowest only.
-        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="kube-list") as pool:
-            lists = {kind: pool.submit(k.list_raw, kind) for kind in WATCH_KINDS}
-            raw = {kind: sorted(f.result()[0], key=_list_order) for kind, f in lists.items()}
+        # One connection, kinds in turn: a one-shot's lists are small and a TLS handshake
+        # per parallel list cost more than the wait; a big cluster is served by watches.
+        raw = {kind: sorted(k.list_raw(kind)[0], key=_list_order) for kind in WATCH_KINDS}
         return kube_data({kind: [ingest(kind, o) for o in items] for kind, items in raw.items()})
 
     def feed(self, parts: SnapshotParts, data: object) -> None:

@@ -60,6 +60,7 @@ class ProxmoxSource:
         self._client: ProxmoxBackend | None = None
         self._pci_seen: dict[str, HostPci] = {}
         self._agent: dict[int, _AgentAnswer] = {}
+        self._swept = False  # a sweep has run (the agents wait for the second, see below)
         self._flight = SingleFlight()
         # vmid -> (read at, status, uptime, config)
         self._configs: dict[int, tuple[float, str, int, dict[str, str]]] = {}
@@ -77,10 +78,8 @@ class ProxmoxSource:
             return self._client
 
     def refresh_after(self) -> tuple[str, ...]:
-        """Kubernetes first until it has answered once: before that every running VM
-        would look node-less and have its guest agent asked."""
-        if self.context.latest(SourceName.KUBERNETES) is None:
-            return (SourceName.KUBERNETES,)
+        """Never waits: VMs and configs are read alongside Kubernetes (a one-shot status
+        would otherwise pay for both in turn); see _with_agent_addresses for the agents."""
         return ()
 
     async def fetch(self, *, fresh: bool = False) -> ProxmoxData:
@@ -137,6 +136,12 @@ class ProxmoxSource:
     def _with_agent_addresses(self, p: ProxmoxBackend, vms: tuple[Vm, ...]) -> tuple[Vm, ...]:
         """`vms` with `addresses` filled for the running VMs no node matches (see module)."""
         kube = self.context.latest(SourceName.KUBERNETES)
+        first, self._swept = not self._swept, True
+        if kube is None and first:
+            # Kubernetes has not answered yet: every running VM would look node-less and
+            # have its agent asked. Next sweep; if Kubernetes never answers (a bare host
+            # before bootstrap), every running VM is then node-less indeed.
+            return vms
         talos = self.context.latest(SourceName.TALOS)
         loose = vms_without_node(
             kube if isinstance(kube, KubeData) else KubeData(),
