@@ -8,32 +8,16 @@ this one reading of the configuration (no connection needed).
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
-from typing import Any
 
+from dapper.backends.clients.kubeconfig import kubeconfig_path, named
 from dapper.backends.config import Config
 
 log = logging.getLogger(__name__)
 
 
-def _kubeconfig_path(cfg: Config) -> Path | None:
-    if cfg.kubeconfig:
-        return Path(cfg.kubeconfig).expanduser()
-    listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    return Path(listed[0]).expanduser() if listed else Path.home() / ".kube" / "config"
-
-
-def _named(items: Any, name: str) -> dict[str, Any]:
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and item.get("name") == name:
-            return item
-    return {}
-
-
 def kubeconfig_skips_verification(cfg: Config) -> str:
     """Where the kubeconfig turns verification off for the context in use, or ""."""
-    path = _kubeconfig_path(cfg)
+    path = kubeconfig_path(cfg.kubeconfig or None, first_of_many=True)
     if path is None or not path.is_file():
         return ""
     from ruamel.yaml import YAML, YAMLError
@@ -45,8 +29,8 @@ def kubeconfig_skips_verification(cfg: Config) -> str:
     if not isinstance(doc, dict):
         return ""
     context_name = cfg.kube_context or str(doc.get("current-context") or "")
-    context = _named(doc.get("contexts"), context_name).get("context") or {}
-    cluster = _named(doc.get("clusters"), str(context.get("cluster") or "")).get("cluster") or {}
+    context = named(doc.get("contexts"), context_name).get("context") or {}
+    cluster = named(doc.get("clusters"), str(context.get("cluster") or "")).get("cluster") or {}
     if cluster.get("insecure-skip-tls-verify") is True:
         return f"insecure-skip-tls-verify in {path} (context {context_name})"
     return ""

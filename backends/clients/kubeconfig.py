@@ -56,18 +56,22 @@ def scratch_dir() -> str:
         return tempfile.mkdtemp(prefix="dapper-kube-")
 
 
-def kubeconfig_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+def kubeconfig_path(
+    explicit: str | os.PathLike[str] | None, *, first_of_many: bool = False
+) -> Path | None:
     """The file the client would read: the explicit one, else a single KUBECONFIG
-    entry, else ~/.kube/config. None when KUBECONFIG merges several files."""
+    entry, else ~/.kube/config. When KUBECONFIG merges several files: None, or the first
+    with `first_of_many`."""
     if explicit:
         return Path(explicit).expanduser()
     listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    if len(listed) > 1:
+    if len(listed) > 1 and not first_of_many:
         return None
     return Path(listed[0]).expanduser() if listed else Path.home() / ".kube" / "config"
 
 
-def _named(items: Any, name: str) -> dict[str, Any]:
+def named(items: Any, name: str) -> dict[str, Any]:
+    """The entry called `name` of a kubeconfig list (clusters, users, contexts), or {}."""
     for item in items if isinstance(items, list) else []:
         if isinstance(item, dict) and item.get("name") == name:
             return item
@@ -109,11 +113,11 @@ def read_target(
     if not isinstance(doc, dict):
         return None
     name = context or str(doc.get("current-context") or "")
-    ctx = _named(doc.get("contexts"), name).get("context")
+    ctx = named(doc.get("contexts"), name).get("context")
     if not isinstance(ctx, dict):
         return None
-    cluster = _named(doc.get("clusters"), str(ctx.get("cluster") or "")).get("cluster")
-    user = _named(doc.get("users"), str(ctx.get("user") or "")).get("user") or {}
+    cluster = named(doc.get("clusters"), str(ctx.get("cluster") or "")).get("cluster")
+    user = named(doc.get("users"), str(ctx.get("user") or "")).get("user") or {}
     if not isinstance(cluster, dict) or not isinstance(user, dict) or not cluster.get("server"):
         return None
     if set(user) - _SIMPLE_USER_KEYS or set(cluster) & _UNSUPPORTED_CLUSTER_KEYS:

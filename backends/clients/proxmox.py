@@ -1,5 +1,9 @@
 """Proxmox VE over proxmoxer (https backend, API token): nodes, VMs, GPUs, storage, tasks.
 
+Reads (GET) go over urllib3 with the same token header: the snapshot needs nothing else,
+and proxmoxer's `requests` costs a one-shot `status` 50 ms of imports. Writes go through
+proxmoxer, imported on the first one.
+
 Every call has a timeout and every failure becomes a `BackendError` with one line for the
 operator (token rejected, permission denied, TLS verify failed, connection refused,
 timeout, DNS failure); details go to the logger. A client built `read_only=True` never
@@ -10,18 +14,22 @@ thread gets its own session (the collector calls this from worker threads).
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import ssl
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
-import requests
 from dapper.backends.clients.proxmox_parse import (
     HOSTPCI_KEYS,
     agent_addresses,
@@ -39,8 +47,10 @@ from dapper.backends.config import Config, ProxmoxConfig
 from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.model import Gpu, Vm, VmDevice
 from dapper.backends.safe_text import clean_tree
-from proxmoxer import ProxmoxAPI
-from proxmoxer.core import AuthenticationError, ResourceException
+
+if TYPE_CHECKING:
+    import urllib3
+    from proxmoxer import ProxmoxAPI
 
 CONFIG_READERS = 8  # VM configs read at once (the API answers each in its own worker)
 PARALLEL_FROM = 16  # fewer VMs than this are read one after another
@@ -171,23 +181,42 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         todo.extend(a for a in e.args if isinstance(a, BaseException))
 
 
+class HttpFailure(Exception):
+    """An HTTP error answer to a read, with what proxmoxer's ResourceException carries."""
+
+    def __init__(self, status_code: int, content: str, errors: object = None) -> None:
+        super().__init__(f"{status_code} {content}")
+        self.status_code = status_code
+        self.status_message = http.client.responses.get(status_code, "")
+        self.content = content
+        self.errors = errors
+
+
 def error_reason(exc: BaseException, *, where: str, timeout: float) -> tuple[str, str]:
-    """(one line for the operator, failure code) from whatever proxmoxer/requests raised."""
-    if isinstance(exc, ResourceException):
-        code, content = exc.status_code, (exc.content or "").strip()
+    """(one line for the operator, failure code) from whatever the reads (urllib3) or the
+    writes (proxmoxer, requests) raised."""
+    core = sys.modules.get("proxmoxer.core")  # loaded only once something was written
+    if isinstance(exc, HttpFailure) or (
+        core is not None and isinstance(exc, core.ResourceException)
+    ):
+        code = int(getattr(exc, "status_code", 0))
+        content = str(getattr(exc, "content", "") or "").strip()
         if code == 401:
             return f"401 Unauthorized: token rejected by {where}", "UNAUTHENTICATED"
         if code == 403:
             detail = content or "permission check failed"
             return f"403 Forbidden: permission denied ({detail})", "PERMISSION_DENIED"
-        detail = f" {exc.errors}" if exc.errors else ""
-        text = f"{code} {exc.status_message or ''}: {content}{detail}"
+        errors = getattr(exc, "errors", None)
+        detail = f" {errors}" if errors else ""
+        text = f"{code} {getattr(exc, 'status_message', '') or ''}: {content}{detail}"
         return " ".join(text.split()), f"HTTP_{code}"
-    if isinstance(exc, AuthenticationError):
+    if core is not None and isinstance(exc, core.AuthenticationError):
         return f"authentication failed at {where}", "UNAUTHENTICATED"
-    text = " ".join(str(e) for e in _chain(exc))
+    chain = list(_chain(exc))
+    text = " ".join(str(e) for e in chain)
     low = text.lower()
-    if isinstance(exc, requests.exceptions.SSLError):
+    names = " ".join(type(e).__name__ for e in chain)
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSLError" in names:
         if "certificate_verify_failed" in low or "certificate verify failed" in low:
             if "hostname" in low or "ip address mismatch" in low:
                 return f"TLS verify failed: certificate does not match {where}", "TLS"
@@ -196,15 +225,15 @@ def error_reason(exc: BaseException, *, where: str, timeout: float) -> tuple[str
                 "TLS",
             )
         return f"TLS handshake with {where} failed", "TLS"
-    if isinstance(exc, requests.exceptions.Timeout):
+    if "Timeout" in names and "NewConnectionError" not in names:
         return f"timeout after {timeout:g}s talking to {where}", "TIMEOUT"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        if any(isinstance(e, ConnectionRefusedError) for e in _chain(exc)) or "refused" in low:
-            return f"connection refused: {where}", "REFUSED"
-        if any(s in low for s in _DNS_HINTS):
-            return f"DNS failure: cannot resolve {where.rsplit(':', 1)[0]}", "DNS"
-        if "timed out" in low:
-            return f"timeout after {timeout:g}s talking to {where}", "TIMEOUT"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in low:
+        return f"connection refused: {where}", "REFUSED"
+    if any(s in low for s in _DNS_HINTS):
+        return f"DNS failure: cannot resolve {where.rsplit(':', 1)[0]}", "DNS"
+    if "timed out" in low or "Timeout" in names:
+        return f"timeout after {timeout:g}s talking to {where}", "TIMEOUT"
+    if "Connection" in names or "ProtocolError" in names or "RemoteDisconnected" in names:
         return f"connection to {where} failed", "UNAVAILABLE"
     return f"{type(exc).__name__} talking to {where}", "UNAVAILABLE"
 
@@ -279,6 +308,9 @@ class ProxmoxBackend:
         self._local = threading.local()
         self._sessions_lock = threading.Lock()
         self._apis: list[ProxmoxAPI] = []  # every thread's client, so close() reaches all
+        self._readers: urllib3.PoolManager | None = None
+        self._base = f"https://{self.where}" + (f"/{prefix}" if prefix else "") + "/api2/json"
+        self._token_header = f"PVEAPIToken={token_id}={token_secret}"
         self.read_only = read_only
         self._writer: _Writer | None = None if read_only else _Writer(self)
         self.capabilities = frozenset({"read"} if read_only else {"read", "write"})
@@ -310,6 +342,8 @@ class ProxmoxBackend:
     def _api(self) -> ProxmoxAPI:
         api = getattr(self._local, "api", None)
         if api is None:
+            from proxmoxer import ProxmoxAPI
+
             kwargs = dict(self._kwargs)
             api = ProxmoxAPI(kwargs.pop("host"), **kwargs)
             self._local.api = api
@@ -322,18 +356,66 @@ class ProxmoxBackend:
         Every writer ends here, so a read-only client refuses any method but GET here."""
         if self.read_only and method.lower() != "get":
             raise ReadOnlyError(f"proxmox {method.upper()} /{path.strip('/')}")
-        resource = self._api()(path.strip("/"))
         try:
+            if method.lower() == "get":
+                return clean_tree(self._get(path.strip("/"), params))
+            resource = self._api()(path.strip("/"))
             return clean_tree(getattr(resource, method)(**params))
-        except (ResourceException, AuthenticationError, requests.RequestException) as exc:
+        except BackendError:
+            raise
+        except Exception as exc:  # HTTP answers, transport failures: one line each
             reason, code = error_reason(exc, where=self.where, timeout=self.timeout)
             log.debug("proxmox %s %s failed: %s", method.upper(), path, exc, exc_info=True)
             raise BackendError(reason, code=code) from exc
+
+    def _pool(self) -> urllib3.PoolManager:
+        """The readers' connection pool (thread-safe), built on the first read."""
+        with self._sessions_lock:
+            if self._readers is None:
+                import urllib3
+
+                verify = self._kwargs["verify_ssl"]
+                context = ssl.create_default_context(
+                    cafile=verify if isinstance(verify, str) else None
+                )
+                if verify is False:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                    warnings.filterwarnings(
+                        "ignore", category=urllib3.exceptions.InsecureRequestWarning
+                    )
+                self._readers = urllib3.PoolManager(
+                    num_pools=1,
+                    maxsize=CONFIG_READERS,
+                    ssl_context=context,
+                    headers={"Authorization": self._token_header},
+                    retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0, status=0),
+                    timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+                )
+            return self._readers
+
+    def _get(self, path: str, params: Mapping[str, Any]) -> Any:
+        """One GET of the API, answered as proxmoxer answers: the JSON's `data`."""
+        query = f"?{urlencode(params)}" if params else ""
+        resp = self._pool().request("GET", f"{self._base}/{path}{query}")
+        if resp.status >= 400:
+            try:
+                errors = json.loads(resp.data.decode("utf-8")).get("errors")
+            except (UnicodeDecodeError, ValueError, AttributeError):
+                errors = None
+            raise HttpFailure(resp.status, resp.reason or "", errors)
+        try:
+            return json.loads(resp.data.decode("utf-8"))["data"]
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+            return {"errors": resp.data}
 
     def close(self) -> None:
         """Close every thread's pooled connections; the backend stays usable (it reconnects)."""
         with self._sessions_lock:
             apis, self._apis = self._apis, []
+            readers, self._readers = self._readers, None
+        if readers is not None:
+            readers.clear()
         for api in apis:
             api._store["session"].close()
         self._local = threading.local()
