@@ -8,6 +8,7 @@ Coroutines are submitted with `run()` from any loop and awaited there; the work 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -49,10 +50,23 @@ class Engine:
         return await asyncio.wrap_future(future)
 
     def stop(self) -> None:
-        """Stop the loop and wait for its thread (pending work is dropped)."""
+        """Cancel the work still running (a refresh whose caller went away), let it unwind,
+        then stop the loop and wait for its thread."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
+        if loop is None or thread is None:
+            return
+        drained = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), loop)
+        with contextlib.suppress(Exception):  # a stuck task must not keep the process
+            drained.result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+async def _cancel_the_rest() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=3)
