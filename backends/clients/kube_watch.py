@@ -26,7 +26,6 @@ from typing import Any
 
 from dapper.backends.clients.kube import WATCH_KINDS
 from dapper.backends.errors import BackendError
-from dapper.backends.memory import release
 from dapper.backends.safe_text import clean_json
 
 log = logging.getLogger("dapper.backends.clients.kube.watch")
@@ -279,8 +278,6 @@ class KubeWatcher:
         items, rv = backend.list_raw(kind.name)
         convert = self._convert
         objects = {_key(o): convert(kind.name, o) for o in items}
-        del items
-        release()  # the raw list is gone: give its pages back (see backends/memory.py)
         with self._lock:
             kind.objects, kind.rv = objects, rv
             kind.synced, kind.error = True, ""
