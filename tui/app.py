@@ -37,7 +37,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.timer import Timer
 
 if TYPE_CHECKING:  # the screens are imported when first used, after the first frame
@@ -65,12 +65,15 @@ class DapperApp(SurvivesErrors, App[int]):
         Binding("ctrl+c,ctrl+q", "quit_app", "Quit", show=False, priority=True, id="quit-ctrl"),
     ]
 
-    # no equality check: a snapshot is large, and every join is news
-    snapshot: reactive[ClusterSnapshot] = reactive(
+    # no equality check: a snapshot is large, and every join is news. `var`, not
+    # `reactive`: a reactive repaints the whole screen on each change (every snapshot and
+    # every tick, at 160x48 a full-terminal render); the widgets a change touches update
+    # themselves, so only they are drawn again.
+    snapshot: var[ClusterSnapshot] = var(
         lambda: ClusterSnapshot(cluster="", mode="", read_only=True, taken_at=0.0),
         always_update=True,
     )
-    now: reactive[float] = reactive(0.0, always_update=True)
+    now: var[float] = var(0.0, always_update=True)
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.events import DescendantFocus, Resize
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
@@ -57,14 +57,16 @@ class MainScreen(SurvivesErrors, Screen[None]):
     ]
     app = getters.app(DapperApp)
 
-    snapshot: reactive[ClusterSnapshot | None] = reactive(None, always_update=True, init=False)
-    active = reactive("nodes", init=False)
-    filter_text = reactive("", init=False)  # the active pane's filter
-    faults_only = reactive(False, init=False)
-    prompt_mode = reactive("", init=False)  # "", "filter" or "jump"
+    # `var`s: their watchers update the widgets a change touches; a `reactive` would also
+    # repaint the whole screen on every change (see DapperApp.snapshot)
+    snapshot: var[ClusterSnapshot | None] = var(None, always_update=True, init=False)
+    active = var("nodes", init=False)
+    filter_text = var("", init=False)  # the active pane's filter
+    faults_only = var(False, init=False)
+    prompt_mode = var("", init=False)  # "", "filter" or "jump"
     # the active pane's sort after `s` (a header click sorts too, and shows on the next
     # tick: the table keeps its own sort, the bar reads it from there)
-    sort_label = reactive("", init=False, always_update=True)
+    sort_label = var("", init=False, always_update=True)
 
     def __init__(self, *, writable: bool) -> None:
         super().__init__(id="main")

@@ -7,7 +7,9 @@ their order or the fitted columns change, and the cursor is put back on the same
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
 
 from dapper.backends.model import ClusterSnapshot
 from dapper.tui import format as fmt
@@ -17,7 +19,7 @@ from dapper.tui.survive import SurvivesErrors
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.widgets import DataTable
 
 FIXED_WIDTH = 12  # columns whose max_width is at most this always take exactly that width
@@ -55,6 +57,7 @@ class ResourceTable(SurvivesErrors, DataTable):
         self._last: tuple[ClusterSnapshot, float] | None = None
         self._bars: set[str] = set()  # columns drawn with a usage bar at this width
         self._row_cache: dict[str, _RowCells] = {}  # row key -> its data and cells
+        self._rows_only = False  # while True, a layout request is about this table's rows
         for command in spec.commands:  # read-only: the keys stay, to say why they do nothing
             self._bindings.bind(command.key, f"act('{command.id}')", command.label, show=writable)
 
@@ -259,7 +262,7 @@ class ResourceTable(SurvivesErrors, DataTable):
         if len(gone) + len(added) > PATCH_LIMIT:
             return False
         keep = self.selected_key
-        with self.app.batch_update():
+        with self.app.batch_update(), self._rows_only_changes():
             for key in gone:
                 self.remove_row(key)
                 del self._cells[key]
@@ -302,9 +305,41 @@ class ResourceTable(SurvivesErrors, DataTable):
             return
         width = sum(column.get_render_width(self) for column in self.columns.values())
         header = self.header_height if self.show_header else 0
-        self.virtual_size = Size(
-            width + self._row_label_column_width, self._total_row_height + header
-        )
+        with self._rows_only_changes():
+            self.virtual_size = Size(
+                width + self._row_label_column_width, self._total_row_height + header
+            )
+
+    @contextmanager
+    def _rows_only_changes(self) -> Iterator[None]:
+        self._rows_only = True
+        try:
+            yield
+        finally:
+            self._rows_only = False
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        """A few rows more or fewer is no reason to lay out the whole screen.
+
+        Textual answers a changed row count (a new virtual size) with a layout of every
+        widget and a repaint of the whole terminal: at 160x48 under churn that was most of
+        the event loop. The table's own size comes from the grid, not from its rows, so
+        only its scrollbars need to learn the new size; when one appears or goes, that
+        is a real layout and goes through as one."""
+        if layout and self._rows_only and not recompose and self.is_attached:
+            self._rows_only = False
+            try:
+                self._scroll_update(self.virtual_size)
+            finally:
+                self._rows_only = True
+            return super().refresh(*regions, repaint=repaint)
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     # -- input --------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""A table whose rows come and go repaints itself, not the whole screen.
+
+Textual lays out every widget and repaints the terminal when a widget's virtual size
+changes; at 500 nodes under churn that was most of the console's event loop. These
+tests count the screen's layouts while a ResourceTable gains and loses rows, and check
+that its scrollbar still follows the row count (the one change that is a real layout).
+"""
+
+from __future__ import annotations
+
+from dapper.backends.model import ClusterSnapshot, Node
+from dapper.tui.format import styled
+from dapper.tui.pane_spec import Column, GridSlot, PaneSpec
+from dapper.tui.widgets.table import ResourceTable
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.screen import Screen
+
+SPEC = PaneSpec(
+    id="plain",
+    title="Plain",
+    key="9",
+    order=9,
+    aliases=("plain",),
+    sources=("kubernetes",),
+    rows=lambda s: s.nodes,
+    row_key=lambda n: n.name,
+    fault=lambda n: False,
+    columns=(Column("name", "NAME", 0, lambda n, _: styled(n.name), lambda n: n.name, 28),),
+    noun="node",
+    detail=lambda n, _s, _now: Text(n.name),
+    grid=GridSlot(row=0, column=0),
+)
+
+
+def snapshot(count: int) -> ClusterSnapshot:
+    nodes = tuple(Node(name=f"node-{i:03d}") for i in range(count))
+    return ClusterSnapshot(cluster="t", mode="LAB", read_only=True, taken_at=1.0, nodes=nodes)
+
+
+class TableApp(App[None]):
+    CSS = "ResourceTable { height: 1fr; }"
+
+    def compose(self) -> ComposeResult:
+        yield ResourceTable(SPEC, writable=False, id="t")
+
+
+async def test_rows_coming_and_going_lay_out_only_when_the_scrollbar_changes(monkeypatch):
+    layouts: list[bool] = []
+    original = Screen._refresh_layout
+
+    def counted(self, size=None, scroll=False):
+        layouts.append(True)
+        return original(self, size, scroll)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    app = TableApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table = app.query_one(ResourceTable)
+        table.show(snapshot(30), 1.0)  # first rows: a rebuild, and a scrollbar appears
+        await pilot.pause()
+        assert table.show_vertical_scrollbar
+        assert table.virtual_size.height == 31  # header and 30 rows
+
+        layouts.clear()
+        for count in (31, 29, 33, 30, 32):  # a few rows come and go each refresh
+            table.show(snapshot(count), 1.0)
+            await pilot.pause()
+            assert table.row_count == count
+            assert table.virtual_size.height == count + 1
+            assert table.vertical_scrollbar.window_virtual_size == count + 1
+        assert layouts == [], "row changes laid out the whole screen"
+
+        table.show(snapshot(5), 1.0)  # now they fit: the scrollbar goes, a real layout
+        await pilot.pause()
+        assert not table.show_vertical_scrollbar
+        assert layouts, "the scrollbar went without a layout"
+        assert table.row_count == 5
+
+        table.move_cursor(row=4)
+        table.show(snapshot(40), 1.0)  # and comes back
+        await pilot.pause()
+        assert table.show_vertical_scrollbar
+        assert table.selected_key == "node-004"  # the cursor stays on its row
