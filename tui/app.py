@@ -26,6 +26,7 @@ from dapper.backends.model import ClusterSnapshot
 from dapper.backends.protocols import ClusterOperations, SnapshotFeed
 from dapper.tui import format as fmt
 from dapper.tui.commands import DapperCommands
+from dapper.tui.heap import QuietCollector
 from dapper.tui.messages import CommandRequested, OpenDetail, SourceChanged
 from dapper.tui.pane_commands import PaneCommand, target_name
 from dapper.tui.pane_registry import pane_registry
@@ -33,7 +34,7 @@ from dapper.tui.survive import SurvivesErrors
 from dapper.tui.trends import NodeTrends
 from dapper.tui.widgets.bars import header_text
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
@@ -102,6 +103,7 @@ class DapperApp(SurvivesErrors, App[int]):
             ),
         )
         self._connect = connect
+        self.heap = QuietCollector()
         self._source_timers: dict[str, Timer] = {}
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
@@ -193,6 +195,7 @@ class DapperApp(SurvivesErrors, App[int]):
 
     async def on_unmount(self) -> None:
         self._shutting_down = True
+        self.heap.release()  # what the app leaves behind is garbage like any other
         for timer in self._source_timers.values():
             timer.stop()
         if self.collector is not None:
@@ -294,9 +297,16 @@ class DapperApp(SurvivesErrors, App[int]):
             return  # an older join finished late; the newer one is already shown
         self.trends.add(snapshot)
         self.snapshot = snapshot
+        self.heap.shown()
 
     def _tick(self) -> None:
         self.now = self.clock()
+        self.heap.tick()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown):
+            self.heap.input()
+        await super().on_event(event)
 
     def header_text(self, width: int = 0) -> Text:
         """The header line; given the header's `width`, tightened to fit it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from dapper.backends.safe_text import clean
 from rich.cells import cell_len
 from rich.text import Text
@@ -95,8 +97,13 @@ def one_line(text: str) -> str:
     return " ".join(clean(text).split())
 
 
+@lru_cache(maxsize=16384)
 def styled(value: str, style: str = "") -> Text:
-    """A cell: plain text (never markup, so `[` in API text stays literal) with a style."""
+    """A cell: plain text (never markup, so `[` in API text stays literal) with a style.
+
+    Shared, not copied: a table redraws thousands of cells per refresh and most of them
+    say what they said before (`Ready`, `-`, `12%`), and building a Text is most of that
+    cost. Cells are never changed in place; whoever needs another look makes a new one."""
     return Text(value, style=style, no_wrap=True, overflow="ellipsis", end="")
 
 

@@ -109,9 +109,9 @@ class ResourceTable(SurvivesErrors, DataTable):
         for k in order:
             cached = self._row_cache[k]
             if cached.drawn is None or cached.drawing != drawing:
-                cached.drawn = tuple(
-                    self._drawn(cells[k][i], c, widths[c.key], k) for i, c in placed
-                )
+                drawn = [self._drawn(cells[k][i], c, widths[c.key], k) for i, c in placed]
+                drawn[0] = drawn[0].copy()  # its own: `_patch` orders rows by its identity
+                cached.drawn = tuple(drawn)
                 cached.drawing = drawing
             shown_cells[k] = cached.drawn
         if signature != self._signature or not self._patch(columns, order, shown_cells):
