@@ -9,7 +9,9 @@ Flux's reasons, lastApplied/lastAttempted revisions, `lastHandledReconcileAt` ec
 `reconcile.fluxcd.io/requestedAt` annotation, and `spec.suspend` honoured.
 
 Each Kustomization builds from what the cluster holds when it reconciles, as
-kustomize-controller does: its own `decryption.secretRef` (every `.agekey` entry of that
+kustomize-controller does: the live object's spec (path, targetNamespace, components,
+patches, commonMetadata, namePrefix/nameSuffix, images, sourceRef, as `kubectl patch`
+leaves them; the tree's own build when they are what Git declares), its own `decryption.secretRef` (every `.agekey` entry of that
 Secret in its namespace) and its `postBuild` variables from the live ConfigMaps and
 Secrets of `substituteFrom` (a missing one fails the build unless `optional`), so a
 changed ConfigMap changes the next build. The running lab seeds what a bootstrap applies
@@ -51,7 +53,7 @@ from dapper.lab.flux_health import (
     seconds,
     wait_verdict,
 )
-from dapper.lab.flux_source import Build, FluxSource, Inputs, path_not_found
+from dapper.lab.flux_source import Build, FluxSource, Inputs
 from dapper.lab.flux_status import (
     ARTIFACT_FAILED,
     BUILD_FAILED,
@@ -551,9 +553,13 @@ class FluxTwin:
                 return
             done.add(fks.key)
             obj = self.store.find(KS_RT, fks.namespace, fks.name, copy=False)  # read-only
-            if obj is not None:
+            if obj is not None:  # built from the live spec (the tree's build when the same)
                 self._reconcile(
-                    obj, rev, lambda live, fks=fks: self.source.build(snap, fks, self._inputs(live))
+                    obj,
+                    rev,
+                    lambda live, fks=fks: self.source.build_live(
+                        snap, live, fks, self._inputs(live)
+                    ),
                 )
         rest, _ = self.store.list(KS_RT, copy=False)  # read-only, as above
         for obj in rest:
@@ -562,24 +568,18 @@ class FluxTwin:
             key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if key in done:
                 continue
-            self._reconcile(obj, rev, lambda live, key=key: self._other_build(live, key, rev))
+            self._reconcile(obj, rev, lambda live, key=key: self._other_build(live, key, snap))
 
-    def _other_build(self, obj: dict[str, Any], key: tuple[str, str], rev: str) -> Build:
-        """Synthetic benchmark apps build from a generator; anything else is not in Git."""
+    def _other_build(self, obj: dict[str, Any], key: tuple[str, str], snap: Any) -> Build:
+        """Synthetic benchmark apps build from a generator; anything else (created by
+        hand, or left behind by a parent that does not prune) from its live spec."""
         if (obj["metadata"].get("labels") or {}).get(flux_scale.SYNTHETIC_LABEL) == "true":
             hit = self._synthetic.get(key)
             if hit is None:
                 replicas = self.scale_replicas[flux_scale.index_of(key[1])]
                 hit = self._synthetic[key] = Build(flux_scale.objects(*key, replicas=replicas))
             return hit
-        path = str((obj.get("spec") or {}).get("path", ""))
-        if not self.source.has_dir(rev.rpartition(":")[2], path):
-            return path_not_found(path)
-        return Build(  # a directory no Kustomization in the tree points at: the lab
-            reason=BUILD_FAILED,  # builds only what the tree declares
-            message=f"kustomization path {path} is not declared by any Kustomization "
-            f"in the tree at revision {rev} (the lab builds only those)",
-        )
+        return self.source.build_live(snap, obj, None, self._inputs(obj))
 
     def _reconcile(
         self, obj: dict[str, Any], rev: str, build_fn: Callable[[dict[str, Any]], Build]
@@ -616,6 +616,10 @@ class FluxTwin:
         if settled and not self._interval_due((ns, name), spec):
             return  # drift is corrected at the Kustomization's own interval
         self._began[(ns, name)] = time.monotonic()
+        unsourced = self._source_problem(ns, spec)
+        if unsourced:  # before dependencies, as the controller resolves the source first
+            self._finish(ns, name, generation, req, None, "False", ARTIFACT_FAILED, unsourced)
+            return
         blocked = self._dependency_problem(ns, spec, rev)
         if blocked:
             self._finish(ns, name, generation, req, None, "False", DEPENDENCY_NOT_READY, blocked)
@@ -783,6 +787,25 @@ class FluxTwin:
             o.setdefault("status", {})["lastHandledReconcileAt"] = req
 
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
+
+    def _source_problem(self, ns: str, spec: dict[str, Any]) -> str:
+        """kustomize-controller's getSource on the live spec.sourceRef: a source that does
+        not exist, or one with no artifact (the lab serves only flux-system's)."""
+        ref = spec.get("sourceRef") or {}
+        kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+        sns = str(ref.get("namespace") or ns)
+        if (kind, sns, name) == ("GitRepository", *ROOT):
+            return ""
+        try:
+            rt = by_kind(FLUX_SOURCE, kind)
+        except (KeyError, ValueError):
+            return f"unsupported source kind '{kind}'"
+        if self.store.find(rt, sns, name, copy=False) is None:
+            return (
+                f"unable to get source '{sns}/{name}': "
+                f'{rt.plural}.{FLUX_SOURCE} "{name}" not found'
+            )
+        return f"Source artifact not found, retrying in {go_string(REQUEUE_DEPENDENCY)}"
 
     def _dependency_problem(self, ns: str, spec: dict[str, Any], rev: str) -> str:
         """kustomize-controller's checkDependencies, message for message."""

@@ -1,0 +1,128 @@
+"""The live spec is what gets built (issue 17, point 15), through the lab's Kubernetes API
+with the kubernetes client, on the real tree.
+
+kustomize-controller builds what the Kustomization object in the cluster says, not what
+Git said when its parent applied it: a `kubectl patch` of spec.path, spec.targetNamespace
+or spec.patches changes what the next reconcile applies. A path that the artifact does
+not hold is `ArtifactFailed` ("kustomization path not found: ..."), with the attempted
+revision and observedGeneration left as they were; fixing it brings both forward.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dapper.lab.runtime import RunningLab, start_lab
+from dapper.lab.world import Timings
+from kubernetes.client.rest import ApiException
+
+from kubernetes import client, config
+from tests.waiting import eventually
+
+NS, NAME = "default", "echo-server"
+FLUX_KS = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
+HR = ("helm.toolkit.fluxcd.io", "v2", "helmreleases")
+APP_PATH = "./kubernetes/apps/default/echo-server/app"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    running = start_lab(
+        directory=tmp_path_factory.mktemp("live-spec") / "lab",
+        timings=Timings(reconcile_interval=600.0, reconcile_delay=0.05),
+    )
+    try:
+        assert running.flux is not None
+        assert running.flux.settle(timeout=90), running.flux.unsettled()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def api(lab: RunningLab) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(config.new_client_from_config(str(lab.config.kubeconfig)))
+
+
+def ks(api: client.CustomObjectsApi) -> dict[str, Any]:
+    return api.get_namespaced_custom_object(*FLUX_KS[:2], NS, FLUX_KS[2], NAME)
+
+
+def ready(obj: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+
+
+def patch_and_wait(api: client.CustomObjectsApi, spec: dict[str, Any]) -> dict[str, Any]:
+    """`kubectl patch ks --type merge -p {"spec": ...}`, then the reconcile answering the
+    new generation (Ready no longer Unknown, the request handled)."""
+    before = ks(api)["metadata"]["generation"]
+    out = api.patch_namespaced_custom_object(*FLUX_KS[:2], NS, FLUX_KS[2], NAME, {"spec": spec})
+    assert out["metadata"]["generation"] == before + 1  # a spec change is a new generation
+
+    def answered() -> dict[str, Any] | None:
+        now = ks(api)
+        cond = ready(now)
+        if cond["status"] == "Unknown" or cond.get("observedGeneration") != before + 1:
+            return None
+        return now
+
+    return eventually(answered, timeout=60, message=f"{NS}/{NAME} to answer its new spec")
+
+
+def helm_release(api: client.CustomObjectsApi, ns: str) -> dict[str, Any] | None:
+    try:
+        return api.get_namespaced_custom_object(*HR[:2], ns, HR[2], NAME)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def test_patched_spec_changes_what_the_next_reconcile_applies(
+    lab: RunningLab, api: client.CustomObjectsApi
+) -> None:
+    first = ks(api)
+    gen, rev = first["metadata"]["generation"], first["status"]["lastAppliedRevision"]
+    assert first["status"]["observedGeneration"] == gen
+    assert helm_release(api, NS) is not None
+
+    # spec.patches: a patch the Git tree never had lands on the HelmRelease
+    patch = (
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n"
+        "metadata:\n  name: echo-server\n  annotations:\n    lab.test/patched: live\n"
+    )
+    now = patch_and_wait(api, {"patches": [{"patch": patch, "target": {"kind": "HelmRelease"}}]})
+    assert ready(now)["status"] == "True", ready(now)
+    assert now["status"]["observedGeneration"] == gen + 1
+    hr = helm_release(api, NS)
+    assert hr is not None
+    assert hr["metadata"]["annotations"]["lab.test/patched"] == "live"
+
+    # spec.path to a directory the artifact does not have: ArtifactFailed, nothing moves
+    now = patch_and_wait(api, {"path": "./kubernetes/apps/default/nope"})
+    cond = ready(now)
+    assert (cond["status"], cond["reason"]) == ("False", "ArtifactFailed")
+    assert re.fullmatch(
+        r"kustomization path not found: stat /tmp/kustomization-\d+/kubernetes/apps/default/"
+        r"nope: no such file or directory",
+        cond["message"],
+    ), cond["message"]
+    assert now["status"]["observedGeneration"] == gen + 1  # only a success moves it
+    assert now["status"]["lastAttemptedRevision"] == rev
+    reconciling = next(c for c in now["status"]["conditions"] if c["type"] == "Reconciling")
+    assert reconciling["reason"] == "ProgressingWithRetry"
+    assert helm_release(api, NS) is not None  # what it applied before stays
+
+    # spec.path back and spec.targetNamespace moved: applied there, pruned here
+    now = patch_and_wait(api, {"path": APP_PATH, "targetNamespace": "media"})
+    assert ready(now)["status"] == "True", ready(now)
+    assert now["status"]["observedGeneration"] == gen + 3
+    moved = helm_release(api, "media")
+    assert moved is not None
+    assert moved["metadata"]["annotations"]["lab.test/patched"] == "live"
+    assert helm_release(api, NS) is None
+    ids = {e["id"] for e in now["status"]["inventory"]["entries"]}
+    assert f"media_{NAME}_helm.toolkit.fluxcd.io_HelmRelease" in ids
