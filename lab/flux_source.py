@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
-from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree, substitute_tree
+from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree
 from dapper.backends.gitops.postbuild import (
     EnvsubstError,
     check_names,
@@ -42,6 +42,7 @@ from dapper.backends.gitops.yamldocs import Doc, TreeError, parse_file, strip_ma
 from dapper.backends.sops.errors import SopsError
 from dapper.backends.sops.file import decrypt_text
 from dapper.lab.flux_status import ARTIFACT_FAILED, BUILD_FAILED
+from dapper.lab.flux_substitute import SubstitutionError, substitute_resource
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 log = logging.getLogger("dapper.lab.flux_source")
@@ -361,10 +362,10 @@ class FluxSource:
                     message = f"post build failed for '{name}': {inputs.variables}"
                     return Build(reason=BUILD_FAILED, message=message)
                 if inputs.variables:  # no variables: Flux leaves the text alone
-                    try:
+                    try:  # over the resource's whole YAML text, as fluxcd/pkg does
                         check_names(inputs.variables)
-                        obj = substitute_tree(obj, inputs.variables, strict=inputs.strict)
-                    except EnvsubstError as exc:
+                        obj = substitute_resource(obj, inputs.variables, strict=inputs.strict)
+                    except (EnvsubstError, SubstitutionError) as exc:
                         return Build(reason=BUILD_FAILED, message=post_build_error(obj, exc))
             objects.append(strip_markers(obj))
         return Build(objects)

@@ -11,11 +11,13 @@ Flux's reasons, lastApplied/lastAttempted revisions, `lastHandledReconcileAt` ec
 Each Kustomization builds from what the cluster holds when it reconciles, as
 kustomize-controller does: the live object's spec (path, targetNamespace, components,
 patches, commonMetadata, namePrefix/nameSuffix, images, sourceRef, as `kubectl patch`
-leaves them; the tree's own build when they are what Git declares), its own `decryption.secretRef` (every `.agekey` entry of that
-Secret in its namespace) and its `postBuild` variables from the live ConfigMaps and
-Secrets of `substituteFrom` (a missing one fails the build unless `optional`), so a
-changed ConfigMap changes the next build. The running lab seeds what a bootstrap applies
-before Flux (cluster-settings and cluster-secrets in flux-system) when it is missing.
+leaves them; the tree's own build when they are what Git declares), its own
+`decryption.secretRef` (every `.agekey` entry of that Secret in its namespace) and its
+`postBuild` variables from the live ConfigMaps and Secrets of `substituteFrom` (a
+missing one fails the build unless `optional`), substituted over each resource's whole
+YAML text (flux_substitute), so a changed ConfigMap changes the next build. The running
+lab seeds what a bootstrap applies before Flux (cluster-settings and cluster-secrets in
+flux-system) when it is missing.
 Every reconcile leaves kustomize-controller's Kubernetes Events (flux_events).
 
 A pass runs on the twin's own thread, never under the store lock: on start, on the

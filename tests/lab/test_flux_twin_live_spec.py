@@ -126,3 +126,66 @@ def test_patched_spec_changes_what_the_next_reconcile_applies(
     assert helm_release(api, NS) is None
     ids = {e["id"] for e in now["status"]["inventory"]["entries"]}
     assert f"media_{NAME}_helm.toolkit.fluxcd.io_HelmRelease" in ids
+
+
+def test_live_variables_substitute_over_the_whole_text(
+    lab: RunningLab, api: client.CustomObjectsApi
+) -> None:
+    """A live patch and live postBuild variables, substituted as fluxcd/pkg does: the
+    quoted `"${REPLICAS}"` becomes the integer 1, a variable in a key is substituted, a
+    value that is YAML (`[a, b]`) is read as YAML, and an object marked
+    `substitute: disabled` keeps its text."""
+    patch = (
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n"
+        "metadata:\n  name: echo-server\n  annotations:\n"
+        "    lab.test/${ANNOTATION_KEY}: from-a-key\nspec:\n  values:\n    controllers:\n"
+        '      echo-server:\n        replicas: "${REPLICAS}"\n'
+        '        args: "${ARGS}"\n'
+    )
+    variables = {"REPLICAS": "1", "ANNOTATION_KEY": "key", "ARGS": "[a, b]"}
+    now = patch_and_wait(
+        api,
+        {
+            "patches": [{"patch": patch, "target": {"kind": "HelmRelease"}}],
+            "postBuild": {"substitute": variables},
+        },
+    )
+    assert ready(now)["status"] == "True", ready(now)
+    target = now["spec"].get("targetNamespace") or NS
+    hr = helm_release(api, target)
+    assert hr is not None
+    controller = hr["spec"]["values"]["controllers"][NAME]
+    assert controller["replicas"] == 1
+    assert controller["args"] == ["a", "b"]
+    assert hr["metadata"]["annotations"].get("lab.test/key") == "from-a-key", hr["metadata"]
+    assert controller["containers"]["app"]["image"]["tag"] == "37"  # strings stay strings
+
+    # a value that is not YAML where it lands fails the build, and nothing is applied
+    before = hr["metadata"]["resourceVersion"]
+    now = patch_and_wait(api, {"postBuild": {"substitute": {"ARGS": "a: b"}}})
+    cond = ready(now)
+    assert (cond["status"], cond["reason"]) == ("False", "BuildFailed")
+    assert re.fullmatch(
+        r"post build failed for 'echo-server': envsubst error: YAMLToJSON: yaml: line \d+: "
+        r"mapping values are not allowed in this context",
+        cond["message"],
+    ), cond["message"]
+    after = helm_release(api, target)
+    assert after is not None and after["metadata"]["resourceVersion"] == before
+
+    # the disabled mark skips the object: its ${...} text is applied as written
+    marked = patch.replace(
+        "  annotations:\n", "  annotations:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\n"
+    )
+    now = patch_and_wait(
+        api,
+        {
+            "patches": [{"patch": marked, "target": {"kind": "HelmRelease"}}],
+            "postBuild": {"substitute": {"ARGS": "[a, b]"}},
+        },
+    )
+    assert ready(now)["status"] == "True", ready(now)
+    hr = helm_release(api, target)
+    assert hr is not None
+    assert hr["spec"]["values"]["controllers"][NAME]["replicas"] == "${REPLICAS}"
+    assert hr["metadata"]["annotations"]["lab.test/${ANNOTATION_KEY}"] == "from-a-key"
