@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import heapq
 import logging
 import re
 import threading
@@ -174,6 +175,7 @@ class FluxTwin:
         self._retry: dict[tuple[str, str], tuple[float, tuple[str, int, str]]] = {}
         self._nudge = False
         self._applied_at: dict[tuple[str, str], float] = {}  # last reconcile's end
+        self._due: list[tuple[float, str, str]] = []  # (interval up at, ns, name), a heap
         # the GitRepository's artifact: what Kustomizations build, fetched from the remote
         # at the source's interval, on a requestedAt, or when a test forces it
         self.artifact: tuple[str, str] | None = None
@@ -475,6 +477,14 @@ class FluxTwin:
             return False
         return self.artifact != before
 
+    def _interval_up(self) -> bool:
+        """A settled Kustomization's interval has come (popped: once per due time)."""
+        now, woke = time.monotonic(), False
+        while self._due and self._due[0][0] <= now:
+            heapq.heappop(self._due)
+            woke = True
+        return woke
+
     def _retry_due(self) -> bool:
         now = time.monotonic()
         return any(at <= now for at, _token in list(self._retry.values()))
@@ -495,6 +505,7 @@ class FluxTwin:
                 or self._nudge
                 or self.applier.releases.waiting()
                 or self._retry_due()
+                or self._interval_up()
             )
             if self.await_instance and not self._instance_present():
                 continue
@@ -593,9 +604,12 @@ class FluxTwin:
         req = requested_at(obj)
         if spec.get("suspend"):
             self._retry.pop((ns, name), None)
-            # skipped, but finalizeStatus still records the request as handled
-            if req and status.get("lastHandledReconcileAt") != req:
-                self._handled_while_suspended(ns, name, req)
+            # skipped, but finalizeStatus still runs: the request is handled and a Ready
+            # object observes its new generation (`flux suspend` made one)
+            asked = bool(req) and status.get("lastHandledReconcileAt") != req
+            observe = is_ready(obj) and status.get("observedGeneration") != generation
+            if asked or observe:
+                self._finalize_suspended(ns, name, req, generation)
             return
         wait = self._health.get((ns, name))
         if wait is not None:  # the worker is busy with its health check until it ends
@@ -784,9 +798,20 @@ class FluxTwin:
             )
         self._nudge = True  # a light pass soon: dependents may go on now
 
-    def _handled_while_suspended(self, ns: str, name: str, req: str) -> None:
+    def _finalize_suspended(self, ns: str, name: str, req: str, generation: int) -> None:
+        """kustomize-controller's finalizeStatus after it skipped a suspended object."""
+
         def edit(o: dict[str, Any]) -> None:
-            o.setdefault("status", {})["lastHandledReconcileAt"] = req
+            st = o.setdefault("status", {})
+            if req:
+                st["lastHandledReconcileAt"] = req
+            if is_ready(o):
+                st["observedGeneration"] = generation
+                drop_condition(st, "Reconciling")
+            else:
+                retry = condition(st, "Reconciling")
+                if retry is not None:
+                    retry["reason"] = PROGRESSING_WITH_RETRY
 
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
 
@@ -880,11 +905,14 @@ class FluxTwin:
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
         self._applied_at[(ns, name)] = time.monotonic()
         self._event(ns, name, ready, reason, message, rev)
-        if ready == "True":
-            self._retry.pop((ns, name), None)
-            return
         obj = self.store.find(KS_RT, ns, name, copy=False) or {}
         spec = obj.get("spec") or {}
+        if ready == "True":
+            self._retry.pop((ns, name), None)
+            # requeued at its interval (drift is reverted then), as the controller does
+            every = seconds(spec.get("interval"), 600.0) / self.time_scale
+            heapq.heappush(self._due, (self._applied_at[(ns, name)] + every, ns, name))
+            return
         after = (
             REQUEUE_DEPENDENCY
             if reason == DEPENDENCY_NOT_READY
