@@ -11,6 +11,8 @@ revision and observedGeneration left as they were; fixing it brings both forward
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,7 +163,7 @@ def test_live_variables_substitute_over_the_whole_text(
     assert controller["containers"]["app"]["image"]["tag"] == "37"  # strings stay strings
 
     # a value that is not YAML where it lands fails the build, and nothing is applied
-    before = hr["metadata"]["resourceVersion"]
+    before = (hr["metadata"]["generation"], hr["spec"])
     now = patch_and_wait(api, {"postBuild": {"substitute": {"ARGS": "a: b"}}})
     cond = ready(now)
     assert (cond["status"], cond["reason"]) == ("False", "BuildFailed")
@@ -171,7 +173,7 @@ def test_live_variables_substitute_over_the_whole_text(
         cond["message"],
     ), cond["message"]
     after = helm_release(api, target)
-    assert after is not None and after["metadata"]["resourceVersion"] == before
+    assert after is not None and (after["metadata"]["generation"], after["spec"]) == before
 
     # the disabled mark skips the object: its ${...} text is applied as written
     marked = patch.replace(
@@ -189,3 +191,56 @@ def test_live_variables_substitute_over_the_whole_text(
     assert hr is not None
     assert hr["spec"]["values"]["controllers"][NAME]["replicas"] == "${REPLICAS}"
     assert hr["metadata"]["annotations"]["lab.test/${ANNOTATION_KEY}"] == "from-a-key"
+
+
+KUBECTL = shutil.which("kubectl") or ""
+
+
+def kubectl(lab: RunningLab, *args: str) -> str:
+    home = lab.dir / "home"
+    home.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(lab.config.kubeconfig), "--request-timeout=20s", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(not KUBECTL, reason="kubectl is not installed")
+def test_what_kubectl_set_survives_a_reapply(lab: RunningLab, api: client.CustomObjectsApi) -> None:
+    """Server-side apply (point 15): a label and an annotation kubectl added to an object
+    Flux applies are still there after a requested reconcile re-applies it."""
+    ns, name = "kube-system", "metrics-server"
+    kubectl(lab, "label", "-n", ns, "helmrelease", name, "team=ops")
+    kubectl(lab, "annotate", "-n", ns, "helmrelease", name, "lab.test/note=kept")
+    stamp = "2026-12-03T05:00:00Z"
+    kubectl(
+        lab,
+        "annotate",
+        "-n",
+        ns,
+        "kustomization",
+        name,
+        f"reconcile.fluxcd.io/requestedAt={stamp}",
+        "--overwrite",
+    )
+
+    def handled() -> dict[str, Any] | None:
+        obj = api.get_namespaced_custom_object(*FLUX_KS[:2], ns, FLUX_KS[2], name)
+        status = obj.get("status") or {}
+        if status.get("lastHandledReconcileAt") == stamp and ready(obj)["status"] != "Unknown":
+            return obj
+        return None
+
+    done = eventually(handled, timeout=60, message=f"{ns}/{name} to handle {stamp}")
+    assert ready(done)["status"] == "True", ready(done)
+    hr = api.get_namespaced_custom_object(*HR[:2], ns, HR[2], name)
+    labels = hr["metadata"]["labels"]
+    assert labels["team"] == "ops"  # kubectl's
+    assert labels["kustomize.toolkit.fluxcd.io/name"] == name  # Flux's
+    assert labels["app.kubernetes.io/name"] == name  # commonMetadata, from the live spec
+    assert hr["metadata"]["annotations"]["lab.test/note"] == "kept"
