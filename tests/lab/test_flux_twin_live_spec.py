@@ -244,3 +244,46 @@ def test_what_kubectl_set_survives_a_reapply(lab: RunningLab, api: client.Custom
     assert labels["kustomize.toolkit.fluxcd.io/name"] == name  # Flux's
     assert labels["app.kubernetes.io/name"] == name  # commonMetadata, from the live spec
     assert hr["metadata"]["annotations"]["lab.test/note"] == "kept"
+
+
+def test_health_is_evaluated_for_a_live_wait(lab: RunningLab, api: client.CustomObjectsApi) -> None:
+    """Health (point 9) through the kubernetes client: `wait: true` patched on, with a
+    patch asking the HelmRelease for 99 GPUs. The Kustomization fails HealthCheckFailed
+    after its timeout; the release fails its upgrade and, with no retries, stalls."""
+    ns, name = "network", "cloudflared"
+    hog = (
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n"
+        "metadata:\n  name: cloudflared\nspec:\n  timeout: 1m\n"
+        "  upgrade:\n    remediation:\n      retries: 0\n"
+        "  values:\n    controllers:\n      cloudflared:\n        containers:\n"
+        "          app:\n            resources:\n              limits:\n"
+        "                nvidia.com/gpu: 99\n"
+    )
+    spec = {
+        "wait": True,
+        "timeout": "30s",
+        "patches": [{"patch": hog, "target": {"kind": "HelmRelease"}}],
+    }
+    api.patch_namespaced_custom_object(*FLUX_KS[:2], ns, FLUX_KS[2], name, {"spec": spec})
+
+    def failed() -> dict[str, Any] | None:
+        obj = api.get_namespaced_custom_object(*FLUX_KS[:2], ns, FLUX_KS[2], name)
+        return obj if ready(obj)["reason"] == "HealthCheckFailed" else None
+
+    ks_obj = eventually(failed, timeout=60, message=f"{ns}/{name} to fail its health check")
+    cond = ready(ks_obj)
+    assert cond["status"] == "False"
+    assert cond["message"].startswith("timeout waiting for: [")
+    assert "HelmRelease/network/cloudflared status: 'InProgress'" in cond["message"]
+    healthy = next(c for c in ks_obj["status"]["conditions"] if c["type"] == "Healthy")
+    assert healthy["status"] == "False"
+
+    def stalled() -> dict[str, Any] | None:
+        hr = api.get_namespaced_custom_object(*HR[:2], ns, HR[2], name)
+        conds = {c["type"]: c for c in (hr.get("status") or {}).get("conditions") or []}
+        return conds if "Stalled" in conds else None
+
+    conds = eventually(stalled, timeout=60, message="the cloudflared release to stall")
+    assert conds["Stalled"]["reason"] == "RetriesExceeded"
+    assert conds["Stalled"]["message"] == "Failed to upgrade after 1 attempt(s)"
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "UpgradeFailed")
