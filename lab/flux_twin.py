@@ -176,6 +176,7 @@ class FluxTwin:
         self._nudge = False
         self._applied_at: dict[tuple[str, str], float] = {}  # last reconcile's end
         self._due: list[tuple[float, str, str]] = []  # (interval up at, ns, name), a heap
+        self._pass_began = 0.0
         # the GitRepository's artifact: what Kustomizations build, fetched from the remote
         # at the source's interval, on a requestedAt, or when a test forces it
         self.artifact: tuple[str, str] | None = None
@@ -478,12 +479,15 @@ class FluxTwin:
         return self.artifact != before
 
     def _interval_up(self) -> bool:
-        """A settled Kustomization's interval has come (popped: once per due time)."""
-        now, woke = time.monotonic(), False
+        """A settled Kustomization's interval has come (popped: once per due time). At
+        most one such pass a second: at scale, due times spread over a pass's length
+        would otherwise start a pass per poll."""
+        now = time.monotonic()
+        if not self._due or self._due[0][0] > now or now - self._pass_began < 1.0:
+            return False
         while self._due and self._due[0][0] <= now:
             heapq.heappop(self._due)
-            woke = True
-        return woke
+        return True
 
     def _retry_due(self) -> bool:
         now = time.monotonic()
@@ -520,7 +524,7 @@ class FluxTwin:
                 self._pending = False
                 self._nudge = False
                 self._started += 1
-            began = time.monotonic()
+            began = self._pass_began = time.monotonic()
             try:
                 self._pass()
                 self.last_error = ""
