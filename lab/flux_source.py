@@ -10,6 +10,10 @@ builds by (commit, Kustomization, keys and variables), so a periodic reconcile o
 unchanged tree costs no parsing, age decryption or substitution. Decrypted values only
 ever live in these in-memory objects.
 
+A Kustomization builds what its live spec says (`build_live`): when the build fields
+are what the tree declares, the tree's build is taken; otherwise the spec is rendered on
+its own (cached per commit and spec), and a path the commit lacks is ArtifactFailed.
+
 Decryption works on the source file as committed (the MAC covers it exactly), then the
 values are placed into the rendered object, which kustomize may have renamed or labelled.
 """
@@ -18,13 +22,15 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
-from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree, substitute_tree
+from dapper.backends.gitops.fluxtree import FluxKustomization, FluxTree
 from dapper.backends.gitops.postbuild import (
     EnvsubstError,
     check_names,
@@ -32,10 +38,11 @@ from dapper.backends.gitops.postbuild import (
     post_build_error,
 )
 from dapper.backends.gitops.treesource import GitTreeSource, SourceError, read_text, walk
-from dapper.backends.gitops.yamldocs import TreeError, parse_file, strip_markers
+from dapper.backends.gitops.yamldocs import Doc, TreeError, parse_file, strip_markers
 from dapper.backends.sops.errors import SopsError
 from dapper.backends.sops.file import decrypt_text
 from dapper.lab.flux_status import ARTIFACT_FAILED, BUILD_FAILED
+from dapper.lab.flux_substitute import SubstitutionError, substitute_resource
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 log = logging.getLogger("dapper.lab.flux_source")
@@ -65,6 +72,8 @@ class Snapshot:
     tree: FluxTree
     secret_errors: dict[Key, str] = field(default_factory=dict)  # substituteFrom Secrets
     builds: dict[Key, tuple[tuple[Any, ...], Build]] = field(default_factory=dict)
+    # live specs that differ from the tree's, by Kustomization (the last spec built)
+    live_builds: dict[Key, tuple[tuple[Any, ...], Build]] = field(default_factory=dict)
 
     @property
     def revision(self) -> str:
@@ -239,6 +248,49 @@ class FluxSource:
             snap.builds[ks.key] = hit
         return hit[1]
 
+    def build_live(
+        self,
+        snap: Snapshot,
+        live: Mapping[str, Any],
+        declared: FluxKustomization | None,
+        inputs: Inputs | None = None,
+    ) -> Build:
+        """What kustomize-controller builds for the live Kustomization `live` (as the API
+        holds it after a `kubectl patch` or `edit`): its spec's path, targetNamespace,
+        components, patches, commonMetadata, namePrefix/nameSuffix and images. When those
+        are what the tree declares (`declared`), the tree's own build is taken (cached per
+        commit); otherwise the spec is built on its own, cached per commit and spec."""
+        spec = strip_markers(live.get("spec") or {})
+        wanted = build_fields(spec)
+        same = declared is not None and wanted == declared_fields(declared)
+        if same and declared is not None and not set(wanted) & _POST_RENDER:
+            return self.build(snap, declared, inputs)
+        inputs = inputs or Inputs()
+        md = live.get("metadata") or {}
+        key = (str(md.get("namespace") or ""), str(md.get("name") or ""))
+        mark = (json.dumps(wanted, sort_keys=True, default=str), *inputs.fingerprint())
+        hit = snap.live_builds.get(key)
+        if hit is None or hit[0] != mark:
+            hit = (mark, self._build_spec(snap, live, inputs))
+            snap.live_builds[key] = hit
+        return hit[1]
+
+    def _build_spec(self, snap: Snapshot, live: Mapping[str, Any], inputs: Inputs) -> Build:
+        spec = live.get("spec") or {}
+        path = str(spec.get("path") or "")
+        if not self.has_dir(snap.sha, path):
+            return path_not_found(path)
+        try:
+            ks = snap.tree.kustomization_from(live)
+            if spec.get("ignoreMissingComponents"):
+                present = tuple(c for c in ks.components if snap.tree.source.is_dir(c))
+                ks = dataclasses.replace(ks, components=present)
+            docs = snap.tree.render_spec(ks)
+        except TreeError as exc:
+            return Build(reason=BUILD_FAILED, message=exc.reason)
+        rename_and_retag([d.obj for d in docs], spec)
+        return self._finish_build(snap, ks, [(d, d.obj) for d in docs], inputs)
+
     def has_dir(self, sha: str, path: str) -> bool:
         """The commit has directory `path` (a Kustomization's spec.path)."""
         clean = path.strip().removeprefix("./").strip("/")
@@ -278,6 +330,15 @@ class FluxSource:
             pairs = snap.tree.render_unsubstituted(ks)
         except TreeError as exc:
             return Build(reason=BUILD_FAILED, message=str(exc))
+        return self._finish_build(snap, ks, pairs, inputs)
+
+    def _finish_build(
+        self,
+        snap: Snapshot,
+        ks: FluxKustomization,
+        pairs: list[tuple[Doc, dict[str, Any]]],
+        inputs: Inputs,
+    ) -> Build:
         decryptor = None
         if inputs.identities is not None:
             decryptor = self.decryptor(snap.sha, inputs.identities)
@@ -301,13 +362,111 @@ class FluxSource:
                     message = f"post build failed for '{name}': {inputs.variables}"
                     return Build(reason=BUILD_FAILED, message=message)
                 if inputs.variables:  # no variables: Flux leaves the text alone
-                    try:
+                    try:  # over the resource's whole YAML text, as fluxcd/pkg does
                         check_names(inputs.variables)
-                        obj = substitute_tree(obj, inputs.variables, strict=inputs.strict)
-                    except EnvsubstError as exc:
+                        obj = substitute_resource(obj, inputs.variables, strict=inputs.strict)
+                    except (EnvsubstError, SubstitutionError) as exc:
                         return Build(reason=BUILD_FAILED, message=post_build_error(obj, exc))
             objects.append(strip_markers(obj))
         return Build(objects)
+
+
+# the spec fields kustomize-controller's generator writes into the build (the rest of the
+# spec is read by the reconcile itself: prune, wait, healthChecks, timeout, dependsOn ...)
+BUILD_FIELDS = (
+    "path",
+    "targetNamespace",
+    "components",
+    "ignoreMissingComponents",
+    "patches",
+    "commonMetadata",
+    "namePrefix",
+    "nameSuffix",
+    "images",
+    "sourceRef",
+)
+_POST_RENDER = {"namePrefix", "nameSuffix", "images"}  # the tree's own build skips these
+
+
+def build_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The build-relevant part of a Kustomization spec, `path` normalised."""
+    out = {k: spec[k] for k in BUILD_FIELDS if spec.get(k) not in (None, "", [], {})}
+    if "path" in out:
+        out["path"] = str(out["path"]).strip().removeprefix("./").strip("/")
+    if "sourceRef" in out and isinstance(out["sourceRef"], Mapping):
+        out["sourceRef"] = {k: v for k, v in out["sourceRef"].items() if k != "namespace"}
+    return out
+
+
+def declared_fields(ks: FluxKustomization) -> dict[str, Any]:
+    """build_fields of a Kustomization the tree declares (the operator's root has no
+    spec in Git: what the lab's FluxInstance gives it)."""
+    if ks.generated:
+        source = {"kind": "GitRepository", "name": ks.source_ref[1]}
+        return {"path": ks.path, "sourceRef": source}
+    return build_fields(strip_markers(ks.spec))
+
+
+# kustomize's prefix/suffix transformer leaves these kinds' names alone
+_KEEP_NAME = {"CustomResourceDefinition", "APIService", "Namespace"}
+
+
+def rename_and_retag(objects: list[dict[str, Any]], spec: Mapping[str, Any]) -> None:
+    """spec.namePrefix/nameSuffix and spec.images, as kustomize applies them to the
+    built objects (in place). Names are changed on the objects themselves; references
+    to renamed ConfigMaps and Secrets are not rewritten (the lab's kustomize does not
+    track them for prefixes)."""
+    prefix, suffix = str(spec.get("namePrefix") or ""), str(spec.get("nameSuffix") or "")
+    if prefix or suffix:
+        for obj in objects:
+            meta = obj.get("metadata")
+            if obj.get("kind") in _KEEP_NAME or not isinstance(meta, dict) or not meta.get("name"):
+                continue
+            meta["name"] = f"{prefix}{meta['name']}{suffix}"
+    images = [i for i in spec.get("images") or [] if isinstance(i, Mapping) and i.get("name")]
+    if images:
+        for obj in objects:
+            _retag(obj, images)
+
+
+def _split_image(image: str) -> tuple[str, str, str]:
+    """(name, tag, digest) of an image reference."""
+    rest, _, digest_part = image.partition("@")
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        return rest[:colon], rest[colon + 1 :], digest_part
+    return rest, "", digest_part
+
+
+def _retag(node: Any, images: list[Mapping[str, Any]]) -> None:
+    """kustomize's image transformer on every containers/initContainers list."""
+    if isinstance(node, list):
+        for item in node:
+            _retag(item, images)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in ("containers", "initContainers") and isinstance(value, list):
+            for container in value:
+                if isinstance(container, dict) and isinstance(container.get("image"), str):
+                    container["image"] = _new_image(container["image"], images)
+        _retag(value, images)
+
+
+def _new_image(image: str, images: list[Mapping[str, Any]]) -> str:
+    name, tag, digest_part = _split_image(image)
+    for entry in images:
+        if str(entry["name"]) != name:
+            continue
+        name = str(entry.get("newName") or name)
+        if entry.get("digest"):
+            return f"{name}@{entry['digest']}"
+        if entry.get("newTag"):
+            return f"{name}:{entry['newTag']}"
+        return name + (f":{tag}" if tag else "") + (f"@{digest_part}" if digest_part else "")
+    return image
 
 
 def path_not_found(path: str) -> Build:

@@ -9,11 +9,15 @@ Flux's reasons, lastApplied/lastAttempted revisions, `lastHandledReconcileAt` ec
 `reconcile.fluxcd.io/requestedAt` annotation, and `spec.suspend` honoured.
 
 Each Kustomization builds from what the cluster holds when it reconciles, as
-kustomize-controller does: its own `decryption.secretRef` (every `.agekey` entry of that
-Secret in its namespace) and its `postBuild` variables from the live ConfigMaps and
-Secrets of `substituteFrom` (a missing one fails the build unless `optional`), so a
-changed ConfigMap changes the next build. The running lab seeds what a bootstrap applies
-before Flux (cluster-settings and cluster-secrets in flux-system) when it is missing.
+kustomize-controller does: the live object's spec (path, targetNamespace, components,
+patches, commonMetadata, namePrefix/nameSuffix, images, sourceRef, as `kubectl patch`
+leaves them; the tree's own build when they are what Git declares), its own
+`decryption.secretRef` (every `.agekey` entry of that Secret in its namespace) and its
+`postBuild` variables from the live ConfigMaps and Secrets of `substituteFrom` (a
+missing one fails the build unless `optional`), substituted over each resource's whole
+YAML text (flux_substitute), so a changed ConfigMap changes the next build. The running
+lab seeds what a bootstrap applies before Flux (cluster-settings and cluster-secrets in
+flux-system) when it is missing.
 Every reconcile leaves kustomize-controller's Kubernetes Events (flux_events).
 
 A pass runs on the twin's own thread, never under the store lock: on start, on the
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import heapq
 import logging
 import re
 import threading
@@ -51,7 +56,7 @@ from dapper.lab.flux_health import (
     seconds,
     wait_verdict,
 )
-from dapper.lab.flux_source import Build, FluxSource, Inputs, path_not_found
+from dapper.lab.flux_source import Build, FluxSource, Inputs
 from dapper.lab.flux_status import (
     ARTIFACT_FAILED,
     BUILD_FAILED,
@@ -170,6 +175,8 @@ class FluxTwin:
         self._retry: dict[tuple[str, str], tuple[float, tuple[str, int, str]]] = {}
         self._nudge = False
         self._applied_at: dict[tuple[str, str], float] = {}  # last reconcile's end
+        self._due: list[tuple[float, str, str]] = []  # (interval up at, ns, name), a heap
+        self._pass_began = 0.0
         # the GitRepository's artifact: what Kustomizations build, fetched from the remote
         # at the source's interval, on a requestedAt, or when a test forces it
         self.artifact: tuple[str, str] | None = None
@@ -471,6 +478,17 @@ class FluxTwin:
             return False
         return self.artifact != before
 
+    def _interval_up(self) -> bool:
+        """A settled Kustomization's interval has come (popped: once per due time). At
+        most one such pass a second: at scale, due times spread over a pass's length
+        would otherwise start a pass per poll."""
+        now = time.monotonic()
+        if not self._due or self._due[0][0] > now or now - self._pass_began < 1.0:
+            return False
+        while self._due and self._due[0][0] <= now:
+            heapq.heappop(self._due)
+        return True
+
     def _retry_due(self) -> bool:
         now = time.monotonic()
         return any(at <= now for at, _token in list(self._retry.values()))
@@ -491,6 +509,7 @@ class FluxTwin:
                 or self._nudge
                 or self.applier.releases.waiting()
                 or self._retry_due()
+                or self._interval_up()
             )
             if self.await_instance and not self._instance_present():
                 continue
@@ -505,7 +524,7 @@ class FluxTwin:
                 self._pending = False
                 self._nudge = False
                 self._started += 1
-            began = time.monotonic()
+            began = self._pass_began = time.monotonic()
             try:
                 self._pass()
                 self.last_error = ""
@@ -551,9 +570,13 @@ class FluxTwin:
                 return
             done.add(fks.key)
             obj = self.store.find(KS_RT, fks.namespace, fks.name, copy=False)  # read-only
-            if obj is not None:
+            if obj is not None:  # built from the live spec (the tree's build when the same)
                 self._reconcile(
-                    obj, rev, lambda live, fks=fks: self.source.build(snap, fks, self._inputs(live))
+                    obj,
+                    rev,
+                    lambda live, fks=fks: self.source.build_live(
+                        snap, live, fks, self._inputs(live)
+                    ),
                 )
         rest, _ = self.store.list(KS_RT, copy=False)  # read-only, as above
         for obj in rest:
@@ -562,24 +585,18 @@ class FluxTwin:
             key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if key in done:
                 continue
-            self._reconcile(obj, rev, lambda live, key=key: self._other_build(live, key, rev))
+            self._reconcile(obj, rev, lambda live, key=key: self._other_build(live, key, snap))
 
-    def _other_build(self, obj: dict[str, Any], key: tuple[str, str], rev: str) -> Build:
-        """Synthetic benchmark apps build from a generator; anything else is not in Git."""
+    def _other_build(self, obj: dict[str, Any], key: tuple[str, str], snap: Any) -> Build:
+        """Synthetic benchmark apps build from a generator; anything else (created by
+        hand, or left behind by a parent that does not prune) from its live spec."""
         if (obj["metadata"].get("labels") or {}).get(flux_scale.SYNTHETIC_LABEL) == "true":
             hit = self._synthetic.get(key)
             if hit is None:
                 replicas = self.scale_replicas[flux_scale.index_of(key[1])]
                 hit = self._synthetic[key] = Build(flux_scale.objects(*key, replicas=replicas))
             return hit
-        path = str((obj.get("spec") or {}).get("path", ""))
-        if not self.source.has_dir(rev.rpartition(":")[2], path):
-            return path_not_found(path)
-        return Build(  # a directory no Kustomization in the tree points at: the lab
-            reason=BUILD_FAILED,  # builds only what the tree declares
-            message=f"kustomization path {path} is not declared by any Kustomization "
-            f"in the tree at revision {rev} (the lab builds only those)",
-        )
+        return self.source.build_live(snap, obj, None, self._inputs(obj))
 
     def _reconcile(
         self, obj: dict[str, Any], rev: str, build_fn: Callable[[dict[str, Any]], Build]
@@ -591,9 +608,12 @@ class FluxTwin:
         req = requested_at(obj)
         if spec.get("suspend"):
             self._retry.pop((ns, name), None)
-            # skipped, but finalizeStatus still records the request as handled
-            if req and status.get("lastHandledReconcileAt") != req:
-                self._handled_while_suspended(ns, name, req)
+            # skipped, but finalizeStatus still runs: the request is handled and a Ready
+            # object observes its new generation (`flux suspend` made one)
+            asked = bool(req) and status.get("lastHandledReconcileAt") != req
+            observe = is_ready(obj) and status.get("observedGeneration") != generation
+            if asked or observe:
+                self._finalize_suspended(ns, name, req, generation)
             return
         wait = self._health.get((ns, name))
         if wait is not None:  # the worker is busy with its health check until it ends
@@ -616,6 +636,10 @@ class FluxTwin:
         if settled and not self._interval_due((ns, name), spec):
             return  # drift is corrected at the Kustomization's own interval
         self._began[(ns, name)] = time.monotonic()
+        unsourced = self._source_problem(ns, spec)
+        if unsourced:  # before dependencies, as the controller resolves the source first
+            self._finish(ns, name, generation, req, None, "False", ARTIFACT_FAILED, unsourced)
+            return
         blocked = self._dependency_problem(ns, spec, rev)
         if blocked:
             self._finish(ns, name, generation, req, None, "False", DEPENDENCY_NOT_READY, blocked)
@@ -778,11 +802,41 @@ class FluxTwin:
             )
         self._nudge = True  # a light pass soon: dependents may go on now
 
-    def _handled_while_suspended(self, ns: str, name: str, req: str) -> None:
+    def _finalize_suspended(self, ns: str, name: str, req: str, generation: int) -> None:
+        """kustomize-controller's finalizeStatus after it skipped a suspended object."""
+
         def edit(o: dict[str, Any]) -> None:
-            o.setdefault("status", {})["lastHandledReconcileAt"] = req
+            st = o.setdefault("status", {})
+            if req:
+                st["lastHandledReconcileAt"] = req
+            if is_ready(o):
+                st["observedGeneration"] = generation
+                drop_condition(st, "Reconciling")
+            else:
+                retry = condition(st, "Reconciling")
+                if retry is not None:
+                    retry["reason"] = PROGRESSING_WITH_RETRY
 
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
+
+    def _source_problem(self, ns: str, spec: dict[str, Any]) -> str:
+        """kustomize-controller's getSource on the live spec.sourceRef: a source that does
+        not exist, or one with no artifact (the lab serves only flux-system's)."""
+        ref = spec.get("sourceRef") or {}
+        kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+        sns = str(ref.get("namespace") or ns)
+        if (kind, sns, name) == ("GitRepository", *ROOT):
+            return ""
+        try:
+            rt = by_kind(FLUX_SOURCE, kind)
+        except (KeyError, ValueError):
+            return f"unsupported source kind '{kind}'"
+        if self.store.find(rt, sns, name, copy=False) is None:
+            return (
+                f"unable to get source '{sns}/{name}': "
+                f'{rt.plural}.{FLUX_SOURCE} "{name}" not found'
+            )
+        return f"Source artifact not found, retrying in {go_string(REQUEUE_DEPENDENCY)}"
 
     def _dependency_problem(self, ns: str, spec: dict[str, Any], rev: str) -> str:
         """kustomize-controller's checkDependencies, message for message."""
@@ -855,11 +909,14 @@ class FluxTwin:
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
         self._applied_at[(ns, name)] = time.monotonic()
         self._event(ns, name, ready, reason, message, rev)
-        if ready == "True":
-            self._retry.pop((ns, name), None)
-            return
         obj = self.store.find(KS_RT, ns, name, copy=False) or {}
         spec = obj.get("spec") or {}
+        if ready == "True":
+            self._retry.pop((ns, name), None)
+            # requeued at its interval (drift is reverted then), as the controller does
+            every = seconds(spec.get("interval"), 600.0) / self.time_scale
+            heapq.heappush(self._due, (self._applied_at[(ns, name)] + every, ns, name))
+            return
         after = (
             REQUEUE_DEPENDENCY
             if reason == DEPENDENCY_NOT_READY

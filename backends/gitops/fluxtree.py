@@ -472,6 +472,19 @@ class FluxTree:
         docs, raw = built.docs, built.raw
         return list(zip(docs, raw if raw is not None else [d.obj for d in docs], strict=True))
 
+    def kustomization_from(self, obj: Mapping[str, Any]) -> FluxKustomization:
+        """A Flux Kustomization object (as a cluster holds it) read the way the tree reads
+        the ones it finds; raises TreeError like them."""
+        md = obj.get("metadata") or {}
+        ns = _s(md.get("namespace")) or "default"
+        outside = FluxKustomization(name="", namespace=ns, path="", generated=True)
+        return self._flux_ks(Doc(dict(obj), "", 0), outside)
+
+    def render_spec(self, ks: FluxKustomization) -> list[Doc]:
+        """Render `ks` as its spec says, before postBuild and not cached: for a caller (the
+        lab's Flux) building a spec that differs from the tree's. Raises TreeError."""
+        return self.renderer.build(ks.path, self._overlay(ks))
+
     def build(self, ks: FluxKustomization) -> list[dict[str, Any]]:
         """Objects a Kustomization applies (kustomize build + Flux postBuild), plain dicts."""
         return [strip_markers(d.obj) for d in self.render(ks)]
