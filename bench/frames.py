@@ -109,7 +109,11 @@ KEYS = {
 
 
 def replay(
-    path: Path, size: tuple[int, int], keys_per_snapshot: int, profile: Path | None = None
+    path: Path,
+    size: tuple[int, int],
+    keys_per_snapshot: int,
+    profile: Path | None = None,
+    profile_keys: bool = False,
 ) -> int:
     from dapper.backends.config import load_config
     from dapper.tui.app import DapperApp
@@ -140,19 +144,28 @@ def replay(
                 feed.snapshot = snap
                 clock_at[0] = snap.taken_at
                 t = time.thread_time()
-                if profiler is not None:
+                if profiler is not None and not profile_keys:
                     profiler.enable()
                 app._apply(snap)
                 await pilot.pause()
-                if profiler is not None:
+                for _ in range(200):  # rows are worked out in a thread, then applied
+                    if getattr(app.screen, "shown_snapshot", snap) is snap:
+                        break
+                    await asyncio.sleep(0.005)
+                await pilot.pause()
+                if profiler is not None and not profile_keys:
                     profiler.disable()
                 applies.append(time.thread_time() - t)
                 kind, presses = kinds[n % len(kinds)]
+                if profiler is not None and profile_keys:
+                    profiler.enable()
                 for key in presses[:keys_per_snapshot]:
                     t = time.thread_time()
                     await pilot.press(key)
                     await pilot.pause()
                     per_key[kind].append(time.thread_time() - t)
+                if profiler is not None and profile_keys:
+                    profiler.disable()
 
     asyncio.run(go())
     if profiler is not None and profile is not None:
@@ -186,11 +199,12 @@ def main() -> int:
     rep.add_argument("--size", default="160x48")
     rep.add_argument("--keys", type=int, default=8, help="keys pressed after each snapshot")
     rep.add_argument("--profile", type=Path, help="cProfile the snapshot applies into this file")
+    rep.add_argument("--profile-keys", action="store_true", help="profile the keys instead")
     args = parser.parse_args()
     if args.cmd == "record":
         return record(args.lab_dir, args.seconds, args.out)
     cols, rows = (int(x) for x in args.size.split("x"))
-    return replay(args.snapshots, (cols, rows), args.keys, args.profile)
+    return replay(args.snapshots, (cols, rows), args.keys, args.profile, args.profile_keys)
 
 
 if __name__ == "__main__":

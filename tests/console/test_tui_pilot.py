@@ -12,7 +12,7 @@ from dapper.tui.screens.help import HelpScreen
 from dapper.tui.screens.main import MainScreen
 from textual.command import CommandPalette
 
-from tests.console.tui_lab import make_app, settle
+from tests.console.tui_lab import make_app, on_screen, settle
 
 
 def table(app, pane):
@@ -32,7 +32,7 @@ async def refreshed(pilot, app, *sources):
         app.refresh_source(s)
     for _ in range(1500):
         await pilot.pause(0.02)
-        if all(app.refreshes.get(s, 0) > before[s] for s in sources):
+        if all(app.refreshes.get(s, 0) > before[s] for s in sources) and on_screen(app):
             break
     await pilot.pause()
 

@@ -139,6 +139,13 @@ def make_app(
     return app
 
 
+def on_screen(app: DapperApp) -> bool:
+    """The main screen shows the app's latest snapshot (its rows are worked out in a
+    thread, so they land a moment after the snapshot does)."""
+    main = app.main
+    return main.snapshot is None or main.shown_snapshot is main.snapshot
+
+
 async def settle(pilot: Any, app: DapperApp, rounds: int = 1) -> None:
     """Wait until every source has been refreshed `rounds` times and the screen caught up."""
 
@@ -150,7 +157,7 @@ async def settle(pilot: Any, app: DapperApp, rounds: int = 1) -> None:
 
     await pilot.pause(0.02)  # let the app take in what the test just did
     await eventually_async(
-        refreshed,
+        lambda: refreshed() and on_screen(app),
         timeout=SETTLE_SECONDS,
         interval=0.02,
         message=lambda: f"every source to refresh {rounds}x: {app.refreshes}",

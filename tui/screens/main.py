@@ -28,7 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 if TYPE_CHECKING:
-    from dapper.tui.widgets.table import ResourceTable
+    from dapper.tui.widgets.table import ResourceTable, TablePlan
 
 WIDE_COLUMNS, WIDE_ROWS = 150, 40
 # main-screen actions the key bar already names (or leaves to help)
@@ -78,6 +78,9 @@ class MainScreen(SurvivesErrors, Screen[None]):
         self.set_reactive(MainScreen.active, self.specs[0].id)
         self.wide = False
         self._now = 0.0
+        self._preparing = False  # a thread is working out the panes' rows
+        self._prepare_again = False  # and a newer snapshot came meanwhile
+        self.shown_snapshot: ClusterSnapshot | None = None  # the last one on screen
 
     def compose(self) -> ComposeResult:
         size = self.app.size  # decide the layout before the first frame, not after it
@@ -160,7 +163,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
         for pid, p in self.panes.items():
             p.set_class(pid == active, "active")
         self._sync_from_table()
-        self._render_panes()
+        self._render_panes(stale_only=True)  # wide: every pane already shows it
         self._render_bars()
 
     def _sync_from_table(self) -> None:
@@ -189,17 +192,56 @@ class MainScreen(SurvivesErrors, Screen[None]):
     # -- data ---------------------------------------------------------------------------
 
     def watch_snapshot(self) -> None:
-        self._render_panes()
+        """A new snapshot: its rows are worked out in a thread and applied here, so the
+        loop stays free for keys (at 500 nodes that work is tens of milliseconds). One
+        preparation at a time; snapshots that land meanwhile fold into the next."""
+        if self._preparing:
+            self._prepare_again = True
+            return
+        self._preparing = True
+        self.run_worker(self._prepare_panes, thread=True, group="prepare", exit_on_error=False)
+
+    def _prepare_panes(self) -> None:
+        try:
+            while True:
+                self._prepare_again = False
+                snapshot, now = self.snapshot, self._now
+                if snapshot is None or not self.is_attached:
+                    return
+                plans = {
+                    pid: pane.prepare(snapshot, now)
+                    for pid, pane in self.panes.items()
+                    if self._visible(pid)
+                }
+                if not self.app.is_running:
+                    return
+                self.app.call_from_thread(self._apply_plans, snapshot, now, plans)
+                if not self._prepare_again:
+                    return
+        finally:
+            self._preparing = False
+
+    def _apply_plans(
+        self, snapshot: ClusterSnapshot, now: float, plans: dict[str, TablePlan | None]
+    ) -> None:
+        if not self.is_attached:
+            return
+        for pid, pane in self.panes.items():
+            if self._visible(pid):  # a pane shown since the plans were made: shown now
+                pane.show(snapshot, now, plans.get(pid))
         self._render_bars()
+        self.shown_snapshot = snapshot
 
     def _visible(self, pid: str) -> bool:
         return self.wide or pid == self.active
 
-    def _render_panes(self) -> None:
+    def _render_panes(self, *, stale_only: bool = False) -> None:
+        """Show the snapshot in every visible pane (`stale_only`: in those that do not
+        show it yet, e.g. a pane just switched to)."""
         if self.snapshot is None:
             return
         for pid, pane in self.panes.items():
-            if self._visible(pid):
+            if self._visible(pid) and not (stale_only and pane.shows(self.snapshot)):
                 pane.show(self.snapshot, self._now)
 
     def _render_bars(self) -> None:

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.widget import AwaitMount
 
 if TYPE_CHECKING:
-    from dapper.tui.widgets.table import ResourceTable
+    from dapper.tui.widgets.table import ResourceTable, TablePlan
 
 
 def banner_text(spec: PaneSpec, snapshot: ClusterSnapshot, now: float, has_rows: bool) -> Text:
@@ -83,9 +83,12 @@ class ResourcePane(Vertical):
             return self.mount(self.table)
         return None
 
-    def show(self, snapshot: ClusterSnapshot, now: float) -> None:
+    def show(self, snapshot: ClusterSnapshot, now: float, plan: TablePlan | None = None) -> None:
+        """Show `snapshot`: from `plan` (its rows worked out off the loop by `prepare`)
+        when the view has not moved on since, else working them out here."""
         built = self.built
-        if built and (snapshot.taken_at > 0 or self.table.total):
+        shows_rows = built and (snapshot.taken_at > 0 or self.table.total)
+        if shows_rows and (plan is None or not self.table.apply(plan)):
             self.table.show(snapshot, now)
         has_rows = built and self.table.total > 0
         text = banner_text(self.spec, snapshot, now, has_rows)
@@ -102,6 +105,16 @@ class ResourcePane(Vertical):
         title = Text(self.title_text())  # the filter is typed text: no markup
         if title != self.border_title:
             self.border_title = title
+
+    def shows(self, snapshot: ClusterSnapshot) -> bool:
+        """The table shows this very snapshot already."""
+        return self.built and self.table.showing is snapshot
+
+    def prepare(self, snapshot: ClusterSnapshot, now: float) -> TablePlan | None:
+        """The table's rows for `snapshot`; safe in a thread (see ResourceTable.prepare)."""
+        if self.built and (snapshot.taken_at > 0 or self.table.total):
+            return self.table.prepare(snapshot, now)
+        return None
 
     def title_text(self) -> str:
         if not self.built:

@@ -7,8 +7,10 @@ their order or the fitted columns change, and the cursor is put back on the same
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Self
 
 from dapper.backends.model import ClusterSnapshot
@@ -58,6 +60,8 @@ class ResourceTable(SurvivesErrors, DataTable):
         self._bars: set[str] = set()  # columns drawn with a usage bar at this width
         self._row_cache: dict[str, _RowCells] = {}  # row key -> its data and cells
         self._rows_only = False  # while True, a layout request is about this table's rows
+        # prepare() may run in a thread: it and apply() take turns with the row cache
+        self._prepare_lock = threading.RLock()
         for command in spec.commands:  # read-only: the keys stay, to say why they do nothing
             self._bindings.bind(command.key, f"act('{command.id}')", command.label, show=writable)
 
@@ -73,49 +77,102 @@ class ResourceTable(SurvivesErrors, DataTable):
         key = self.selected_key
         return self._objects.get(key) if key else None
 
+    @property
+    def showing(self) -> ClusterSnapshot | None:
+        return self._last[0] if self._last is not None else None
+
     def object(self, key: str) -> Any | None:
         return self._objects.get(key)
 
     def show(self, snapshot: ClusterSnapshot, now: float) -> None:
-        """Render the pane's rows of `snapshot`, as little as possible changing on screen.
+        """Render the pane's rows of `snapshot` at once (a key changed the view)."""
+        self.apply(self.prepare(snapshot, now))
+
+    def view(self) -> tuple:
+        """What, besides the snapshot, decides the rows and cells shown."""
+        return (
+            self.filter_text,
+            self.faults_only,
+            self.sort_column,
+            self.sort_reverse,
+            self.size.width,
+            self.size.height,
+        )
+
+    def prepare(self, snapshot: ClusterSnapshot, now: float) -> TablePlan:
+        """Work out the rows, cells and column widths for `snapshot`, touching no widget:
+        safe off the event loop (the console prepares refreshes in a thread), and
+        serialised with any other prepare of this table.
 
         A row whose data equals what it was keeps its cells (only ages are drawn again):
         at 1,500 rows, drawing every cell on every refresh was most of the event loop."""
-        self._last = (snapshot, now)
+        with self._prepare_lock:
+            return self._prepare(snapshot, now, self.view())
+
+    def _prepare(self, snapshot: ClusterSnapshot, now: float, view: tuple) -> TablePlan:
         spec = self.spec
+        filter_text, faults_only, sort_column, sort_reverse, width, height = view
         flagged = fault_subjects(snapshot, spec.id)
         rows = list(spec.rows(snapshot))
-        self.total = len(rows)
+        total = len(rows)
         faults = [r for r in rows if is_fault(spec, r, flagged)]
-        self.fault_count = len(faults)
-        if self.faults_only:
+        if faults_only:
             rows = faults
         cells = self._cells_of(rows, now)
-        if self.filter_text:
-            needle = self.filter_text.lower()
+        if filter_text:
+            needle = filter_text.lower()
             rows = [r for r in rows if needle in self._row_cache[spec.row_key(r)].text]
-        if self.sort_column:
-            col = next(c for c in spec.columns if c.key == self.sort_column)
-            rows.sort(key=_sort_key(col, cells, spec), reverse=self.sort_reverse)
-        self.shown = len(rows)
-        self._objects = {spec.row_key(r): r for r in rows}
-        order = [spec.row_key(r) for r in rows]
-        columns, widths = self._fit(order, cells)
+        if sort_column:
+            col = next(c for c in spec.columns if c.key == sort_column)
+            rows.sort(key=_sort_key(col, cells, spec), reverse=sort_reverse)
+        objects = {spec.row_key(r): r for r in rows}
+        order = list(objects)
+        columns, widths, bars = self._fit(order, cells, width, height)
         signature = tuple((c.key, widths[c.key], self._label(c).plain) for c in columns)
         index = [spec.columns.index(c) for c in columns]
         placed = list(zip(index, columns, strict=True))
-        drawing = (signature, frozenset(self._bars))
+        drawing = (signature, frozenset(bars))
         shown_cells: dict[str, tuple[Text, ...]] = {}
         for k in order:
             cached = self._row_cache[k]
             if cached.drawn is None or cached.drawing != drawing:
-                drawn = [self._drawn(cells[k][i], c, widths[c.key], k) for i, c in placed]
+                drawn = [_drawn(cells[k][i], c, widths[c.key], objects[k], bars) for i, c in placed]
                 drawn[0] = drawn[0].copy()  # its own: `_patch` orders rows by its identity
                 cached.drawn = tuple(drawn)
                 cached.drawing = drawing
             shown_cells[k] = cached.drawn
-        if signature != self._signature or not self._patch(columns, order, shown_cells):
-            self._rebuild(columns, widths, order, shown_cells, signature)
+        return TablePlan(
+            snapshot=snapshot,
+            now=now,
+            view=view,
+            total=total,
+            fault_count=len(faults),
+            objects=objects,
+            order=order,
+            columns=columns,
+            widths=widths,
+            bars=bars,
+            signature=signature,
+            cells=shown_cells,
+        )
+
+    def apply(self, plan: TablePlan) -> bool:
+        """Bring the table to `plan`, changing only what differs. False (and nothing
+        changed) when the view moved on since the plan was made: the caller shows anew."""
+        if plan.view != self.view():
+            return False
+        with self._prepare_lock:  # `_patch` writes into the row cache
+            self._last = (plan.snapshot, plan.now)
+            self.total = plan.total
+            self.fault_count = plan.fault_count
+            self.shown = len(plan.order)
+            self._objects = plan.objects
+            self._bars = plan.bars
+            if plan.signature != self._signature or not self._patch(
+                plan.columns, plan.order, plan.cells
+            ):
+                self._rebuild(plan.columns, plan.widths, plan.order, plan.cells, plan.signature)
+        return True
 
     def _cells_of(self, rows: list[Any], now: float) -> dict[str, tuple[Text, ...]]:
         """Each row's cells, from the row cache when the row's data is unchanged."""
@@ -150,15 +207,9 @@ class ResourceTable(SurvivesErrors, DataTable):
             return Text(col.label)
         return Text(col.label + ("▼" if self.sort_reverse else "▲"), style="bold")
 
-    def _drawn(self, text: Text, col: Column, width: int, key: str) -> Text:
-        """A cell as shown: a name cut in the middle, a usage with its bar when it fits."""
-        if col.bar is not None and col.key in self._bars:
-            return fmt.bar(col.bar(self._objects[key]), BAR_WIDTH).append(" ").append_text(text)
-        return _cut(text, col, width)
-
     def _fit(
-        self, order: list[str], cells: dict[str, tuple[Text, ...]]
-    ) -> tuple[list[Column], dict[str, int]]:
+        self, order: list[str], cells: dict[str, tuple[Text, ...]], width: int, height: int
+    ) -> tuple[list[Column], dict[str, int], set[str]]:
         spec = self.spec
         widths: dict[str, int] = {}
         for i, col in enumerate(spec.columns):
@@ -168,8 +219,8 @@ class ResourceTable(SurvivesErrors, DataTable):
                 continue
             content = max((self._row_cache[k].widths[i] for k in order), default=0)
             widths[col.key] = max(label, min(col.max_width, content))
-        available = self.size.width or 80
-        if len(order) > self.size.height - 1:
+        available = width or 80
+        if len(order) > height - 1:
             available -= self.styles.scrollbar_size_vertical
         fit_widths = dict(widths)
         for col in spec.columns:
@@ -213,15 +264,15 @@ class ResourceTable(SurvivesErrors, DataTable):
         # then usage bars where the width allows: all of the pane's or none (a CPU bar
         # beside a bare MEM figure reads as if memory had none)
         barred = [c for c in fitted if c.bar is not None]
-        self._bars = set()
+        bars: set[str] = set()
         if barred and spare >= len(barred) * (BAR_WIDTH + 1):
             for col in barred:
                 widths[col.key] += BAR_WIDTH + 1
-                self._bars.add(col.key)
+                bars.add(col.key)
         if fill is not None:
             others = sum(widths[c.key] + 2 for c in fitted if c is not fill)
             widths[fill.key] = max(cell_len(fill.label) + 1, available - others - 2)
-        return fitted, widths
+        return fitted, widths, bars
 
     def _rebuild(
         self,
@@ -380,6 +431,24 @@ class ResourceTable(SurvivesErrors, DataTable):
         return self.sort_column or "default order"
 
 
+@dataclass(frozen=True)
+class TablePlan:
+    """A table's rows for one snapshot and view, worked out off the event loop."""
+
+    snapshot: ClusterSnapshot
+    now: float
+    view: tuple
+    total: int
+    fault_count: int
+    objects: dict[str, Any]
+    order: list[str]
+    columns: list[Column]
+    widths: dict[str, int]
+    bars: set[str]
+    signature: tuple
+    cells: dict[str, tuple[Text, ...]]
+
+
 class _RowCells:
     """One row's data as last drawn, its cells, their widths and plain text (for the
     filter), and the cells as shown at the table's current column widths."""
@@ -393,6 +462,13 @@ class _RowCells:
         self.text = " ".join(c.plain for c in cells).lower()
         self.drawn: tuple[Text, ...] | None = None
         self.drawing: tuple | None = None
+
+
+def _drawn(text: Text, col: Column, width: int, row: Any, bars: set[str]) -> Text:
+    """A cell as shown: a name cut in the middle, a usage with its bar when it fits."""
+    if col.bar is not None and col.key in bars:
+        return fmt.bar(col.bar(row), BAR_WIDTH).append(" ").append_text(text)
+    return _cut(text, col, width)
 
 
 def _cut(text: Text, col: Column, width: int) -> Text:

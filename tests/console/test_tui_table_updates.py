@@ -1,4 +1,5 @@
-"""A table whose rows come and go repaints itself, not the whole screen.
+"""A table's refresh: rows that come and go repaint the table, not the whole screen, and
+rows worked out off the event loop apply only to the view they were worked out for.
 
 Textual lays out every widget and repaints the terminal when a widget's virtual size
 changes; at 500 nodes under churn that was most of the console's event loop. These
@@ -7,6 +8,8 @@ that its scrollbar still follows the row count (the one change that is a real la
 """
 
 from __future__ import annotations
+
+import threading
 
 from dapper.backends.model import ClusterSnapshot, Node
 from dapper.tui.format import styled
@@ -82,3 +85,31 @@ async def test_rows_coming_and_going_lay_out_only_when_the_scrollbar_changes(mon
         await pilot.pause()
         assert table.show_vertical_scrollbar
         assert table.selected_key == "node-004"  # the cursor stays on its row
+
+
+async def test_a_plan_made_off_the_loop_applies_only_to_the_view_it_was_made_for():
+    app = TableApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table = app.query_one(ResourceTable)
+        table.show(snapshot(30), 1.0)
+        await pilot.pause()
+        made = {}
+
+        def prepare() -> None:
+            made["thread"] = threading.current_thread()
+            made["plan"] = table.prepare(snapshot(31), 2.0)
+
+        worker = threading.Thread(target=prepare)
+        worker.start()
+        worker.join()
+        assert made["thread"] is not threading.main_thread()
+        assert table.row_count == 30  # preparing changed nothing on screen
+
+        table.filter_text = "node-01"  # a key changed the view meanwhile
+        assert not table.apply(made["plan"])
+        assert table.row_count == 30 and table.showing is not made["plan"].snapshot
+
+        table.filter_text = ""
+        assert table.apply(made["plan"])
+        await pilot.pause()
+        assert table.row_count == 31 and table.showing is made["plan"].snapshot
