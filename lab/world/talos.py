@@ -47,7 +47,7 @@ from dapper.lab.talos_config import ConfigError, MachineConfig
 from dapper.lab.world.kube import KubeWorld
 from dapper.lab.world.kube_objects import name_suffix
 from dapper.lab.world.model import GIB, SSD_BYTES, EtcdMemberState, LabVm, Machine, NodeSpec
-from dapper.lab.world.node_labels import label_specs, seeded_node_labels
+from dapper.lab.world.node_labels import CONTROL_PLANE_LABEL, label_specs, seeded_node_labels
 from dapper.lab.world.state import LOOPBACK_CAPACITY, WorldError, WorldState
 
 NOT_POSTING = ("NodeStatusUnknown", "Kubelet stopped posting node status.")
@@ -137,15 +137,21 @@ class TalosWorld:
         disks = [("/dev/vda", vm.disk_gib * GIB, "QEMU HARDDISK")]
         if spec.storage:
             disks.append(("/dev/sda", SSD_BYTES, "SAMSUNG MZILT3T8HBLS"))
+        labels = seeded_node_labels(spec)
         m = Machine(
             spec.ip,
             spec.vmid,
             spec.hostname,
             role=spec.role,
             maintenance=False,
-            config=machine_config(spec.hostname, spec.role, seeded_node_labels(spec)),
+            config=machine_config(spec.hostname, spec.role, labels),
             disks=disks,
         )
+        # what label_specs would read from that config, without parsing 500 of them
+        specs = dict(labels)
+        if spec.role == "controlplane":
+            specs[CONTROL_PLANE_LABEL] = ""
+        m.label_specs = (m.config_epoch, specs)
         self.state.machines[spec.ip] = m
         m.booted = True
         if spec.role == "controlplane":
@@ -161,7 +167,9 @@ class TalosWorld:
         m = self._running(hostname)
         if m is None:
             return None
-        return label_specs(_load_lenient(m.config)), m.role != "controlplane"
+        if m.label_specs is None or m.label_specs[0] != m.config_epoch:
+            m.label_specs = (m.config_epoch, label_specs(_load_lenient(m.config)))
+        return dict(m.label_specs[1]), m.role != "controlplane"
 
     def _running(self, hostname: str) -> Machine | None:
         """The configured machine up on the network under `hostname`, if any."""
