@@ -3,7 +3,13 @@ ownership with NodeRestriction (lab), and which Mayastor volumes a node takes wi
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
+from dapper.actions.node_replace.terminating import TerminatingPods
 from dapper.actions.node_replace.volumes import volumes_on
+from dapper.actions.params import ChoiceContext
+from dapper.backends.model import Node, PodRef
 from dapper.lab.world.node_labels import apply_labels, forbidden_changes, talos_apply
 
 
@@ -54,3 +60,25 @@ def test_a_volume_without_a_healthy_replica_elsewhere_has_its_only_copy_here() -
         ("volume 3", True),  # a rebuild in progress is not yet a copy
     ]
     assert found[0].text() == "a/one (Faulted; pool pool-n1 replica Unknown)"
+
+
+def test_the_force_delete_choices_are_the_nodes_terminating_pods_only() -> None:
+    pods = (
+        PodRef(
+            "db",
+            "pg-0",
+            "w1",
+            "Running",
+            owner_kind="StatefulSet",
+            owner_name="pg",
+            terminating=True,
+        ),
+        PodRef("db", "api-1", "w1", "Running", owner_kind="ReplicaSet", owner_name="api"),
+    )
+    snapshot = SimpleNamespace(nodes=(Node(name="w1", pods=pods),))
+    provider = TerminatingPods("node")
+    assert provider.depends_on == ("node",)
+    ctx = ChoiceContext(Path("."), values={"node": "w1"}, snapshot=snapshot)
+    (choice,) = provider.choices(ctx)
+    assert choice.value == "db/pg-0" and choice.detail == ("StatefulSet pg  ·  Running",)
+    assert provider.choices(ChoiceContext(Path("."), values={}, snapshot=snapshot)) == []
