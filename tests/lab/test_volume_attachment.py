@@ -20,6 +20,7 @@ from dapper.lab.world.volume_attach import EXCLUSIVE, attachment_name
 
 from kubernetes import client, config
 from tests.lab.kube_lab import Lab, running_lab
+from tests.lab.test_kube_apply import KUBECTL, kubectl
 from tests.waiting import eventually
 
 GRACE = 0.3
@@ -129,6 +130,11 @@ def test_a_second_node_waits_while_the_first_pod_uses_the_volume(lab: Lab, api) 
     va = eventually(lambda: attachments(api).get(NODE), message="the volume attached to NODE")
     assert va.metadata.name == attachment_name(PV, DRIVER, NODE)
     assert va.spec.attacher == DRIVER and va.status.attached is True
+
+    if KUBECTL:
+        listing = kubectl(lab, "get", "volumeattachments", "-o", "wide").stdout
+        row = next(line for line in listing.splitlines() if PV in line)
+        assert NODE in row and DRIVER in row and "true" in row, listing
 
     pod_using_the_claim(core, "reader", OTHER)
     eventually(
