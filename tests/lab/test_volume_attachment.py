@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dapper.backends.clients.kube import KubeBackend
 from dapper.lab.world import Timings
 from dapper.lab.world.volume_attach import EXCLUSIVE, attachment_name
 
@@ -147,6 +148,12 @@ def test_a_second_node_waits_while_the_first_pod_uses_the_volume(lab: Lab, api) 
         f'Multi-Attach error for volume "{PV}" Volume is already used by pod(s) web-0'
     ]
     assert set(attachments(api)) == {NODE}
+    kube = KubeBackend.from_kubeconfig(str(lab.admin))  # what the console reads
+    try:
+        (ref,) = [p for p in kube.pods(node=OTHER) if p.name == "reader"]
+    finally:
+        kube.close()
+    assert ref.waiting == "ContainerCreating" and not ref.ready
     core.delete_namespaced_pod("reader", "default", grace_period_seconds=0)
 
 
