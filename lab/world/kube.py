@@ -149,8 +149,22 @@ class KubeWorld:
             return ""
         error = talos_apply(node, mine[0], restricted=mine[1])
         if not error and self._write_node_metadata(node):
-            self._place_daemonsets()
+            self._daemonset_pods_for(hostname, node["metadata"].get("labels") or {})
         return error
+
+    def _daemonset_pods_for(self, hostname: str, labels: dict[str, str]) -> None:
+        """The DaemonSet controller after a Node's labels changed: a pod of each DaemonSet
+        whose selector the Node now matches (the DaemonSet objects stay as they are)."""
+        spec = self.state.spec_of(hostname)
+        if spec is None:
+            return
+        for ds in self.store.list(by_kind("apps", "DaemonSet"), copy=False)[0]:
+            pod_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+            if labels_match(labels, pod_spec.get("nodeSelector") or None):
+                meta = ds["metadata"]
+                self._daemonset_pods(
+                    meta["namespace"], meta["name"], [spec], cpu="50m", memory="64Mi"
+                )
 
     def _write_node_metadata(self, fresh: dict) -> bool:
         """Store `fresh`'s labels and annotations on its Node; False when they are there."""

@@ -88,6 +88,15 @@ def _configure(lab: RunningLab, ip: str, labels: dict[str, str]) -> None:
     eventually(lambda: lab.world.reachable(m), interval=0.05, message="the reboot")
 
 
+def _pods_of(core: k8s.CoreV1Api, daemonset: str) -> list[str]:
+    pods = core.list_namespaced_pod("default").items
+    return [
+        p.spec.node_name
+        for p in pods
+        if any(r.name == daemonset for r in p.metadata.owner_references or [])
+    ]
+
+
 def _apply(lab: RunningLab, ip: str, data: bytes, mode: str = "no-reboot") -> str:
     async def go() -> str:
         async with _talos(lab) as c:
@@ -117,12 +126,18 @@ def test_a_config_change_moves_the_nodes_labels_and_leaves_others_alone(
     assert STORAGE_LABELS.items() <= _labels(core, name).items()
     # an admin's label (not Talos's) and one the config will also name, at another value
     core.patch_node(name, {"metadata": {"labels": {"team": "infra", "rack.home.arpa/row": "b"}}})
+    # a DaemonSet for the nodes of a shelf: none yet
+    lab.world.ensure_daemonset(
+        "default", "shelf-agent", node_selector={"zone.home.arpa/shelf": "top"}
+    )
+    assert not _pods_of(core, "shelf-agent")
     wanted = dict(STORAGE_LABELS)
     del wanted["node-role.home.arpa/worker"]
     wanted |= {"zone.home.arpa/shelf": "top", "rack.home.arpa/row": "a"}
     assert _apply(lab, ip, _with_labels(lab, ip, wanted)) == "no-reboot"
     labels = _labels(core, name)
     assert labels["zone.home.arpa/shelf"] == "top"  # a label the config added shows
+    assert _pods_of(core, "shelf-agent") == [name]  # and its DaemonSet's pod comes
     assert "node-role.home.arpa/worker" not in labels  # one it dropped, Talos's, goes
     assert labels["team"] == "infra"  # the admin's stays
     assert labels["rack.home.arpa/row"] == "b"  # not Talos's to change
