@@ -108,6 +108,31 @@ class KubeCluster:
     def drain(self, name: str, deadline: float, on_progress: Any = None) -> Any:
         return self.kube.drain(name, deadline, on_progress)
 
+    def force_delete_pod(self, namespace: str, name: str, uid: str = "") -> bool:
+        """Delete a pod with grace period 0 (its kubelet is not waited for); False when it
+        was already gone (with `uid`: also when a successor now has its name)."""
+        try:
+            self.kube.force_delete_pod(namespace, name, uid)
+        except BackendError as exc:
+            if _absent(exc) or (uid and exc.code == "CONFLICT"):
+                return False
+            raise
+        return True
+
+    def mayastor_volumes(self) -> tuple[list[dict], dict[str, str]] | None:
+        """Mayastor's volumes (api-rest, through the service proxy) and their claims
+        (volume uuid -> "namespace/claim"); None where api-rest is not there (404) or
+        this identity may not reach it (403)."""
+        from dapper.backends.snapshot.mayastor_source import DRIVER, NAMESPACE, SERVICE
+
+        try:
+            volumes = self.kube.mayastor_volumes(NAMESPACE, SERVICE)
+        except BackendError as exc:
+            if exc.code in ("NOT_FOUND", "FORBIDDEN"):
+                return None
+            raise
+        return volumes, self.kube.volume_claims(DRIVER)
+
     def delete_node(self, name: str) -> None:
         try:
             self.kube.delete_node(name)

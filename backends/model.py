@@ -62,6 +62,7 @@ class PodRef:
     owner_kind: str = ""  # DaemonSet, ReplicaSet, StatefulSet, Node (mirror), ""
     owner_name: str = ""
     terminating: bool = False  # deletionTimestamp set: waiting for its kubelet (or a force)
+    waiting: str = ""  # a container's waiting reason (ContainerCreating, CrashLoopBackOff)
 
 
 @dataclass(frozen=True)

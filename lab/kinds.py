@@ -115,6 +115,14 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ),
     _t("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, short_names=("sc",)),
     _t(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        False,
+        subresources=("status",),
+    ),
+    _t(
         "apiextensions.k8s.io",
         "v1",
         "CustomResourceDefinition",

@@ -62,6 +62,7 @@ class WriteOptions:
     dry_run: bool = False
     strict: bool = False  # fieldValidation=Strict: undeclared fields are refused
     grace: int | None = None  # a delete's gracePeriodSeconds (0 with --force: at once)
+    uid: str = ""  # a delete's preconditions.uid: only that object, not a same-named successor
 
 
 def write_options(query: dict[str, str], user_agent: str) -> WriteOptions:
@@ -94,10 +95,13 @@ def delete_options(opts: WriteOptions, body: bytes) -> WriteOptions:
         raise StoreError(400, "BadRequest", "DeleteOptions must be an object")
     grace = _grace(doc.get("gracePeriodSeconds"))
     dry = doc.get("dryRun") == ["All"]
+    pre = doc.get("preconditions")
+    uid = str(pre.get("uid") or "") if isinstance(pre, dict) else ""
     return replace(
         opts,
         grace=opts.grace if grace is None else grace,
         dry_run=opts.dry_run or dry,
+        uid=uid or opts.uid,
     )
 
 
@@ -395,6 +399,17 @@ class KubeApi:
     def delete(self, r: Route, opts: WriteOptions = WriteOptions()) -> dict:
         assert r.name is not None
         with self.world.lock:
+            if opts.uid:
+                live = self.store.get(r.rt, r.namespace or "", r.name, copy=False)
+                actual = live["metadata"].get("uid")
+                if actual != opts.uid:
+                    raise StoreError(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on {r.rt.plural} "{r.name}": '
+                        f"Precondition failed: UID in precondition: {opts.uid}, "
+                        f"UID in object meta: {actual}",
+                    )
             if r.rt.kind == "Pod" and not opts.dry_run:
                 # graceful: Terminating until its kubelet confirms (see kube_lifecycle)
                 obj = self.world.kube.pods_lifecycle.delete(

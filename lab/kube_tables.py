@@ -177,6 +177,18 @@ def _deployment_row(o: dict) -> list:
     ]
 
 
+def _volume_attachment_row(o: dict) -> list:
+    spec = o.get("spec", {})
+    return [
+        o["metadata"]["name"],
+        spec.get("attacher", ""),
+        (spec.get("source") or {}).get("persistentVolumeName", ""),
+        spec.get("nodeName", ""),
+        bool((o.get("status") or {}).get("attached")),
+        human_age(o["metadata"].get("creationTimestamp")),
+    ]
+
+
 def _s(name: str, priority: int = 0, type_: str = "string") -> dict:
     return {
         "name": name,
@@ -242,6 +254,17 @@ _BUILTIN = {
     "Event": (
         [_s("Last Seen"), _s("Type"), _s("Reason"), _s("Object"), _s("Message")],
         _event_row,
+    ),
+    "VolumeAttachment": (
+        [
+            _s("Name"),
+            _s("Attacher"),
+            _s("PV"),
+            _s("Node"),
+            _s("Attached", 0, "boolean"),
+            _s("Age"),
+        ],
+        _volume_attachment_row,
     ),
     "PodDisruptionBudget": (
         [

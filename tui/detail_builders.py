@@ -191,9 +191,12 @@ def _taints(n: Node, now: float) -> str:
 
 def _pod_state(p: PodRef) -> Text:
     """What kubectl's STATUS says: Terminating wins over the phase (a dead node's pods
-    keep their phase until a force delete or the pod GC)."""
+    keep their phase until a force delete or the pod GC), a waiting container's reason
+    (ContainerCreating while its volume is attached elsewhere) over the phase."""
     if p.terminating:
         return Text("Terminating", style=WARN)
+    if p.waiting:
+        return Text(p.waiting, style=WARN)
     return Text(p.phase or "?", style=OK if p.ready else WARN)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from dapper.actions.engine import Check, RunContext, Step, StepFailed, StepPreview
 from dapper.actions.node_replace.target import machines, observe_old_vm, resolve
+from dapper.actions.node_replace.volumes import volume_notes
 from dapper.backends.errors import BackendError
 from dapper.backends.model import EtcdMember
 
@@ -96,9 +97,17 @@ def impact_notes(ctx: RunContext) -> list[str]:
         pool = pools.get(target.storage_pool)
         state = f"{pool.state}, {pool.used // 2**30} GiB used" if pool else "not in the cluster"
         notes.append(f"DiskPool {target.storage_pool} ({state}) on {', '.join(target.pool_disks)}")
+    notes += volume_notes(ctx, target.hostname)[0]
+    terminating = [p for p in (node.pods if node else ()) if p.terminating]
+    if terminating:
+        confirmed = set(ctx.params.get("force_delete") or ())
         notes.append(
-            "Mayastor replicas on this pool are not listed here (Mayastor's REST API): "
-            "volumes whose only replica is on it need a VolSync restore"
+            "Terminating pods (their kubelet never confirms): "
+            + ", ".join(
+                f"{p.namespace}/{p.name}"
+                + (" [force delete confirmed]" if f"{p.namespace}/{p.name}" in confirmed else "")
+                for p in terminating
+            )
         )
     if target.gpu:
         gpu_pods = [p for p in (node.pods if node else ()) if p.gpu_request]
@@ -126,8 +135,12 @@ class ImpactStep(Step):
         return StepPreview(self.id, self.title, notes=impact_notes(ctx))
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
-        node = ctx.cluster.node(resolve(ctx).hostname)
+        target = resolve(ctx)
+        node = ctx.cluster.node(target.hostname)
         return {
             "old_vm": observe_old_vm(ctx),
             "node_created": node.created if node is not None else None,
+            # what the old machine provided, for the replacement's verification
+            "gpu_allocatable": node.gpu_allocatable if node is not None else 0,
+            "volumes_lost": volume_notes(ctx, target.hostname)[1],
         }

@@ -10,12 +10,44 @@ from dapper.actions.engine import Check, RunContext, Step, StepFailed, StepPrevi
 from dapper.actions.node_replace.old_node import replacement_begun
 from dapper.actions.node_replace.target import generated_config, machines, resolve
 from dapper.backends.errors import BackendError
+from dapper.backends.gitops.nodelabels import is_forbidden
 
 GPU_RESOURCE_COUNT = 16  # four P100s as the device plugin's time-sliced replicas
 
 
 def _timeout(ctx: RunContext) -> float:
     return float(ctx.params.get("timeout") or 600)
+
+
+def config_labels(ctx: RunContext) -> tuple[dict[str, str], list[str]]:
+    """(the nodeLabels of the config the run applies, those NodeRestriction refuses).
+
+    Talos writes a worker's labels with its kubelet's credentials, and the API server
+    refuses the whole update when one is forbidden: then none is expected on the Node."""
+    cached = ctx.memory.get("config_labels")
+    if cached is not None:
+        return cached
+    from ruamel.yaml import YAML
+
+    labels: dict[str, str] = {}
+    for doc in YAML(typ="safe").load_all(generated_config(ctx).decode()):
+        machine = doc.get("machine") if isinstance(doc, dict) else None
+        raw = machine.get("nodeLabels") if isinstance(machine, dict) else None
+        if isinstance(raw, dict):
+            labels.update({str(k): "" if v is None else str(v) for k, v in raw.items()})
+    refused = [] if resolve(ctx).control_plane else sorted(k for k in labels if is_forbidden(k))
+    result = ({} if refused else labels), refused
+    ctx.memory["config_labels"] = result
+    return result
+
+
+def gpus_wanted(ctx: RunContext) -> int:
+    """nvidia.com/gpu the replacement must offer: what the old node's device plugin did
+    (journaled by the impact step), else the four P100s' time-sliced count; 0 for a node
+    that is not the GPU node."""
+    if not resolve(ctx).gpu:
+        return 0
+    return int(ctx.out("impact", "gpu_allocatable") or 0) or GPU_RESOURCE_COUNT
 
 
 def configured(ctx: RunContext) -> bool:
@@ -139,7 +171,7 @@ class VerifyStep(Step):
     """The node is back as the cluster needs it: the last word of the run."""
 
     id = "verify"
-    title = "Verify: schedulable, DaemonSet pods running, GPUs and pool back"
+    title = "Verify by what the new machine provides: DaemonSets, nodeLabels, GPUs, pool"
 
     def _state(self, ctx: RunContext) -> tuple[bool, str]:
         target = resolve(ctx)
@@ -150,16 +182,35 @@ class VerifyStep(Step):
         waiting = [p.name for p in daemons if p.phase != "Running"]
         if not daemons or waiting:
             return False, f"DaemonSet pods not running: {', '.join(waiting) or 'none yet'}"
-        if target.gpu and node.gpu_allocatable < GPU_RESOURCE_COUNT:
-            return False, f"nvidia.com/gpu allocatable {node.gpu_allocatable}"
+        wanted, _ = config_labels(ctx)
+        labels = dict(node.labels)
+        missing = [f"{k}={v}" for k, v in sorted(wanted.items()) if labels.get(k) != v]
+        if missing:
+            return False, f"its config's nodeLabels not on the Node: {', '.join(missing)}"
+        gpus = gpus_wanted(ctx)
+        if gpus and node.gpu_allocatable < gpus:
+            return False, (
+                f"nvidia.com/gpu allocatable {node.gpu_allocatable} (the device plugin's), "
+                f"want {gpus}"
+            )
         if target.storage_pool:
             pools = {p.name: p for p in ctx.cluster.disk_pools()}
             pool = pools.get(target.storage_pool)
             if pool is None or pool.state != "Online":
                 return False, f"DiskPool {target.storage_pool}: {pool.state if pool else 'absent'}"
-        return True, f"{len(daemons)} DaemonSet pod(s) running" + (
-            ", GPUs back" if target.gpu else ""
-        )
+            if pool.node != target.hostname or tuple(pool.disks) != target.pool_disks:
+                return False, (
+                    f"DiskPool {target.storage_pool} is on {pool.node} {', '.join(pool.disks)}, "
+                    f"not {target.hostname} {', '.join(target.pool_disks)}"
+                )
+        parts = [f"{len(daemons)} DaemonSet pod(s) running"]
+        if wanted:
+            parts.append(f"{len(wanted)} nodeLabel(s) of its config")
+        if gpus:
+            parts.append(f"{node.gpu_allocatable} nvidia.com/gpu allocatable")
+        if target.storage_pool:
+            parts.append(f"DiskPool {target.storage_pool} Online")
+        return True, ", ".join(parts)
 
     def check(self, ctx: RunContext) -> Check:
         return Check(False)
@@ -167,11 +218,22 @@ class VerifyStep(Step):
     def preview(self, ctx: RunContext) -> StepPreview:
         target = resolve(ctx)
         calls = ["node Ready and schedulable; its DaemonSet pods running"]
-        if target.gpu:
-            calls.append(f"nvidia.com/gpu allocatable back to {GPU_RESOURCE_COUNT}")
+        wanted, refused = config_labels(ctx)
+        if wanted:
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+            calls.append(f"the nodeLabels of its config on the Node: {shown}")
+        gpus = gpus_wanted(ctx)
+        if gpus:
+            calls.append(f"nvidia.com/gpu allocatable (the device plugin's) back to {gpus}")
         if target.storage_pool:
-            calls.append(f"DiskPool {target.storage_pool} Online")
-        return StepPreview(self.id, self.title, calls=calls)
+            calls.append(f"DiskPool {target.storage_pool} Online on {', '.join(target.pool_disks)}")
+        notes = []
+        if refused:
+            notes.append(
+                "nodeLabels NodeRestriction refuses a worker (Talos applies them with the "
+                f"kubelet's credentials; none of the batch lands): {', '.join(refused)}"
+            )
+        return StepPreview(self.id, self.title, calls=calls, notes=notes)
 
     def verify(self, ctx: RunContext) -> dict[str, Any]:
         status = ctx.wait(

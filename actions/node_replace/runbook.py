@@ -2,12 +2,15 @@
 
 Order matters and follows the procedure an operator would run by hand: impact first
 (refusing what would cost etcd quorum, a missing template, a GPU held elsewhere, a tree
-whose secrets this key cannot open); then the old node out (drain, reset, etcd, Node,
-VM); then the new VM from the Talos template with the tree's MAC (or a new MAC written
-into the tree and committed); its config generated from the tree and applied in
-maintenance mode; then Ready, etcd whole, uncordoned and verified. A storage node's data
-disk is kept: the new VM gets the old VM's storage controller, so its DiskPool is
-unchanged (replacing a failed SSD, which changes the pool's disk link, is not handled).
+whose secrets this key cannot open; naming the Mayastor volumes whose only copy is on the
+node); then the old node out (drain, force-delete only the Terminating pods the operator
+confirmed, reset, etcd, Node, VM); then the new VM from the Talos template with the tree's
+MAC (or a new MAC written into the tree and committed); its config generated from the
+tree and applied in maintenance mode; then Ready, etcd whole, uncordoned and verified by
+what the new machine provides (the device plugin's GPUs, the pool Online on its disk, the
+nodeLabels of its config on the Node). A storage node's data disk is kept: the new VM gets
+the old VM's storage controller, so its DiskPool is unchanged (replacing a failed SSD,
+which changes the pool's disk link, is not handled).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from dapper.actions.node_replace.target import (
     old_vm_facts,
     resolve,
 )
+from dapper.actions.node_replace.terminating import ForceDeleteStep, TerminatingPods
 from dapper.actions.params import Param
 
 
@@ -89,6 +93,15 @@ class NodeReplace(Runbook):
             default="keep",
             choices=("keep", "destroy"),
         ),
+        Param(
+            "force_delete",
+            "list",
+            help="Terminating pods of the old node to force-delete (namespace/name, "
+            "comma-separated); none unless named: only when the node is surely dead",
+            hint="space picks each pod to force-delete (its kubelet never confirms)",
+            default=(),
+            provider=TerminatingPods("node"),
+        ),
         Param("timeout", "int", help="seconds each wait may take", default=600),
     )
 
@@ -114,7 +127,7 @@ class NodeReplace(Runbook):
 
     def steps(self, ctx: RunContext) -> Sequence[Step]:
         target = resolve(ctx)
-        out: list[Step] = [ImpactStep(), SyncStep(), DrainStep(), ResetStep()]
+        out: list[Step] = [ImpactStep(), SyncStep(), DrainStep(), ForceDeleteStep(), ResetStep()]
         if target.control_plane:
             out.append(EtcdRemoveStep())
         out += [

@@ -442,6 +442,24 @@ class KubeBackend:
         self._writable(f"delete node {node}")
         self._call(f"delete node {node}", self._core().delete_node, node)
 
+    def force_delete_pod(self, namespace: str, name: str, uid: str = "") -> None:
+        """`kubectl delete pod --grace-period=0 --force`: the object goes without waiting
+        for its kubelet (a dead node's Terminating pod). With `uid`, only that object (a
+        StatefulSet's successor of the same name is refused with a 409)."""
+        self._writable(f"force delete pod {namespace}/{name}")
+        from kubernetes.client import V1DeleteOptions, V1Preconditions
+
+        body = V1DeleteOptions(
+            grace_period_seconds=0, preconditions=V1Preconditions(uid=uid) if uid else None
+        )
+        self._call(
+            f"force delete pod {namespace}/{name}",
+            self._core().delete_namespaced_pod,
+            name,
+            namespace,
+            body=body,
+        )
+
     def drain(self, node: str, deadline: float, on_progress: Progress = None) -> Any:
         """Cordon, then evict every pod but DaemonSet and mirror pods, retrying those a
         PodDisruptionBudget protects until `deadline` (a time.monotonic() value).

@@ -130,7 +130,17 @@ def pod_ref(pod: dict) -> PodRef:
         owner_kind=owner_kind,
         owner_name=owner.get("name", ""),
         terminating=bool(meta.get("deletionTimestamp")),
+        waiting=_waiting(pod),
     )
+
+
+def _waiting(pod: dict) -> str:
+    """The first waiting container's reason, as kubectl's STATUS column shows it."""
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        reason = ((c.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason:
+            return str(reason)
+    return ""
 
 
 def _taint(t: dict) -> str:

@@ -50,6 +50,7 @@ from dapper.lab.world.model import (
 from dapper.lab.world.pve import ProxmoxWorld
 from dapper.lab.world.state import Timings, WorldError, WorldState
 from dapper.lab.world.talos import ApplyOutcome, EtcdError, TalosWorld
+from dapper.lab.world.volume_attach import AttachDetach
 
 # "running": the Dapper cluster as it runs; "bare": an empty Proxmox host to bootstrap.
 STAGES = ("running", "bare")
@@ -72,6 +73,8 @@ class World(WorldState):
         self.stage = stage
         self.kube = KubeWorld(self)
         self.mayastor = MayastorWorld(self)  # volumes of the claims Kubernetes gets
+        # CSI volumes attached to the nodes their pods run on (VolumeAttachments)
+        self.attach_detach = AttachDetach(self, self._kubelet_posting)
         self.talos = TalosWorld(self, self.kube)
         self.pve = ProxmoxWorld(self, self.talos)
         self.talos.stop_vm = self.pve.vm_stop

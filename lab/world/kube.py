@@ -34,6 +34,7 @@ from dapper.lab.world.kube_taints import (
     without_lifecycle_taints,
 )
 from dapper.lab.world.model import GPU_ADDRESSES, GPU_REPLICAS, NodeSpec
+from dapper.lab.world.node_labels import talos_apply
 from dapper.lab.world.state import WorldState
 
 CNI_DAEMONSET = ("kube-system", "cilium")
@@ -45,6 +46,12 @@ CNI_NOT_READY = (
     "initialized",
 )
 KUBELET_READY = ("KubeletReady", "kubelet is posting ready status")
+# (label specs of the running config, written with the kubelet's credentials?)
+MachineLabels = tuple[dict[str, str], bool]
+
+
+def _no_machine(hostname: str) -> MachineLabels | None:
+    return None
 
 
 class KubeWorld:
@@ -63,6 +70,9 @@ class KubeWorld:
         # kubelets post NotReady until the Cilium DaemonSet exists (the running lab's is
         # seeded, so there the gate is off)
         self.cni_gate = False
+        # the Talos side: (label specs, through the kubelet's credentials?) of the machine
+        # running a node, None for none
+        self.machine_labels: Callable[[str], MachineLabels | None] = _no_machine
 
     def watch_cni(self) -> None:
         """Turn the CNI gate on and follow DaemonSets created through the API: each gets
@@ -116,12 +126,75 @@ class KubeWorld:
     def node_object(self, spec: NodeSpec, created: float | None = None) -> dict:
         """A Node for `spec`: as old as the lab's cluster unless `created` says when."""
         index = self.state.specs.index(spec) if spec in self.state.specs else 0
-        return node_object(
+        node = node_object(
             spec,
             created=self.state.started - 41 * 86400 if created is None else created,
             gpu_units=self.gpu_units(spec.hostname),
             index=index,
         )
+        # Talos labels a Node right after its kubelet registers it: the lab makes that one
+        # write (DaemonSets then see the labels at once)
+        mine = self.machine_labels(spec.hostname)
+        if mine is not None:
+            talos_apply(node, mine[0], restricted=mine[1])
+        return node
+
+    def sync_machine_labels(self, hostname: str) -> str:
+        """Talos's NodeApplyController after a config change: the running config's labels
+        onto the Node ('' or the API server's refusal). DaemonSets whose selector the Node
+        now matches get their pod there."""
+        mine = self.machine_labels(hostname)
+        node = self.store.find(by_kind("", "Node"), "", hostname)
+        if mine is None or node is None:
+            return ""
+        error = talos_apply(node, mine[0], restricted=mine[1])
+        if not error and self._write_node_metadata(node):
+            self._daemonset_pods_for(hostname, node["metadata"].get("labels") or {})
+        return error
+
+    def _daemonset_pods_for(self, hostname: str, labels: dict[str, str]) -> None:
+        """The DaemonSet controller after a Node's labels changed: a pod of each DaemonSet
+        whose selector the Node now matches (the DaemonSet objects stay as they are)."""
+        spec = self.state.spec_of(hostname)
+        if spec is None:
+            return
+        for ds in self.store.list(by_kind("apps", "DaemonSet"), copy=False)[0]:
+            pod_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+            if labels_match(labels, pod_spec.get("nodeSelector") or None):
+                meta = ds["metadata"]
+                self._daemonset_pods(
+                    meta["namespace"], meta["name"], [spec], cpu="50m", memory="64Mi"
+                )
+
+    def _write_node_metadata(self, fresh: dict) -> bool:
+        """Store `fresh`'s labels and annotations on its Node; False when they are there."""
+        meta = fresh["metadata"]
+        rt = by_kind("", "Node")
+        current = (self.store.find(rt, "", meta["name"]) or {}).get("metadata") or {}
+        if (current.get("labels"), current.get("annotations")) == (
+            meta.get("labels"),
+            meta.get("annotations"),
+        ):
+            return False
+
+        def edit(obj: dict) -> None:
+            obj["metadata"]["labels"] = meta.get("labels") or {}
+            if meta.get("annotations"):
+                obj["metadata"]["annotations"] = meta["annotations"]
+            else:
+                obj["metadata"].pop("annotations", None)
+
+        self.store.mutate(rt, "", meta["name"], edit)
+        return True
+
+    def _place_daemonsets(self) -> None:
+        """Each DaemonSet's pod on the nodes its selector matches that have none yet."""
+        for ds in self.store.list(by_kind("apps", "DaemonSet"))[0]:
+            self.ensure_daemonset(
+                ds["metadata"]["namespace"],
+                ds["metadata"]["name"],
+                node_selector=ds["spec"]["template"]["spec"].get("nodeSelector") or None,
+            )
 
     def register_node(self, spec: NodeSpec) -> None:
         """A machine's kubelet comes up: a new Node (registered now) gets DaemonSet pods,
@@ -131,12 +204,7 @@ class KubeWorld:
             self.store.create(self.node_object(spec, created=self.state.clock.now() - 90))
             if not self.cni_running():
                 self.set_node_ready(spec.hostname, False, *CNI_NOT_READY, status="False")
-            for ds in self.store.list(by_kind("apps", "DaemonSet"))[0]:
-                self.ensure_daemonset(
-                    ds["metadata"]["namespace"],
-                    ds["metadata"]["name"],
-                    node_selector=ds["spec"]["template"]["spec"].get("nodeSelector") or None,
-                )
+            self._place_daemonsets()
             # the pods still bound to the name (the pod GC has not collected them yet): the
             # new kubelet finishes the Terminating ones and runs the rest
             if not all(_pod_ready(p) for p in self.pods(node=spec.hostname)):
@@ -145,6 +213,7 @@ class KubeWorld:
         else:  # the kubelet updates the object's status: its addresses, then Ready
             self._readdress(spec)
             self.set_node_ready(spec.hostname, True, *KUBELET_READY)
+            self.sync_machine_labels(spec.hostname)  # and Talos the labels of its config
         self.refresh_pools(spec.hostname)
         self.refresh_gpu_capacity(spec.hostname)
 

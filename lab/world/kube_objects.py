@@ -218,8 +218,10 @@ def pod_object(
 
 
 def node_object(spec: NodeSpec, *, created: float, gpu_units: int, index: int = 0) -> dict:
-    """A Node as the kubelet registers it, Ready, labelled for its
-    role, GPUs and storage; the `index`th /24 of the pod CIDR (10.69.0.0/16) is its own."""
+    """A Node as the kubelet registers it, Ready, with the kubelet's own labels (and NFD's
+    for the GPUs its machine shows); the labels of the machine's config are Talos's to add
+    (`node_labels.talos_apply`). The `index`th /24 of the pod CIDR (10.69.0.0/16) is its
+    own."""
     labels = {
         "kubernetes.io/hostname": spec.hostname,
         "kubernetes.io/os": "linux",
@@ -234,22 +236,12 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int, index: int = 
         "ephemeral-storage": "62914560Ki",
     }
     taints = []
-    if spec.role == "controlplane":
-        labels["node-role.kubernetes.io/control-plane"] = ""
+    if spec.role == "controlplane":  # Talos's NodeTaintSpec on a control plane
         taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
     if spec.storage:
-        labels.update(
-            {
-                "openebs.io/engine": "mayastor",
-                "node.kubernetes.io/instance-type": "mayastor-storage",
-                "node-role.home.arpa/storage": "ssd",
-                "node-role.home.arpa/worker": "worker",
-            }
-        )
         capacity["hugepages-2Mi"] = "2Gi"
     cidr = f"10.69.{index}.0/24"
     if spec.gpu:
-        labels["node-role.home.arpa/gpu"] = "p100"  # Talos nodeLabels: the config's
         capacity["nvidia.com/gpu"] = str(gpu_units)
     if gpu_units:  # NFD labels what the machine's PCI bus shows
         labels.update(
@@ -264,7 +256,6 @@ def node_object(spec: NodeSpec, *, created: float, gpu_units: int, index: int = 
         "metadata": {
             "name": spec.hostname,
             "labels": labels,
-            "annotations": {"talos.dev/owned-labels": "[]"},
             "creationTimestamp": now_rfc3339(created),
         },
         "spec": {"podCIDR": cidr, "podCIDRs": [cidr], "taints": taints}

@@ -140,6 +140,9 @@ class Machine:
     parked_from: str = ""  # the address a replacement took while this one was down
     disk_failed: bool = False  # its system disk died: the VM runs, Talos never comes up
     kubelet_wedged: bool = False  # its kubelet stopped posting, Talos still answers
+    node_labels_error: str = ""  # the API server's refusal of Talos's last label update
+    # (config_epoch, label specs) of the running config: parsed once per config
+    label_specs: tuple[int, dict[str, str]] | None = None
 
     def services(self) -> list[tuple[str, str, bool]]:
         """(id, state, healthy) as ServiceList reports them."""

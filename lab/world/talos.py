@@ -47,6 +47,7 @@ from dapper.lab.talos_config import ConfigError, MachineConfig
 from dapper.lab.world.kube import KubeWorld
 from dapper.lab.world.kube_objects import name_suffix
 from dapper.lab.world.model import GIB, SSD_BYTES, EtcdMemberState, LabVm, Machine, NodeSpec
+from dapper.lab.world.node_labels import CONTROL_PLANE_LABEL, label_specs, seeded_node_labels
 from dapper.lab.world.state import LOOPBACK_CAPACITY, WorldError, WorldState
 
 NOT_POSTING = ("NodeStatusUnknown", "Kubelet stopped posting node status.")
@@ -127,6 +128,7 @@ class TalosWorld:
         # called on the clock (outside the lock) once etcd is bootstrapped, e.g. the
         # Kubernetes API server starting to listen at the VIP
         self.on_bootstrapped: list[Callable[[], None]] = []
+        kube.machine_labels = self._machine_labels
 
     # -- the machines the lab starts with --------------------------------------------------
 
@@ -135,20 +137,52 @@ class TalosWorld:
         disks = [("/dev/vda", vm.disk_gib * GIB, "QEMU HARDDISK")]
         if spec.storage:
             disks.append(("/dev/sda", SSD_BYTES, "SAMSUNG MZILT3T8HBLS"))
+        labels = seeded_node_labels(spec)
         m = Machine(
             spec.ip,
             spec.vmid,
             spec.hostname,
             role=spec.role,
             maintenance=False,
-            config=machine_config(spec.hostname, spec.role),
+            config=machine_config(spec.hostname, spec.role, labels),
             disks=disks,
         )
+        # what label_specs would read from that config, without parsing 500 of them
+        specs = dict(labels)
+        if spec.role == "controlplane":
+            specs[CONTROL_PLANE_LABEL] = ""
+        m.label_specs = (m.config_epoch, specs)
         self.state.machines[spec.ip] = m
         m.booted = True
         if spec.role == "controlplane":
             self._add_etcd_member(m)
             m.etcd_data = True
+
+    # -- the Node's labels (NodeLabelSpec and NodeApply controllers) -----------------------
+
+    def _machine_labels(self, hostname: str) -> tuple[dict[str, str], bool] | None:
+        """The label specs of the running config of the machine that is `hostname`'s
+        node, and whether Talos writes them with the kubelet's credentials (a worker; a
+        control plane uses an admin client). None when no such machine runs."""
+        m = self._running(hostname)
+        if m is None:
+            return None
+        if m.label_specs is None or m.label_specs[0] != m.config_epoch:
+            m.label_specs = (m.config_epoch, label_specs(_load_lenient(m.config)))
+        return dict(m.label_specs[1]), m.role != "controlplane"
+
+    def _running(self, hostname: str) -> Machine | None:
+        """The configured machine up on the network under `hostname`, if any."""
+        for m in self.state.machines.values():
+            if m.hostname == hostname and not m.maintenance and self.reachable(m):
+                return m
+        return None
+
+    def _sync_labels(self, m: Machine) -> None:
+        """After a config change that applies live: the Node follows its nodeLabels."""
+        if m.maintenance or not m.booted or not m.network or self._running(m.hostname) is not m:
+            return
+        m.node_labels_error = self.kube.sync_machine_labels(m.hostname)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -532,6 +566,7 @@ class TalosWorld:
             m.hostname = cfg.hostname
             if m.vmid in self.state.vms:
                 self.state.vms[m.vmid].name = cfg.hostname
+        self._sync_labels(m)
 
     def _carries_cluster_secrets(self, cfg: MachineConfig) -> bool:
         """The OS CA (mTLS with the cluster), the machine token (trustd hands it its
@@ -891,12 +926,15 @@ def _is_hba(device: Any) -> bool:
     return str(device.class_id).startswith("0x01")
 
 
-def machine_config(hostname: str, role: str) -> bytes:
-    """The minimal Talos config the lab's seeded machines carry (they never re-join)."""
+def machine_config(hostname: str, role: str, node_labels: dict[str, str] | None = None) -> bytes:
+    """The minimal Talos config the lab's seeded machines carry (they never re-join), with
+    the nodeLabels the tree's patches give their role."""
+    labels = "".join(f'    {k}: "{v}"\n' for k, v in sorted((node_labels or {}).items()))
     return (
         "version: v1alpha1\nmachine:\n"
         f"  type: {role}\n  network:\n    hostname: {hostname}\n"
-        "cluster:\n  clusterName: kubernetes\n"
+        + (f"  nodeLabels:\n{labels}" if labels else "")
+        + "cluster:\n  clusterName: kubernetes\n"
         "  controlPlane:\n    endpoint: https://10.100.0.40:6443\n"
     ).encode()
 

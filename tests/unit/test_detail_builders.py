@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dapper.backends.clients.kube_parse import pod_ref
 from dapper.backends.model import (
     ClusterSnapshot,
     Condition,
@@ -142,3 +143,27 @@ def test_every_registered_pane_builds_a_detail_for_its_rows() -> None:
     for spec in pane_registry().ordered():
         for row in spec.rows(SNAPSHOT):
             assert plain(spec.detail(row, SNAPSHOT, NOW)).strip(), (spec.id, spec.row_key(row))
+
+
+def test_a_pod_waiting_for_its_volume_shows_container_creating() -> None:
+    """kubectl's STATUS: a waiting container's reason over the phase, Terminating over
+    both; parsed from the container statuses the API server sends."""
+    raw = {
+        "metadata": {"namespace": "db", "name": "pg-0"},
+        "spec": {"nodeName": "wrk-2"},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"name": "pg", "state": {"waiting": {"reason": "ContainerCreating"}}}
+            ],
+        },
+    }
+    waiting = pod_ref(raw)
+    assert waiting.waiting == "ContainerCreating"
+    node = Node(
+        "wrk-2", ready="True", pods=(waiting, PodRef("db", "old-0", terminating=True, waiting="x"))
+    )
+    text = plain(node_detail(node, SNAPSHOT, NOW), width=120)
+    rows = [line for line in text.splitlines() if "db/" in line]
+    assert any("ContainerCreating" in r and "db/pg-0" in r for r in rows)
+    assert any("Terminating" in r and "db/old-0" in r for r in rows)
