@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dapper.backends.clients import kube_parse as parse
 from dapper.backends.clients.kube_errors import from_exception
@@ -35,6 +35,7 @@ from dapper.backends.errors import BackendError, ReadOnlyError
 from dapper.backends.model import Event, Kustomization, Node, PodRef, StoragePool
 from dapper.backends.safe_text import clean_json
 
+T = TypeVar("T")
 log = logging.getLogger("dapper.backends.clients.kube")
 
 Progress = Callable[[str], None] | None
@@ -378,13 +379,17 @@ class KubeBackend:
     def list_raw(self, kind: str) -> tuple[list[dict], str]:
         """Every object of a kind in WATCH_KINDS as the API returns it, and the list's
         resourceVersion (to watch from); ([], "") when the kind is not served."""
+        return self.list_converted(kind, lambda obj: obj)
+
+    def list_converted(self, kind: str, convert: Callable[[dict], T]) -> tuple[list[T], str]:
+        """As list_raw, each object as `convert` makes it (see KubeReader.list_converted)."""
         target = self._kind_target(kind)
         if target is None:
             return [], ""
         what, fn, args = target
         doc = self._json(f"list {what}", fn, *args)
         rv = str((doc.get("metadata") or {}).get("resourceVersion") or "")
-        return doc.get("items") or [], rv
+        return [convert(o) for o in doc.get("items") or []], rv
 
     def watch_raw(self, kind: str, resource_version: str, timeout_seconds: int) -> Any:
         """Open a watch of `kind` from `resource_version` (bookmarks on); the server ends it

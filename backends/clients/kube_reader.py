@@ -14,8 +14,9 @@ import logging
 import shutil
 import ssl
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 from dapper.backends.clients.kube import DISKPOOL_VERSIONS, MAYASTOR_GROUP, claims_of
@@ -27,6 +28,13 @@ from dapper.backends.safe_text import clean_json
 log = logging.getLogger("dapper.backends.clients.kube")
 
 LIST_PAGE = 500  # objects per list request
+T = TypeVar("T")
+
+
+def _same(obj: dict) -> dict:
+    return obj
+
+
 _PATHS = {
     "nodes": ("nodes", "/api/v1/nodes"),
     "pods": ("pods", "/api/v1/pods"),
@@ -42,6 +50,8 @@ class RawKubeReader(Protocol):
     """What the snapshot and the watcher need: KubeReader or the full KubeBackend."""
 
     def list_raw(self, kind: str) -> tuple[list[dict], str]: ...
+
+    def list_converted(self, kind: str, convert: Callable[[dict], T]) -> tuple[list[T], str]: ...
 
     def watch_raw(self, kind: str, resource_version: str, timeout_seconds: int) -> Any: ...
 
@@ -160,22 +170,28 @@ class KubeReader:
         raise ValueError(f"not a watched kind: {kind}")
 
     def list_raw(self, kind: str) -> tuple[list[dict], str]:
-        """As KubeBackend.list_raw: the kind's raw objects and the list's resourceVersion,
-        read in pages of LIST_PAGE (as kubectl and informers do): one 20,000-pod answer
-        would hold its whole text and its parse in memory at once."""
+        """As KubeBackend.list_raw: the kind's raw objects and the list's resourceVersion."""
+        return self.list_converted(kind, _same)
+
+    def list_converted(self, kind: str, convert: Callable[[dict], T]) -> tuple[list[T], str]:
+        """Each object of the kind as `convert` makes it, and the list's resourceVersion,
+        read in pages of LIST_PAGE (as kubectl and informers do). Each page is converted
+        as it arrives: holding 20,000 raw pods until the last page came was most of the
+        console's peak memory, which the allocator then never gave back."""
         target = self._target(kind)
         if target is None:
             return [], ""
         what, path = target
-        items: list[dict] = []
+        items: list[T] = []
         rv, token = "", ""
         while True:
             query = f"?limit={LIST_PAGE}" + (f"&continue={quote(token)}" if token else "")
             doc = self._json(f"list {what}", path + query)
             meta = doc.get("metadata") or {}
             rv = rv or str(meta.get("resourceVersion") or "")
-            items += doc.get("items") or []
+            items += [convert(o) for o in doc.get("items") or []]
             token = str(meta.get("continue") or "")
+            del doc
             if not token:
                 return items, rv
 

@@ -275,9 +275,9 @@ class KubeWatcher:
     def _list(self, backend: Any, kind: _Kind) -> None:
         with self._lock:
             asked = kind.relist_wanted
-        items, rv = backend.list_raw(kind.name)
-        convert = self._convert
-        objects = {_key(o): convert(kind.name, o) for o in items}
+        convert, name = self._convert, kind.name
+        items, rv = backend.list_converted(name, lambda o: (_key(o), convert(name, o)))
+        objects = dict(items)
         with self._lock:
             kind.objects, kind.rv = objects, rv
             kind.synced, kind.error = True, ""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from dapper.backends.model import PodRef, SourceName
@@ -118,8 +120,11 @@ class KubernetesSource:
         # Five independent list calls: in parallel, the snapshot waits for the slowest only.
         # One connection, kinds in turn: a one-shot's lists are small and a TLS handshake
         # per parallel list cost more than the wait; a big cluster is served by watches.
-        raw = {kind: sorted(k.list_raw(kind)[0], key=_list_order) for kind in WATCH_KINDS}
-        return kube_data({kind: [ingest(kind, o) for o in items] for kind, items in raw.items()})
+        parsed: dict[str, list[Any]] = {}
+        for kind in WATCH_KINDS:  # each page ingested as it arrives, then put in list order
+            items, _rv = k.list_converted(kind, partial(_ordered_ingest, kind))
+            parsed[kind] = [obj for _order, obj in sorted(items, key=itemgetter(0))]
+        return kube_data(parsed)
 
     def feed(self, parts: SnapshotParts, data: object) -> None:
         assert isinstance(data, KubeData)
@@ -173,6 +178,10 @@ def kube_data(parsed: dict[str, list[Any]]) -> KubeData:
         pools=tuple(parsed["diskpools"]),
         events=tuple(events[:EVENTS_SHOWN]),
     )
+
+
+def _ordered_ingest(kind: str, obj: dict) -> tuple[tuple[str, str], Any]:
+    return _list_order(obj), ingest(kind, obj)
 
 
 def _list_order(obj: dict) -> tuple[str, str]:
