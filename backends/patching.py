@@ -87,7 +87,7 @@ def _merge(target: Any, patch: Any, keys: Mapping[str, str]) -> Any:
         return _DELETE
     result: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {}
     for key, value in patch.items():
-        if key.startswith("$"):
+        if is_directive(key):
             continue
         if value is None:
             result.pop(key, None)
@@ -152,10 +152,21 @@ def _merge_list(
     return out
 
 
+DIRECTIVES = ("$patch", "$retainKeys")
+DIRECTIVE_PREFIXES = ("$deleteFromPrimitiveList/", "$setElementOrder/")
+
+
+def is_directive(key: object) -> bool:
+    """A strategic-merge directive; other keys that start with `$` (a `${VAR}` that
+    postBuild substitutes later) are data, as kustomize keeps them."""
+    text = str(key)
+    return text in DIRECTIVES or text.startswith(DIRECTIVE_PREFIXES)
+
+
 def drop_directives(node: Any) -> Any:
     """`node` without `$patch`-style keys, at every depth."""
     if isinstance(node, Mapping):
-        return {k: drop_directives(v) for k, v in node.items() if not str(k).startswith("$")}
+        return {k: drop_directives(v) for k, v in node.items() if not is_directive(k)}
     if isinstance(node, list):
         return [drop_directives(v) for v in node]
     return node

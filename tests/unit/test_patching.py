@@ -132,6 +132,19 @@ def test_strategic_merge_directives() -> None:
     ] == ["a", "b"]  # a list of scalars with the merge strategy: a set
 
 
+def test_strategic_merge_keeps_keys_that_only_look_like_directives() -> None:
+    """`${VAR}` keys are postBuild's to substitute later; kustomize keeps them."""
+    patched = strategic_merge(
+        DEPLOY,
+        {"metadata": {"labels": {"${LABEL}": "x", "$patch": "merge"}, "$retainKeys": None}},
+    )
+    assert patched["metadata"]["labels"]["${LABEL}"] == "x"
+    assert "$patch" not in patched["metadata"]["labels"]
+    assert "$retainKeys" not in patched["metadata"]
+    added = strategic_merge(DEPLOY, {"spec": {"${KEY}": {"$patch": "replace", "a": "1"}}})
+    assert added["spec"]["${KEY}"] == {"a": "1"}
+
+
 def test_strategic_merge_without_merge_keys_replaces_lists() -> None:
     """Custom resources: no schema names merge keys."""
     out = strategic_merge(
