@@ -163,7 +163,14 @@ class MainScreen(SurvivesErrors, Screen[None]):
         for pid, p in self.panes.items():
             p.set_class(pid == active, "active")
         self._sync_from_table()
-        self._render_panes(stale_only=True)  # wide: every pane already shows it
+        pane = self.panes[active]
+        stale = self.snapshot is not None and not pane.shows(self.snapshot)
+        if stale and pane.built and pane.table.showing is not None:
+            # narrow: the pane comes back at once with the rows it had, and the current
+            # snapshot's follow from the thread a moment later
+            self._prepare_soon()
+        else:
+            self._render_panes(stale_only=True)  # wide: every pane already shows it
         self._render_bars()
 
     def _sync_from_table(self) -> None:
@@ -192,7 +199,10 @@ class MainScreen(SurvivesErrors, Screen[None]):
     # -- data ---------------------------------------------------------------------------
 
     def watch_snapshot(self) -> None:
-        """A new snapshot: its rows are worked out in a thread and applied here, so the
+        self._prepare_soon()
+
+    def _prepare_soon(self) -> None:
+        """The visible panes' rows are worked out in a thread and applied here, so the
         loop stays free for keys (at 500 nodes that work is tens of milliseconds). One
         preparation at a time; snapshots that land meanwhile fold into the next."""
         if self._preparing:
