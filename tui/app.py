@@ -104,6 +104,7 @@ class DapperApp(SurvivesErrors, App[int]):
         )
         self._connect = connect
         self.heap = QuietCollector()
+        self.last_input = 0.0  # time.monotonic() of the last key or click
         self._source_timers: dict[str, Timer] = {}
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
@@ -305,6 +306,7 @@ class DapperApp(SurvivesErrors, App[int]):
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown):
+            self.last_input = time.monotonic()  # refreshes wait for a gap between keys
             self.heap.input()
         await super().on_event(event)
 

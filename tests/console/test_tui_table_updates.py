@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from dapper.backends.model import ClusterSnapshot, Node
 from dapper.tui.format import styled
 from dapper.tui.pane_spec import Column, GridSlot, PaneSpec
@@ -113,3 +114,17 @@ async def test_a_plan_made_off_the_loop_applies_only_to_the_view_it_was_made_for
         assert table.apply(made["plan"])
         await pilot.pause()
         assert table.row_count == 31 and table.showing is made["plan"].snapshot
+
+
+def test_a_refresh_waits_for_a_pause_between_keys_but_not_for_long():
+    from dapper.tui.screens.main import HOLD_AT_MOST, TYPING_GAP, typing_hold
+
+    assert typing_hold(last_input=0.0, now=10.0, held_since=10.0) == 0  # no key lately
+    assert typing_hold(last_input=9.95, now=10.0, held_since=10.0) == pytest.approx(
+        TYPING_GAP - 0.05
+    )  # a key 50 ms ago: wait for the gap
+    # keys keep coming: held at most HOLD_AT_MOST in all
+    assert typing_hold(last_input=10.9, now=10.95, held_since=10.0) == pytest.approx(
+        HOLD_AT_MOST - 0.95
+    )
+    assert typing_hold(last_input=11.0, now=11.0, held_since=10.0) == 0

@@ -7,6 +7,7 @@ their number keys, the `:` jump names and the wide grid come from the pane regis
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from dapper.backends.model import ClusterSnapshot
@@ -31,6 +32,17 @@ if TYPE_CHECKING:
     from dapper.tui.widgets.table import ResourceTable, TablePlan
 
 WIDE_COLUMNS, WIDE_ROWS = 150, 40
+TYPING_GAP = 0.2  # seconds without a key before a refresh is put on screen
+HOLD_AT_MOST = 1.0  # however fast the keys come, a refresh waits no longer
+
+
+def typing_hold(last_input: float, now: float, held_since: float) -> float:
+    """How much longer a refresh ready since `held_since` waits for the keys to pause."""
+    gap = TYPING_GAP - (now - last_input)
+    left = HOLD_AT_MOST - (now - held_since)
+    return max(0.0, min(gap, left))
+
+
 # main-screen actions the key bar already names (or leaves to help)
 KEY_BAR_ACTIONS = (
     "quit_app",
@@ -223,6 +235,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
                     for pid, pane in self.panes.items()
                     if self._visible(pid)
                 }
+                self._hold_while_typing()
                 if not self.app.is_running:
                     return
                 self.app.call_from_thread(self._apply_plans, snapshot, now, plans)
@@ -231,16 +244,30 @@ class MainScreen(SurvivesErrors, Screen[None]):
         finally:
             self._preparing = False
 
+    def _hold_while_typing(self) -> None:
+        """Keys first: a refresh waits (in the thread) for a gap of TYPING_GAP between
+        keys, at most HOLD_AT_MOST, so it does not land in the middle of someone moving
+        through a table or typing a filter; the data is at most that much later."""
+        held = time.monotonic()
+        while (wait := typing_hold(self.app.last_input, time.monotonic(), held)) > 0:
+            time.sleep(wait)
+
     def _apply_plans(
         self, snapshot: ClusterSnapshot, now: float, plans: dict[str, TablePlan | None]
     ) -> None:
         if not self.is_attached:
             return
         for pid, pane in self.panes.items():
-            if self._visible(pid):  # a pane shown since the plans were made: shown now
-                pane.show(snapshot, now, plans.get(pid))
+            if not self._visible(pid):
+                continue
+            plan = plans.get(pid)
+            if plan is not None and pane.built and plan.view != pane.table.view():
+                self._prepare_again = True  # a key changed its view: worked out anew
+                continue
+            pane.show(snapshot, now, plan)  # a pane shown since the plans were made: now
         self._render_bars()
-        self.shown_snapshot = snapshot
+        if not self._prepare_again:
+            self.shown_snapshot = snapshot
 
     def _visible(self, pid: str) -> bool:
         return self.wide or pid == self.active
