@@ -809,13 +809,7 @@ class FluxTwin:
             st = o.setdefault("status", {})
             if req:
                 st["lastHandledReconcileAt"] = req
-            if is_ready(o):
-                st["observedGeneration"] = generation
-                drop_condition(st, "Reconciling")
-            else:
-                retry = condition(st, "Reconciling")
-                if retry is not None:
-                    retry["reason"] = PROGRESSING_WITH_RETRY
+            _end_reconciling(st, is_ready(o), generation)
 
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
 
@@ -898,13 +892,7 @@ class FluxTwin:
                 set_condition(st, "Healthy", *healthy, generation)
             elif reason == HEALTH_CHECK_FAILED:  # the ks-failing fault
                 set_condition(st, "Healthy", "False", reason, message, generation)
-            if ready == "True" or fault:
-                st["observedGeneration"] = generation
-                drop_condition(st, "Reconciling")
-            else:
-                retry = condition(st, "Reconciling")
-                if retry is not None:
-                    retry["reason"] = PROGRESSING_WITH_RETRY
+            _end_reconciling(st, ready == "True" or fault, generation)
 
         self.store.mutate(KS_RT, ns, name, edit, status_only=True)
         self._applied_at[(ns, name)] = time.monotonic()
@@ -1072,3 +1060,15 @@ def _settled(line: tuple[str, str, str], failing: set[str]) -> bool:
     if status == "True" or key in failing:
         return True
     return status == "False" and any(f"'{name}'" in message for name in failing)
+
+
+def _end_reconciling(st: dict[str, Any], done: bool, generation: int) -> None:
+    """A reconcile's end: done, the generation is observed and Reconciling goes; else
+    Reconciling stays, as ProgressingWithRetry."""
+    if done:
+        st["observedGeneration"] = generation
+        drop_condition(st, "Reconciling")
+        return
+    retry = condition(st, "Reconciling")
+    if retry is not None:
+        retry["reason"] = PROGRESSING_WITH_RETRY

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dapper.lab.runtime import RunningLab, start_lab
-from dapper.lab.world import Timings
+from dapper.lab.runtime import RunningLab
 from kubernetes.client.rest import ApiException
 
 from kubernetes import client, config
+from tests.lab.flux_lab import settled_flux_lab
 from tests.waiting import eventually
 
 NS, NAME = "default", "echo-server"
@@ -32,16 +32,8 @@ APP_PATH = "./kubernetes/apps/default/echo-server/app"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
-    running = start_lab(
-        directory=tmp_path_factory.mktemp("live-spec") / "lab",
-        timings=Timings(reconcile_interval=600.0, reconcile_delay=0.05),
-    )
-    try:
-        assert running.flux is not None
-        assert running.flux.settle(timeout=90), running.flux.unsettled()
+    with settled_flux_lab(tmp_path_factory, "live-spec") as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

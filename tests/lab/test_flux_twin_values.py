@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 from dapper.lab.flux_twin import KS_RT
-from dapper.lab.runtime import RunningLab, start_lab
-from dapper.lab.world import Timings
+from dapper.lab.runtime import RunningLab
 
 from kubernetes import client, config
+from tests.lab.flux_lab import settled_flux_lab
 from tests.waiting import eventually
 
 KUBECTL = shutil.which("kubectl") or ""
@@ -32,16 +32,8 @@ KS = "kustomizations.kustomize.toolkit.fluxcd.io"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
-    running = start_lab(
-        directory=tmp_path_factory.mktemp("values") / "lab",
-        timings=Timings(reconcile_interval=600.0, reconcile_delay=0.05),
-    )
-    try:
-        assert running.flux is not None
-        assert running.flux.settle(timeout=90), running.flux.unsettled()
+    with settled_flux_lab(tmp_path_factory, "values") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def kubectl(lab: RunningLab, *args: str) -> str:
