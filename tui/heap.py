@@ -8,9 +8,10 @@ last one: under churn, every few seconds, in the middle of whatever key was pres
 Nearly all of that heap is immutable snapshot data that reference counting frees on its
 own. So after each snapshot is shown, everything alive is frozen (`gc.freeze()`: moved
 out of the collector's sight, O(1)), and a full collection only ever walks what is newer
-than the last snapshot. Cycles that become garbage after being frozen (a closed detail
-screen's widgets) are collected by one full pass with the heap unfrozen, run only when
-the operator has not pressed a key for a while, at most every `full_every` seconds.
+than the last snapshot. Cycles that become garbage after being frozen (render data held
+by finished tasks and messages, a closed detail screen's widgets: measured, about 100,000
+objects a minute at 500 nodes) are collected by one full pass with the heap unfrozen,
+run only when the operator has not pressed a key for a while, at most once a minute.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class QuietCollector:
     def __init__(
         self,
         *,
-        full_every: float = 300.0,
+        full_every: float = 60.0,
         quiet: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -36,7 +37,13 @@ class QuietCollector:
         self.full_passes = 0
 
     def shown(self) -> None:
-        """A snapshot is on screen: what is alive now is long-lived until the next."""
+        """A snapshot is on screen: what is alive now is long-lived until the next.
+
+        The young generations are collected first (a few ms: they hold only what came
+        since the last snapshot), or the cycles that died since would be frozen with the
+        living and kept until the next full pass: measured, that grew the console by
+        100,000 objects a minute."""
+        gc.collect(1)
         gc.freeze()
 
     def release(self) -> None:

@@ -71,3 +71,20 @@ def test_cyclic_garbage_frozen_with_the_heap_is_collected_by_the_full_pass():
         assert alive() is None
     finally:
         heap.release()
+
+
+def test_cycles_that_died_before_a_snapshot_is_shown_are_not_frozen():
+    heap = QuietCollector()
+
+    class Message:
+        other: Message
+
+    try:
+        a, b = Message(), Message()
+        a.other, b.other = b, a
+        dead = weakref.ref(a)
+        del a, b  # garbage already, but only the cycle collector can tell
+        heap.shown()
+        assert dead() is None
+    finally:
+        heap.release()

@@ -28,6 +28,8 @@ FIXED_WIDTH = 12  # columns whose max_width is at most this always take exactly 
 BAR_WIDTH = 6  # a usage bar, drawn only with this much room to spare
 NAME_FIRST = 3  # columns of this drop priority and above give way to a name shown whole
 PATCH_LIMIT = 50  # rows added plus removed beyond which a refresh rebuilds the table
+RENDER_CACHE_ROWS = 400  # DataTable's row and line render caches (default 1,000)
+RENDER_CACHE_CELLS = 4000  # and its cell render cache (default 10,000)
 
 
 class ResourceTable(SurvivesErrors, DataTable):
@@ -59,6 +61,14 @@ class ResourceTable(SurvivesErrors, DataTable):
         self._last: tuple[ClusterSnapshot, float] | None = None
         self._bars: set[str] = set()  # columns drawn with a usage bar at this width
         self._row_cache: dict[str, _RowCells] = {}  # row key -> its data and cells
+        # DataTable's render caches are keyed by its update count, so every refresh that
+        # changes a cell leaves the older entries dead until evicted. At their default
+        # sizes (10,000 cells, 1,000 rows and lines, per table) six tables under churn
+        # keep thousands of stale renders. A screen shows ~50 rows: keep a few screens.
+        self._cell_render_cache.maxsize = RENDER_CACHE_CELLS
+        self._row_render_cache.maxsize = RENDER_CACHE_ROWS
+        self._row_renderable_cache.maxsize = RENDER_CACHE_ROWS
+        self._line_cache.maxsize = RENDER_CACHE_ROWS
         self._rows_only = False  # while True, a layout request is about this table's rows
         # prepare() may run in a thread: it and apply() take turns with the row cache
         self._prepare_lock = threading.RLock()
