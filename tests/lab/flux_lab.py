@@ -4,6 +4,8 @@ the tests that change live Flux inputs and watch what the next reconcile does.""
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -23,3 +25,21 @@ def settled_flux_lab(factory: pytest.TempPathFactory, name: str) -> Iterator[Run
         yield running
     finally:
         running.stop()
+
+
+KUBECTL = shutil.which("kubectl") or ""
+
+
+def kubectl(lab: RunningLab, *args: str) -> str:
+    """kubectl against the lab with its admin kubeconfig and an empty HOME."""
+    home = lab.dir / "home"
+    home.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(lab.config.kubeconfig), "--request-timeout=20s", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

@@ -11,8 +11,6 @@ revision and observedGeneration left as they were; fixing it brings both forward
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +19,7 @@ from dapper.lab.runtime import RunningLab
 from kubernetes.client.rest import ApiException
 
 from kubernetes import client, config
-from tests.lab.flux_lab import settled_flux_lab
+from tests.lab.flux_lab import KUBECTL, kubectl, settled_flux_lab
 from tests.waiting import eventually
 
 NS, NAME = "default", "echo-server"
@@ -183,23 +181,6 @@ def test_live_variables_substitute_over_the_whole_text(
     assert hr is not None
     assert hr["spec"]["values"]["controllers"][NAME]["replicas"] == "${REPLICAS}"
     assert hr["metadata"]["annotations"]["lab.test/${ANNOTATION_KEY}"] == "from-a-key"
-
-
-KUBECTL = shutil.which("kubectl") or ""
-
-
-def kubectl(lab: RunningLab, *args: str) -> str:
-    home = lab.dir / "home"
-    home.mkdir(exist_ok=True)
-    proc = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(lab.config.kubeconfig), "--request-timeout=20s", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 @pytest.mark.skipif(not KUBECTL, reason="kubectl is not installed")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -21,10 +19,9 @@ from dapper.lab.flux_twin import KS_RT
 from dapper.lab.runtime import RunningLab
 
 from kubernetes import client, config
-from tests.lab.flux_lab import settled_flux_lab
+from tests.lab.flux_lab import KUBECTL, kubectl, settled_flux_lab
 from tests.waiting import eventually
 
-KUBECTL = shutil.which("kubectl") or ""
 pytestmark = pytest.mark.skipif(not KUBECTL, reason="kubectl is not installed")
 NS, NAME = "system-upgrade", "system-upgrade-controller"
 KS = "kustomizations.kustomize.toolkit.fluxcd.io"
@@ -34,20 +31,6 @@ KS = "kustomizations.kustomize.toolkit.fluxcd.io"
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
     with settled_flux_lab(tmp_path_factory, "values") as running:
         yield running
-
-
-def kubectl(lab: RunningLab, *args: str) -> str:
-    home = lab.dir / "home"
-    home.mkdir(exist_ok=True)
-    proc = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(lab.config.kubeconfig), "--request-timeout=20s", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def core(lab: RunningLab) -> client.CoreV1Api:
