@@ -7,6 +7,7 @@ their number keys, the `:` jump names and the wide grid come from the pane regis
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
         self._now = 0.0
         self._preparing = False  # a thread is working out the panes' rows
         self._prepare_again = False  # and a newer snapshot came meanwhile
+        self._prepare_flags = threading.Lock()  # both, between the loop and that thread
         self.shown_snapshot: ClusterSnapshot | None = None  # the last one on screen
 
     def compose(self) -> ComposeResult:
@@ -217,16 +219,17 @@ class MainScreen(SurvivesErrors, Screen[None]):
         """The visible panes' rows are worked out in a thread and applied here, so the
         loop stays free for keys (at 500 nodes that work is tens of milliseconds). One
         preparation at a time; snapshots that land meanwhile fold into the next."""
-        if self._preparing:
-            self._prepare_again = True
-            return
-        self._preparing = True
+        with self._prepare_flags:
+            if self._preparing:
+                self._prepare_again = True
+                return
+            self._preparing = True
         self.run_worker(self._prepare_panes, thread=True, group="prepare", exit_on_error=False)
 
     def _prepare_panes(self) -> None:
+        again = True
         try:
-            while True:
-                self._prepare_again = False
+            while again:
                 snapshot, now = self.snapshot, self._now
                 if snapshot is None or not self.is_attached:
                     return
@@ -239,10 +242,13 @@ class MainScreen(SurvivesErrors, Screen[None]):
                 if not self.app.is_running:
                     return
                 self.app.call_from_thread(self._apply_plans, snapshot, now, plans)
-                if not self._prepare_again:
-                    return
+                with self._prepare_flags:  # decided with _prepare_soon's own check
+                    again, self._prepare_again = self._prepare_again, False
+                    self._preparing = again
         finally:
-            self._preparing = False
+            with self._prepare_flags:
+                if not again:
+                    self._preparing = False
 
     def _hold_while_typing(self) -> None:
         """Keys first: a refresh waits (in the thread) for a gap of TYPING_GAP between
@@ -257,16 +263,20 @@ class MainScreen(SurvivesErrors, Screen[None]):
     ) -> None:
         if not self.is_attached:
             return
+        redo = False
         for pid, pane in self.panes.items():
             if not self._visible(pid):
                 continue
             plan = plans.get(pid)
             if plan is not None and pane.built and plan.view != pane.table.view():
-                self._prepare_again = True  # a key changed its view: worked out anew
+                redo = True  # a key changed its view: worked out anew in the thread
                 continue
             pane.show(snapshot, now, plan)  # a pane shown since the plans were made: now
         self._render_bars()
-        if not self._prepare_again:
+        if redo:
+            with self._prepare_flags:
+                self._prepare_again = True
+        else:
             self.shown_snapshot = snapshot
 
     def _visible(self, pid: str) -> bool:

@@ -87,8 +87,7 @@ class ResourcePane(Vertical):
         """Show `snapshot`: from `plan` (its rows worked out off the loop by `prepare`)
         when the view has not moved on since, else working them out here."""
         built = self.built
-        shows_rows = built and (snapshot.taken_at > 0 or self.table.total)
-        if shows_rows and (plan is None or not self.table.apply(plan)):
+        if self._has_rows_for(snapshot) and (plan is None or not self.table.apply(plan)):
             self.table.show(snapshot, now)
         has_rows = built and self.table.total > 0
         text = banner_text(self.spec, snapshot, now, has_rows)
@@ -112,9 +111,11 @@ class ResourcePane(Vertical):
 
     def prepare(self, snapshot: ClusterSnapshot, now: float) -> TablePlan | None:
         """The table's rows for `snapshot`; safe in a thread (see ResourceTable.prepare)."""
-        if self.built and (snapshot.taken_at > 0 or self.table.total):
-            return self.table.prepare(snapshot, now)
-        return None
+        return self.table.prepare(snapshot, now) if self._has_rows_for(snapshot) else None
+
+    def _has_rows_for(self, snapshot: ClusterSnapshot) -> bool:
+        """The table takes `snapshot` once built, and once data came (or it had some)."""
+        return self.built and (snapshot.taken_at > 0 or self.table.total > 0)
 
     def title_text(self) -> str:
         if not self.built:
