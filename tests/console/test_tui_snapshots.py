@@ -1,7 +1,8 @@
 """Pictures of the console (snap_compare) at 80x24 and 160x48, from the real lab.
 
 The lab runs with one failing Kustomization so the fault line and counts show something,
-and without the seeded Event history (its rows would date the pictures).
+and without the seeded Event history (its rows would date the pictures). Its Flux twin is
+stopped once settled, so no retry is caught half way.
 Ages are frozen to the snapshot's own time and lab ports are masked (tests/console/tui_lab.py).
 """
 
@@ -22,6 +23,10 @@ NARROW, WIDE = (80, 24), (160, 48)
 def lab():
     quiet = Timings(event_history=False, flux_events=False)
     with running_lab(faults=("ks-failing:observability/loki",), timings=quiet) as lab:
+        # Flux settled with loki failing: held there. The twin retries a failed
+        # Kustomization at its retryInterval (2 s on its clock), and a picture taken
+        # during a retry would show loki Progressing instead.
+        lab.flux.stop()
         yield lab
 
 

@@ -37,8 +37,11 @@ SPEC = PaneSpec(
 )
 
 
-def snapshot(count: int) -> ClusterSnapshot:
-    nodes = tuple(Node(name=f"node-{i:03d}") for i in range(count))
+def snapshot(count: int, changed: str = "") -> ClusterSnapshot:
+    nodes = tuple(
+        Node(name=f"node-{i:03d}", ready="False" if f"node-{i:03d}" == changed else "True")
+        for i in range(count)
+    )
     return ClusterSnapshot(cluster="t", mode="LAB", read_only=True, taken_at=1.0, nodes=nodes)
 
 
@@ -114,6 +117,36 @@ async def test_a_plan_made_off_the_loop_applies_only_to_the_view_it_was_made_for
         assert table.apply(made["plan"])
         await pilot.pause()
         assert table.row_count == 31 and table.showing is made["plan"].snapshot
+
+
+async def test_a_refresh_draws_again_only_the_rows_that_changed():
+    app = TableApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table = app.query_one(ResourceTable)
+        table.show(snapshot(30), 1.0)
+        table.move_cursor(row=2)
+        await pilot.pause()
+        drawn: list[str] = []
+        draw = table._draw
+
+        def counted(cells, style):
+            drawn.append(cells[0].plain)
+            return draw(cells, style)
+
+        table._draw = counted  # type: ignore[method-assign]
+        table.show(snapshot(30, changed="node-005"), 2.0)
+        await pilot.pause()
+        # only the changed row is painted again: no other line of the table is touched
+        assert drawn == ["node-005"]
+        lines = [table.render_line(y).text for y in range(table.size.height)]
+        assert lines[0].split() == ["NAME"] and "node-000" in lines[1]  # kept lines shown
+        assert "node-005" in lines[6]
+
+        drawn.clear()
+        await pilot.press("down")  # a cursor move draws the two rows it touches
+        await pilot.pause()
+        assert sorted(drawn) == ["node-002", "node-003"]
+        assert table.selected_key == "node-003"
 
 
 def test_a_refresh_waits_for_a_pause_between_keys_but_not_for_long():

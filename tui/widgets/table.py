@@ -1,38 +1,33 @@
-"""A DataTable over one pane's rows that updates in place, keeping the cursor on its row.
+"""One pane's table: its rows, cells and fitted columns for a snapshot, cursor kept on its row.
 
-Rows are keyed by the object's identity (node name, vmid, ...). A refresh only calls
-`update_cell` for cells whose text changed; the table is rebuilt only when the row set,
-their order or the fitted columns change, and the cursor is put back on the same key.
+Rows are keyed by the object's identity (node name, vmid, ...). A row whose data did not
+change keeps its very cells, so the RowTable under it keeps that row's drawn line; only
+changed rows are drawn again. The cursor stays on the same key across refreshes.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from dapper.backends.model import ClusterSnapshot
 from dapper.tui import format as fmt
 from dapper.tui.messages import CommandRequested, OpenDetail
 from dapper.tui.pane_spec import Column, PaneSpec, fault_subjects, fit_columns, is_fault
 from dapper.tui.survive import SurvivesErrors
+from dapper.tui.widgets.row_table import RowTable, TableColumn
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
-from textual.geometry import Region, Size
-from textual.widgets import DataTable
 
 FIXED_WIDTH = 12  # columns whose max_width is at most this always take exactly that width
 BAR_WIDTH = 6  # a usage bar, drawn only with this much room to spare
 NAME_FIRST = 3  # columns of this drop priority and above give way to a name shown whole
-PATCH_LIMIT = 50  # rows added plus removed beyond which a refresh rebuilds the table
-RENDER_CACHE_ROWS = 400  # DataTable's row and line render caches (default 1,000)
-RENDER_CACHE_CELLS = 4000  # and its cell render cache (default 10,000)
 
 
-class ResourceTable(SurvivesErrors, DataTable):
+class ResourceTable(SurvivesErrors, RowTable):
     """The table of one pane. Command keys are bound on the instance, and only when writable."""
 
     BINDINGS = [
@@ -44,7 +39,7 @@ class ResourceTable(SurvivesErrors, DataTable):
     ]
 
     def __init__(self, spec: PaneSpec, *, writable: bool, id: str | None = None) -> None:
-        super().__init__(cursor_type="row", id=id, cursor_foreground_priority="renderable")
+        super().__init__(id=id)
         self.spec = spec
         self.writable = writable
         self.filter_text = ""
@@ -55,21 +50,10 @@ class ResourceTable(SurvivesErrors, DataTable):
         self.fault_count = 0
         self.shown = 0
         self._objects: dict[str, Any] = {}
-        self._order: list[str] = []
-        self._cells: dict[str, tuple[Text, ...]] = {}
         self._signature: tuple = ()
         self._last: tuple[ClusterSnapshot, float] | None = None
         self._bars: set[str] = set()  # columns drawn with a usage bar at this width
         self._row_cache: dict[str, _RowCells] = {}  # row key -> its data and cells
-        # DataTable's render caches are keyed by its update count, so every refresh that
-        # changes a cell leaves the older entries dead until evicted. At their default
-        # sizes (10,000 cells, 1,000 rows and lines, per table) six tables under churn
-        # keep thousands of stale renders. A screen shows ~50 rows: keep a few screens.
-        self._cell_render_cache.maxsize = RENDER_CACHE_CELLS
-        self._row_render_cache.maxsize = RENDER_CACHE_ROWS
-        self._row_renderable_cache.maxsize = RENDER_CACHE_ROWS
-        self._line_cache.maxsize = RENDER_CACHE_ROWS
-        self._rows_only = False  # while True, a layout request is about this table's rows
         # prepare() may run in a thread: it and apply() take turns with the row cache
         self._prepare_lock = threading.RLock()
         for command in spec.commands:  # read-only: the keys stay, to say why they do nothing
@@ -140,17 +124,8 @@ class ResourceTable(SurvivesErrors, DataTable):
         columns, widths, bars = self._fit(order, cells, width, height)
         signature = tuple((c.key, widths[c.key], self._label(c).plain) for c in columns)
         index = [spec.columns.index(c) for c in columns]
-        placed = list(zip(index, columns, strict=True))
-        drawing = (signature, frozenset(bars))
-        shown_cells: dict[str, tuple[Text, ...]] = {}
-        for k in order:
-            cached = self._row_cache[k]
-            if cached.drawn is None or cached.drawing != drawing:
-                drawn = [_drawn(cells[k][i], c, widths[c.key], objects[k], bars) for i, c in placed]
-                drawn[0] = drawn[0].copy()  # its own: `_patch` orders rows by its identity
-                cached.drawn = tuple(drawn)
-                cached.drawing = drawing
-            shown_cells[k] = cached.drawn
+        placed = tuple(zip(index, columns, strict=True))
+        shown_cells = _DrawnRows(self._row_cache, objects, placed, widths, bars, signature)
         return TablePlan(
             snapshot=snapshot,
             now=now,
@@ -171,17 +146,15 @@ class ResourceTable(SurvivesErrors, DataTable):
         changed) when the view moved on since the plan was made: the caller shows anew."""
         if plan.view != self.view():
             return False
-        with self._prepare_lock:  # `_patch` writes into the row cache
-            self._last = (plan.snapshot, plan.now)
-            self.total = plan.total
-            self.fault_count = plan.fault_count
-            self.shown = len(plan.order)
-            self._objects = plan.objects
-            self._bars = plan.bars
-            if plan.signature != self._signature or not self._patch(
-                plan.columns, plan.order, plan.cells
-            ):
-                self._rebuild(plan.columns, plan.widths, plan.order, plan.cells, plan.signature)
+        self._last = (plan.snapshot, plan.now)
+        self.total = plan.total
+        self.fault_count = plan.fault_count
+        self.shown = len(plan.order)
+        self._objects = plan.objects
+        self._bars = plan.bars
+        self._signature = plan.signature
+        columns = [TableColumn(c.key, self._label(c), plan.widths[c.key]) for c in plan.columns]
+        self.set_rows(columns, plan.order, plan.cells, follow=self.selected_key)
         return True
 
     def _cells_of(self, rows: list[Any], now: float) -> dict[str, tuple[Text, ...]]:
@@ -284,124 +257,6 @@ class ResourceTable(SurvivesErrors, DataTable):
             widths[fill.key] = max(cell_len(fill.label) + 1, available - others - 2)
         return fitted, widths, bars
 
-    def _rebuild(
-        self,
-        columns: list[Column],
-        widths: dict[str, int],
-        order: list[str],
-        cells: dict[str, tuple[Text, ...]],
-        signature: tuple,
-    ) -> None:
-        keep = self.selected_key
-        row_index = self.cursor_row
-        with self.app.batch_update():
-            if signature != self._signature:
-                self.clear(columns=True)
-                for col in columns:
-                    self.add_column(self._label(col), key=col.key, width=widths[col.key])
-            else:
-                self.clear()
-            for key in order:
-                self.add_row(*cells[key], key=key)
-            self._signature = signature
-            self._order = order
-            self._cells = cells
-            if keep in order:
-                self.move_cursor(row=order.index(keep), animate=False)
-            elif order:
-                self.move_cursor(row=min(row_index, len(order) - 1), animate=False)
-
-    def _patch(
-        self, columns: list[Column], order: list[str], cells: dict[str, tuple[Text, ...]]
-    ) -> bool:
-        """Bring the rows to `order` and `cells` in place: changed cells, a few rows added
-        or removed, a new order by sorting. False when a rebuild is cheaper (many rows
-        come or go): rebuilding re-adds every row, which is what a refresh must avoid at
-        1,500 rows (row adds and removes are each linear in the table)."""
-        old_keys, new_keys = set(self._order), set(order)
-        gone, added = old_keys - new_keys, new_keys - old_keys
-        if len(gone) + len(added) > PATCH_LIMIT:
-            return False
-        keep = self.selected_key
-        with self.app.batch_update(), self._rows_only_changes():
-            for key in gone:
-                self.remove_row(key)
-                del self._cells[key]
-            for key, row in cells.items():
-                old = self._cells.get(key)
-                if old is None:
-                    self.add_row(*row, key=key)
-                    self._cells[key] = row
-                    continue
-                if old is row:  # unchanged: the row cache kept the very tuple the table holds
-                    continue
-                if old == row:  # equal anew: keep the table's, so next time is an `is`
-                    self._row_cache[key].drawn = old
-                    continue
-                for i, text in enumerate(row):
-                    if old[i] is not text:  # the table then holds exactly `row`
-                        self.update_cell(key, columns[i].key, text)
-                self._cells[key] = row
-            if order != self._order_in_table(order):
-                rank = {id(self._cells[k][0]): i for i, k in enumerate(order)}
-                first = columns[0].key
-                self.sort(first, key=lambda cell: rank[id(cell)])
-            self._order = order
-            if keep in new_keys:
-                self.move_cursor(row=order.index(keep), animate=False)
-        return True
-
-    def _order_in_table(self, wanted: list[str]) -> list[str]:
-        """The keys in the table's current row order (only called when sizes match)."""
-        if len(self.rows) != len(wanted):
-            return []
-        return [str(row.key.value) for row in self.ordered_rows]
-
-    def _update_dimensions(self, new_rows: Any) -> None:
-        """Columns have the widths this table fitted and rows are one line, so measuring
-        every cell of every new row (12,000 cells at 1,500 Kustomizations, on the event
-        loop) changes nothing: only the virtual size needs setting."""
-        if any(column.auto_width for column in self.columns.values()):
-            super()._update_dimensions(new_rows)
-            return
-        width = sum(column.get_render_width(self) for column in self.columns.values())
-        header = self.header_height if self.show_header else 0
-        with self._rows_only_changes():
-            self.virtual_size = Size(
-                width + self._row_label_column_width, self._total_row_height + header
-            )
-
-    @contextmanager
-    def _rows_only_changes(self) -> Iterator[None]:
-        self._rows_only = True
-        try:
-            yield
-        finally:
-            self._rows_only = False
-
-    def refresh(
-        self,
-        *regions: Region,
-        repaint: bool = True,
-        layout: bool = False,
-        recompose: bool = False,
-    ) -> Self:
-        """A few rows more or fewer is no reason to lay out the whole screen.
-
-        Textual answers a changed row count (a new virtual size) with a layout of every
-        widget and a repaint of the whole terminal: at 160x48 under churn that was most of
-        the event loop. The table's own size comes from the grid, not from its rows, so
-        only its scrollbars need to learn the new size; when one appears or goes, that
-        is a real layout and goes through as one."""
-        if layout and self._rows_only and not recompose and self.is_attached:
-            self._rows_only = False
-            try:
-                self._scroll_update(self.virtual_size)
-            finally:
-                self._rows_only = True
-            return super().refresh(*regions, repaint=repaint)
-        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
-
     # -- input --------------------------------------------------------------------------
 
     def on_resize(self) -> None:
@@ -415,18 +270,18 @@ class ResourceTable(SurvivesErrors, DataTable):
     def action_act(self, command: str) -> None:
         self.post_message(CommandRequested(command, self.spec.id, self.selected_key))
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+    def on_row_table_header_selected(self, event: RowTable.HeaderSelected) -> None:
         event.stop()
-        key = str(event.column_key.value)
+        key = event.column_key
         if key == self.sort_column:
             self.sort_reverse = not self.sort_reverse
         else:
             self.sort_column, self.sort_reverse = key, False
         self.rerender()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_row_table_row_selected(self, event: RowTable.RowSelected) -> None:
         event.stop()  # enter goes through action_select_cursor; a click on a row lands here
-        self.post_message(OpenDetail(self.spec.id, str(event.row_key.value)))
+        self.post_message(OpenDetail(self.spec.id, event.row_key))
 
     def cycle_sort(self) -> str:
         """`s`: sort by the next visible column (then back to the snapshot's order)."""
@@ -456,7 +311,49 @@ class TablePlan:
     widths: dict[str, int]
     bars: set[str]
     signature: tuple
-    cells: dict[str, tuple[Text, ...]]
+    cells: Mapping[str, tuple[Text, ...]]
+
+
+class _DrawnRows(Mapping[str, tuple[Text, ...]]):
+    """The plan's rows as shown at its column widths, each drawn when first asked for:
+    the table asks only for the rows on screen, so a filter or sort that changes the
+    widths of 1,500 rows draws the fifty that show. A row drawn for the same layout
+    before is handed back as the very same tuple, which tells the table its line is
+    unchanged."""
+
+    def __init__(
+        self,
+        rows: dict[str, _RowCells],
+        objects: dict[str, Any],
+        placed: tuple[tuple[int, Column], ...],
+        widths: dict[str, int],
+        bars: set[str],
+        signature: tuple,
+    ) -> None:
+        self._rows = rows
+        self._objects = objects
+        self._placed = placed
+        self._widths = widths
+        self._bars = bars
+        self._drawing = (signature, frozenset(bars))
+
+    def __getitem__(self, key: str) -> tuple[Text, ...]:
+        row = self._rows[key]
+        drawn = row.drawn
+        if drawn is None or row.drawing != self._drawing:
+            obj, widths, bars, cells = self._objects[key], self._widths, self._bars, row.cells
+            drawn = tuple(_drawn(cells[i], c, widths[c.key], obj, bars) for i, c in self._placed)
+            row.drawn, row.drawing = drawn, self._drawing
+        return drawn
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._objects
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
 
 
 class _RowCells:
