@@ -327,9 +327,18 @@ class DapperApp(SurvivesErrors, App[int]):
         self.open_detail(message.pane, message.key)
 
     def open_detail(self, pane: str, key: str) -> None:
+        """One detail screen per pane, built on first use and kept (installed): at 160x48
+        composing, mounting and styling a screen was most of what enter cost."""
         from dapper.tui.screens.detail import DetailScreen
 
-        self.push_screen(DetailScreen(pane, key, writable=self.writable))
+        name = f"detail-{pane}"
+        if self.is_screen_installed(name):
+            detail = self.get_screen(name)
+            assert isinstance(detail, DetailScreen)
+            detail.key = key
+        else:
+            self.install_screen(DetailScreen(pane, key, writable=self.writable), name)
+        self.push_screen(name)
 
     def action_runbooks(self) -> None:
         from dapper.tui.screens.runbook import open_runbooks
@@ -337,9 +346,18 @@ class DapperApp(SurvivesErrors, App[int]):
         open_runbooks(self)
 
     def action_help(self) -> None:
+        """The help screen is built once and kept; each `?` gives it the keys of the
+        screen it covers."""
         from dapper.tui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen(self.help_text()))
+        body = self.help_text()
+        if self.is_screen_installed("help"):
+            help_screen = self.get_screen("help")
+            assert isinstance(help_screen, HelpScreen)
+            help_screen.show(body)
+        else:
+            self.install_screen(HelpScreen(body), "help")
+        self.push_screen("help")
 
     def help_text(self) -> Text:
         from dapper.tui.screens.help import help_text

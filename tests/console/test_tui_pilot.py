@@ -11,6 +11,7 @@ from dapper.tui.screens.detail import DetailScreen
 from dapper.tui.screens.help import HelpScreen
 from dapper.tui.screens.main import MainScreen
 from textual.command import CommandPalette
+from textual.widgets import Static
 
 from tests.console.tui_lab import make_app, on_screen, settle
 
@@ -220,7 +221,31 @@ async def test_help_fits_80x24_and_follows_the_pane_and_mode(lab):
         assert dialog.region.bottom <= 24 and dialog.region.right <= 80
         assert dialog.max_scroll_y == 0  # everything visible at once at 80x24
         await pilot.press("escape", "1", "enter", "question_mark")
+        assert app.screen is help_screen  # kept between uses, given the keys anew
         assert app.screen.body.plain.startswith("Keys · node detail")
+        shown = help_screen.query_one(Static).render()
+        assert "Keys · node detail" in str(shown) and "Flux pane" not in str(shown)
+
+
+async def test_a_kept_detail_screen_shows_the_row_it_is_opened_for(lab):
+    app = make_app(lab)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        select(app, "nodes", "talos-control-1")
+        await pilot.press("enter")
+        first = app.screen
+        assert isinstance(first, DetailScreen)
+        assert "talos-control-1" in plain(first.content, 98)
+        await pilot.press("escape")
+        select(app, "nodes", "talos-node-large-2")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is first  # one per pane, built once
+        title = plain(first.content, 98).strip().splitlines()[0]
+        assert "talos-node-large-2" in title and "talos-control-1" not in title
+        await pilot.press("escape", "2", "enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen is not first
+        assert app.screen.pane == "vms"
 
 
 async def test_help_and_palette(lab):

@@ -38,6 +38,7 @@ class DetailScreen(SurvivesErrors, Screen[None]):
         self.header = TextLine(id="header")
         self.body = Static("", markup=False, id="detail-body")
         self.content: RenderableType = Text("")  # what the body shows (tests read it)
+        self.shown_key: str | None = None
         for command in self.spec.commands:  # read-only: bound only to say so
             self._bindings.bind(command.key, f"act('{command.id}')", command.label)
         commands = self.spec.commands if writable else ()
@@ -57,10 +58,19 @@ class DetailScreen(SurvivesErrors, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
-        self.watch(self.app, "snapshot", self.show)  # now, and with every new snapshot
+        self.watch(self.app, "snapshot", self.show, init=False)  # and at each resume
         self.watch(self.app, "now", self._tick, init=False)
 
+    def on_screen_resume(self) -> None:
+        """Kept between uses (one per pane): pushed again, maybe for another row."""
+        if self.shown_key != self.key:
+            self.query_one("#detail-scroll", VerticalScroll).scroll_home(animate=False)
+        self.show(self.app.snapshot)
+
     def show(self, snapshot: ClusterSnapshot) -> None:
+        if not self.is_current:  # kept off screen: drawn again when pushed
+            return
+        self.shown_key = self.key
         self.header.update(self.app.header_text(self.header.size.width))
         spec = self.spec
         row = spec.find_row(snapshot, self.key)
@@ -74,6 +84,8 @@ class DetailScreen(SurvivesErrors, Screen[None]):
         self.body.update(self.content)
 
     def _tick(self) -> None:
+        if not self.is_current:
+            return
         self.header.update(self.app.header_text(self.header.size.width))
 
     def action_back(self) -> None:

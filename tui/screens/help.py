@@ -163,6 +163,15 @@ class HelpScreen(SurvivesErrors, ModalScreen[None]):
         dialog.styles.max_height = "100%"
         dialog.focus()  # arrows and pgup/pgdn scroll a help longer than the screen
 
+    def show(self, body: Text) -> None:
+        """Show `body` the next time this (kept) screen is pushed."""
+        if body == self.body:
+            return
+        self.body = body
+        if self.is_mounted:
+            self.query_one(Static).update(body)
+            self.query_one(VerticalScroll).scroll_home(animate=False)
+
     def action_dismiss_help(self) -> None:
         self.dismiss(None)
 
