@@ -161,3 +161,36 @@ def test_a_refresh_waits_for_a_pause_between_keys_but_not_for_long():
         HOLD_AT_MOST - 0.95
     )
     assert typing_hold(last_input=11.0, now=11.0, held_since=10.0) == 0
+
+
+class PromptApp(App[None]):
+    CSS = "PromptInput { height: 1; border: none; padding: 0; width: 20; }"
+
+    def compose(self) -> ComposeResult:
+        from dapper.tui.widgets.prompt import PromptInput
+
+        yield PromptInput(id="p")
+
+
+async def test_typing_in_the_prompt_repaints_the_line_not_the_screen(monkeypatch):
+    from dapper.tui.widgets.prompt import PromptInput
+
+    layouts: list[bool] = []
+    original = Screen._refresh_layout
+
+    def counted(self, size=None, scroll=False):
+        layouts.append(True)
+        return original(self, size, scroll)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    app = PromptApp()
+    async with app.run_test(size=(40, 5)) as pilot:
+        prompt = app.query_one(PromptInput)
+        prompt.focus()
+        await pilot.pause()
+        layouts.clear()
+        await pilot.press(*"kube-system/node-feature")  # longer than the 20-cell line
+        await pilot.pause()
+        assert prompt.value == "kube-system/node-feature"
+        assert layouts == [], "typing laid out the whole screen"
+        assert prompt.max_scroll_x > 0 and prompt.scroll_x > 0  # it scrolls to the cursor

@@ -17,6 +17,7 @@ from dapper.tui.pane_registry import pane_registry
 from dapper.tui.screens.help import own_bindings
 from dapper.tui.survive import SurvivesErrors
 from dapper.tui.widgets.bars import TextLine, fault_line_text, key_bar_text, pane_bar_text
+from dapper.tui.widgets.prompt import PromptInput
 from dapper.tui.widgets.resource_pane import ResourcePane
 from rich.text import Text
 from textual import getters, on, work
@@ -385,7 +386,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
         try:
             prompt = self.query_one("#prompt", Input)
         except NoMatches:  # mounted on first use, not before the first frame
-            prompt = Input(id="prompt")
+            prompt = PromptInput(id="prompt")
             self.mount(prompt, before=self.query_one("#activity"))
         if mode == "filter":
             title = pane_registry().get(self.active).title

@@ -165,7 +165,7 @@ class RowTable(ScrollView, can_focus=True):
         self.cursor_row = max(0, min(self.cursor_row, len(order) - 1))
         size = Size(self._table_width, len(order) + 1)
         if size != self.virtual_size:
-            self._rows_only = size.width == self.virtual_size.width
+            self._rows_only = True  # the table's size is its container's, whatever its rows
             try:
                 self.virtual_size = size
             finally:
@@ -198,7 +198,7 @@ class RowTable(ScrollView, can_focus=True):
         layout: bool = False,
         recompose: bool = False,
     ) -> RowTable:
-        """A few rows more or fewer is no reason to lay out the whole screen.
+        """New rows or column widths are no reason to lay out the whole screen.
 
         Textual answers a new virtual size with a layout of every widget and a repaint of
         the whole terminal: at 160x48 under churn that was most of the event loop. The
