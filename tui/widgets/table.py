@@ -54,6 +54,7 @@ class ResourceTable(SurvivesErrors, RowTable):
         self._last: tuple[ClusterSnapshot, float] | None = None
         self._bars: set[str] = set()  # columns drawn with a usage bar at this width
         self._row_cache: dict[str, _RowCells] = {}  # row key -> its data and cells
+        self._memo: tuple | None = None  # the last snapshot's rows and cells (_rows_and_cells)
         # prepare() may run in a thread: it and apply() take turns with the row cache
         self._prepare_lock = threading.RLock()
         for command in spec.commands:  # read-only: the keys stay, to say why they do nothing
@@ -106,13 +107,7 @@ class ResourceTable(SurvivesErrors, RowTable):
     def _prepare(self, snapshot: ClusterSnapshot, now: float, view: tuple) -> TablePlan:
         spec = self.spec
         filter_text, faults_only, sort_column, sort_reverse, width, height = view
-        flagged = fault_subjects(snapshot, spec.id)
-        rows = list(spec.rows(snapshot))
-        total = len(rows)
-        faults = [r for r in rows if is_fault(spec, r, flagged)]
-        if faults_only:
-            rows = faults
-        cells = self._cells_of(rows, now)
+        rows, total, fault_count, cells = self._rows_and_cells(snapshot, now, faults_only)
         if filter_text:
             needle = filter_text.lower()
             rows = [r for r in rows if needle in self._row_cache[spec.row_key(r)].text]
@@ -131,7 +126,7 @@ class ResourceTable(SurvivesErrors, RowTable):
             now=now,
             view=view,
             total=total,
-            fault_count=len(faults),
+            fault_count=fault_count,
             objects=objects,
             order=order,
             columns=columns,
@@ -156,6 +151,26 @@ class ResourceTable(SurvivesErrors, RowTable):
         columns = [TableColumn(c.key, self._label(c), plan.widths[c.key]) for c in plan.columns]
         self.set_rows(columns, plan.order, plan.cells, follow=self.selected_key)
         return True
+
+    def _rows_and_cells(
+        self, snapshot: ClusterSnapshot, now: float, faults_only: bool
+    ) -> tuple[list[Any], int, int, dict[str, tuple[Text, ...]]]:
+        """The rows (all, or the faults), their total, the fault count and every row's
+        cells: the same for each key that only filters, sorts or resizes, so kept for
+        the last snapshot (at 1,500 rows, working them out was most of a filter key)."""
+        memo = self._memo
+        if memo is not None and memo[0] is snapshot and memo[1:3] == (now, faults_only):
+            return list(memo[3]), memo[4], memo[5], memo[6]
+        spec = self.spec
+        flagged = fault_subjects(snapshot, spec.id)
+        rows = list(spec.rows(snapshot))
+        total = len(rows)
+        faults = [r for r in rows if is_fault(spec, r, flagged)]
+        if faults_only:
+            rows = faults
+        cells = self._cells_of(rows, now)
+        self._memo = (snapshot, now, faults_only, tuple(rows), total, len(faults), cells)
+        return rows, total, len(faults), cells
 
     def _cells_of(self, rows: list[Any], now: float) -> dict[str, tuple[Text, ...]]:
         """Each row's cells, from the row cache when the row's data is unchanged."""
