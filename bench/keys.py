@@ -18,6 +18,7 @@ import argparse
 import fcntl
 import os
 import pty
+import queue
 import random
 import signal
 import statistics
@@ -58,8 +59,12 @@ class Terminal:
         self.changed = threading.Condition(self.lock)
 
     def pump(self) -> None:
-        """Read output until the console exits; note when the screen (below the clock
-        line) last changed."""
+        """Read output until the console exits, as fast as it comes: pyte (a terminal in
+        pure Python, many times slower than a real one) parses in another thread, so its
+        speed neither holds back the console's writes nor counts in a key's time. A
+        change is dated by the arrival of the output that made it."""
+        chunks: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+        threading.Thread(target=self._parse, args=(chunks,), daemon=True).start()
         while True:
             try:
                 data = os.read(self.fd, 65536)
@@ -67,12 +72,20 @@ class Terminal:
                 break
             if not data:
                 break
-            now = time.perf_counter()
+            chunks.put((time.perf_counter(), data))
+        chunks.put((time.perf_counter(), b""))
+
+    def _parse(self, chunks: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+        """Feed the emulator; note when the screen (below the clock line) last changed."""
+        while True:
+            arrived, data = chunks.get()
+            if not data:
+                break
             with self.lock:
                 self.stream.feed(data)
                 lines = self._signature()
                 if lines != self.lines:
-                    self.lines, self.changed_at = lines, now
+                    self.lines, self.changed_at = lines, arrived
                     self.changed.notify_all()
         with self.lock:
             self.alive = False
@@ -101,7 +114,8 @@ class Terminal:
             t0 = time.perf_counter()
             if keys:
                 os.write(self.fd, keys.encode())
-            while self.lines == before and self.alive:
+            # output that arrived before the key but is parsed after it is not its result
+            while (self.lines == before or self.changed_at < t0) and self.alive:
                 left = timeout - (time.perf_counter() - t0)
                 if left <= 0:
                     return timeout
