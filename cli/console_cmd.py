@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,7 +49,15 @@ class Connector:
             lab.stop()
 
 
+# Textual repaints on a frame timer (60 a second by default): a key's result waits for
+# the next frame, and a key that takes two rounds of messages waits for two. At 120 a
+# pane switch showed in about half the time (bench/keys.py); an idle console paints
+# nothing either way. The operator's own TEXTUAL_FPS wins.
+FRAMES_PER_SECOND = "120"
+
+
 def make_app(config: Config, connect: Callable[[], Awaitable[Any]]) -> Any:
+    os.environ.setdefault("TEXTUAL_FPS", FRAMES_PER_SECOND)  # read when Textual is imported
     from dapper.tui.app import DapperApp
 
     return DapperApp(config, connect)
