@@ -183,7 +183,9 @@ def stop_console(term: Terminal) -> None:
 def plan(presses: int) -> list[tuple[str, str]]:
     """(kind, keys) in the order pressed: cursor and pages in Nodes, then in Flux, pane
     switches, filter typing, sort, a detail view and help opened and closed."""
-    steps: list[tuple[str, str]] = [("pane switch", "1")]
+    # every key must change the screen (a key that cannot is timed until a refresh
+    # happens to land): the console starts on Nodes, so go there from VMs
+    steps: list[tuple[str, str]] = [("pane switch", "2"), ("pane switch", "1")]
     steps += [("cursor nodes", DOWN if i % 4 != 3 else UP) for i in range(presses)]
     steps += [("page", PGDN if i % 2 == 0 else PGUP) for i in range(presses // 4)]
     steps += [("pane switch", "5")]
@@ -230,8 +232,11 @@ def run_size(
         startup = time.perf_counter() - t0
         term.settle(quiet=1.0, timeout=60)
         samples: dict[str, list[float]] = {}
-        for kind, keys in plan(presses):
-            samples.setdefault(kind, []).append(term.press(keys))
+        pressed: list[tuple[float, int, str, str]] = []
+        for i, (kind, keys) in enumerate(plan(presses)):
+            took = term.press(keys)
+            samples.setdefault(kind, []).append(took)
+            pressed.append((took, i, kind, keys))
             time.sleep(rng.uniform(0.05, 0.25))
         screen_after = term.text()
         if soak:  # the console left running under churn, a key now and then: memory
@@ -252,6 +257,11 @@ def run_size(
         after = f" after {soak:.0f} s more of churn" if soak else ""
         print(f"   console RSS {rss:.0f} MiB{after} (peak {peak:.0f} MiB)")
         print(f"   screen changed by itself within 100 ms in {spontaneous:.0%} of null probes")
+        slowest = sorted(pressed, reverse=True)[:3]
+        print(
+            "   slowest: "
+            + ", ".join(f"#{i} {k} {ks!r} {t * 1000:.0f} ms" for t, i, k, ks in slowest)
+        )
         if show:
             print(screen_after)
     finally:

@@ -1,12 +1,15 @@
 """The lab at 7, 100, 300 and 500 nodes: start, first Flux pass, one full snapshot, memory.
 
     python bench/scale.py [--nodes 7,100,300,500] [--pods-per-node 40] [--runs 5]
+    python bench/scale.py --lab-dir DIR [--runs 5]    # a `dapper-tui lab --dir DIR` running
 
 For each size, in this process: lab start time, the Flux twin's first pass (with
 3 synthetic apps per node above 7), one full Collector snapshot cold (a fresh collector)
 and warm (median of --runs refreshes, Kubernetes from its watch cache as in the
 console), the process's RSS after it, and
-`kubectl get nodes -o json` (median) for comparison when kubectl is on PATH.
+`kubectl get nodes -o json` (median) for comparison when kubectl is on PATH. With
+--lab-dir the snapshots are taken from a lab running in its own process, as the console
+sees one (the lab's own work then does not share this process's interpreter).
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.0f} ms"
 
 
-async def snapshots(lab, runs: int) -> tuple[float, list[float], int, int, list[str]]:
-    fresh = Collector(lab.config, timeout=60)
+async def snapshots(config, runs: int) -> tuple[float, list[float], int, int, list[str]]:
+    fresh = Collector(config, timeout=60)
     t = time.perf_counter()
     snap = await fresh.refresh_all()
     cold = time.perf_counter() - t
@@ -64,7 +67,7 @@ async def snapshots(lab, runs: int) -> tuple[float, list[float], int, int, list[
     return cold, warm, len(snap.nodes), gpus, bad
 
 
-def kubectl_nodes(lab, runs: int) -> float | None:
+def kubectl_nodes(kubeconfig: Path, runs: int) -> float | None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         return None
@@ -72,7 +75,7 @@ def kubectl_nodes(lab, runs: int) -> float | None:
     for _ in range(runs):
         t = time.perf_counter()
         subprocess.run(
-            [kubectl, "--kubeconfig", str(lab.files.kubeconfig), "get", "nodes", "-o", "json"],
+            [kubectl, "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "json"],
             check=True,
             capture_output=True,
         )
@@ -93,9 +96,9 @@ def one_size(nodes: int, runs: int, repo: Path | None, pods_per_node: int) -> No
             t = time.perf_counter()
             lab.flux.reconcile_now(timeout=600)  # waits for a pass begun now: the first full one
             flux = time.perf_counter() - t
-        cold, warm, seen, gpus, bad = asyncio.run(snapshots(lab, runs))
+        cold, warm, seen, gpus, bad = asyncio.run(snapshots(lab.config, runs))
         rss = rss_mib()
-        kubectl = kubectl_nodes(lab, runs)
+        kubectl = kubectl_nodes(lab.files.kubeconfig, runs)
         print(f"-- {nodes} nodes: {len(lab.world.pods())} pods, {apps} synthetic apps")
         print(f"   lab start          {ms(started)}")
         print(
@@ -116,6 +119,21 @@ def one_size(nodes: int, runs: int, repo: Path | None, pods_per_node: int) -> No
         print(f"   lab stop           {ms(time.perf_counter() - t)}")
 
 
+def running_lab(lab_dir: Path, runs: int) -> None:
+    from dapper.backends.config import load_config
+
+    config = load_config(lab_dir / "config-readonly.toml", read_only=True)
+    cold, warm, seen, gpus, bad = asyncio.run(snapshots(config, runs))
+    kubectl = kubectl_nodes(lab_dir / "kubeconfig", runs)
+    print(f"-- the lab in {lab_dir} (its own process): {seen} nodes, {gpus} GPUs joined")
+    print(f"   snapshot cold      {ms(cold)}")
+    print(f"   snapshot warm      {ms(statistics.median(warm))}  (median of {runs})")
+    print(f"   degraded           {bad or 'none'}")
+    print(f"   RSS                {rss_mib():8.0f} MiB")
+    if kubectl is not None:
+        print(f"   kubectl get nodes  {ms(kubectl)}  (median of {runs})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default="7,100,300,500")
@@ -126,7 +144,11 @@ def main() -> int:
         help="--pods for labs above 7 nodes: nodes x this (500 nodes: 20,000); 0: one each",
     )
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--lab-dir", type=Path, help="a running `dapper-tui lab --dir`")
     args = parser.parse_args()
+    if args.lab_dir is not None:
+        running_lab(args.lab_dir, args.runs)
+        return 0
     repo = find_repo(Path(__file__).parent)
     for n in (int(x) for x in args.nodes.split(",")):
         one_size(n, args.runs, repo, args.pods_per_node)
