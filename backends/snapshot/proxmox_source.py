@@ -34,10 +34,18 @@ if TYPE_CHECKING:
     from dapper.backends.clients.proxmox import ProxmoxBackend
 
 
-# A VM's config (devices, MACs, pending changes) is read again after this long, and at
-# once when its status or a reboot says it may have changed; at 500 VMs, reading every
-# config on every sweep was 500 calls each 5 s.
+# A VM's config (devices, MACs, pending changes) is read again after this long (up to
+# twice it, spread by vmid), and at once when its status or a reboot says it may have
+# changed; at 500 VMs, reading every config on every sweep was 500 calls each 5 s, and
+# one TTL for all made every minute's sweep read all 500 again (2-12 s).
 CONFIG_TTL = 60.0
+
+
+def config_ttl(vmid: int) -> float:
+    """CONFIG_TTL to twice it, by vmid: configs read in one sweep expire over a minute."""
+    return CONFIG_TTL * (1 + (vmid * 37 % 100) / 100)
+
+
 AGENT_TTL = 60.0  # seconds an agent's addresses are reused (a machine may take a static IP)
 AGENT_RETRY = 10.0  # seconds before asking an agent that did not answer (still booting) again
 AGENT_PER_SWEEP = 8  # agent calls at most per sweep; the rest wait for the next sweep
@@ -96,7 +104,7 @@ class ProxmoxSource:
         if (
             not fresh
             and cached is not None
-            and now - cached[0] < CONFIG_TTL
+            and now - cached[0] < config_ttl(vmid)
             and cached[1] == status
             and uptime >= cached[2]  # no restart since (pending changes apply on one)
         ):
