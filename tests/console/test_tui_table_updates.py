@@ -52,15 +52,21 @@ class TableApp(App[None]):
         yield ResourceTable(SPEC, writable=False, id="t")
 
 
-async def test_rows_coming_and_going_lay_out_only_when_the_scrollbar_changes(monkeypatch):
-    layouts: list[bool] = []
+@pytest.fixture
+def layouts(monkeypatch) -> list[bool]:
+    """One entry per layout of the screen (Textual's `_refresh_layout`)."""
+    done: list[bool] = []
     original = Screen._refresh_layout
 
     def counted(self, size=None, scroll=False):
-        layouts.append(True)
+        done.append(True)
         return original(self, size, scroll)
 
     monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    return done
+
+
+async def test_rows_coming_and_going_lay_out_only_when_the_scrollbar_changes(layouts):
     app = TableApp()
     async with app.run_test(size=(40, 12)) as pilot:
         table = app.query_one(ResourceTable)
@@ -172,17 +178,9 @@ class PromptApp(App[None]):
         yield PromptInput(id="p")
 
 
-async def test_typing_in_the_prompt_repaints_the_line_not_the_screen(monkeypatch):
+async def test_typing_in_the_prompt_repaints_the_line_not_the_screen(layouts):
     from dapper.tui.widgets.prompt import PromptInput
 
-    layouts: list[bool] = []
-    original = Screen._refresh_layout
-
-    def counted(self, size=None, scroll=False):
-        layouts.append(True)
-        return original(self, size, scroll)
-
-    monkeypatch.setattr(Screen, "_refresh_layout", counted)
     app = PromptApp()
     async with app.run_test(size=(40, 5)) as pilot:
         prompt = app.query_one(PromptInput)
