@@ -313,14 +313,8 @@ class MainScreen(SurvivesErrors, Screen[None]):
         self.query_one("#keys", TextLine).update(self._key_bar())
 
     def _key_bar(self) -> Text:
-        """Footer keys for the active pane; command keys only when writable."""
-        if self.prompt_mode:
-            return key_bar_text(
-                [
-                    ("enter", "keep" if self.prompt_mode == "filter" else "jump"),
-                    ("esc", "clear" if self.prompt_mode == "filter" else "cancel"),
-                ]
-            )
+        """Footer keys for the active pane; command keys only when writable. (A prompt
+        takes this line while open; its placeholder says what enter and esc do.)"""
         keys = [
             ("⏎", "detail"),
             ("/", "filter"),
@@ -387,7 +381,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
             prompt = self.query_one("#prompt", Input)
         except NoMatches:  # mounted on first use, not before the first frame
             prompt = PromptInput(id="prompt")
-            self.mount(prompt, before=self.query_one("#activity"))
+            self.mount(prompt, before=self.query_one("#keys"))
         if mode == "filter":
             title = pane_registry().get(self.active).title
             prompt.placeholder = f"filter {title} (enter keeps, esc clears)"
@@ -396,6 +390,9 @@ class MainScreen(SurvivesErrors, Screen[None]):
             names = " ".join(pane_registry().jump_names())
             prompt.placeholder = f"jump to: {names} (esc cancels)"
             prompt.value = ""
+        # in the key bar's line (its placeholder says enter and esc): the panes keep
+        # their size, so nothing but that line is painted again
+        self.query_one("#keys").display = False
         prompt.display = True
         prompt.focus()
         self.prompt_mode = mode
@@ -403,6 +400,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
     def _close_prompt(self) -> None:
         prompt = self.query_one("#prompt", Input)
         prompt.display = False
+        self.query_one("#keys").display = True
         self.table.focus()
         self.prompt_mode = ""
 
