@@ -149,6 +149,12 @@ async def test_a_refresh_draws_again_only_the_rows_that_changed():
         assert "node-005" in lines[6]
 
         drawn.clear()
+        # the cursor's own row changes (and node-005 changes back): both are painted
+        table.show(snapshot(30, changed="node-002"), 3.0)
+        await pilot.pause()
+        assert sorted(drawn) == ["node-002", "node-005"]
+
+        drawn.clear()
         await pilot.press("down")  # a cursor move draws the two rows it touches
         await pilot.pause()
         assert sorted(drawn) == ["node-002", "node-003"]

@@ -180,16 +180,16 @@ class RowTable(ScrollView, can_focus=True):
         for y in range(max(len(before), len(after))):  # only the lines that changed
             old = before[y] if y < len(before) else None
             new = after[y] if y < len(after) else None
-            if old is None or new is None or old[0] != new[0] or old[1] is not new[1]:
+            if old is None or new is None or old[1] is not new[1] or old[::2] != new[::2]:
                 self.refresh(Region(0, y + 1, width, 1))
 
-    def _on_screen(self) -> list[tuple[str, Cells | bool]]:
-        """What each line under the header shows: the row's key and its cells, or True
-        for the cursor's row (drawn anew with every paint)."""
+    def _on_screen(self) -> list[tuple[str, Cells, bool]]:
+        """What each line under the header shows: the row's key, its cells and whether
+        the cursor is on it."""
         top = round(self.scroll_y)
         rows = self._order[top : top + self._page]
         cells, cursor = self._cells, self.cursor_row
-        return [(k, top + i == cursor or cells[k]) for i, k in enumerate(rows)]
+        return [(k, cells[k], top + i == cursor) for i, k in enumerate(rows)]
 
     def refresh(
         self,
