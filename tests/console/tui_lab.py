@@ -53,7 +53,8 @@ class FrozenClock:
 
 
 def _stable(snapshot: Any) -> Any:
-    """Lab ports are random; snapshot SVGs must not be. Only used for snap_compare apps."""
+    """Lab ports are random, and so is which pool holds which volume; snapshot SVGs must
+    not be. Only used for snap_compare apps."""
     sources = tuple(
         replace(s, reason=PORT.sub("127.0.0.1:PORT", s.reason)) for s in snapshot.sources
     )
@@ -70,7 +71,19 @@ def _stable(snapshot: Any) -> Any:
         )
         for k in snapshot.kustomizations
     )
-    return replace(snapshot, sources=sources, faults=faults, kustomizations=ks)
+    return replace(
+        snapshot, sources=sources, faults=faults, kustomizations=ks, pools=_even(snapshot.pools)
+    )
+
+
+def _even(pools: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Pools' usage spread evenly. Which pool a volume lands on depends on the order the
+    Flux twin's threads applied the claims (emptiest pool first, as Mayastor places); the
+    total does not, so the pictures show the total, split."""
+    if not pools:
+        return pools
+    each = sum(p.used for p in pools) // len(pools)
+    return tuple(replace(p, used=each, available=max(0, p.capacity - each)) for p in pools)
 
 
 def _sha(text: str) -> str:
