@@ -114,6 +114,7 @@ def replay(
     keys_per_snapshot: int,
     profile: Path | None = None,
     profile_keys: bool = False,
+    only: str | None = None,
 ) -> int:
     from dapper.backends.config import load_config
     from dapper.tui.app import DapperApp
@@ -139,7 +140,7 @@ def replay(
     async def go() -> None:
         async with app.run_test(size=size) as pilot:
             await pilot.pause(0.5)
-            kinds = list(KEYS.items())
+            kinds = [(k, v) for k, v in KEYS.items() if only is None or k == only]
             for n, snap in enumerate(snaps[1:]):
                 feed.snapshot = snap
                 clock_at[0] = snap.taken_at
@@ -200,11 +201,14 @@ def main() -> int:
     rep.add_argument("--keys", type=int, default=8, help="keys pressed after each snapshot")
     rep.add_argument("--profile", type=Path, help="cProfile the snapshot applies into this file")
     rep.add_argument("--profile-keys", action="store_true", help="profile the keys instead")
+    rep.add_argument("--only", choices=sorted(KEYS), help="press only this kind of key")
     args = parser.parse_args()
     if args.cmd == "record":
         return record(args.lab_dir, args.seconds, args.out)
     cols, rows = (int(x) for x in args.size.split("x"))
-    return replay(args.snapshots, (cols, rows), args.keys, args.profile, args.profile_keys)
+    return replay(
+        args.snapshots, (cols, rows), args.keys, args.profile, args.profile_keys, args.only
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,34 @@ async def refreshed(pilot, app, *sources):
     await pilot.pause()
 
 
+async def test_a_focus_change_repaints_the_panes_it_touches_not_the_screen(lab, monkeypatch):
+    """Textual repaints the whole screen when focus moves; at 160x48 that was most of a
+    pane switch. The panes gaining and losing focus repaint themselves."""
+    from textual._compositor import Compositor
+
+    full: list[bool] = []
+    original = Compositor.render_full_update
+
+    def counted(self, simplify=False):
+        full.append(True)
+        return original(self, simplify=simplify)
+
+    monkeypatch.setattr(Compositor, "render_full_update", counted)
+    app = make_app(lab, still=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("slash", "escape")  # the prompt is mounted on first use
+        await pilot.pause()
+        full.clear()
+        for key in ("tab", "tab", "slash", "escape", "shift+tab"):
+            await pilot.press(key)
+            await pilot.pause()
+        assert app.main.active == "vms" and app.focused is table(app, "vms")
+        assert full == [], f"{len(full)} full repaints"
+        border = app.main.panes["vms"].styles.border_top[1]
+        assert border != app.main.panes["gpus"].styles.border_top[1]  # the active one shows
+
+
 async def test_panes_keys_tab_and_jump(lab):
     app = make_app(lab)
     async with app.run_test(size=(80, 24)) as pilot:

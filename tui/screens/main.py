@@ -26,8 +26,9 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.events import DescendantFocus, Resize
-from textual.reactive import var
+from textual.reactive import Reactive, var
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Input, Static
 
 if TYPE_CHECKING:
@@ -81,6 +82,10 @@ class MainScreen(SurvivesErrors, Screen[None]):
     # the active pane's sort after `s` (a header click sorts too, and shows on the next
     # tick: the table keeps its own sort, the bar reads it from there)
     sort_label = var("", init=False, always_update=True)
+    # Screen's own `focused` repaints the whole screen on every focus change (a pane
+    # switch, the prompt opening): at 160x48 that is most of a key's cost. The widgets
+    # losing and gaining focus restyle and repaint themselves; nothing else shows focus.
+    focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
     def __init__(self, *, writable: bool) -> None:
         super().__init__(id="main")
