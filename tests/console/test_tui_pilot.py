@@ -282,6 +282,8 @@ async def test_help_and_palette(lab):
         await settle(pilot, app)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        # opaque: a see-through backdrop blends the whole console under it at each paint
+        assert app.screen.styles.background.a == 1
         text = app.screen.body.plain
         lines = text.splitlines()
         assert lines[0] == "Keys · Nodes pane"
