@@ -10,20 +10,16 @@ from dapper.tui.pane_registry import pane_registry
 from dapper.tui.survive import SurvivesErrors
 from dapper.tui.trends import NodeTrends
 from dapper.tui.widgets.bars import TextLine, key_bar_text
+from dapper.tui.widgets.rendered_view import RenderedView
 from rich.console import Group, RenderableType
 from rich.text import Text
 from textual import getters
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Static
 
 
 class DetailScreen(SurvivesErrors, Screen[None]):
-    DEFAULT_CSS = """
-    DetailScreen #detail-scroll { scrollbar-size-vertical: 1; }
-    """
     BINDINGS = [
         Binding("escape,backspace", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
@@ -36,7 +32,7 @@ class DetailScreen(SurvivesErrors, Screen[None]):
         self.key = key
         self.spec = pane_registry().get(pane)
         self.header = TextLine(id="header")
-        self.body = Static("", markup=False, id="detail-body")
+        self.body = RenderedView(id="detail-scroll")
         self.content: RenderableType = Text("")  # what the body shows (tests read it)
         self.shown_key: str | None = None
         for command in self.spec.commands:  # read-only: bound only to say so
@@ -52,19 +48,18 @@ class DetailScreen(SurvivesErrors, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield self.header
-        with VerticalScroll(id="detail-scroll"):
-            yield self.body
+        yield self.body
         yield self.keys
 
     def on_mount(self) -> None:
-        self.query_one("#detail-scroll").focus()
+        self.body.focus()
         self.watch(self.app, "snapshot", self.show, init=False)  # and at each resume
         self.watch(self.app, "now", self._tick, init=False)
 
     def on_screen_resume(self) -> None:
         """Kept between uses (one per pane): pushed again, maybe for another row."""
         if self.shown_key != self.key:
-            self.query_one("#detail-scroll", VerticalScroll).scroll_home(animate=False)
+            self.body.scroll_home(animate=False)
         self.show(self.app.snapshot)
 
     def show(self, snapshot: ClusterSnapshot) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
+from dapper.tui.widgets.fixed_scroll_view import FixedScrollView
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -22,7 +23,6 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 CELL_PADDING = 1  # a space either side of every cell, as DataTable draws them
@@ -45,7 +45,7 @@ class _Line(NamedTuple):
     strip: Strip
 
 
-class RowTable(ScrollView, can_focus=True):
+class RowTable(FixedScrollView, can_focus=True):
     """Rows of pre-made cells under a fixed header, one row under the cursor."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"row-table--header", "row-table--cursor"}
@@ -121,7 +121,6 @@ class RowTable(ScrollView, can_focus=True):
         self._lines: dict[str, _Line] = {}  # row key -> its line, without the cursor
         self._header: tuple[tuple[TableColumn, ...], Style, Strip] | None = None
         self._table_width = 0
-        self._rows_only = False  # while True, a layout request is about the rows only
         self._base_style = Style()  # the widget's own style, taken at each paint
 
     # -- contents -----------------------------------------------------------------------
@@ -164,12 +163,7 @@ class RowTable(ScrollView, can_focus=True):
             self.cursor_row = order.index(follow)
         self.cursor_row = max(0, min(self.cursor_row, len(order) - 1))
         size = Size(self._table_width, len(order) + 1)
-        if size != self.virtual_size:
-            self._rows_only = True  # the table's size is its container's, whatever its rows
-            try:
-                self.virtual_size = size
-            finally:
-                self._rows_only = False
+        self.set_content_size(size)  # the table's size is its container's, whatever its rows
         top = round(self.scroll_y)
         self._scroll_cursor_into_view()
         if relaid or round(self.scroll_y) != top:
@@ -190,30 +184,6 @@ class RowTable(ScrollView, can_focus=True):
         rows = self._order[top : top + self._page]
         cells, cursor = self._cells, self.cursor_row
         return [(k, cells[k], top + i == cursor) for i, k in enumerate(rows)]
-
-    def refresh(
-        self,
-        *regions: Region,
-        repaint: bool = True,
-        layout: bool = False,
-        recompose: bool = False,
-    ) -> RowTable:
-        """New rows or column widths are no reason to lay out the whole screen.
-
-        Textual answers a new virtual size with a layout of every widget and a repaint of
-        the whole terminal: at 160x48 under churn that was most of the event loop. The
-        table's own size comes from its container, not from its rows, so only its
-        scrollbars need to learn the new size; when one appears or goes, that is a real
-        layout and goes through as one."""
-        if layout and self._rows_only and not recompose and self.is_attached:
-            self._rows_only = False
-            try:
-                self._scroll_update(self.virtual_size)
-            finally:
-                self._rows_only = True
-            return super().refresh(*regions, repaint=repaint)
-        super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
-        return self
 
     # -- cursor -------------------------------------------------------------------------
 
