@@ -415,7 +415,10 @@ class FluxTwin:
         failing = {f.split(":", 1)[1] for f in self.world.faults if f.startswith("ks-failing:")}
         last: tuple[tuple[str, str, str], ...] | None = None
         while True:
-            self.reconcile_now(timeout=max(1.0, deadline - time.monotonic()))
+            try:
+                self.reconcile_now(timeout=max(1.0, deadline - time.monotonic()))
+            except TimeoutError:  # a pass outlasted the deadline: not settled, as documented
+                return False
             with self.world.lock:
                 items = self.store.list(KS_RT)[0]
                 busy = bool(self._health) or bool(self._retry)
