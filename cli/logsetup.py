@@ -24,6 +24,13 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 
 
+def not_a_hang_up(record: logging.LogRecord) -> bool:
+    """False for asyncio's note that it wrote to a connection the peer had closed: the
+    lab's Talos server says it for every client that stopped waiting (a console's sweep
+    has a time budget), hundreds of lines on the lab's terminal. The log file keeps it."""
+    return not (record.name == "asyncio" and str(record.msg).startswith("socket.send()"))
+
+
 def setup_logging(*, console: bool = False, level: int = logging.INFO) -> Path:
     """Route every logger to the rotating log file; the console never shows a traceback."""
     path = log_path()
@@ -39,6 +46,7 @@ def setup_logging(*, console: bool = False, level: int = logging.INFO) -> Path:
         stream = logging.StreamHandler()
         stream.setLevel(logging.WARNING)
         stream.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        stream.addFilter(not_a_hang_up)
         root.addHandler(stream)
     # Library warnings (urllib3's InsecureRequestWarning on every unverified request) go to
     # the log like everything else, never onto the console's screen.
