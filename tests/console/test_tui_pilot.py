@@ -66,6 +66,34 @@ async def test_a_focus_change_repaints_the_panes_it_touches_not_the_screen(lab, 
         assert border != app.main.panes["gpus"].styles.border_top[1]  # the active one shows
 
 
+async def test_keys_typed_right_after_slash_go_to_the_prompt(lab):
+    """A terminal can deliver `/ob` in one read: the keys after `/` are queued before the
+    prompt opens, and must be typed into it, not run as the pane's keys (`b` opens the
+    runbooks; an action key would ask to act)."""
+    from textual import events
+
+    app = make_app(lab, still=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("5")
+        for key, char in (("slash", "/"), ("o", "o"), ("b", "b")):
+            app.post_message(events.Key(key, char))
+        await pilot.pause()
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        prompt = app.main.query_one("#prompt")
+        assert (prompt.value, app.focused) == ("ob", prompt)
+        assert app.main.filter_text == "ob"
+        await pilot.press("slash", "colon")  # typed into the open prompt, they are text
+        assert prompt.value == "ob/:"
+        await pilot.press("escape")
+        for key, char in (("slash", "/"), ("escape", None), ("b", "b")):
+            app.post_message(events.Key(key, char))
+        await pilot.pause()
+        assert not isinstance(app.screen, MainScreen)  # after esc, keys are the pane's again
+        assert app.main.filter_text == ""
+
+
 async def test_panes_keys_tab_and_jump(lab):
     app = make_app(lab)
     async with app.run_test(size=(80, 24)) as pilot:

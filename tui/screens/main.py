@@ -63,12 +63,14 @@ class MainScreen(SurvivesErrors, Screen[None]):
     BINDINGS = [
         Binding("tab", "cycle_pane(1)", "Next pane", show=False),
         Binding("shift+tab", "cycle_pane(-1)", "Previous pane", show=False),
-        Binding("slash", "prompt('filter')", "Filter"),
+        # priority: handled as the key arrives, so the keys a terminal delivered with it
+        # (`/ob` in one read) already find the prompt focused, not the table
+        Binding("slash", "prompt('filter')", "Filter", priority=True),
         Binding("exclamation_mark", "faults", "Faults"),
         Binding("s", "sort", "Sort", show=False),
-        Binding("colon", "prompt('jump')", "Jump", show=False),
+        Binding("colon", "prompt('jump')", "Jump", show=False, priority=True),
         Binding("question_mark", "app.help", "Help"),
-        Binding("escape", "clear", "Clear filter", show=False),
+        Binding("escape", "clear", "Clear filter", show=False, priority=True),
     ]
     app = getters.app(DapperApp)
 
@@ -115,6 +117,11 @@ class MainScreen(SurvivesErrors, Screen[None]):
         activity.display = False
         yield activity
         yield TextLine(id="faultline")
+        # composed hidden, not mounted on first use: keys typed right after `/` (a terminal
+        # can deliver `/ob` in one read) must find it there to be typed into
+        prompt = PromptInput(id="prompt")
+        prompt.display = False
+        yield prompt
         yield TextLine(id="keys")
 
     def on_mount(self) -> None:
@@ -381,12 +388,12 @@ class MainScreen(SurvivesErrors, Screen[None]):
             return ""
         return table.sort_column + ("▼" if table.sort_reverse else "▲")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`/` and `:` open the prompt only when it is closed; typed into it, they are text."""
+        return not (action == "prompt" and self.prompt_mode)
+
     def action_prompt(self, mode: str) -> None:
-        try:
-            prompt = self.query_one("#prompt", Input)
-        except NoMatches:  # mounted on first use, not before the first frame
-            prompt = PromptInput(id="prompt")
-            self.mount(prompt, before=self.query_one("#keys"))
+        prompt = self.query_one("#prompt", Input)
         if mode == "filter":
             title = pane_registry().get(self.active).title
             prompt.placeholder = f"filter {title} (enter keeps, esc clears)"
@@ -399,14 +406,14 @@ class MainScreen(SurvivesErrors, Screen[None]):
         # their size, so nothing but that line is painted again
         self.query_one("#keys").display = False
         prompt.display = True
-        prompt.focus()
+        self.set_focus(prompt)  # now, not after the keys already queued behind this one
         self.prompt_mode = mode
 
     def _close_prompt(self) -> None:
         prompt = self.query_one("#prompt", Input)
         prompt.display = False
         self.query_one("#keys").display = True
-        self.table.focus()
+        self.set_focus(self.table)
         self.prompt_mode = ""
 
     @on(Input.Changed, "#prompt")
