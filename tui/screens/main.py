@@ -121,6 +121,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
         # can deliver `/ob` in one read) must find it there to be typed into
         prompt = PromptInput(id="prompt")
         prompt.display = False
+        prompt.can_focus = False  # while closed: not the screen's first focus, not a tab stop
         yield prompt
         yield TextLine(id="keys")
 
@@ -406,6 +407,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
         # their size, so nothing but that line is painted again
         self.query_one("#keys").display = False
         prompt.display = True
+        prompt.can_focus = True
         self.set_focus(prompt)  # now, not after the keys already queued behind this one
         self.prompt_mode = mode
 
@@ -414,6 +416,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
         prompt.display = False
         self.query_one("#keys").display = True
         self.set_focus(self.table)
+        prompt.can_focus = False
         self.prompt_mode = ""
 
     @on(Input.Changed, "#prompt")
