@@ -114,6 +114,7 @@ def test_a_dead_storage_node_is_replaced_forcing_only_the_confirmed_pod(
             == "Bound"
         ),
         message="the claim bound",
+        timeout=30.0,  # the provisioner's queue, behind the lab's own work on a busy machine
     )
     claims = _claims_of_pvs(core)
     by_node: dict[str, set[str]] = {}
