@@ -4,8 +4,10 @@ A PersistentVolumeClaim on a StorageClass of the `io.openebs.csi-mayastor` provi
 a volume (uuid = its PV's name without `pvc-`) with `repl` replicas, each on an Online
 DiskPool of a different node (the emptiest first), and a PersistentVolume bound to the
 claim, as the external-provisioner and the CSI controller make them. A claim no pool can
-take stays Pending until a pool comes Online (or its StorageClass appears). Deleting the
-claim deletes the PV and the volume (reclaimPolicy Delete) and frees its replicas' space.
+take stays Pending until a pool comes Online (or its StorageClass appears); one that named
+no class while there was none by default gets the default class once one appears, as the
+PV controller assigns it (Kubernetes >= 1.28). Deleting the claim deletes the PV and the
+volume (reclaimPolicy Delete) and frees its replicas' space.
 
 A replica lives on its pool's disk: it is Online while that pool is Online on that same
 disk, Unknown while the pool's node is down (no io-engine answers for it), and lost for
@@ -105,6 +107,9 @@ class MayastorWorld:
         self.volumes: dict[str, Volume] = {}
         self.by_claim: dict[tuple[str, str], str] = {}
         self.pending: dict[tuple[str, str], None] = {}  # claims waiting for a pool
+        # claims that named no class while there was no default one: a default class
+        # that appears later is written into them (see `assign_default_class`)
+        self.classless: dict[tuple[str, str], None] = {}
         # Store listeners run under the store lock, which must never wait for the world
         # lock (the world takes them the other way round): they only queue work, which
         # this thread does under the world lock.
@@ -151,6 +156,8 @@ class MayastorWorld:
             elif event.type == "DELETED":
                 self._work.put(lambda: self.release(*claim))
         elif kind in (("openebs.io", "diskpools"), ("storage.k8s.io", "storageclasses")):
+            if kind[1] == "storageclasses" and self.classless and event.type != "DELETED":
+                self._work.put(self.assign_default_class)
             if self.pending and event.type != "DELETED":
                 self._work.put(self.retry_pending)
             if kind[1] == "diskpools" and self.volumes:
@@ -162,6 +169,28 @@ class MayastorWorld:
         with self.state.lock:
             for volume in {id(v): v for v, _ in self.replicas_on(pool)}.values():
                 self.heal(volume)
+
+    def assign_default_class(self) -> None:
+        """Kubernetes' retroactive default StorageClass assignment (GA in 1.28): once a
+        default class exists, the PV controller writes it into every unbound claim whose
+        storageClassName is unset (not "", which asks for no class), which then
+        provisions as if it had named it."""
+        with self.state.lock:
+            default = self.storage_class({})
+            if default is None:
+                return
+            name = default["metadata"]["name"]
+
+            def assign(o: dict[str, Any]) -> None:
+                spec = o.setdefault("spec", {})
+                if spec.get("storageClassName") is None and not spec.get("volumeName"):
+                    spec["storageClassName"] = name
+
+            for claim in list(self.classless):
+                self.classless.pop(claim, None)
+                with contextlib.suppress(NotFound):
+                    self.store.mutate(PVC, *claim, assign)
+                self.provision(*claim)
 
     def retry_pending(self) -> None:
         for claim in list(self.pending):
@@ -203,6 +232,8 @@ class MayastorWorld:
             if sc is None or sc.get("provisioner") != PROVISIONER:
                 if sc is None and self.is_mayastor(pvc):
                     self.pending[(ns, name)] = None
+                elif sc is None and (pvc.get("spec") or {}).get("storageClassName") is None:
+                    self.classless[(ns, name)] = None
                 return
             params = sc.get("parameters") or {}
             want = max(1, int(str(params.get("repl", "1"))))
@@ -345,6 +376,7 @@ class MayastorWorld:
         """The claim is gone: reclaimPolicy Delete removes its PV and volume."""
         with self.state.lock:
             self.pending.pop((ns, name), None)
+            self.classless.pop((ns, name), None)
             uid = self.by_claim.pop((ns, name), None)
             volume = self.volumes.pop(uid, None) if uid else None
             if volume is None:

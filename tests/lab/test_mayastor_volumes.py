@@ -151,6 +151,34 @@ def test_a_claim_gets_a_volume_and_its_deletion_frees_it(
     assert err.value.status == 404 and json.loads(err.value.body)["kind"] == "NotFound"
 
 
+def test_a_claim_made_before_the_default_class_gets_it_when_it_appears(
+    lab: RunningLab, api: client.ApiClient
+) -> None:
+    """Kubernetes >= 1.28 assigns a default class that appears later to the claims that
+    named none (retroactive default StorageClass assignment): a claim created while Flux
+    has not yet applied the class is provisioned once it has."""
+    storage = client.StorageV1Api(api)
+    name = "mayastor-single-replica"
+
+    def mark_default(value: str) -> None:
+        annotations = {"storageclass.kubernetes.io/is-default-class": value}
+        storage.patch_storage_class(name, {"metadata": {"annotations": annotations}})
+
+    mark_default("false")
+    try:
+        claim(api, "before-default")
+        pvc = client.CoreV1Api(api).read_namespaced_persistent_volume_claim(
+            "before-default", "default"
+        )
+        assert pvc.spec.storage_class_name is None and pvc.status.phase == "Pending"
+        mark_default("true")
+        pvc = eventually(lambda: bound(api, "before-default"), message="the claim to bind")
+        assert pvc.spec.storage_class_name == name
+    finally:
+        mark_default("true")
+        client.CoreV1Api(api).delete_namespaced_persistent_volume_claim("before-default", "default")
+
+
 def test_the_read_only_identity_cannot_reach_the_service_proxy(lab: RunningLab) -> None:
     reader = config.new_client_from_config(lab.config.kubeconfig, context="lab-readonly")
     with pytest.raises(client.ApiException) as err:
