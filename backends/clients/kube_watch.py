@@ -3,9 +3,11 @@
 Each kind (nodes, pods, Flux Kustomizations, DiskPools, events) is listed once as raw
 JSON, then watched from the list's resourceVersion on its own thread, and every
 ADDED/MODIFIED/DELETED is applied to an in-memory cache of raw objects. A stream the
-server ends (timeoutSeconds) is resumed from the last resourceVersion seen; 410 Gone
-re-lists at once; any other failure (a dropped stream, a refused connection) marks the
-watcher unhealthy with a one-line reason and re-lists after a growing backoff.
+server ends (timeoutSeconds) or cuts is resumed from the last resourceVersion seen, and
+so is the first failed reopen after it (a kept-alive connection the server had closed);
+410 Gone re-lists at once; any other failure (a refused connection, a reopen that fails
+again) marks the watcher unhealthy with a one-line reason and re-lists after a growing
+backoff.
 
 While every kind is in sync the collector reads the cache and makes no list call at all;
 `on_change` is called, at most every `debounce` seconds, when data or health changed,
@@ -49,6 +51,7 @@ class _Kind:
     stream: Any = None  # the open watch response, so close() can cut it
     cut: bool = False  # sync() or resume() cut the stream on purpose: not a failure
     resume_rv: str | None = None
+    opens: int = 0  # streams the server accepted: one that was open and got cut resumes
     relist_wanted: int = 0  # sync() asks for a re-list by raising this ...
     relist_done: int = 0  # ... and waits until a list begun after the ask raised this
     thread: threading.Thread | None = None
@@ -241,7 +244,9 @@ class KubeWatcher:
         delay = self.backoff[0]
         relist = True
         gone_streak = 0
+        reopen_failures = 0  # failed attempts to open a stream since one was open
         while not self._stop.is_set():
+            watching = False
             try:
                 backend = self._backend()
                 if relist or kind.relist_wanted > kind.relist_done:
@@ -251,8 +256,9 @@ class KubeWatcher:
                     relist = True
                     self._stop.wait(self.timeout_seconds)
                     continue
+                watching, opens = True, kind.opens
                 self._watch(backend, kind)
-                delay, gone_streak = self.backoff[0], 0
+                delay, gone_streak, reopen_failures = self.backoff[0], 0, 0
             except _Gone as gone:
                 log.info("watch %s: resourceVersion %s is gone; listing again", kind.name, gone)
                 relist = True
@@ -267,10 +273,26 @@ class KubeWatcher:
                     cut, kind.cut = kind.cut, False
                 if cut:
                     continue  # resume() or sync() cut the stream on purpose
+                if watching and self._resumable(kind, exc, kind.opens > opens, reopen_failures):
+                    reopen_failures = 0 if kind.opens > opens else reopen_failures + 1
+                    continue
                 self._failed(kind, exc)
                 relist = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff[1])
+
+    def _resumable(self, kind: _Kind, exc: Exception, was_open: bool, reopen_failures: int) -> bool:
+        """Whether a watch that failed is watched again from its resourceVersion at once,
+        as client-go's reflector does, rather than counted a failure (which lists again and
+        serves refreshes by list calls meanwhile): a stream that was open and got cut (a
+        proxy's or the server's restart), or the first reopen that failed (a kept-alive
+        connection the server had closed). Anything else is a failure."""
+        if not (was_open or reopen_failures == 0):
+            return False
+        log.info("watch %s: stream cut (%s); watching again from %s", kind.name, exc, kind.rv)
+        if was_open:
+            self._stop.wait(self.backoff[0])  # a server that accepts and cuts: not a spin
+        return True
 
     def _list(self, backend: Any, kind: _Kind) -> None:
         with self._lock:
@@ -307,6 +329,7 @@ class KubeWatcher:
             superseded = kind.resume_rv is not None  # resume() came while it was opening
             if not superseded:
                 kind.stream, kind.cut = resp, False
+                kind.opens += 1
                 kind.last_ok = self.clock()
         if superseded:
             _release(resp, False)

@@ -123,6 +123,37 @@ async def test_cordon_and_delete_reach_the_snapshot_without_a_list(
     assert watch_threads() == []
 
 
+async def test_a_cut_stream_resumes_from_its_resource_version_without_a_list(
+    lab: RunningLab, admin: KubeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load balancer's restart or a server's idle close cuts every stream: as client-go's
+    reflector, the watcher watches again from the last resourceVersion it saw. A re-list
+    (20,000 pods at scale) and a fall back to list calls are for 410 Gone and an API that
+    stays unreachable."""
+    collector = await watching(lab.config)
+    try:
+        lists = count_lists(collector)
+        (server,) = (s for s in lab.servers if type(s).__name__ == "KubeApiServer")
+        listener = server._listener
+        assert listener is not None
+        with caplog.at_level(logging.WARNING, logger="dapper.backends.clients.kube.watch"):
+            listener.drop_connections()
+            admin.cordon(NODE)
+            await eventually_async(
+                lambda: any(
+                    n["metadata"]["name"] == NODE and n["spec"].get("unschedulable")
+                    for n in collector.watcher.cache()["nodes"]
+                ),
+                message="the cordon, through the resumed watch",
+            )
+        assert lists == [], "a resumed watch needs no list call"
+        assert collector.watcher.lists == dict.fromkeys(collector.watcher.lists, 1)
+        assert "failed" not in caplog.text and collector.watching("kubernetes")
+    finally:
+        await collector.close()
+    assert watch_threads() == []
+
+
 async def test_gone_resource_version_lists_again(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
