@@ -316,8 +316,8 @@ class KubeHandler(LabHandler):
                 )
         except Gone as err:
             self._chunk({"type": "ERROR", "object": status_body(410, "Expired", err.message)})
-        self._end_chunks()
-        self.close_connection = True
+        self._end_chunks()  # and the connection stays open for the next request, as Go's
+        # net/http keeps it: a client's pool reuses it at once for its next watch
 
     def _end_chunks(self) -> None:
         self.wfile.write(b"0\r\n\r\n")

@@ -129,8 +129,11 @@ class MayastorWorld:
             except Exception:  # one failed step must not stop the provisioner
                 log.exception("mayastor step failed")
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish the queued work and end the thread (bounded: a stopped lab leaves none)."""
         self._work.put(None)
+        if self._worker is not threading.current_thread():
+            self._worker.join(timeout)
 
     def _admit_claim(self, rt: Any, obj: dict[str, Any], created: bool) -> None:
         """A new claim as the API server stores it: Pending, and on the default class when
