@@ -57,10 +57,6 @@ class _Kind:
     thread: threading.Thread | None = None
 
 
-def _first(item: tuple[Key, Any]) -> Key:
-    return item[0]
-
-
 def _raw(kind: str, obj: dict) -> Any:
     return obj
 
@@ -159,14 +155,15 @@ class KubeWatcher:
             return {k.name: k.lists for k in self._kinds.values()}
 
     def cache(self) -> dict[str, list[Any]] | None:
-        """Each kind's objects (as `convert` made them) in (namespace, name) order, read at
-        one moment; None unless every kind is in sync. The objects are shared, never
-        changed in place: callers must not change them."""
+        """Each kind's objects (as `convert` made them) read at one moment, in the order
+        they arrived: an unchanged object keeps its place and is the same object at every
+        read (callers reuse what they built from it). None unless every kind is in sync.
+        Not sorted: sorting 20,000 pods at each read was 60 ms of CPU, and callers order
+        the few they show. The objects are shared: callers must not change them."""
         with self._lock:
             if not all(k.synced for k in self._kinds.values()):
                 return None
-            taken = {k.name: list(k.objects.items()) for k in self._kinds.values()}
-        return {name: [o for _, o in sorted(items, key=_first)] for name, items in taken.items()}
+            return {k.name: list(k.objects.values()) for k in self._kinds.values()}
 
     # -- lifecycle ---------------------------------------------------------------------------
 

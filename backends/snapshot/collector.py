@@ -28,7 +28,7 @@ from dapper.backends.errors import BackendError
 from dapper.backends.model import ClusterSnapshot, Health, SourceHealth, SourceName
 from dapper.backends.protocols import ClusterOperations
 from dapper.backends.snapshot.engine import Engine
-from dapper.backends.snapshot.join import join
+from dapper.backends.snapshot.join import JoinReuse, join
 from dapper.backends.snapshot.registry import REGISTRY, SourceRegistry
 from dapper.backends.snapshot.sources import (
     Source,
@@ -93,6 +93,7 @@ class Collector:
         self._closed = False
         self._change_callbacks: list[Callable[[str], None]] = []
         self._insecure_tls = insecure_tls(config)
+        self._reuse = JoinReuse()  # only _join touches it, on the engine's loop
         self.snapshot = self._join()
         self.operations: ClusterOperations | None = None  # the console's protocol
         if not config.read_only:
@@ -223,6 +224,7 @@ class Collector:
             git=parts.git,
             sources=tuple(self._health.values()),
             extra_faults=tuple(parts.faults),
+            reuse=self._reuse,
         )
         return replace(joined, insecure_tls=self._insecure_tls)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
+from functools import partial
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from dapper.backends.model import (
     TalosMachine,
     Vm,
 )
+from dapper.backends.snapshot.reuse import Reuse
 
 NVIDIA_VENDOR = "10de"
 
@@ -114,6 +116,51 @@ def evolve(obj: _T, **changes: Any) -> _T:
     return new
 
 
+class JoinReuse:
+    """What the last join made, for the next (see reuse.py); one per collector."""
+
+    def __init__(self) -> None:
+        self.nodes: Reuse[Node] = Reuse()
+        self.vms: Reuse[Vm] = Reuse()
+        self.kustomizations: Reuse[Kustomization] = Reuse()
+
+    def done(self) -> None:
+        for r in (self.nodes, self.vms, self.kustomizations):
+            r.done()
+
+
+def _finished(pod: PodRef) -> bool:
+    return pod.phase in ("Succeeded", "Failed")  # holds no GPU any more
+
+
+def _node(
+    node: Node,
+    machine: TalosMachine | None,
+    vm: Vm | None,
+    pool: StoragePool | None,
+    pods: tuple[PodRef, ...],
+) -> Node:
+    cpu, mem = _usage(machine, vm)
+    return evolve(
+        node,
+        cpu_usage=node.cpu_usage if node.cpu_usage is not None else cpu,
+        mem_usage=node.mem_usage if node.mem_usage is not None else mem,
+        talos=machine,
+        vm=vm,
+        pods=pods,
+        gpu_allocated=sum(p.gpu_request for p in pods if not _finished(p)),
+        pool=pool.name if pool else "",
+    )
+
+
+def _vm(reuse: Reuse[Vm], vm: Vm, node: str | None, machines_by_key: dict[str, TalosMachine]) -> Vm:
+    """A VM with the node it runs, or else the Talos machine at its address."""
+    if node is not None:
+        return reuse.get(vm.vmid, (vm, node), partial(evolve, vm, node_name=node))
+    machine = _machine_at(vm, machines_by_key)
+    return reuse.get(vm.vmid, (vm, machine), partial(evolve, vm, node_name="", talos=machine))
+
+
 def join(
     *,
     cluster: str,
@@ -126,9 +173,12 @@ def join(
     git: GitData | None = None,
     sources: tuple[SourceHealth, ...],
     extra_faults: tuple[Fault, ...] = (),
+    reuse: JoinReuse | None = None,
 ) -> ClusterSnapshot:
     """One ClusterSnapshot from what each system said (a missing one joins as empty);
-    `extra_faults` come from sources that only report (see SnapshotParts)."""
+    `extra_faults` come from sources that only report (see SnapshotParts); `reuse` keeps
+    the joined objects whose inputs did not change since its last join."""
+    reuse = reuse or JoinReuse()
     kube = kube or KubeData()
     proxmox = proxmox or ProxmoxData()
     talos = talos or TalosData()
@@ -142,9 +192,7 @@ def join(
     vms_by_name = {vm.name: vm for vm in proxmox.vms}
     vms_by_mac = {mac.lower(): vm for vm in proxmox.vms for mac in vm.macs}
     pools_by_node = {p.node: p for p in kube.pools}
-    pods_by_node: dict[str, list[PodRef]] = {}
-    for pod in kube.pods:
-        pods_by_node.setdefault(pod.node, []).append(pod)
+    pods_by_node: dict[str, list[PodRef]] | None = None  # for nodes parsed without pods
 
     # Nodes joined with their machine and VM.
     node_of_vm: dict[int, str] = {}
@@ -159,28 +207,23 @@ def join(
             vm = vms_by_mac.get(mac.lower()) if mac else None
         if vm is not None:
             node_of_vm[vm.vmid] = node.name
-        pods = tuple(sorted(pods_by_node.get(node.name, ()), key=_POD_ORDER))
+        pods = node.pods  # kube_data groups them, in (namespace, name) order
+        if not pods and kube.pods:
+            if pods_by_node is None:
+                pods_by_node = {}
+                for pod in kube.pods:
+                    pods_by_node.setdefault(pod.node, []).append(pod)
+            pods = tuple(sorted(pods_by_node.get(node.name, ()), key=_POD_ORDER))
         pool = pools_by_node.get(node.name)
-        cpu, mem = _usage(machine, vm)
         nodes.append(
-            evolve(
-                node,
-                cpu_usage=node.cpu_usage if node.cpu_usage is not None else cpu,
-                mem_usage=node.mem_usage if node.mem_usage is not None else mem,
-                talos=machine,
-                vm=vm,
-                pods=pods,
-                gpu_allocated=sum(p.gpu_request for p in pods),
-                pool=pool.name if pool else "",
+            reuse.nodes.get(
+                node.name,
+                (node, machine, vm, pool, pods),
+                partial(_node, node, machine, vm, pool, pods),
             )
         )
 
-    vms = tuple(
-        evolve(vm, node_name=node_of_vm[vm.vmid])
-        if vm.vmid in node_of_vm
-        else evolve(vm, node_name="", talos=_machine_at(vm, machines_by_key))
-        for vm in proxmox.vms
-    )
+    vms = tuple(_vm(reuse.vms, vm, node_of_vm.get(vm.vmid), machines_by_key) for vm in proxmox.vms)
     gpus = _join_gpus(proxmox, vms, {n.name: n for n in nodes})
     gpu_addrs: dict[str, list[str]] = {}
     for g in gpus:
@@ -189,13 +232,14 @@ def join(
     nodes = [evolve(n, gpus=tuple(gpu_addrs[n.name])) if n.name in gpu_addrs else n for n in nodes]
 
     kustomizations = tuple(
-        evolve(
-            ks,
-            files=git.files.get(ks.key, ks.files),
-            depends_on=ks.depends_on or git.depends_on.get(ks.key, ()),
+        reuse.kustomizations.get(
+            ks.key,
+            (ks, files := git.files.get(ks.key, ks.files), deps := git.depends_on.get(ks.key, ())),
+            partial(evolve, ks, files=files, depends_on=ks.depends_on or deps),
         )
         for ks in kube.kustomizations
     )
+    reuse.done()
     snapshot = ClusterSnapshot(
         cluster=cluster,
         mode=mode,

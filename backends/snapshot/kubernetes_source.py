@@ -8,14 +8,17 @@ makes no list call at all and the timer is only a slow safety net.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from functools import partial
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
-from dapper.backends.model import PodRef, SourceName
+from dapper.backends.model import Node, PodRef, SourceName
 from dapper.backends.snapshot.join import KubeData, SnapshotParts
+from dapper.backends.snapshot.reuse import Reuse
 from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
 
 if TYPE_CHECKING:
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_SHOWN = 200  # the newest events kept in a snapshot
+_EVENT_TIME = attrgetter("time")
+_POD_ORDER = attrgetter("namespace", "name")
 # A watched change shows within this long; sooner, a churning cluster (50 pod changes a
 # second) would have the console re-joining the snapshot all the time.
 WATCH_DEBOUNCE = 1.0
@@ -42,6 +47,7 @@ class KubernetesSource:
         self._lean_tried = False
         self._watcher: KubeWatcher | None = None
         self._flight = SingleFlight()
+        self._nodes = NodeParses()
 
     def client(self) -> KubeBackend:
         """The Kubernetes client, built on first use (its import is the expensive part)."""
@@ -111,7 +117,7 @@ class KubernetesSource:
         if watcher is not None and watcher.healthy and (not fresh or watcher.sync(timeout)):
             cached = watcher.cache()
         if cached is not None:
-            return kube_data(cached)  # parsed as each object arrived (ingest)
+            return kube_data(cached, self._nodes)  # parsed as each object arrived (ingest)
         if watcher is not None and watcher.reason:
             log.info("kubernetes watches not in sync (%s): listing", watcher.reason)
         from dapper.backends.clients.kube import WATCH_KINDS
@@ -124,7 +130,7 @@ class KubernetesSource:
         for kind in WATCH_KINDS:  # each page ingested as it arrives, then put in list order
             items, _rv = k.list_converted(kind, partial(_ordered_ingest, kind))
             parsed[kind] = [obj for _order, obj in sorted(items, key=itemgetter(0))]
-        return kube_data(parsed)
+        return kube_data(parsed, self._nodes)
 
     def feed(self, parts: SnapshotParts, data: object) -> None:
         assert isinstance(data, KubeData)
@@ -158,25 +164,47 @@ def ingest(kind: str, obj: dict) -> Any:
     return obj
 
 
-def kube_data(parsed: dict[str, list[Any]]) -> KubeData:
-    """KubeData from each kind's ingested objects, in the API's list order (namespace,
-    name), whether listed or from the watch cache."""
+class NodeParses:
+    """Nodes parsed for the last snapshot, reused while their raw object and their pods
+    are the same objects (see reuse.py): with 50 pod changes a second over 500 nodes,
+    parsing every node at each refresh was 80 ms of CPU a second."""
+
+    def __init__(self) -> None:
+        self._reuse: Reuse[Node] = Reuse()
+
+    def parse(self, objs: list[dict], by_node: dict[str, list[PodRef]]) -> list[Node]:
+        out = []
+        for o in objs:
+            name = o["metadata"]["name"]
+            pods = by_node.get(name, ())
+            out.append(self._reuse.get(name, (o, *pods), partial(_node, o, pods)))
+        self._reuse.done()
+        return out
+
+
+def _node(obj: dict, pods: Sequence[PodRef]) -> Node:
+    """A node with its pods in the API's list order (namespace, name)."""
     from dapper.backends.clients import kube_parse
 
+    return kube_parse.node(obj, tuple(sorted(pods, key=_POD_ORDER)))
+
+
+def kube_data(parsed: dict[str, list[Any]], memo: NodeParses | None = None) -> KubeData:
+    """KubeData from each kind's ingested objects, listed or from the watch cache (in no
+    set order: each node's pods are put in list order, the join orders the rest); `memo`
+    reuses unchanged nodes."""
     pod_refs: list[PodRef] = parsed["pods"]
-    by_node: dict[str, list[PodRef]] = {}
-    for p in pod_refs:
-        by_node.setdefault(p.node, []).append(p)
-    nodes = [
-        kube_parse.node(o, tuple(by_node.get(o["metadata"]["name"], ()))) for o in parsed["nodes"]
-    ]
-    events = sorted(parsed["events"], key=lambda e: -e.time)
+    by_node: defaultdict[str, list[PodRef]] = defaultdict(list)
+    for p in pod_refs:  # 20,000 at scale: the cheapest grouping Python has
+        by_node[p.node].append(p)
+    nodes = (memo or NodeParses()).parse(parsed["nodes"], by_node)
+    events = heapq.nlargest(EVENTS_SHOWN, parsed["events"], key=_EVENT_TIME)  # of thousands
     return KubeData(
         nodes=tuple(nodes),
         pods=tuple(pod_refs),
         kustomizations=tuple(parsed["kustomizations"]),
         pools=tuple(parsed["diskpools"]),
-        events=tuple(events[:EVENTS_SHOWN]),
+        events=tuple(events),
     )
 
 
