@@ -54,10 +54,17 @@ class Connector:
 # pane switch showed in about half the time (bench/keys.py); an idle console paints
 # nothing either way. The operator's own TEXTUAL_FPS wins.
 FRAMES_PER_SECOND = "120"
+# How long a lone Esc byte waits for the rest of an escape sequence before it is Esc
+# (Textual's default is 100 ms, on top of its input thread's 100 ms poll, which
+# tui/terminal_input.py removes). 25 ms, as tmux's escape-time and neovim's ttimeoutlen
+# are tens of ms: a terminal writes a sequence's bytes at once, and they arrive together
+# over SSH too. The operator's own ESCDELAY wins.
+ESCAPE_DELAY_MS = "25"
 
 
 def make_app(config: Config, connect: Callable[[], Awaitable[Any]]) -> Any:
     os.environ.setdefault("TEXTUAL_FPS", FRAMES_PER_SECOND)  # read when Textual is imported
+    os.environ.setdefault("ESCDELAY", ESCAPE_DELAY_MS)  # so is this
     from dapper.tui.app import DapperApp
 
     return DapperApp(config, connect)

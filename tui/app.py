@@ -37,6 +37,7 @@ from rich.text import Text
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.notifications import SeverityLevel
 from textual.reactive import var
 from textual.timer import Timer
@@ -160,6 +161,16 @@ class DapperApp(SurvivesErrors, App[int]):
         main = self.screen_stack[0]
         assert isinstance(main, MainScreen)
         return main
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's terminal driver, but one that answers Esc without a 100 ms poll's lag
+        (see terminal_input); any other driver (Windows, headless, TEXTUAL_DRIVER) as is."""
+        driver = super().get_driver_class()
+        if driver.__module__ == "textual.drivers.linux_driver":  # not importable on Windows
+            from dapper.tui.terminal_input import PromptEscapeDriver
+
+            return PromptEscapeDriver
+        return driver
 
     def on_mount(self) -> None:
         self.connect_feed()
