@@ -195,8 +195,9 @@ class MainScreen(SurvivesErrors, Screen[None]):
         stale = self.snapshot is not None and not pane.shows(self.snapshot)
         if stale and pane.built and pane.table.showing is not None:
             # narrow: the pane comes back at once with the rows it had, and the current
-            # snapshot's follow from the thread a moment later
-            self._prepare_soon()
+            # snapshot's follow from the thread a moment later, once that is painted (a
+            # thread started now would hold the GIL the switch's paint needs)
+            self.call_after_refresh(self._prepare_soon)
         else:
             self._render_panes(stale_only=True)  # wide: every pane already shows it
         self._render_bars()
@@ -244,6 +245,7 @@ class MainScreen(SurvivesErrors, Screen[None]):
         again = True
         try:
             while again:
+                self._hold_while_typing()  # the rows' CPU is GIL a key's paint waits for
                 snapshot, now = self.snapshot, self._now
                 if snapshot is None or not self.is_attached:
                     return
