@@ -217,9 +217,14 @@ def node_specs(count: int) -> list[NodeSpec]:
     """The real 7 nodes, then extra storage workers for scaled-up labs."""
     specs = list(DAPPER_NODES[: max(count, 0)])
     rng = random.Random(7)
+    macs = {s.mac for s in specs}
     for i in range(len(specs), count):
         n = i - len(DAPPER_NODES) + 4  # talos-node-large-4 onwards
-        ip = f"10.{101 + i // 250}.{(i // 250) % 250}.{10 + i % 240}"
-        mac = "bc:24:11:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(3))
+        block = i // 240  # 240 hosts (.10 to .249) a /24, 250 /24s a /16
+        ip = f"10.{101 + block // 250}.{block % 250}.{10 + i % 240}"
+        mac = ""
+        while not mac or mac in macs:  # Proxmox never hands out one MAC twice
+            mac = "bc:24:11:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(3))
+        macs.add(mac)
         specs.append(NodeSpec(f"talos-node-large-{n}", ip, 100 + i, "worker", mac, False, True))
     return specs

@@ -89,6 +89,15 @@ def test_node_specs_are_the_real_seven_then_stable_storage_workers() -> None:
     assert big == node_specs(9)  # the random MACs are seeded
 
 
+def test_a_big_lab_gives_every_node_its_own_address_and_mac() -> None:
+    """At 500 nodes, 13 pairs of nodes shared an InternalIP: the console joined both to one
+    Talos machine, and the Talos source asked 487 machines for 500 nodes."""
+    specs = node_specs(2000)
+    assert len({s.ip for s in specs}) == len(specs)
+    assert len({s.mac for s in specs}) == len(specs)
+    assert all(0 <= int(octet) < 255 for s in specs for octet in s.ip.split("."))
+
+
 def test_pods_report_their_gpus_owner_and_pending_state() -> None:
     pod = pod_object("ml", "train-0", "", owner=("StatefulSet", "train"), gpu=2)
     assert pod_gpu_request(pod) == 2
