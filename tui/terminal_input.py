@@ -34,7 +34,9 @@ class PromptEscapeDriver(LinuxDriver):
     """LinuxDriver whose input thread sleeps only until a pending Esc is due."""
 
     def run_input_thread(self) -> None:
-        selector = selectors.DefaultSelector()
+        # select(), as Textual's own driver: kqueue cannot watch a tty on macOS, nor can
+        # epoll a regular file (stdin redirected from one)
+        selector = selectors.SelectSelector()
         selector.register(self.fileno, selectors.EVENT_READ)
         parser = XTermParser(self._debug)
         decode = getincrementaldecoder("utf-8")().decode
