@@ -95,6 +95,21 @@ def test_a_dead_storage_node_is_replaced_forcing_only_the_confirmed_pod(
     lab: RunningLab, kube: KubeBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     core = k8s.CoreV1Api(kube._api)
+
+    def pools_online() -> bool:
+        pools = k8s.CustomObjectsApi(kube._api).list_namespaced_custom_object(
+            "openebs.io", "v1beta3", NS, "diskpools"
+        )["items"]
+        online = {
+            p["spec"]["node"]
+            for p in pools
+            if (p.get("status") or {}).get("pool_status") == "Online"
+        }
+        return online >= set(STORAGE_WORKERS)
+
+    # Every pool Online first: a claim provisioned while only one pool was (the tree's, as
+    # Flux applies the pools) lands there, and all of them on the GPU node left no victim.
+    eventually(pools_online, message="the storage workers' pools Online", timeout=60.0)
     # a claim of our own: whichever worker's pool took it holds its only replica
     core.create_namespaced_persistent_volume_claim(
         "default",
