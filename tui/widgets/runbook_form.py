@@ -119,6 +119,8 @@ class ParamForm(VerticalScroll):
         )
 
     def on_mount(self) -> None:
+        if not self.query(".param"):
+            return  # replaced while it mounted (a quick move through the list): no inputs
         for name, loaded in self.loaded.items():
             if name in self.params:
                 self._fill(self.params[name], loaded)
