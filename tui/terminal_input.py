@@ -41,17 +41,12 @@ class PromptEscapeDriver(LinuxDriver):
         parser = XTermParser(self._debug)
         decode = getincrementaldecoder("utf-8")().decode
 
-        def dispatch(data: str) -> None:
-            for event in parser.feed(data):
-                self.process_message(event)
-
         try:
             while not self.exit_event.is_set():
                 wait = next_wake(parser._timeout_time, get_time())  # the parser's clock
-                if selector.select(wait):
-                    data = decode(os.read(self.fileno, 4096))
-                    if data:
-                        dispatch(data)
+                data = decode(os.read(self.fileno, 4096)) if selector.select(wait) else ""
+                for event in parser.feed(data) if data else ():
+                    self.process_message(event)
                 for event in parser.tick():
                     self.process_message(event)
         finally:

@@ -270,8 +270,9 @@ class KubeWatcher:
                     cut, kind.cut = kind.cut, False
                 if cut:
                     continue  # resume() or sync() cut the stream on purpose
-                if watching and self._resumable(kind, exc, kind.opens > opens, reopen_failures):
-                    reopen_failures = 0 if kind.opens > opens else reopen_failures + 1
+                was_open = watching and kind.opens > opens
+                if watching and self._resumable(kind, exc, was_open, reopen_failures):
+                    reopen_failures = 0 if was_open else reopen_failures + 1
                     continue
                 self._failed(kind, exc)
                 relist = True

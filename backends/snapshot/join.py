@@ -104,7 +104,7 @@ def _pci_base(address: str) -> str:
 
 
 _T = TypeVar("_T")
-_POD_ORDER = attrgetter("namespace", "name")  # in C: a lambda was a tenth of the join
+POD_ORDER = attrgetter("namespace", "name")  # in C: a lambda was a tenth of the join
 
 
 def evolve(obj: _T, **changes: Any) -> _T:
@@ -213,7 +213,7 @@ def join(
                 pods_by_node = {}
                 for pod in kube.pods:
                     pods_by_node.setdefault(pod.node, []).append(pod)
-            pods = tuple(sorted(pods_by_node.get(node.name, ()), key=_POD_ORDER))
+            pods = tuple(sorted(pods_by_node.get(node.name, ()), key=POD_ORDER))
         pool = pools_by_node.get(node.name)
         nodes.append(
             reuse.nodes.get(

@@ -17,7 +17,7 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from dapper.backends.model import Node, PodRef, SourceName
-from dapper.backends.snapshot.join import KubeData, SnapshotParts
+from dapper.backends.snapshot.join import POD_ORDER, KubeData, SnapshotParts
 from dapper.backends.snapshot.reuse import Reuse
 from dapper.backends.snapshot.sources import IMPORTS, SingleFlight, SourceContext
 
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 EVENTS_SHOWN = 200  # the newest events kept in a snapshot
 _EVENT_TIME = attrgetter("time")
-_POD_ORDER = attrgetter("namespace", "name")
 # A watched change shows within this long; sooner, a churning cluster (50 pod changes a
 # second) would have the console re-joining the snapshot all the time.
 WATCH_DEBOUNCE = 1.0
@@ -186,7 +185,7 @@ def _node(obj: dict, pods: Sequence[PodRef]) -> Node:
     """A node with its pods in the API's list order (namespace, name)."""
     from dapper.backends.clients import kube_parse
 
-    return kube_parse.node(obj, tuple(sorted(pods, key=_POD_ORDER)))
+    return kube_parse.node(obj, tuple(sorted(pods, key=POD_ORDER)))
 
 
 def kube_data(parsed: dict[str, list[Any]], memo: NodeParses | None = None) -> KubeData:
