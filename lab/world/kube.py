@@ -201,7 +201,15 @@ class KubeWorld:
         a known one is Ready (the kubelet registers into the existing object)."""
         if not self.node_exists(spec.hostname):
             # node_object dates the first Ready 90 s after creation: make that now
-            self.store.create(self.node_object(spec, created=self.state.clock.now() - 90))
+            node = self.node_object(spec, created=self.state.clock.now() - 90)
+            if not self.cni_running():
+                # the kubelet's first status already says its runtime has no network: no
+                # reader (the API lists without the world lock) may see the new Node Ready
+                node["status"]["conditions"] = node_conditions(False, *CNI_NOT_READY, "False")
+                node["spec"]["taints"] = without_lifecycle_taints(
+                    node["spec"].get("taints") or []
+                ) + lifecycle_taints("False")
+            self.store.create(node)
             if not self.cni_running():
                 self.set_node_ready(spec.hostname, False, *CNI_NOT_READY, status="False")
             self._place_daemonsets()

@@ -6,7 +6,16 @@ import re
 
 import pytest
 from dapper.lab import talos_config
-from dapper.lab.world import DAPPER_NODES, WorldError, node_specs, pod_gpu_request, pod_object
+from dapper.lab.kinds import by_kind
+from dapper.lab.store import WatchEvent
+from dapper.lab.world import (
+    DAPPER_NODES,
+    World,
+    WorldError,
+    node_specs,
+    pod_gpu_request,
+    pod_object,
+)
 from dapper.lab.world.faults import FAULT_KINDS, parse_fault
 from dapper.lab.world.kube_objects import controller_of, labels_match
 from dapper.lab.world.talos import cluster_machine_config, machine_config
@@ -133,3 +142,29 @@ def test_lab_configs_carry_both_tokens_and_the_interface_by_mac() -> None:
     )
     no_name = talos_config.load(cluster_machine_config("", "worker", os_ca_pem="P", token="t"))
     assert no_name.hostname == "" and no_name.interfaces == ()
+
+
+def test_a_node_registering_before_the_cni_is_never_seen_ready() -> None:
+    """The API lists without the world's lock: a kubelet registering with no CNI posts
+    NotReady in its first status, never a Ready that a reader could catch."""
+    world = World(stage="bare")
+    try:
+        seen: list[tuple[str, str]] = []
+
+        def on_event(event: WatchEvent) -> None:
+            if tuple(event.key[:2]) == ("", "nodes"):
+                conds = event.obj.get("status", {}).get("conditions") or []
+                ready = next(c["status"] for c in conds if c["type"] == "Ready")
+                seen.append((event.type, ready))
+
+        world.store.add_listener(on_event)
+        with world.lock:
+            world.kube.register_node(world.specs[0])
+        assert seen and seen[0] == ("ADDED", "False")
+        assert all(ready == "False" for _, ready in seen)
+        node = world.store.find(by_kind("", "Node"), "", world.specs[0].hostname)
+        assert node is not None
+        taints = {(t["key"], t["effect"]) for t in node["spec"]["taints"]}
+        assert ("node.kubernetes.io/not-ready", "NoSchedule") in taints
+    finally:
+        world.close()
