@@ -32,6 +32,8 @@ NS = "openebs-system"
 PROXY = "http:openebs-api-rest:http"
 DRIVER = "io.openebs.csi-mayastor"
 STORAGE_WORKERS = ("talos-node-large-1", "talos-node-large-2", "talos-node-large-3")
+GPU_POOL = "talos-node-gpu-1"
+MIB = 1024 * 1024
 
 
 @pytest.fixture
@@ -69,6 +71,51 @@ def bare_pod(core: k8s.CoreV1Api, name: str, node: str) -> None:
             "spec": {"nodeName": node, "containers": [{"name": "app", "image": "lab/app"}]},
         },
     )
+
+
+def _bound_claim(core: k8s.CoreV1Api, name: str, size: str) -> None:
+    core.create_namespaced_persistent_volume_claim(
+        "default",
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}},
+            },
+        },
+    )
+    eventually(
+        lambda: (
+            core.read_namespaced_persistent_volume_claim(name, "default").status.phase == "Bound"
+        ),
+        message=f"{name} bound",
+        timeout=30.0,  # the provisioner's queue, behind the lab's own work on a busy machine
+    )
+
+
+def _own_claim_on_a_large_worker(lab: RunningLab, core: k8s.CoreV1Api) -> str:
+    """A claim of the default class (one replica) placed on a large worker's pool; its name.
+
+    Mayastor (and the twin) puts a replica on the pool with the least committed, which is
+    often the GPU node's (the tree's volumes sit on the workers). A ballast claim first
+    commits the GPU pool past the emptiest worker's; the check is repeated in case the
+    tree's own claims moved the balance meanwhile."""
+    mayastor = lab.world.mayastor
+    for attempt in range(3):
+        with lab.world.lock:
+            gpu = mayastor.committed(GPU_POOL)
+            least = min(mayastor.committed(n) for n in STORAGE_WORKERS)
+        if gpu <= least:
+            _bound_claim(core, f"ballast-{attempt}", f"{(least - gpu) // MIB + 1024}Mi")
+        name = f"replace-data-{attempt}"
+        _bound_claim(core, name, "1Gi")
+        with lab.world.lock:
+            uid = mayastor.by_claim[("default", name)]
+            if mayastor.volumes[uid].replicas[0].node in STORAGE_WORKERS:
+                return name
+    pytest.fail("three claims in a row landed on the GPU node's pool")
 
 
 class StopAt(StopAfter):
@@ -110,36 +157,16 @@ def test_a_dead_storage_node_is_replaced_forcing_only_the_confirmed_pod(
     # Every pool Online first: a claim provisioned while only one pool was (the tree's, as
     # Flux applies the pools) lands there, and all of them on the GPU node left no victim.
     eventually(pools_online, message="the storage workers' pools Online", timeout=60.0)
-    # a claim of our own: whichever worker's pool took it holds its only replica
-    core.create_namespaced_persistent_volume_claim(
-        "default",
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "replace-data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-    eventually(
-        lambda: (
-            core.read_namespaced_persistent_volume_claim("replace-data", "default").status.phase
-            == "Bound"
-        ),
-        message="the claim bound",
-        timeout=30.0,  # the provisioner's queue, behind the lab's own work on a busy machine
-    )
+    # a claim of our own on a large worker, whose pool then holds its only replica
+    mine = _own_claim_on_a_large_worker(lab, core)
     claims = _claims_of_pvs(core)
     by_node: dict[str, set[str]] = {}
     for v in kube.mayastor_volumes(NS, PROXY):
         nodes = {r["node"] for r in v["state"]["replica_topology"].values()}
         if len(nodes) == 1:
             by_node.setdefault(nodes.pop(), set()).add(claims[v["state"]["uuid"]])
-    victim = next((n for n in STORAGE_WORKERS if by_node.get(n)), None)
-    if victim is None:  # pragma: no cover - placement put every volume on the GPU node
-        pytest.skip("no single-replica volume on a large worker")
+    victim = next(n for n, held in by_node.items() if f"default/{mine}" in held)
+    assert victim in STORAGE_WORKERS
     lost = by_node[victim]
 
     bare_pod(core, "force-me", victim)
