@@ -98,8 +98,9 @@ class ObjectStore:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._objects: dict[Key, dict] = {}
-        # (group, plural) -> {(namespace, name): object}: a list reads one type, not all
-        self._by_type: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
+        # (group, plural) -> {namespace: {name: object}}: a list reads one type (and one
+        # namespace), not all; at 20,000 pods a namespace's list scanned them all
+        self._by_type: dict[tuple[str, str], dict[str, dict[str, dict]]] = {}
         self._rv = 1
         self._history: deque[WatchEvent] = deque(maxlen=self.HISTORY)
         self._listeners: list[Callable[[WatchEvent], None]] = []
@@ -140,8 +141,16 @@ class ObjectStore:
         with copy=False the store's own objects (read-only, as for get)."""
         with self._lock:
             of_type = self._by_type.get((rt.group, rt.plural), {})
-            keys = sorted(k for k in of_type if ns is None or not ns or k[0] == ns)
-            items = [of_type[k] for k in keys]
+            if ns:
+                in_ns = of_type.get(ns, {})
+                items = [in_ns[name] for name in sorted(in_ns)]
+            else:
+                items = [
+                    of_ns[name]
+                    for where in sorted(of_type)
+                    for of_ns in (of_type[where],)
+                    for name in sorted(of_ns)
+                ]
             if copy:
                 items = [clone(o) for o in items]  # type: ignore[misc]
             return items, self._rv
@@ -168,16 +177,16 @@ class ObjectStore:
         if dry_run:  # dryRun=All: the answer the write would get, nothing stored or watched
             return clone(obj)  # type: ignore[return-value]
         self._rv += 1
-        of_type = self._by_type.setdefault(key[:2], {})
+        of_ns = self._by_type.setdefault(key[:2], {}).setdefault(key[2], {})
         if type_ != "DELETED":
             obj["metadata"]["resourceVersion"] = str(self._rv)
             self._objects[key] = obj
-            of_type[key[2:]] = obj
+            of_ns[key[3]] = obj
         else:
             obj = clone(obj)  # type: ignore[assignment]
             obj["metadata"]["resourceVersion"] = str(self._rv)
             self._objects.pop(key, None)
-            of_type.pop(key[2:], None)
+            of_ns.pop(key[3], None)
         event = WatchEvent(type_, self._rv, key, clone(obj))  # type: ignore[arg-type]
         self._history.append(event)
         self._changed.notify_all()
