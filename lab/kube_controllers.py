@@ -17,7 +17,7 @@ import uuid
 
 from dapper.lab.kinds import by_kind
 from dapper.lab.kube_eviction import budget_state, status_of
-from dapper.lab.kube_workloads import WorkloadStatus
+from dapper.lab.kube_workloads import Workload, WorkloadStatus, changed_workloads
 from dapper.lab.store import NotFound, ObjectStore, WatchEvent, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class LabControllers:
                 except queue.Empty:
                     break
             namespaces: set[str] = set()
+            changed: dict[str, set[Workload]] = {}
             nodes_changed = False
             for event in batch:
                 if event is None:
@@ -138,8 +139,11 @@ class LabControllers:
                     if event.key[1] == "nodes":
                         nodes_changed = True
                         self._node_changed(event)
-                    else:
-                        namespaces.add(event.key[2])
+                        continue
+                    ns = event.key[2]
+                    namespaces.add(ns)
+                    found = changed_workloads(self.store, event.key[1], event.obj)
+                    changed.setdefault(ns, set()).update(found)
                 except Exception:  # a controller hiccup must not stop the others
                     log.exception("lab controller failed on %s", event.key)
             try:
@@ -148,9 +152,11 @@ class LabControllers:
                 log.exception("lab disruption controller failed")
             try:
                 if nodes_changed:  # a DaemonSet wants a pod per matching Node
-                    daemonsets, _ = self.store.list(by_kind("apps", "DaemonSet"))
-                    namespaces |= {d["metadata"]["namespace"] for d in daemonsets}
-                self._workloads.refresh(namespaces)
+                    daemonsets, _ = self.store.list(by_kind("apps", "DaemonSet"), copy=False)
+                    for d in daemonsets:
+                        ns = d["metadata"]["namespace"]
+                        changed.setdefault(ns, set()).add(("DaemonSet", d["metadata"]["name"]))
+                self._workloads.refresh_changed(changed)
             except Exception:
                 log.exception("lab workload status controllers failed")
 
@@ -208,7 +214,7 @@ class LabControllers:
                 self.store.mutate(by_kind("", "Node"), "", name, edit)
 
     def _pdbs(self) -> list[dict]:
-        return self.store.list(by_kind("policy", "PodDisruptionBudget"))[0]
+        return self.store.list(by_kind("policy", "PodDisruptionBudget"), copy=False)[0]
 
     def _refresh_budgets(self, namespaces: set[str]) -> None:
         if not namespaces:
@@ -218,7 +224,7 @@ class LabControllers:
             ns = pdb["metadata"]["namespace"]
             if ns not in namespaces:
                 continue
-            pods, _ = self.store.list(by_kind("", "Pod"), ns)
+            pods, _ = self.store.list(by_kind("", "Pod"), ns, copy=False)  # read only
             status = status_of(budget_state(pdb, pods), pdb["metadata"].get("generation", 1))
 
             def edit(obj: dict, status: dict = status) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 
-from dapper.lab.kinds import by_kind
+from dapper.lab.kinds import ResourceType, by_kind
 from dapper.lab.store import NotFound, ObjectStore
 
 POD = by_kind("", "Pod")
@@ -21,8 +21,10 @@ REPLICASET = by_kind("apps", "ReplicaSet")
 DAEMONSET = by_kind("apps", "DaemonSet")
 STATEFULSET = by_kind("apps", "StatefulSet")
 
+Workload = tuple[str, str]  # (kind, name) in a namespace
 
-def _controller(pod: dict) -> tuple[str, str]:
+
+def _controller(pod: dict) -> Workload:
     refs = pod.get("metadata", {}).get("ownerReferences") or []
     mine = next((r for r in refs if r.get("controller")), refs[0] if refs else {})
     return mine.get("kind", ""), mine.get("name", "")
@@ -47,22 +49,69 @@ def _counts(pods: list[dict]) -> tuple[int, int]:
     return len(active), sum(1 for p in active if _ready(p))
 
 
+_KIND_OF = {
+    "replicasets": "ReplicaSet",
+    "deployments": "Deployment",
+    "statefulsets": "StatefulSet",
+    "daemonsets": "DaemonSet",
+}
+
+
+def changed_workloads(store: ObjectStore, plural: str, obj: dict) -> set[Workload]:
+    """The workloads (kind, name) whose status a change to `obj` (a pod or a workload,
+    in the form its event carries) may change: a pod's controller, a ReplicaSet's
+    Deployment too."""
+    if plural == "pods":
+        kind, name = _controller(obj)
+    else:
+        kind, name = _KIND_OF.get(plural, ""), obj["metadata"]["name"]
+    if not kind:
+        return set()
+    changed = {(kind, name)}
+    if kind == "ReplicaSet":
+        ns = obj["metadata"].get("namespace", "")
+        rs = obj if plural == "replicasets" else store.find(REPLICASET, ns, name, copy=False)
+        changed.add(("Deployment", _deployment_of(rs, name)))
+    return changed
+
+
+def _deployment_of(rs: dict | None, name: str) -> str:
+    """The Deployment a ReplicaSet belongs to: its owner, else the name it was made from
+    (as `_deployments` counts a ReplicaSet nobody owns)."""
+    refs = ((rs or {}).get("metadata") or {}).get("ownerReferences") or []
+    owner = next((r.get("name", "") for r in refs if r.get("kind") == "Deployment"), "")
+    return owner or name.rsplit("-", 1)[0]
+
+
 class WorkloadStatus:
     """Recomputes the status counts of a namespace's workloads."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    def refresh(self, namespaces: set[str]) -> None:
-        for ns in sorted(namespaces):
-            pods, _ = self.store.list(POD, ns, copy=False)
-            owned: dict[tuple[str, str], list[dict]] = {}
-            for p in pods:
-                owned.setdefault(_controller(p), []).append(p)
-            self._replicasets(ns, owned)
-            self._deployments(ns, owned)
-            self._statefulsets(ns, owned)
-            self._daemonsets(ns, owned)
+    def refresh_changed(self, changed: dict[str, set[Workload]]) -> None:
+        """Only the named workloads (kind, name) of each namespace: as the controllers work
+        from a queue of keys. At 20,000 pods, recomputing a whole namespace for each pod
+        the churn replaced kept a core busy."""
+        for ns in sorted(changed):
+            self._refresh(ns, changed[ns])
+
+    def _refresh(self, ns: str, only: set[Workload]) -> None:
+        pods, _ = self.store.list(POD, ns, copy=False)
+        owned: dict[Workload, list[dict]] = {}
+        for p in pods:
+            owned.setdefault(_controller(p), []).append(p)
+        self._replicasets(ns, owned, self._objects(REPLICASET, ns, only))
+        self._deployments(ns, owned, self._objects(DEPLOYMENT, ns, only))
+        self._statefulsets(ns, owned, self._objects(STATEFULSET, ns, only))
+        self._daemonsets(ns, owned, self._objects(DAEMONSET, ns, only))
+
+    def _objects(self, rt: ResourceType, ns: str, only: set[Workload]) -> list[dict]:
+        """The objects of `rt` that `only` names (read only)."""
+        found = (
+            self.store.find(rt, ns, name, copy=False) for kind, name in only if kind == rt.kind
+        )
+        return [o for o in found if o is not None]
 
     def _write(self, rt: object, ns: str, name: str, counts: dict) -> None:
         """Merge `counts` into the status; a count of None is dropped (an omitempty 0)."""
@@ -80,8 +129,8 @@ class WorkloadStatus:
         with contextlib.suppress(NotFound):
             self.store.mutate(rt, ns, name, edit, status_only=True)  # type: ignore[arg-type]
 
-    def _replicasets(self, ns: str, owned: dict) -> None:
-        for rs in self.store.list(REPLICASET, ns, copy=False)[0]:
+    def _replicasets(self, ns: str, owned: dict, replicasets: list[dict]) -> None:
+        for rs in replicasets:
             name = rs["metadata"]["name"]
             replicas, ready = _counts(owned.get(("ReplicaSet", name), []))
             self._write(
@@ -91,9 +140,11 @@ class WorkloadStatus:
                 {"replicas": replicas, "readyReplicas": ready, "availableReplicas": ready},
             )
 
-    def _deployments(self, ns: str, owned: dict) -> None:
+    def _deployments(self, ns: str, owned: dict, deployments: list[dict]) -> None:
+        if not deployments:
+            return
         replicasets = self.store.list(REPLICASET, ns, copy=False)[0]
-        for dep in self.store.list(DEPLOYMENT, ns, copy=False)[0]:
+        for dep in deployments:
             name = dep["metadata"]["name"]
             mine = {
                 rs["metadata"]["name"]
@@ -139,8 +190,8 @@ class WorkloadStatus:
             }
             self._write(DEPLOYMENT, ns, name, counts)
 
-    def _statefulsets(self, ns: str, owned: dict) -> None:
-        for sts in self.store.list(STATEFULSET, ns, copy=False)[0]:
+    def _statefulsets(self, ns: str, owned: dict, statefulsets: list[dict]) -> None:
+        for sts in statefulsets:
             name = sts["metadata"]["name"]
             pods = owned.get(("StatefulSet", name), [])
             ready = sum(1 for p in pods if _active(p) and _ready(p))
@@ -157,9 +208,11 @@ class WorkloadStatus:
                 },
             )
 
-    def _daemonsets(self, ns: str, owned: dict) -> None:
+    def _daemonsets(self, ns: str, owned: dict, daemonsets: list[dict]) -> None:
+        if not daemonsets:
+            return
         nodes = self.store.list(NODE, copy=False)[0]
-        for ds in self.store.list(DAEMONSET, ns, copy=False)[0]:
+        for ds in daemonsets:
             name = ds["metadata"]["name"]
             template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
             selector = template.get("nodeSelector") or {}
