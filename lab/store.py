@@ -339,17 +339,18 @@ class ObjectStore:
     ) -> Iterator[WatchEvent]:
         """Yield the type's events after `since_rv`, waiting up to `timeout` for new ones."""
         deadline = time.monotonic() + timeout
-        last = since_rv
+        seen = since_rv  # every event up to here has been looked at
         with self._lock:
             if self._history and since_rv and since_rv < self._history[0].rv - 1:
                 raise Gone(since_rv)
         while True:
             with self._lock:
+                newer = self._events_after(seen)
+                seen = self._rv
                 batch = [
                     e
-                    for e in self._history
-                    if e.rv > last
-                    and e.key[0] == rt.group
+                    for e in newer
+                    if e.key[0] == rt.group
                     and e.key[1] == rt.plural
                     and (not ns or e.key[2] == ns)
                 ]
@@ -359,9 +360,19 @@ class ObjectStore:
                         return
                     self._changed.wait(min(remaining, 0.5))
                     continue
-            for event in batch:
-                last = event.rv
-                yield event
+            yield from batch
+
+    def _events_after(self, rv: int) -> list[WatchEvent]:
+        """The history's events newer than `rv`, oldest first. Walked from the newest end
+        (the history is in resourceVersion order): a watcher reads only what is new, where
+        scanning all 20,000 events on every wake was most of a busy lab's CPU."""
+        newer = []
+        for event in reversed(self._history):
+            if event.rv <= rv:
+                break
+            newer.append(event)
+        newer.reverse()
+        return newer
 
     def wake(self) -> None:
         """Wake every watcher now, so one whose `stop` event was set returns at once."""
