@@ -85,9 +85,13 @@ class TalosSource:
             return self._direct
 
     def refresh_after(self) -> tuple[str, ...]:
-        """Kubernetes first when neither the caller nor the talosconfig names nodes: then
-        the machines to ask are the nodes Kubernetes lists."""
+        """Kubernetes first when neither the caller nor the talosconfig names nodes (the
+        machines to ask are the nodes Kubernetes lists), until Kubernetes has answered
+        once: after that its last node list serves, as it does the Proxmox source, and a
+        full refresh pays for the slower of the two, not both in turn."""
         if self.context.talos_nodes is not None or self._talosconfig_nodes():
+            return ()
+        if isinstance(self.context.latest(SourceName.KUBERNETES), KubeData):
             return ()
         return (SourceName.KUBERNETES,)
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from dapper.backends.config import load_config
-from dapper.backends.model import TalosMachine
+from dapper.backends.config import Config, load_config
+from dapper.backends.model import SourceName, TalosMachine
 from dapper.backends.snapshot import talos_source
+from dapper.backends.snapshot.join import KubeData
 from dapper.backends.snapshot.sources import SourceContext
 from dapper.backends.snapshot.talos_source import TalosSource
 
@@ -73,3 +74,14 @@ async def test_a_sweep_where_nobody_answered_in_budget_waits_for_an_answer(sourc
     source._client.delay = {NODES[0]: 0.2, NODES[1]: 0.3}
     answers = loads(await source.fetch())
     assert answers[NODES[0]] == 2.0  # not only old answers: the first to come is taken
+
+
+def test_talos_waits_for_kubernetes_only_until_kubernetes_has_answered(tmp_path):
+    """The node list to ask comes from Kubernetes: a first full refresh reads it first;
+    later ones use the last list instead of paying for both sources in turn."""
+    latest: dict[str, object] = {}
+    config = Config(talosconfig=str(tmp_path / "no-talosconfig"))  # names no nodes
+    src = TalosSource(SourceContext(config=config, timeout=5.0, latest=latest.get))
+    assert src.refresh_after() == (SourceName.KUBERNETES,)
+    latest[SourceName.KUBERNETES] = KubeData()
+    assert src.refresh_after() == ()
