@@ -175,6 +175,12 @@ class Collector:
         return await self._engine.run(self._refresh(source, fresh))
 
     async def _refresh(self, source: str, fresh: bool) -> ClusterSnapshot:
+        await self._fetch(source, fresh)
+        self.snapshot = self._join()
+        return self.snapshot
+
+    async def _fetch(self, source: str, fresh: bool = False) -> None:
+        """One source's data and health, kept for the next join."""
         async with self._locks[source]:
             now = self.clock()
             previous = self._health[source]
@@ -191,24 +197,27 @@ class Collector:
                 self._health[source] = SourceHealth(
                     source=source, health=Health.OK, last_success=now, last_attempt=now
                 )
-            self.snapshot = self._join()
-            return self.snapshot
 
     async def refresh_all(self) -> ClusterSnapshot:
         """Every source at once, except that a source waits for those it reads
-        (`refresh_after`, e.g. Talos for Kubernetes when no node list is configured)."""
-        tasks: dict[str, asyncio.Task[ClusterSnapshot]] = {}
+        (`refresh_after`, e.g. Talos for Kubernetes when no node list is configured);
+        one join at the end (at 500 nodes a join per source was a third of the CPU)."""
+        return await self._engine.run(self._refresh_all())
 
-        async def after(name: str, needs: tuple[str, ...]) -> ClusterSnapshot:
+    async def _refresh_all(self) -> ClusterSnapshot:
+        tasks: dict[str, asyncio.Task[None]] = {}
+
+        async def after(name: str, needs: tuple[str, ...]) -> None:
             for need in needs:
                 if need in tasks:
                     await asyncio.shield(tasks[need])
-            return await self.refresh(name)
+            await self._fetch(name)
 
         for name, source in self._sources.items():
             earlier = tuple(n for n in source.refresh_after() if n in tasks)  # no cycles
             tasks[name] = asyncio.ensure_future(after(name, earlier))
         await asyncio.gather(*tasks.values())
+        self.snapshot = self._join()
         return self.snapshot
 
     def _join(self) -> ClusterSnapshot:
