@@ -350,9 +350,7 @@ class ObjectStore:
                 batch = [
                     e
                     for e in newer
-                    if e.key[0] == rt.group
-                    and e.key[1] == rt.plural
-                    and (not ns or e.key[2] == ns)
+                    if e.key[0] == rt.group and e.key[1] == rt.plural and (not ns or e.key[2] == ns)
                 ]
                 if not batch:
                     remaining = deadline - time.monotonic()
