@@ -123,9 +123,13 @@ class JoinReuse:
         self.nodes: Reuse[Node] = Reuse()
         self.vms: Reuse[Vm] = Reuse()
         self.kustomizations: Reuse[Kustomization] = Reuse()
+        # the sorted list as a whole: under pod churn the 1,500 Kustomizations and Git's
+        # files are the same objects refresh after refresh, and one pass of `is` over
+        # them is far cheaper than asking for each
+        self.kustomization_list: Reuse[tuple[Kustomization, ...]] = Reuse()
 
     def done(self) -> None:
-        for r in (self.nodes, self.vms, self.kustomizations):
+        for r in (self.nodes, self.vms, self.kustomizations, self.kustomization_list):
             r.done()
 
 
@@ -231,14 +235,29 @@ def join(
             gpu_addrs.setdefault(g.node_name, []).append(g.address)
     nodes = [evolve(n, gpus=tuple(gpu_addrs[n.name])) if n.name in gpu_addrs else n for n in nodes]
 
-    kustomizations = tuple(
-        reuse.kustomizations.get(
-            ks.key,
-            (ks, files := git.files.get(ks.key, ks.files), deps := git.depends_on.get(ks.key, ())),
-            partial(evolve, ks, files=files, depends_on=ks.depends_on or deps),
+    rebuilt = False
+
+    def joined_kustomizations() -> tuple[Kustomization, ...]:
+        nonlocal rebuilt
+        rebuilt = True
+        joined = (
+            reuse.kustomizations.get(
+                ks.key,
+                (
+                    ks,
+                    files := git.files.get(ks.key, ks.files),
+                    deps := git.depends_on.get(ks.key, ()),
+                ),
+                partial(evolve, ks, files=files, depends_on=ks.depends_on or deps),
+            )
+            for ks in kube.kustomizations
         )
-        for ks in kube.kustomizations
-    )
+        return tuple(sorted(joined, key=lambda k: k.key))
+
+    every = (git.files, git.depends_on, *kube.kustomizations)
+    kustomizations = reuse.kustomization_list.get("all", every, joined_kustomizations)
+    if not rebuilt:  # each one's entry stays for the build that needs them again
+        reuse.kustomizations.keep_all()
     reuse.done()
     snapshot = ClusterSnapshot(
         cluster=cluster,
@@ -249,7 +268,7 @@ def join(
         vms=tuple(sorted(vms, key=lambda v: v.vmid)),
         gpus=gpus,
         pools=tuple(sorted(kube.pools, key=lambda p: p.name)),
-        kustomizations=tuple(sorted(kustomizations, key=lambda k: k.key)),
+        kustomizations=kustomizations,
         events=tuple(sorted(kube.events, key=lambda e: e.time, reverse=True)),
         sources=sources,
     )

@@ -10,7 +10,7 @@ anew.
 from __future__ import annotations
 
 from dapper.backends.model import Kustomization, Node, PodRef, Vm
-from dapper.backends.snapshot.join import JoinReuse, KubeData, ProxmoxData, join
+from dapper.backends.snapshot.join import GitData, JoinReuse, KubeData, ProxmoxData, join
 from dapper.backends.snapshot.kubernetes_source import NodeParses, kube_data
 from dapper.backends.snapshot.reuse import Reuse
 
@@ -93,3 +93,32 @@ def test_a_second_join_reuses_what_did_not_change() -> None:
     third = joined(busier)
     assert third.nodes[0].cpu_usage == 0.9 and third.nodes[0].vm is busier
     assert third.kustomizations[0] is first.kustomizations[0]
+
+
+def test_unchanged_kustomizations_are_reused_as_a_list_and_one_change_rebuilds_one() -> None:
+    reuse = JoinReuse()
+    git = GitData()
+    apps = Kustomization("flux-system", "apps")
+    infra = Kustomization("flux-system", "infra")
+
+    def joined(*kustomizations: Kustomization):
+        return join(
+            cluster="c",
+            mode="LAB",
+            read_only=True,
+            taken_at=1.0,
+            kube=KubeData(kustomizations=kustomizations),
+            git=git,
+            sources=(),
+            reuse=reuse,
+        )
+
+    first = joined(infra, apps)
+    assert [k.name for k in first.kustomizations] == ["apps", "infra"]  # sorted by key
+    assert joined(infra, apps).kustomizations is first.kustomizations  # the whole list
+    assert joined(infra, apps).kustomizations is first.kustomizations  # and again
+
+    suspended = Kustomization("flux-system", "infra", suspended=True)
+    third = joined(suspended, apps).kustomizations
+    assert third[0] is first.kustomizations[0]  # apps: its entry outlived the list reuse
+    assert third[1].suspended and third[1] is not first.kustomizations[1]
