@@ -49,12 +49,7 @@ def _counts(pods: list[dict]) -> tuple[int, int]:
     return len(active), sum(1 for p in active if _ready(p))
 
 
-_KIND_OF = {
-    "replicasets": "ReplicaSet",
-    "deployments": "Deployment",
-    "statefulsets": "StatefulSet",
-    "daemonsets": "DaemonSet",
-}
+_KIND_OF = {rt.plural: rt.kind for rt in (REPLICASET, DEPLOYMENT, STATEFULSET, DAEMONSET)}
 
 
 def changed_workloads(store: ObjectStore, plural: str, obj: dict) -> set[Workload]:

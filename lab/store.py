@@ -145,12 +145,10 @@ class ObjectStore:
                 in_ns = of_type.get(ns, {})
                 items = [in_ns[name] for name in sorted(in_ns)]
             else:
-                items = [
-                    of_ns[name]
-                    for where in sorted(of_type)
-                    for of_ns in (of_type[where],)
-                    for name in sorted(of_ns)
-                ]
+                items = []
+                for where in sorted(of_type):
+                    of_ns = of_type[where]
+                    items.extend(of_ns[name] for name in sorted(of_ns))
             if copy:
                 items = [clone(o) for o in items]  # type: ignore[misc]
             return items, self._rv

@@ -129,7 +129,8 @@ class JoinReuse:
         self.kustomization_list: Reuse[tuple[Kustomization, ...]] = Reuse()
 
     def done(self) -> None:
-        for r in (self.nodes, self.vms, self.kustomizations, self.kustomization_list):
+        """`kustomizations` is a build of its own, made only when the list changed."""
+        for r in (self.nodes, self.vms, self.kustomization_list):
             r.done()
 
 
@@ -235,29 +236,10 @@ def join(
             gpu_addrs.setdefault(g.node_name, []).append(g.address)
     nodes = [evolve(n, gpus=tuple(gpu_addrs[n.name])) if n.name in gpu_addrs else n for n in nodes]
 
-    rebuilt = False
-
-    def joined_kustomizations() -> tuple[Kustomization, ...]:
-        nonlocal rebuilt
-        rebuilt = True
-        joined = (
-            reuse.kustomizations.get(
-                ks.key,
-                (
-                    ks,
-                    files := git.files.get(ks.key, ks.files),
-                    deps := git.depends_on.get(ks.key, ()),
-                ),
-                partial(evolve, ks, files=files, depends_on=ks.depends_on or deps),
-            )
-            for ks in kube.kustomizations
-        )
-        return tuple(sorted(joined, key=lambda k: k.key))
-
     every = (git.files, git.depends_on, *kube.kustomizations)
-    kustomizations = reuse.kustomization_list.get("all", every, joined_kustomizations)
-    if not rebuilt:  # each one's entry stays for the build that needs them again
-        reuse.kustomizations.keep_all()
+    kustomizations = reuse.kustomization_list.get(
+        "all", every, partial(_join_kustomizations, kube, git, reuse.kustomizations)
+    )
     reuse.done()
     snapshot = ClusterSnapshot(
         cluster=cluster,
@@ -274,6 +256,23 @@ def join(
     )
     faults = find_faults(snapshot) + _missing_devices(proxmox) + list(extra_faults)
     return replace(snapshot, faults=tuple(sorted(faults, key=Fault.rank)))
+
+
+def _join_kustomizations(
+    kube: KubeData, git: GitData, reuse: Reuse[Kustomization]
+) -> tuple[Kustomization, ...]:
+    """Each Kustomization with its Git files and dependencies, sorted by key; those whose
+    inputs are the same objects as at the last such build are reused."""
+    joined = tuple(
+        reuse.get(
+            ks.key,
+            (ks, files := git.files.get(ks.key, ks.files), deps := git.depends_on.get(ks.key, ())),
+            partial(evolve, ks, files=files, depends_on=ks.depends_on or deps),
+        )
+        for ks in kube.kustomizations
+    )
+    reuse.done()
+    return tuple(sorted(joined, key=lambda k: k.key))
 
 
 def _machine_at(vm: Vm, machines_by_key: dict[str, TalosMachine]) -> TalosMachine | None:

@@ -31,11 +31,6 @@ class Reuse(Generic[T]):
         self._now[key] = (inputs, made)
         return made
 
-    def keep_all(self) -> None:
-        """Carry every entry of the last build into this one, as if each were asked for
-        again with the same inputs (a caller that reused the whole list asks for none)."""
-        self._now.update(self._last)
-
     def done(self) -> None:
         """End a build: what it did not ask for is forgotten."""
         self._last, self._now = self._now, {}

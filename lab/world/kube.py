@@ -202,16 +202,16 @@ class KubeWorld:
         if not self.node_exists(spec.hostname):
             # node_object dates the first Ready 90 s after creation: make that now
             node = self.node_object(spec, created=self.state.clock.now() - 90)
-            if not self.cni_running():
+            not_ready = [] if self.cni_running() else lifecycle_taints("False")
+            if not_ready:
                 # the kubelet's first status already says its runtime has no network: no
                 # reader (the API lists without the world lock) may see the new Node Ready
                 node["status"]["conditions"] = node_conditions(False, *CNI_NOT_READY, "False")
-                node["spec"]["taints"] = without_lifecycle_taints(
-                    node["spec"].get("taints") or []
-                ) + lifecycle_taints("False")
+                taints = without_lifecycle_taints(node["spec"].get("taints") or [])
+                node["spec"]["taints"] = taints + not_ready
             self.store.create(node)
-            if not self.cni_running():
-                self.set_node_ready(spec.hostname, False, *CNI_NOT_READY, status="False")
+            if not_ready:  # pods still bound to the name wait out their tolerations
+                self.pods_lifecycle.taints_added(spec.hostname, not_ready)
             self._place_daemonsets()
             # the pods still bound to the name (the pod GC has not collected them yet): the
             # new kubelet finishes the Terminating ones and runs the rest
