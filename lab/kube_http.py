@@ -221,9 +221,17 @@ class KubeHandler(LabHandler):
         return kube_openapi.v3_for_path(path) or _raise_not_found()
 
     def _maybe_table(self, r: Route, items: list[dict], rv: str, doc: dict) -> dict:
-        if "as=Table" in self.headers.get("Accept", ""):
-            return to_table(r.rt, items, rv)
-        return doc
+        """The Table form when asked for it. A list's page keeps its `continue` token and
+        remaining count there too, as the API server's does: kubectl asks for 500 rows
+        at a time and follows the token, so without it `get pods -A` stops at 500."""
+        if "as=Table" not in self.headers.get("Accept", ""):
+            return doc
+        table = to_table(r.rt, items, rv)
+        if doc.get("kind", "").endswith("List"):
+            for key in ("continue", "remainingItemCount"):
+                if key in doc["metadata"]:
+                    table["metadata"][key] = doc["metadata"][key]
+        return table
 
     # -- replies -------------------------------------------------------------------------
 

@@ -46,6 +46,15 @@ def test_get_nodes_prints_the_table(lab: Lab) -> None:
     assert gpu.split()[1:3] == ["Ready", "<none>"]
 
 
+def test_get_follows_the_table_pages_to_the_last_row(lab: Lab) -> None:
+    # kubectl asks for Tables a page at a time (--chunk-size, 500 by default) and stops
+    # when a page carries no continue token
+    whole = kubectl(lab, "get", "pods", "-A", "--no-headers", "--chunk-size=0").splitlines()
+    paged = kubectl(lab, "get", "pods", "-A", "--no-headers", "--chunk-size=3").splitlines()
+    assert len(whole) > 6
+    assert sorted(paged) == sorted(whole)
+
+
 def test_describe_node_lists_its_pods(lab: Lab) -> None:
     out = kubectl(lab, "describe", "node", WORKER)
     assert f"Name:               {WORKER}" in out
