@@ -576,19 +576,22 @@ class TalosClient:
     async def _machine(
         self, node: str, etcd: Callable[[str], Awaitable[tuple[EtcdMember, ...]]]
     ) -> TalosMachine:
-        try:
-            version = await self.version(node)
-        except BackendError as exc:
-            return await self._not_running(node, exc)
-        dynamic, facts = await asyncio.gather(
-            asyncio.gather(
-                self.services(node),
-                self.memory(node),
-                self.load_avg(node),
-                return_exceptions=True,
-            ),
-            self._static_facts(node, version.tag),
+        # Version tells a running machine from one that is not; asked beside the dynamic
+        # reads, not before them, a running machine costs one round trip, not two (at
+        # 500 nodes the sweep's wall time). A machine that is not running fails them all.
+        first = await asyncio.gather(
+            self.version(node),
+            self.services(node),
+            self.memory(node),
+            self.load_avg(node),
+            return_exceptions=True,
         )
+        version, dynamic = first[0], first[1:]
+        if isinstance(version, BackendError):
+            return await self._not_running(node, version)
+        if isinstance(version, BaseException):
+            raise version
+        facts = await self._static_facts(node, version.tag)
         reads = (*dynamic, *facts)
         errors = [r.reason for r in reads if isinstance(r, BackendError)]
         for r in reads:

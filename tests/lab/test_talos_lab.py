@@ -296,6 +296,30 @@ async def test_stopped_vm_is_unreachable(server, world, tmp_path) -> None:
         assert (await c.machine(CP1)).stage == "running"
 
 
+async def test_a_running_machine_is_read_in_one_round_trip(server, tmp_path) -> None:
+    # Version is asked beside the dynamic reads, not before them: every read of a worker
+    # whose static facts are cached is in flight before the first one answers.
+    async with _client(server, tmp_path) as c:
+        await c.machine(WORKER)  # caches hostname, system stat and disks
+        in_flight: set[str] = set()
+        widest = 0
+        unary = c._unary
+
+        async def counted(node, service, method, req, **kw):
+            nonlocal widest
+            in_flight.add(method)
+            widest = max(widest, len(in_flight))
+            try:
+                return await unary(node, service, method, req, **kw)
+            finally:
+                in_flight.discard(method)
+
+        c._unary = counted  # type: ignore[method-assign]
+        machine = await c.machine(WORKER)
+    assert machine.stage == "running" and machine.hostname == "talos-node-large-1"
+    assert widest == 4  # Version, ServiceList, Memory and LoadAvg together
+
+
 async def test_reset_removes_the_member_from_etcd(server, world, tmp_path) -> None:
     async with _client(server, tmp_path) as c:
         before = {e.hostname for e in await c.etcd_members(CP1)}
