@@ -122,10 +122,12 @@ class Terminal:
                 self.changed.wait(left)
             return self.changed_at - t0
 
-    def wait_for(self, needle: str, timeout: float) -> bool:
+    def wait_for(self, needle: str, timeout: float, *, absent: str = "") -> bool:
+        """Until the screen shows `needle` and (when given) no longer shows `absent`."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if needle in self.text():
+            text = self.text()
+            if needle in text and not (absent and absent in text):
                 return True
             time.sleep(0.1)
         return False
@@ -226,7 +228,9 @@ def run_size(
     term = start_console(config, cols, rows)
     try:
         t0 = time.perf_counter()
-        if not term.wait_for("talos-", 180):
+        # a node row, with every pane past "waiting for kubernetes": a VM is named
+        # talos-… too, and keys pressed before the nodes are listed move nothing
+        if not term.wait_for("talos-", 180, absent="waiting for"):
             print(f"   {cols}x{rows}: the console never showed a node\n{term.text()}")
             return
         startup = time.perf_counter() - t0
