@@ -4,6 +4,7 @@ and the verbs (get, list, create, update, patch, delete, evict) over the object 
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import json
 from dataclasses import dataclass, replace
@@ -212,45 +213,40 @@ class KubeApi:
         obj["apiVersion"] = r.api_version
         return obj
 
-    def filtered(self, r: Route, label: str, field: str) -> tuple[list[dict], int]:
-        """The matching objects, read-only: the store's own, each under a new top level
-        carrying the route's apiVersion (no deep copy of thousands of objects per list)."""
-        items, rv = self.store.list(r.rt, r.namespace, copy=False)
-        lp = parse_label_selector(label) if label else None
-        fp = parse_field_selector(field, r.rt.kind) if field else None
-        out = [
-            {**o, "apiVersion": r.api_version}
-            for o in items
-            if (lp is None or lp(o["metadata"].get("labels") or {})) and (fp is None or fp(o))
-        ]
-        return out, rv
-
     def list(self, r: Route, label: str, field: str, limit: int = 0, token: str = "") -> dict:
         """A list, or one page of it (`limit`, `continue` as the API server pages: the
-        token says where the next page starts and at which resourceVersion the first was
-        served; the lab serves later pages from the current store)."""
-        items, rv = self.filtered(r, label, field)
+        token says after which object the next page starts and at which resourceVersion
+        the first was served; the lab serves later pages from the current store). A page
+        continues after a key, not an offset, so objects created or deleted between pages
+        neither shift one into the next page twice nor out of both."""
+        items, rv = self.store.list(r.rt, r.namespace, copy=False)  # in (namespace, name) order
         start = 0
         if token:
-            try:
-                rv_text, _, offset = (
-                    base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-                )
-                rv, start = int(rv_text), int(offset)
-            except ValueError:
-                raise StoreError(400, "BadRequest", "continue key is not valid") from None
+            rv, after = _read_continue(token)
+            start = bisect.bisect_right(items, after, key=_list_key)
+        lp = parse_label_selector(label) if label else None
+        fp = parse_field_selector(field, r.rt.kind) if field else None
+
+        def matches(o: dict) -> bool:
+            return (lp is None or lp(o["metadata"].get("labels") or {})) and (fp is None or fp(o))
+
+        page: list[dict] = []
         meta: dict = {"resourceVersion": str(rv)}
-        if limit > 0:
-            end = start + limit
-            if end < len(items):
-                meta["continue"] = base64.urlsafe_b64encode(f"{rv}:{end}".encode()).decode()
-                meta["remainingItemCount"] = len(items) - end
-            items = items[start:end]
+        for at in range(start, len(items)):
+            o = items[at]
+            if not matches(o):
+                continue
+            if limit > 0 and len(page) == limit:  # one more matches: the list goes on
+                meta["continue"] = _continue_token(rv, _list_key(page[-1]))
+                if lp is None and fp is None:  # as the API server: counted only unfiltered
+                    meta["remainingItemCount"] = len(items) - at
+                break
+            page.append({**o, "apiVersion": r.api_version})
         return {
             "kind": f"{r.rt.kind}List",
             "apiVersion": r.api_version,
             "metadata": meta,
-            "items": items,
+            "items": page,
         }
 
     def exists(self, r: Route) -> bool:
@@ -466,3 +462,24 @@ class KubeApi:
             "status": "Success",
             "code": 201,
         }
+
+
+def _list_key(obj: dict) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def _continue_token(rv: int, after: tuple[str, str]) -> str:
+    """Opaque to clients, as the API server's: where the next page starts, and the
+    resourceVersion of the first page."""
+    body = json.dumps({"rv": rv, "start": list(after)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(body.encode()).decode()
+
+
+def _read_continue(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token.encode()))
+        ns, name = body["start"]
+        return int(body["rv"]), (str(ns), str(name))
+    except (ValueError, TypeError, KeyError):
+        raise StoreError(400, "BadRequest", "continue key is not valid") from None

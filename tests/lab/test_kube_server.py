@@ -97,6 +97,40 @@ def test_label_selectors(admin: client.ApiClient) -> None:
     assert not (names("app.kubernetes.io/name!=web") & web)
 
 
+def test_a_page_continues_after_its_last_object_not_at_an_offset(
+    admin: client.ApiClient,
+) -> None:
+    # An object deleted between two pages must not push another out of both, as the API
+    # server's continue key (the last key served) guarantees.
+    core = client.CoreV1Api(admin)
+    core.create_namespace({"metadata": {"name": "paging"}})
+    for i in range(6):
+        labels = {"page": "even" if i % 2 == 0 else "odd"}
+        core.create_namespaced_config_map(
+            "paging", {"metadata": {"name": f"cm-{i}", "labels": labels}}
+        )
+    first = core.list_namespaced_config_map("paging", limit=2)
+    assert [c.metadata.name for c in first.items] == ["cm-0", "cm-1"]
+    assert first.metadata.remaining_item_count == 4
+    core.delete_namespaced_config_map("cm-0", "paging")
+    second = core.list_namespaced_config_map("paging", limit=2, _continue=first.metadata._continue)
+    assert [c.metadata.name for c in second.items] == ["cm-2", "cm-3"]
+    # with a selector: pages of matching objects, the last one without a token
+    seen, token = [], None
+    while True:
+        page = core.list_namespaced_config_map(
+            "paging", label_selector="page=odd", limit=1, _continue=token
+        )
+        seen += [c.metadata.name for c in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+    assert seen == ["cm-1", "cm-3", "cm-5"]
+    with pytest.raises(ApiException) as bad:
+        core.list_namespaced_config_map("paging", limit=2, _continue="not-a-token")
+    assert bad.value.status == 400
+
+
 def test_field_selectors(admin: client.ApiClient, lab: Lab) -> None:
     core = client.CoreV1Api(admin)
     on_node = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={WORKER}").items
