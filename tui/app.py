@@ -233,7 +233,9 @@ class DapperApp(SurvivesErrors, App[int]):
         feed.on_change(self._source_changed)
         self._start_watches(feed)
         for source in feed.source_names:
-            self.refresh_source(source)
+            # nothing is cached yet, so every first read is fresh; asking for a fresh one
+            # would make Kubernetes list again right after its watches' first lists
+            self.refresh_source(source, fresh=False)
 
     @work(thread=True, exclusive=True, group="watches", exit_on_error=False)
     def _start_watches(self, feed: SnapshotFeed) -> None:

@@ -200,6 +200,23 @@ class KubeWatcher:
         if stuck:
             log.warning("kube watch threads did not end: %s", ", ".join(stuck))
 
+    def first_lists(self, timeout: float) -> bool:
+        """Wait for every kind's first list while the watcher is starting, so a reader
+        does not list the same 20,000 pods beside it. True once the cache can serve;
+        False when a kind failed, the watcher is closing, or `timeout` passed."""
+
+        def settled() -> bool:
+            kinds = self._kinds.values()
+            return (
+                self._stop.is_set() or any(k.error for k in kinds) or all(k.synced for k in kinds)
+            )
+
+        with self._lock:
+            if not self._started:
+                return False
+            self._listed.wait_for(settled, timeout)
+            return not self._stop.is_set() and all(k.synced for k in self._kinds.values())
+
     def sync(self, timeout: float) -> bool:
         """List every kind again now and return once the cache holds those lists, so what
         was written before the call is in it (an explicit refresh reads its own writes).
@@ -388,6 +405,7 @@ class KubeWatcher:
         with self._lock:
             changed = kind.synced or kind.error != reason
             kind.synced, kind.error = False, reason
+            self._listed.notify_all()  # first_lists() stops waiting for it
         if changed:
             self._dirty.set()
 

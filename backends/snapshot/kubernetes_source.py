@@ -33,6 +33,9 @@ _EVENT_TIME = attrgetter("time")
 # A watched change shows within this long; sooner, a churning cluster (50 pod changes a
 # second) would have the console re-joining the snapshot all the time.
 WATCH_DEBOUNCE = 1.0
+# A refresh while the watcher makes its first lists waits for them up to this many
+# timeouts (within the collector's bound of two), then lists by itself.
+FIRST_LIST_WAIT = 1.8
 
 
 class KubernetesSource:
@@ -113,6 +116,10 @@ class KubernetesSource:
         watcher = self._watcher
         cached = None
         timeout = self.context.timeout
+        if watcher is not None and not watcher.healthy and not watcher.reason:
+            # starting: its first lists are on the way, and listing beside them would
+            # double the work (and the API server's) at the moment the console starts
+            watcher.first_lists(FIRST_LIST_WAIT * timeout)
         if watcher is not None and watcher.healthy and (not fresh or watcher.sync(timeout)):
             cached = watcher.cache()
         if cached is not None:

@@ -123,6 +123,39 @@ async def test_cordon_and_delete_reach_the_snapshot_without_a_list(
     assert watch_threads() == []
 
 
+async def test_a_refresh_while_the_watches_make_their_first_lists_waits_for_them(
+    lab: RunningLab,
+) -> None:
+    # At 20,000 pods the console's first refresh listed every kind beside the watcher's
+    # own first lists: twice the work, for both sides, as the console starts.
+    collector = Collector(lab.config, timeout=3.0)
+    try:
+        reader = collector._sources["kubernetes"].reader()  # type: ignore[attr-defined]
+        assert isinstance(reader, KubeReader)
+        own_lists: list[str] = []
+        inner = reader._json
+
+        def observed(what: str, *args, **kwargs):
+            on_watch_thread = threading.current_thread().name.startswith("kube-watch")
+            if what.startswith("list ") and not on_watch_thread:
+                own_lists.append(what)
+            if what.startswith("list pods") and on_watch_thread:
+                threading.Event().wait(0.5)  # a big first page: the refresh comes meanwhile
+            return inner(what, *args, **kwargs)
+
+        reader._json = observed  # type: ignore[method-assign]
+        collector.start_watches(**FAST)
+        assert not collector.watching("kubernetes")
+        snap = await collector.refresh("kubernetes")
+        assert len(snap.nodes) == 7 and pods(snap)
+        assert snap.source("kubernetes").health is Health.OK
+        assert own_lists == []
+        assert collector.watcher.lists == dict.fromkeys(collector.watcher.lists, 1)
+    finally:
+        await collector.close()
+    assert watch_threads() == []
+
+
 async def test_a_cut_stream_resumes_from_its_resource_version_without_a_list(
     lab: RunningLab, admin: KubeBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
