@@ -26,9 +26,9 @@ from dapper.backends.model import (
     Vm,
 )
 from dapper.tui import format as fmt
+from dapper.tui.line_table import LineTable
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
-from rich.table import Table
 from rich.text import Text
 
 OK, BAD, WARN, DIM, HEAD = "green", "bold red", "yellow", "dim", "bold"
@@ -50,7 +50,7 @@ class _Doc:
 
     def __init__(self) -> None:
         self.parts: list[RenderableType] = []
-        self._grid: Table | None = None
+        self._grid: LineTable | None = None
 
     def title(self, value: str, *extra: tuple[str, str]) -> None:
         line = Text(no_wrap=True, overflow="ellipsis")
@@ -75,7 +75,7 @@ class _Doc:
     def line(self, label: str, value: Cell, style: str = "") -> None:
         """One `label  value` row; consecutive rows share one aligned grid."""
         if self._grid is None:
-            self._grid = Table.grid(padding=(0, 1), expand=True)
+            self._grid = LineTable.grid(padding=(0, 1), expand=True)
             self._grid.add_column(width=LABEL_WIDTH, no_wrap=True, style=DIM)
             self._grid.add_column(ratio=1)
             self.parts.append(Padding(self._grid, (0, 0, 0, INDENT)))
@@ -97,7 +97,7 @@ class _Doc:
         self._grid = None
         fill = fill % len(headers)
         right = set(right)
-        table = Table(
+        table = LineTable(
             box=None,
             padding=(0, 1),
             pad_edge=False,
