@@ -7,7 +7,9 @@ does not wait for client libraries it does not need yet.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 # subcommand -> (module, function); the function takes the parsed args, returns an exit code.
@@ -196,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`status --json | head`): not an error of ours, and the
+        # interpreter must not try to flush into the closed pipe again on the way out
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
 
 
 if __name__ == "__main__":

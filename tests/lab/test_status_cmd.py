@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +46,23 @@ def test_status_json_on_a_healthy_lab(lab, capsys) -> None:
     assert {s["source"]: s["health"] for s in out["sources"]} == dict.fromkeys(
         ("kubernetes", "talos", "proxmox", "git", "mayastor"), "ok"
     )
+
+
+def test_status_into_a_pipe_closed_early_ends_quietly(lab) -> None:
+    # `dapper-tui status --json | head -c 100`: the reader leaves before the output ends
+    read, write = os.pipe()
+    config = str(lab.files.config_readonly)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dapper.cli.main", "--config", config, "status", "--json"],
+        stdout=write,
+        stderr=subprocess.PIPE,
+    )
+    os.close(write)
+    assert os.read(read, 100).startswith(b"{")
+    os.close(read)
+    _, stderr = proc.communicate(timeout=60)
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
+    assert proc.returncode == 141
 
 
 def test_status_text_and_exit_1_when_degraded(lab, capsys) -> None:
