@@ -52,6 +52,7 @@ class MayastorSource:
         self._client: VolumeReads | None = None
         self._flight = SingleFlight()
         self._last = MayastorData()
+        self._unreadable = ""  # why volumes could not be read, as last logged
 
     def client(self) -> VolumeReads:
         """The lean GET-only reader when the kubeconfig allows it (see kube_reader), else
@@ -79,6 +80,13 @@ class MayastorSource:
     async def fetch(self, *, fresh: bool = False) -> MayastorData:
         return await self._flight.run(self._read)
 
+    def _note_unreadable(self, why: str) -> None:
+        """Logged when it starts or its reason changes, not at every refresh: a read-only
+        console left on a wall screen asked every 15 s and logged each answer."""
+        if why != self._unreadable:
+            log.info("%s", why)
+            self._unreadable = why
+
     def _read(self) -> MayastorData:
         data = self._volumes()
         self._last = data
@@ -91,16 +99,19 @@ class MayastorSource:
         except BackendError as exc:
             if exc.code in API_DOWN:
                 # the Kubernetes source reports its API down; keep what was last seen
-                log.info("Mayastor volumes not read: %s", exc.reason)
+                self._note_unreadable(f"Mayastor volumes not read: {exc.reason}")
                 return self._last
             if exc.code == "NOT_FOUND":
                 return MayastorData()  # no Mayastor api-rest here
             if exc.code == "FORBIDDEN":
                 # the `view` role has no services/proxy: a read-only console (a wall
                 # screen) shows pools without their volumes rather than a standing warning
-                log.info("Mayastor volumes not readable: %s", exc.reason)
+                self._note_unreadable(f"Mayastor volumes not readable: {exc.reason}")
                 return MayastorData()
             raise
+        if self._unreadable:
+            log.info("Mayastor volumes readable again")
+            self._unreadable = ""
         if not any(_status(v) not in ("Online", "") for v in volumes):
             return MayastorData()
         return MayastorData(tuple(volume_faults(volumes, k.volume_claims(DRIVER))))

@@ -186,6 +186,23 @@ def test_the_read_only_identity_cannot_reach_the_service_proxy(lab: RunningLab) 
     assert err.value.status == 403 and "services/proxy" in err.value.body
 
 
+def test_a_read_only_console_logs_the_unreadable_volumes_once(lab: RunningLab, caplog) -> None:
+    readonly = dataclasses.replace(lab.config, kube_context="lab-readonly", read_only=True)
+
+    async def three_refreshes() -> list[ClusterSnapshot]:
+        collector = Collector(readonly, timeout=10)
+        try:
+            return [await collector.refresh("mayastor") for _ in range(3)]
+        finally:
+            await collector.close()
+
+    with caplog.at_level("INFO", logger="dapper.backends.snapshot.mayastor_source"):
+        snaps = asyncio.run(three_refreshes())
+    assert all(s.source("mayastor").health.value == "ok" for s in snaps)  # pools still shown
+    said = [r.getMessage() for r in caplog.records if "not readable" in r.getMessage()]
+    assert len(said) == 1 and "services/proxy" in said[0]
+
+
 def test_a_dead_node_degrades_and_faults_volumes_and_a_pool_in_use_stays(
     lab: RunningLab, api: client.ApiClient
 ) -> None:
