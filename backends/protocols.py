@@ -62,4 +62,9 @@ class SnapshotFeed(Protocol):
 
     def watching(self, source: str) -> bool: ...
 
+    def watchable(self, source: str) -> bool:
+        """Whether start_watches() serves `source` by watches (its first refresh waits for
+        them: a refresh before would list what the watches are listing)."""
+        ...
+
     async def close(self) -> None: ...

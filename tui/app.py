@@ -233,15 +233,22 @@ class DapperApp(SurvivesErrors, App[int]):
         feed.on_change(self._source_changed)
         self._start_watches(feed)
         for source in feed.source_names:
-            # nothing is cached yet, so every first read is fresh; asking for a fresh one
-            # would make Kubernetes list again right after its watches' first lists
-            self.refresh_source(source, fresh=False)
+            if not feed.watchable(source):  # those refresh once their watches started
+                # nothing is cached yet, so every first read is fresh anyway
+                self.refresh_source(source, fresh=False)
 
     @work(thread=True, exclusive=True, group="watches", exit_on_error=False)
     def _start_watches(self, feed: SnapshotFeed) -> None:
         """Watched sources refresh as soon as they change; their timers become a fallback.
-        In a thread: it imports the client side of the backend, never on the event loop."""
-        feed.start_watches()
+        In a thread: it imports the client side of the backend, never on the event loop.
+        Then their first refresh, which waits for the watches' first lists instead of
+        listing the same 20,000 pods beside them."""
+        try:
+            feed.start_watches()
+        finally:
+            for source in feed.source_names:
+                if feed.watchable(source):
+                    self._source_changed(source)
 
     def _source_changed(self, source: str) -> None:
         """Called on a watcher thread: hand over to the app's loop, never block."""

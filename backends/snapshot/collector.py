@@ -137,6 +137,9 @@ class Collector:
         watch health changed; it should only schedule refresh(source), never block."""
         self._change_callbacks.append(callback)
 
+    def watchable(self, source: str) -> bool:
+        return isinstance(self._sources.get(source), WatchableSource)
+
     def watching(self, source: str) -> bool:
         """Whether `source` is served by healthy watches right now."""
         src = self._sources.get(source)

@@ -127,6 +127,9 @@ class QuietCollector:
     def watching(self, source: str) -> bool:
         return False
 
+    def watchable(self, source: str) -> bool:
+        return False
+
     async def close(self) -> None:
         await self.inner.close()
 
