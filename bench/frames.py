@@ -93,6 +93,9 @@ class ReplayFeed:
     def watching(self, source: str) -> bool:
         return False
 
+    def watchable(self, source: str) -> bool:
+        return False
+
     async def close(self) -> None:
         return None
 
@@ -137,9 +140,12 @@ def replay(
 
         profiler = cProfile.Profile()
 
+    callbacks = _time_loop_callbacks()
+
     async def go() -> None:
         async with app.run_test(size=size) as pilot:
             await pilot.pause(0.5)
+            callbacks.clear()  # from the first snapshot replayed on
             kinds = [(k, v) for k, v in KEYS.items() if only is None or k == only]
             for n, snap in enumerate(snaps[1:]):
                 feed.snapshot = snap
@@ -185,7 +191,33 @@ def replay(
     print(row("snapshot", applies))
     for kind, xs in per_key.items():
         print(row(kind, xs))
+    busy = sorted(callbacks)
+    over = sum(1 for x in busy if x > 0.010)
+    print(
+        f"   one loop callback at a time (main thread CPU): {len(busy)} callbacks, "
+        f"p99 {1000 * busy[int(0.99 * (len(busy) - 1))]:.1f} ms, max {1000 * busy[-1]:.1f} ms, "
+        f"{over} over 10 ms"
+    )
     return 0
+
+
+def _time_loop_callbacks() -> list[float]:
+    """Each event-loop callback's main-thread CPU time from now on, in this process: how
+    long the loop was blocked at a stretch (a key waits for the callback running)."""
+    import asyncio.events
+
+    took: list[float] = []
+    run = asyncio.events.Handle._run
+
+    def timed(handle: asyncio.events.Handle) -> None:
+        start = time.thread_time()
+        try:
+            run(handle)
+        finally:
+            took.append(time.thread_time() - start)
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    return took
 
 
 def main() -> int:
