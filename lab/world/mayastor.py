@@ -231,12 +231,18 @@ class MayastorWorld:
                 return
             if (pvc.get("spec") or {}).get("volumeName"):
                 return  # asks for a given PV: the binder's business, not the provisioner's
+            if (pvc.get("spec") or {}).get("storageClassName") is None:
+                # no class yet (none was default when it was made): the provisioner never
+                # takes such a claim; the retroactive assignment writes one first, also
+                # when the default appeared before this step ran
+                self.classless[(ns, name)] = None
+                if self.storage_class(pvc) is not None:
+                    self._work.put(self.assign_default_class)
+                return
             sc = self.storage_class(pvc)
             if sc is None or sc.get("provisioner") != PROVISIONER:
                 if sc is None and self.is_mayastor(pvc):
-                    self.pending[(ns, name)] = None
-                elif sc is None and (pvc.get("spec") or {}).get("storageClassName") is None:
-                    self.classless[(ns, name)] = None
+                    self.pending[(ns, name)] = None  # names a class not applied yet
                 return
             params = sc.get("parameters") or {}
             want = max(1, int(str(params.get("repl", "1"))))

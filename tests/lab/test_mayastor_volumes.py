@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,36 @@ def test_a_claim_made_before_the_default_class_gets_it_when_it_appears(
     finally:
         mark_default("true")
         client.CoreV1Api(api).delete_namespaced_persistent_volume_claim("before-default", "default")
+
+
+def test_a_default_that_appears_before_the_provisioner_looks_is_still_written_first(
+    lab: RunningLab, api: client.ApiClient
+) -> None:
+    # The class became default between the claim's creation and the provisioner's first
+    # look at it: the claim must get the class written (as the PV controller does), not
+    # be provisioned from the default while still naming none.
+    storage = client.StorageV1Api(api)
+    name = "mayastor-single-replica"
+
+    def mark_default(value: str) -> None:
+        annotations = {"storageclass.kubernetes.io/is-default-class": value}
+        storage.patch_storage_class(name, {"metadata": {"annotations": annotations}})
+
+    mark_default("false")
+    hold = threading.Event()
+    lab.world.mayastor._work.put(lambda: hold.wait(10))  # the provisioner is busy
+    try:
+        claim(api, "default-came-first")
+        mark_default("true")
+        hold.set()
+        pvc = eventually(lambda: bound(api, "default-came-first"), message="the claim to bind")
+        assert pvc.spec.storage_class_name == name
+    finally:
+        hold.set()
+        mark_default("true")
+        client.CoreV1Api(api).delete_namespaced_persistent_volume_claim(
+            "default-came-first", "default"
+        )
 
 
 def test_the_read_only_identity_cannot_reach_the_service_proxy(lab: RunningLab) -> None:
