@@ -152,31 +152,35 @@ def test_a_claim_gets_a_volume_and_its_deletion_frees_it(
     assert err.value.status == 404 and json.loads(err.value.body)["kind"] == "NotFound"
 
 
+DEFAULT_CLASS = "mayastor-single-replica"  # the tree's default StorageClass
+
+
+def mark_default(api: client.ApiClient, value: str) -> None:
+    """Make the tree's class the default ("true") or not ("false")."""
+    annotations = {"storageclass.kubernetes.io/is-default-class": value}
+    client.StorageV1Api(api).patch_storage_class(
+        DEFAULT_CLASS, {"metadata": {"annotations": annotations}}
+    )
+
+
 def test_a_claim_made_before_the_default_class_gets_it_when_it_appears(
     lab: RunningLab, api: client.ApiClient
 ) -> None:
     """Kubernetes >= 1.28 assigns a default class that appears later to the claims that
     named none (retroactive default StorageClass assignment): a claim created while Flux
     has not yet applied the class is provisioned once it has."""
-    storage = client.StorageV1Api(api)
-    name = "mayastor-single-replica"
-
-    def mark_default(value: str) -> None:
-        annotations = {"storageclass.kubernetes.io/is-default-class": value}
-        storage.patch_storage_class(name, {"metadata": {"annotations": annotations}})
-
-    mark_default("false")
+    mark_default(api, "false")
     try:
         claim(api, "before-default")
         pvc = client.CoreV1Api(api).read_namespaced_persistent_volume_claim(
             "before-default", "default"
         )
         assert pvc.spec.storage_class_name is None and pvc.status.phase == "Pending"
-        mark_default("true")
+        mark_default(api, "true")
         pvc = eventually(lambda: bound(api, "before-default"), message="the claim to bind")
-        assert pvc.spec.storage_class_name == name
+        assert pvc.spec.storage_class_name == DEFAULT_CLASS
     finally:
-        mark_default("true")
+        mark_default(api, "true")
         client.CoreV1Api(api).delete_namespaced_persistent_volume_claim("before-default", "default")
 
 
@@ -186,25 +190,18 @@ def test_a_default_that_appears_before_the_provisioner_looks_is_still_written_fi
     # The class became default between the claim's creation and the provisioner's first
     # look at it: the claim must get the class written (as the PV controller does), not
     # be provisioned from the default while still naming none.
-    storage = client.StorageV1Api(api)
-    name = "mayastor-single-replica"
-
-    def mark_default(value: str) -> None:
-        annotations = {"storageclass.kubernetes.io/is-default-class": value}
-        storage.patch_storage_class(name, {"metadata": {"annotations": annotations}})
-
-    mark_default("false")
+    mark_default(api, "false")
     hold = threading.Event()
     lab.world.mayastor._work.put(lambda: hold.wait(10))  # the provisioner is busy
     try:
         claim(api, "default-came-first")
-        mark_default("true")
+        mark_default(api, "true")
         hold.set()
         pvc = eventually(lambda: bound(api, "default-came-first"), message="the claim to bind")
-        assert pvc.spec.storage_class_name == name
+        assert pvc.spec.storage_class_name == DEFAULT_CLASS
     finally:
         hold.set()
-        mark_default("true")
+        mark_default(api, "true")
         client.CoreV1Api(api).delete_namespaced_persistent_volume_claim(
             "default-came-first", "default"
         )
