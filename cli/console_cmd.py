@@ -56,10 +56,10 @@ class Connector:
 FRAMES_PER_SECOND = "120"
 # How long a lone Esc byte waits for the rest of an escape sequence before it is Esc
 # (Textual's default is 100 ms, on top of its input thread's 100 ms poll, which
-# tui/terminal_input.py removes). 25 ms, as tmux's escape-time and neovim's ttimeoutlen
-# are tens of ms: a terminal writes a sequence's bytes at once, and they arrive together
-# over SSH too. The operator's own ESCDELAY wins.
-ESCAPE_DELAY_MS = "25"
+# tui/terminal_input.py removes). 10 ms, tmux's escape-time since 3.5 (it was 500; tmux
+# issue 3844), which also runs behind SSH: a terminal writes a sequence's bytes at once,
+# and they arrive together. The operator's own ESCDELAY wins (a slow link: raise it).
+ESCAPE_DELAY_MS = "10"
 
 
 def make_app(config: Config, connect: Callable[[], Awaitable[Any]]) -> Any:
