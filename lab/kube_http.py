@@ -227,10 +227,9 @@ class KubeHandler(LabHandler):
         if "as=Table" not in self.headers.get("Accept", ""):
             return doc
         table = to_table(r.rt, items, rv)
-        if doc.get("kind", "").endswith("List"):
-            for key in ("continue", "remainingItemCount"):
-                if key in doc["metadata"]:
-                    table["metadata"][key] = doc["metadata"][key]
+        for key in ("continue", "remainingItemCount"):  # only a list's page has them
+            if key in doc["metadata"]:
+                table["metadata"][key] = doc["metadata"][key]
         return table
 
     # -- replies -------------------------------------------------------------------------

@@ -140,8 +140,8 @@ def _one_line(cell: object, room: int, *, fits: bool = False) -> bool:
 
 
 def _cell_segments(console: Console, cell: Text, width: int, column: Column) -> list[Segment]:
-    """A one-line Text as Rich draws it in a cell `width` wide: wrapped (not: one line)
-    with the cell's or the column's justify and overflow, then padded to the width."""
+    """A one-line Text as Rich draws it in a cell `width` wide: through Text.wrap with
+    no wrapping (the cell's or the column's justify and overflow), then padded."""
     if width <= 0:  # a column squeezed to nothing: Rich's empty line
         return [Segment("", Style.null())]
     wrapped = cell.wrap(
